@@ -1,0 +1,56 @@
+// The execution context every op takes first: which backend runs it, and that backend's
+// resources. CPU: the OpenMP thread count (fixed, so reductions are reproducible).
+// CUDA: one stream, cuBLAS and cuBLASLt handles bound to it, and a scratch area that grows only
+// when a larger request arrives (so the steady state allocates nothing).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "csrc/tensor.h"
+
+namespace beaver {
+
+struct CudaResources;  // defined in csrc/context.cpp (pimpl: host code needs no CUDA headers)
+
+class Context {
+ public:
+  // threads = 0: OpenMP's default thread count.
+  static Context cpu(int threads = 0);
+  // Throws (with the reason) when this build has no CUDA backend or no device is present.
+  static Context cuda(int device_index = 0);
+
+  Context(Context&&) noexcept;
+  Context& operator=(Context&&) noexcept;
+  ~Context();
+
+  Device device() const { return device_; }
+  bool is_cpu() const { return device_ == Device::CPU; }
+  int threads() const { return threads_; }
+  int device_index() const { return device_index_; }
+
+  // CUDA only (throw on a CPU context). Opaque so that host code needs no CUDA headers:
+  // stream() is a cudaStream_t, cublas() a cublasHandle_t, cublaslt() a cublasLtHandle_t.
+  void* stream() const;
+  void* cublas() const;
+  void* cublaslt() const;
+  // cuBLASLt workspace (fixed size).
+  void* gemm_workspace() const;
+  size_t gemm_workspace_bytes() const;
+
+  // Scratch memory on this context's device, valid until the next call to scratch().
+  void* scratch(size_t bytes);
+
+  // Waits for all work queued on this context (no-op on CPU).
+  void synchronize() const;
+
+ private:
+  explicit Context(Device d);
+  Device device_ = Device::CPU;
+  int threads_ = 1;
+  int device_index_ = 0;
+  Buffer scratch_;
+  std::unique_ptr<CudaResources> cuda_;
+};
+
+}  // namespace beaver

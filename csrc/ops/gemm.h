@@ -1,0 +1,32 @@
+// GEMM and the linear layer (LLaMA has no biases). Row-major throughout.
+//   gemm:  C[M,N] = alpha * op(A) @ op(B) + beta * C, op(X) = X or X^T.
+//          A is [M,K] (or [K,M] with trans_a), B is [K,N] (or [N,K] with trans_b).
+//   linear_fwd:        y[T,out]  = x[T,in] @ W[out,in]^T
+//   linear_bwd_input:  dx[T,in]  (+)= dy[T,out] @ W[out,in]
+//   linear_bwd_weight: dW[out,in] (+)= dy[T,out]^T @ x[T,in]
+// CPU: f32 only, OpenBLAS sgemm. CUDA: cuBLASLt, A/B bf16 or f32 (same dtype), C bf16 or f32,
+// fp32 accumulation; deterministic (no split-K atomics).
+#pragma once
+
+#include "csrc/context.h"
+
+namespace beaver::ops {
+
+void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+          const Tensor& c, float alpha = 1.0f, float beta = 0.0f);
+void linear_fwd(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& y);
+void linear_bwd_input(Context& ctx, const Tensor& dy, const Tensor& w, const Tensor& dx,
+                      bool accumulate);
+void linear_bwd_weight(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& dw,
+                       bool accumulate);
+
+namespace cpu {
+void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+          const Tensor& c, float alpha, float beta);
+}
+namespace cuda {
+void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+          const Tensor& c, float alpha, float beta);
+}
+
+}  // namespace beaver::ops

@@ -1,0 +1,117 @@
+// Shared test helpers: seeded random tensors (never zeros), comparisons with readable
+// failure messages, finite differences in double, output poisoning, and the GPU skip.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "csrc/context.h"
+#include "csrc/device.h"
+#include "csrc/philox.h"
+#include "csrc/tensor.h"
+
+namespace beaver::test {
+
+// Uniform values in [lo, hi) from a Philox stream (seeded, reproducible).
+inline std::vector<float> random_vec(size_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  PhiloxStream rng(seed, 0x7e57);
+  std::vector<float> v(n);
+  for (auto& x : v) x = lo + (hi - lo) * rng.uniform();
+  return v;
+}
+
+inline OwnedTensor host_tensor(const std::vector<float>& v, Shape s) {
+  BEAVER_CHECK(int64_t(v.size()) == s.numel(), "host_tensor: ", v.size(), " values for ",
+               s.str());
+  OwnedTensor t(DType::F32, s);
+  std::copy(v.begin(), v.end(), t.ptr<float>());
+  return t;
+}
+
+inline OwnedTensor random_tensor(Shape s, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  return host_tensor(random_vec(size_t(s.numel()), seed, lo, hi), s);
+}
+
+inline OwnedTensor int_tensor(const std::vector<int32_t>& v, Shape s) {
+  OwnedTensor t(DType::I32, s);
+  std::copy(v.begin(), v.end(), t.ptr<int32_t>());
+  return t;
+}
+
+// Fills a float tensor with NaN so that unwritten outputs show up.
+inline void poison(const Tensor& t) {
+  float* p = t.ptr<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = std::numeric_limits<float>::quiet_NaN();
+}
+
+inline std::vector<double> to_double(const Tensor& t) {
+  auto f = to_host_f32(t);
+  return {f.begin(), f.end()};
+}
+
+// Largest |a - b| / max(|b|, floor) over all elements, and where it happened.
+struct ErrorReport {
+  double max_rel = 0.0;
+  double max_abs = 0.0;
+  size_t worst = 0;
+  size_t bad_nonfinite = 0;
+};
+
+inline ErrorReport compare(const std::vector<double>& got, const std::vector<double>& want,
+                           double floor = 1e-6) {
+  ErrorReport r;
+  EXPECT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    if (!std::isfinite(got[i]) && std::isfinite(want[i])) ++r.bad_nonfinite;
+    const double abs = std::fabs(got[i] - want[i]);
+    const double rel = abs / std::max(std::fabs(want[i]), floor);
+    if (!(rel <= r.max_rel)) {  // NaN-safe: NaN becomes the worst
+      r.max_rel = std::isfinite(rel) ? rel : std::numeric_limits<double>::infinity();
+      r.worst = i;
+    }
+    r.max_abs = std::max(r.max_abs, std::isfinite(abs) ? abs : 1e300);
+  }
+  return r;
+}
+
+// Asserts max relative error (with an absolute floor on the denominator) is within tol.
+#define BEAVER_EXPECT_CLOSE(got, want, tol, floor)                                          \
+  do {                                                                                      \
+    const auto beaver_r_ = ::beaver::test::compare((got), (want), (floor));                 \
+    EXPECT_EQ(beaver_r_.bad_nonfinite, 0u) << "non-finite values where finite expected";    \
+    EXPECT_LE(beaver_r_.max_rel, (tol))                                                     \
+        << "worst element " << beaver_r_.worst << ": got " << (got)[beaver_r_.worst]        \
+        << " want " << (want)[beaver_r_.worst] << " (max abs err " << beaver_r_.max_abs    \
+        << ")";                                                                             \
+  } while (0)
+
+// Central finite difference of a scalar function of a parameter vector, in double.
+inline std::vector<double> finite_diff(const std::function<double(const std::vector<double>&)>& f,
+                                       std::vector<double> x, double h = 1e-5) {
+  std::vector<double> g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double x0 = x[i];
+    x[i] = x0 + h;
+    const double fp = f(x);
+    x[i] = x0 - h;
+    const double fm = f(x);
+    x[i] = x0;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+// Skips the current test, with the reason, when no CUDA device is usable.
+#define BEAVER_REQUIRE_CUDA()                                               \
+  do {                                                                      \
+    std::string beaver_why_;                                                \
+    if (!::beaver::cuda_available(&beaver_why_)) GTEST_SKIP() << beaver_why_; \
+  } while (0)
+
+}  // namespace beaver::test

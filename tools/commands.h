@@ -1,0 +1,12 @@
+// The `beaver` binary's subcommands. Each lives in its own tools/cmd_<name>.cpp and registers
+// itself on the CLI11 app through one function listed here and called from tools/beaver.cpp.
+// A subcommand's callback throws beaver::Error on failure; main prints it and exits 1.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace beaver::tools {
+
+void add_info_command(CLI::App& app);
+
+}  // namespace beaver::tools
