@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   beaver::tools::add_info_command(app);
   beaver::tools::add_toyworld_command(app);
+  beaver::tools::add_plot_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

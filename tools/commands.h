@@ -9,5 +9,6 @@ namespace beaver::tools {
 
 void add_info_command(CLI::App& app);
 void add_toyworld_command(CLI::App& app);
+void add_plot_command(CLI::App& app);
 
 }  // namespace beaver::tools
