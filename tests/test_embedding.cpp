@@ -95,6 +95,24 @@ TEST(Embedding, BackwardIsBitwiseIndependentOfThreads) {
   EXPECT_EQ(std::memcmp(d1.ptr<float>(), d2.ptr<float>(), size_t(v * h) * 4), 0);
 }
 
+TEST(Embedding, BackwardSumsInIncreasingT) {
+  // Values of very different magnitudes make fp32 addition order visible in the bits.
+  const int64_t t = 64, v = 3, h = 300;
+  const auto ids = random_ids(t, v, 8);
+  auto tok = test::int_tensor(ids, Shape{t});
+  auto r = random_tensor(Shape{t, h}, 9);
+  float* rp = r.ptr<float>();
+  for (int64_t i = 0; i < t; ++i)
+    for (int64_t j = 0; j < h; ++j) rp[i * h + j] *= std::ldexp(1.0f, int(i % 7) * 4 - 12);
+  std::vector<float> want(size_t(v * h), 0.0f);
+  for (int64_t i = 0; i < t; ++i)
+    for (int64_t j = 0; j < h; ++j) want[size_t(ids[size_t(i)] * h + j)] += rp[i * h + j];
+  OwnedTensor dt(DType::F32, Shape{v, h});
+  Context ctx = Context::cpu(2);
+  ops::embedding_bwd(ctx, tok, r, dt, false);
+  EXPECT_EQ(std::memcmp(dt.ptr<float>(), want.data(), want.size() * 4), 0);
+}
+
 TEST(Embedding, BadArgumentsNameOpAndArgument) {
   Context ctx = Context::cpu(1);
   auto table = random_tensor(Shape{5, 3}, 1);
