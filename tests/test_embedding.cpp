@@ -150,5 +150,15 @@ TEST(Embedding, BadArgumentsNameOpAndArgument) {
                {"embedding_bwd: dout has shape [3, 3]"});
 }
 
+TEST(Embedding, NoTokens) {
+  Context ctx = Context::cpu(2);
+  OwnedTensor tok(DType::I32, Shape{0}), out(DType::F32, Shape{0, 4});
+  auto table = random_tensor(Shape{3, 4}, 1);
+  ops::embedding_fwd(ctx, tok, table, out);
+  auto dt = random_tensor(Shape{3, 4}, 2);
+  ops::embedding_bwd(ctx, tok, out, dt, false);
+  for (double v : to_double(dt)) EXPECT_EQ(v, 0.0);
+}
+
 }  // namespace
 }  // namespace beaver

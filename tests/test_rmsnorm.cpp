@@ -225,5 +225,19 @@ TEST(RmsNorm, BadArgumentsNameOpAndArgument) {
                {"rmsnorm_bwd: dresidual has shape [4, 5]"});
 }
 
+TEST(RmsNorm, ZeroRowsDoNothingAndZeroTheWeightGradient) {
+  Context ctx = Context::cpu(2);
+  OwnedTensor x(DType::F32, Shape{0, 8}), out(DType::F32, Shape{0, 8}), rstd(DType::F32, Shape{0});
+  auto w = random_tensor(Shape{8}, 1);
+  ops::rmsnorm_fwd(ctx, x, Tensor{}, w, kEps, out, Tensor{}, rstd);
+  OwnedTensor dx(DType::F32, Shape{0, 8});
+  auto dw = random_tensor(Shape{8}, 2);
+  const auto dw0 = to_double(dw);
+  ops::rmsnorm_bwd(ctx, x, x, w, rstd, Tensor{}, dx, dw, true);
+  EXPECT_EQ(to_double(dw), dw0);
+  ops::rmsnorm_bwd(ctx, x, x, w, rstd, Tensor{}, dx, dw, false);
+  for (double v : to_double(dw)) EXPECT_EQ(v, 0.0);
+}
+
 }  // namespace
 }  // namespace beaver

@@ -204,5 +204,12 @@ TEST(Rope, BadArgumentsNameOpAndArgument) {
   expect_error([&] { ops::rope_inv_freq(8, 10000.0, bad); }, {"rope_inv_freq: llama3"});
 }
 
+TEST(Rope, NoTokensIsANoOp) {
+  Context ctx = Context::cpu(2);
+  OwnedTensor x(DType::F32, Shape{0, 2, 4}), pos(DType::I32, Shape{0});
+  const auto inv_t = test::host_tensor(ops::rope_inv_freq(4, 10000.0, {}), Shape{2});
+  EXPECT_NO_THROW(ops::rope_apply(ctx, x, pos, inv_t, false));  // empty tensors are valid
+}
+
 }  // namespace
 }  // namespace beaver
