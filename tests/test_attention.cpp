@@ -112,7 +112,9 @@ struct Problem {
   OwnedTensor q, k, v, ranges;
 
   Problem(Dims dims, std::vector<int32_t> ranges_, uint64_t seed)
-      : s(dims), rg(std::move(ranges_)), scale(1.0f / std::sqrt(float(dims.d))),
+      : s(dims),
+        rg(std::move(ranges_)),
+        scale(1.0f / std::sqrt(float(dims.d))),
         q(test::random_tensor(s.q_shape(), seed, -2.0f, 2.0f)),
         k(test::random_tensor(s.kv_shape(), seed + 1, -2.0f, 2.0f)),
         v(test::random_tensor(s.kv_shape(), seed + 2)),
@@ -123,7 +125,8 @@ struct Fwd {
   OwnedTensor out, lse;
 };
 Fwd run_fwd(Context& ctx, const Problem& p) {
-  Fwd f{OwnedTensor(DType::F32, p.s.q_shape()), OwnedTensor(DType::F32, Shape{p.s.B, p.s.nh, p.s.S})};
+  Fwd f{OwnedTensor(DType::F32, p.s.q_shape()),
+        OwnedTensor(DType::F32, Shape{p.s.B, p.s.nh, p.s.S})};
   poison(f.out);
   poison(f.lse);
   ops::attention_fwd(ctx, p.q, p.k, p.v, p.ranges, p.scale, f.out, f.lse);
@@ -146,8 +149,11 @@ Bwd run_bwd(Context& ctx, const Problem& p, const Fwd& f, const Tensor& dout) {
 // Ranges for a batch of B rows of length S: full, left padded, right padded, empty, ...
 std::vector<int32_t> mixed_ranges(int64_t B, int64_t S) {
   const int32_t s = int32_t(S);
-  const std::vector<std::pair<int32_t, int32_t>> kinds = {
-      {0, s}, {std::min(2, s), s}, {0, std::max(0, s - 3)}, {s / 2, s / 2}, {1, std::max(1, s - 1)}};
+  const std::vector<std::pair<int32_t, int32_t>> kinds = {{0, s},
+                                                          {std::min(2, s), s},
+                                                          {0, std::max(0, s - 3)},
+                                                          {s / 2, s / 2},
+                                                          {1, std::max(1, s - 1)}};
   std::vector<int32_t> rg;
   for (int64_t b = 0; b < B; ++b) {
     rg.push_back(kinds[size_t(b) % kinds.size()].first);
@@ -183,7 +189,8 @@ TEST(AttentionFwd, MatchesReferenceMhaAndGqaOverHeadDims) {
   const std::pair<int64_t, int64_t> heads[] = {{2, 2}, {4, 2}, {6, 1}};
   uint64_t seed = 100;
   for (auto [nh, nkv] : heads)
-    for (int64_t d : {1, 3, 5, 16, 64}) check_forward({5, 9, nh, nkv, d}, mixed_ranges(5, 9), seed++);
+    for (int64_t d : {1, 3, 5, 16, 64})
+      check_forward({5, 9, nh, nkv, d}, mixed_ranges(5, 9), seed++);
 }
 
 TEST(AttentionFwd, SingleTokenAndOddLengths) {
@@ -351,7 +358,8 @@ TEST(KvAppend, WritesRowsAtEachPositionAndRejectsOverflow) {
         EXPECT_EQ(vc.ptr<float>()[(b * Smax + j) * row + e], want_v) << b << " " << j;
       }
     }
-  for (const std::vector<int32_t>& bad : {std::vector<int32_t>{0, 4}, std::vector<int32_t>{-1, 0}}) {
+  for (const std::vector<int32_t>& bad :
+       {std::vector<int32_t>{0, 4}, std::vector<int32_t>{-1, 0}}) {
     try {
       ops::kv_append(ctx, kn, vn, kc, vc, int_tensor(bad, Shape{B}));
       ADD_FAILURE() << "expected an error for pos " << bad[0] << ", " << bad[1];
@@ -375,7 +383,8 @@ TEST(Attention, DeterministicAcrossRunsAndThreadCounts) {
     Fwd f = run_fwd(ctx, p);
     Bwd g = run_bwd(ctx, p, f, dout);
     std::vector<std::vector<float>> all;
-    for (const OwnedTensor* t : {&f.out, &f.lse, &g.dq, &g.dk, &g.dv}) all.push_back(to_host_f32(*t));
+    for (const OwnedTensor* t : {&f.out, &f.lse, &g.dq, &g.dk, &g.dv})
+      all.push_back(to_host_f32(*t));
     return all;
   };
   const auto a = run(2), b = run(2), one = run(1);
@@ -383,7 +392,8 @@ TEST(Attention, DeterministicAcrossRunsAndThreadCounts) {
   for (size_t t = 0; t < a.size(); ++t) {
     // Every element is computed by one task in a fixed order, so the thread count does not
     // change a single bit.
-    EXPECT_EQ(std::memcmp(a[t].data(), b[t].data(), a[t].size() * 4), 0) << names[t] << " run to run";
+    EXPECT_EQ(std::memcmp(a[t].data(), b[t].data(), a[t].size() * 4), 0)
+        << names[t] << " run to run";
     EXPECT_EQ(std::memcmp(a[t].data(), one[t].data(), a[t].size() * 4), 0)
         << names[t] << " 1 vs 2 threads";
   }
@@ -411,34 +421,62 @@ TEST(Attention, BadArgumentsNameOpAndArgument) {
   auto k3 = test::random_tensor(Shape{2, 5, 3, 3}, 83);
   expect_error([&] { ops::attention_fwd(ctx, p.q, k3, k3, p.ranges, 0.5f, out, lse); },
                {"attention_fwd", "4 heads", "3 kv heads", "nh % nkv"});
-  expect_error([&] { ops::attention_fwd(ctx, p.q, p.k, p.v, int_tensor({0, 6, 0, 5}, Shape{2, 2}), 0.5f, out, lse); },
-               {"attention_fwd", "ranges[0] = [0, 6)", "[0, 5]"});
-  expect_error([&] { ops::attention_fwd(ctx, p.q, p.k, p.v, int_tensor({0, 5, 4, 3}, Shape{2, 2}), 0.5f, out, lse); },
-               {"attention_fwd", "ranges[1] = [4, 3)"});
-  expect_error([&] { ops::attention_fwd(ctx, p.q, p.k, p.v, test::random_tensor(Shape{2, 2}, 1), 0.5f, out, lse); },
-               {"attention_fwd", "ranges has dtype f32"});
+  expect_error(
+      [&] {
+        ops::attention_fwd(ctx, p.q, p.k, p.v, int_tensor({0, 6, 0, 5}, Shape{2, 2}), 0.5f, out,
+                           lse);
+      },
+      {"attention_fwd", "ranges[0] = [0, 6)", "[0, 5]"});
+  expect_error(
+      [&] {
+        ops::attention_fwd(ctx, p.q, p.k, p.v, int_tensor({0, 5, 4, 3}, Shape{2, 2}), 0.5f, out,
+                           lse);
+      },
+      {"attention_fwd", "ranges[1] = [4, 3)"});
+  expect_error(
+      [&] {
+        ops::attention_fwd(ctx, p.q, p.k, p.v, test::random_tensor(Shape{2, 2}, 1), 0.5f, out, lse);
+      },
+      {"attention_fwd", "ranges has dtype f32"});
   OwnedTensor lse_bad(DType::F32, Shape{2, 5, 4});
   expect_error([&] { ops::attention_fwd(ctx, p.q, p.k, p.v, p.ranges, 0.5f, out, lse_bad); },
                {"attention_fwd", "lse has shape"});
 
-  OwnedTensor dq(DType::F32, s.q_shape()), dk(DType::F32, s.kv_shape()), dv(DType::F32, s.kv_shape());
+  OwnedTensor dq(DType::F32, s.q_shape()), dk(DType::F32, s.kv_shape()),
+      dv(DType::F32, s.kv_shape());
   OwnedTensor dk_bad(DType::F32, s.q_shape());
-  expect_error([&] { ops::attention_bwd(ctx, p.q, p.k, p.v, out, out, lse, p.ranges, 0.5f, dq, dk_bad, dv); },
-               {"attention_bwd", "dk has shape"});
-  expect_error([&] { ops::attention_bwd(ctx, p.q, p.k, p.v, out, out, lse, int_tensor({0, 5, 0, 9}, Shape{2, 2}), 0.5f, dq, dk, dv); },
-               {"attention_bwd", "ranges[1]"});
+  expect_error(
+      [&] {
+        ops::attention_bwd(ctx, p.q, p.k, p.v, out, out, lse, p.ranges, 0.5f, dq, dk_bad, dv);
+      },
+      {"attention_bwd", "dk has shape"});
+  expect_error(
+      [&] {
+        ops::attention_bwd(ctx, p.q, p.k, p.v, out, out, lse, int_tensor({0, 5, 0, 9}, Shape{2, 2}),
+                           0.5f, dq, dk, dv);
+      },
+      {"attention_bwd", "ranges[1]"});
 
   auto q1 = test::random_tensor(Shape{2, 4, 3}, 84);
   auto kc = test::random_tensor(Shape{2, 8, 2, 3}, 85);
   OwnedTensor o1(DType::F32, Shape{2, 4, 3});
-  expect_error([&] { ops::decode_attention(ctx, q1, kc, kc, int_tensor({0, 9, 0, 1}, Shape{2, 2}), 0.5f, o1); },
-               {"decode_attention", "ranges[0] = [0, 9)", "[0, 8]"});
+  expect_error(
+      [&] {
+        ops::decode_attention(ctx, q1, kc, kc, int_tensor({0, 9, 0, 1}, Shape{2, 2}), 0.5f, o1);
+      },
+      {"decode_attention", "ranges[0] = [0, 9)", "[0, 8]"});
   auto vc_bad = test::random_tensor(Shape{2, 7, 2, 3}, 86);
-  expect_error([&] { ops::decode_attention(ctx, q1, kc, vc_bad, int_tensor({0, 1, 0, 1}, Shape{2, 2}), 0.5f, o1); },
-               {"decode_attention", "v_cache has shape"});
+  expect_error(
+      [&] {
+        ops::decode_attention(ctx, q1, kc, vc_bad, int_tensor({0, 1, 0, 1}, Shape{2, 2}), 0.5f, o1);
+      },
+      {"decode_attention", "v_cache has shape"});
   auto kn = test::random_tensor(Shape{2, 1, 2, 4}, 87);
-  expect_error([&] { ops::kv_append(ctx, kn, kn, kc, kc, int_tensor({0, 0}, Shape{2})); },
-               {"kv_append", "k_cache has shape"});
+  expect_error(
+      [&] {
+        ops::kv_append(ctx, kn, kn, kc, kc, int_tensor({0, 0}, Shape{2}));
+      },
+      {"kv_append", "k_cache has shape"});
 }
 
 }  // namespace

@@ -1,11 +1,12 @@
 // Causal attention over a padded batch: argument checks, dispatch, and the CPU twin.
 // The CPU twin follows the GPU kernel's structure so both compute the same thing the same way:
 // query blocks × key blocks with an online softmax in the forward (no S×S matrix; each thread's
-// scratch is O(block · d)), and a backward that recomputes P from lse, with dk/dv owned by
-// (sequence, kv head, key block) tasks and dq by (sequence, head, query block) tasks. Every
-// output element is written by exactly one task and its sums run in a fixed order, so results
-// are bitwise independent of the thread count. Decode runs the forward's row code on one query,
-// so a decode step reproduces the last row of the prefill exactly.
+// scratch is O(block · d); block products run as 4 × 8 register tiles), and a backward that
+// recomputes P from lse, with dk/dv owned by (sequence, kv head, key block) tasks and dq by
+// (sequence, head, query block) tasks. Every output element is written by exactly one task and
+// its sums run in a fixed order, so results are bitwise independent of the thread count.
+// Decode runs the forward's row code on one query, so a decode step reproduces the prefill's
+// row for the same token exactly.
 #include "csrc/ops/attention.h"
 
 #include <omp.h>
@@ -189,6 +190,10 @@ namespace {
 
 constexpr int64_t kBlockQ = 64;  // query rows per task
 constexpr int64_t kBlockK = 64;  // keys per inner block
+constexpr int64_t kTileR = 4;    // register tile: query rows ...
+constexpr int64_t kTileC = 8;    // ... by keys (scores) or head-dim columns (P V)
+// The backward stores Pᵀ and dSᵀ tiles [key][query] with a row stride of kBlockK.
+static_assert(kBlockQ <= kBlockK);
 
 // Per-thread scratch: `floats_per_thread` floats for each of ctx.threads() threads, each slice
 // starting on its own cache line so that threads never share one.
@@ -225,25 +230,133 @@ inline void block_scores(const float* qr, const float* kt, int64_t n, int64_t d,
 }
 
 // Copies keys (or values) [j0, j0 + n) of one head, rows `stride` floats apart, transposed.
+// Columns up to the next multiple of kTileC are zeroed: the score tiles read them.
 inline void load_transposed(const float* src, int64_t stride, int64_t n, int64_t d, float* dst) {
   for (int64_t jj = 0; jj < n; ++jj) {
     const float* row = src + jj * stride;
     for (int64_t c = 0; c < d; ++c) dst[c * kBlockK + jj] = row[c];
   }
+  const int64_t padded_n = std::min(kBlockK, (n + kTileC - 1) / kTileC * kTileC);
+  for (int64_t c = 0; c < d; ++c)
+    for (int64_t jj = n; jj < padded_n; ++jj) dst[c * kBlockK + jj] = 0.0f;
+}
+
+// Four floats as one SSE register (GCC/Clang vector extension): the register tiles below are
+// written with it because the auto-vectoriser does not keep such tiles in registers. Element
+// arithmetic is the same as the scalar code's.
+typedef float f32x4 __attribute__((vector_size(16)));
+inline f32x4 load4(const float* p) {
+  f32x4 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store4(float* p, f32x4 v) { std::memcpy(p, &v, sizeof(v)); }
+
+// s[r * kBlockK + jj] = q_r · k_jj for rows r < nr and keys jj < nk (the last tile may write
+// a few more columns). Tiles of kTileR rows × kTileC keys stay in registers while c runs;
+// every element is still one sum over c in order, the same as block_scores.
+void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
+                 int64_t d, float* s) {
+  static_assert(kTileR == 4 && kTileC == 8, "the tiles below are written out for 4 x 8");
+  int64_t r0 = 0;
+  for (; r0 + kTileR <= nr; r0 += kTileR) {
+    const float* q0 = q + r0 * q_stride;
+    const float* q1 = q0 + q_stride;
+    const float* q2 = q1 + q_stride;
+    const float* q3 = q2 + q_stride;
+    for (int64_t j0 = 0; j0 < nk; j0 += kTileC) {
+      f32x4 t00{}, t01{}, t10{}, t11{}, t20{}, t21{}, t30{}, t31{};
+      for (int64_t c = 0; c < d; ++c) {
+        const f32x4 k0 = load4(kt + c * kBlockK + j0), k1 = load4(kt + c * kBlockK + j0 + 4);
+        t00 += q0[c] * k0;
+        t01 += q0[c] * k1;
+        t10 += q1[c] * k0;
+        t11 += q1[c] * k1;
+        t20 += q2[c] * k0;
+        t21 += q2[c] * k1;
+        t30 += q3[c] * k0;
+        t31 += q3[c] * k1;
+      }
+      float* s0 = s + r0 * kBlockK + j0;
+      store4(s0, t00);
+      store4(s0 + 4, t01);
+      store4(s0 + kBlockK, t10);
+      store4(s0 + kBlockK + 4, t11);
+      store4(s0 + 2 * kBlockK, t20);
+      store4(s0 + 2 * kBlockK + 4, t21);
+      store4(s0 + 3 * kBlockK, t30);
+      store4(s0 + 3 * kBlockK + 4, t31);
+    }
+  }
+  for (; r0 < nr; ++r0) block_scores(q + r0 * q_stride, kt, nk, d, s + r0 * kBlockK);
+}
+
+// acc[r][c] += sum over jj < nk, in order, of p[r * kBlockK + jj] * v_jj[c] (rows r < nr;
+// v_jj = v + jj * v_stride). Register tiles of kTileR rows × kTileC columns.
+void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
+             int64_t d, float* acc) {
+  const int64_t dfull = d / kTileC * kTileC;
+  int64_t r0 = 0;
+  for (; r0 + kTileR <= nr; r0 += kTileR) {
+    const float* p0 = p + r0 * kBlockK;
+    const float* p1 = p0 + kBlockK;
+    const float* p2 = p1 + kBlockK;
+    const float* p3 = p2 + kBlockK;
+    for (int64_t c0 = 0; c0 < dfull; c0 += kTileC) {
+      float* a0 = acc + r0 * d + c0;
+      float* a1 = a0 + d;
+      float* a2 = a1 + d;
+      float* a3 = a2 + d;
+      f32x4 t00 = load4(a0), t01 = load4(a0 + 4), t10 = load4(a1), t11 = load4(a1 + 4);
+      f32x4 t20 = load4(a2), t21 = load4(a2 + 4), t30 = load4(a3), t31 = load4(a3 + 4);
+      for (int64_t jj = 0; jj < nk; ++jj) {
+        const f32x4 v0 = load4(v + jj * v_stride + c0), v1 = load4(v + jj * v_stride + c0 + 4);
+        t00 += p0[jj] * v0;
+        t01 += p0[jj] * v1;
+        t10 += p1[jj] * v0;
+        t11 += p1[jj] * v1;
+        t20 += p2[jj] * v0;
+        t21 += p2[jj] * v1;
+        t30 += p3[jj] * v0;
+        t31 += p3[jj] * v1;
+      }
+      store4(a0, t00);
+      store4(a0 + 4, t01);
+      store4(a1, t10);
+      store4(a1 + 4, t11);
+      store4(a2, t20);
+      store4(a2 + 4, t21);
+      store4(a3, t30);
+      store4(a3 + 4, t31);
+    }
+    for (int64_t r = r0; r < r0 + kTileR; ++r)
+      for (int64_t c = dfull; c < d; ++c) {
+        float a = acc[r * d + c];
+        for (int64_t jj = 0; jj < nk; ++jj) a += p[r * kBlockK + jj] * v[jj * v_stride + c];
+        acc[r * d + c] = a;
+      }
+  }
+  for (; r0 < nr; ++r0)
+    for (int64_t jj = 0; jj < nk; ++jj)
+      axpy(acc + r0 * d, v + jj * v_stride, p[r0 * kBlockK + jj], d);
 }
 
 // The forward for query rows r = 0..nrows-1 of one (sequence, head) at positions
 // first + r: row r attends to keys [kbegin, first + r]. Rows are q + r * q_stride and
 // out + r * out_stride; keys/values of the head are k/v + j * kv_stride (j = position).
-// Keys go in blocks of kBlockK from kbegin with the online softmax (running max m, running
-// sum l, rescaled accumulator). lse (optional) gets m + log(l) per row, contiguous.
-// Scratch: d*kBlockK + kBlockK + nrows*d + 2*nrows floats.
+// Keys go in blocks of kBlockK from kbegin: a score tile S = Q Kᵀ, the online softmax per row
+// (running max m, running sum l, rescaled accumulator; masked keys get P = 0), then
+// acc += P V. lse (optional) gets m + log(l) per row, contiguous.
+// Scratch: attend_scratch(nrows, d) floats.
+size_t attend_scratch(int64_t nrows, int64_t d) {
+  return size_t(d * kBlockK + nrows * kBlockK + nrows * d + 2 * nrows);
+}
 void attend_rows(const float* q, int64_t q_stride, int64_t nrows, int64_t first,
                  const float* k, const float* v, int64_t kv_stride, int64_t kbegin, float scale,
                  int64_t d, float* out, int64_t out_stride, float* lse, float* scratch) {
   float* kt = scratch;
   float* s = kt + d * kBlockK;
-  float* acc = s + kBlockK;
+  float* acc = s + nrows * kBlockK;
   float* m = acc + nrows * d;
   float* l = m + nrows;
   for (int64_t r = 0; r < nrows; ++r) {
@@ -254,30 +367,32 @@ void attend_rows(const float* q, int64_t q_stride, int64_t nrows, int64_t first,
   const int64_t last = first + nrows - 1;
   for (int64_t j0 = kbegin; j0 <= last; j0 += kBlockK) {
     const int64_t nb = std::min(kBlockK, last + 1 - j0);
+    // Rows before j0 see none of this block: only rows [r_lo, nrows) take part.
+    const int64_t r_lo = std::max<int64_t>(0, j0 - first);
     load_transposed(k + j0 * kv_stride, kv_stride, nb, d, kt);
-    for (int64_t r = 0; r < nrows; ++r) {
+    tile_scores(q + r_lo * q_stride, q_stride, nrows - r_lo, kt, nb, d, s + r_lo * kBlockK);
+    for (int64_t r = r_lo; r < nrows; ++r) {
       const int64_t n = std::min(nb, first + r + 1 - j0);  // causal: keys <= this query
-      if (n <= 0) continue;
-      block_scores(q + r * q_stride, kt, n, d, s);
+      float* sr = s + r * kBlockK;
       float mx = m[r];
       for (int64_t jj = 0; jj < n; ++jj) {
-        s[jj] *= scale;
-        mx = std::max(mx, s[jj]);
+        sr[jj] *= scale;
+        mx = std::max(mx, sr[jj]);
       }
       const float alpha = std::exp(m[r] - mx);  // 0 on the first block (m = -inf)
       float sum = 0.0f;
       for (int64_t jj = 0; jj < n; ++jj) {
-        s[jj] = std::exp(s[jj] - mx);
-        sum += s[jj];
+        sr[jj] = std::exp(sr[jj] - mx);
+        sum += sr[jj];
       }
+      for (int64_t jj = n; jj < nb; ++jj) sr[jj] = 0.0f;
       l[r] = l[r] * alpha + sum;
       m[r] = mx;
       float* a = acc + r * d;
       for (int64_t c = 0; c < d; ++c) a[c] *= alpha;
-      for (int64_t jj = 0; jj < n; ++jj) {
-        axpy(a, v + (j0 + jj) * kv_stride, s[jj], d);
-      }
     }
+    tile_pv(s + r_lo * kBlockK, nrows - r_lo, nb, v + j0 * kv_stride, kv_stride, d,
+            acc + r_lo * d);
   }
   for (int64_t r = 0; r < nrows; ++r) {
     const float inv = 1.0f / l[r];
@@ -303,7 +418,7 @@ void attention_fwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
   const int32_t* rg = ranges.ptr<int32_t>();
   const int64_t nqb = (S + kBlockQ - 1) / kBlockQ;
   const int64_t tasks = B * nh * nqb;
-  const size_t per = padded(size_t(d * kBlockK + kBlockK + kBlockQ * d + 2 * kBlockQ));
+  const size_t per = padded(attend_scratch(kBlockQ, d));
   float* scratch = thread_scratch(ctx, per, 0, nullptr);
 
 #pragma omp parallel num_threads(ctx.threads())
@@ -356,7 +471,8 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
   const int64_t nkb = (S + kBlockK - 1) / kBlockK, nqb = (S + kBlockQ - 1) / kBlockQ;
   const int64_t n_kv = B * nkv * nkb, n_q = B * nh * nqb;
   const int64_t accrows = std::max(kBlockK, kBlockQ);
-  const size_t per = padded(size_t(2 * d * kBlockK + 2 * kBlockK + 2 * accrows * d));
+  const size_t per = padded(size_t(2 * d * kBlockK + 2 * kBlockQ * kBlockK +
+                                   2 * kBlockK * kBlockK + 2 * accrows * d));
   float* D = nullptr;  // D[b, h, i] = rowsum(dout * out), laid out like lse
   float* scratch = thread_scratch(ctx, per, size_t(B * nh * S), &D);
 
@@ -382,16 +498,18 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
     // The implicit barrier above publishes D before any task reads it.
     float* kt = scratch + per * size_t(omp_get_thread_num());
     float* vt = kt + d * kBlockK;
-    float* s = vt + d * kBlockK;
-    float* dp = s + kBlockK;
-    float* acc1 = dp + kBlockK;
+    float* s = vt + d * kBlockK;       // scores, then P or dS   [query][key]
+    float* dp = s + kBlockQ * kBlockK;  // dP = dO Vᵀ             [query][key]
+    float* pt = dp + kBlockQ * kBlockK;  // Pᵀ                    [key][query]
+    float* dst = pt + kBlockK * kBlockK;  // dSᵀ                  [key][query]
+    float* acc1 = dst + kBlockK * kBlockK;
     float* acc2 = acc1 + accrows * d;
 
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < n_kv + n_q; ++t) {
       if (t < n_kv) {
         // dk, dv for keys [j0, j0 + nb) of kv head g: the group's query heads in order, then
-        // the queries that see these keys in order.
+        // the queries that see these keys in blocks, in order.
         const int64_t kb = t % nkb, bg = t / nkb, b = bg / nkv, g = bg % nkv;
         const int64_t begin = rg[2 * b], end = rg[2 * b + 1];
         const int64_t j0 = begin + kb * kBlockK;
@@ -405,19 +523,26 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
         std::fill(dK, dK + nb * d, 0.0f);
         std::fill(dV, dV + nb * d, 0.0f);
         for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-          for (int64_t i = j0; i < end; ++i) {
-            const int64_t n = std::min(nb, i + 1 - j0);
-            const float* qr = qp + ((b * S + i) * nh + h) * d;
-            const float* gr = dop + ((b * S + i) * nh + h) * d;
-            const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
-            block_scores(qr, kt, n, d, s);
-            block_scores(gr, vt, n, d, dp);
-            for (int64_t jj = 0; jj < n; ++jj) {
-              const float p = std::exp(scale * s[jj] - L);
-              const float ds = p * (dp[jj] - Di);
-              axpy(dV + jj * d, gr, p, d);
-              axpy(dK + jj * d, qr, ds, d);
+          for (int64_t i0 = j0; i0 < end; i0 += kBlockQ) {
+            const int64_t rows = std::min(kBlockQ, end - i0);
+            const int64_t qoff = ((b * S + i0) * nh + h) * d;
+            tile_scores(qp + qoff, nh * d, rows, kt, nb, d, s);
+            tile_scores(dop + qoff, nh * d, rows, vt, nb, d, dp);
+            for (int64_t r = 0; r < rows; ++r) {
+              const int64_t i = i0 + r, n = std::min(nb, i + 1 - j0);  // n >= 1: i >= j0
+              const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
+              for (int64_t jj = 0; jj < n; ++jj) {
+                const float pv = std::exp(scale * s[r * kBlockK + jj] - L);
+                pt[jj * kBlockK + r] = pv;
+                dst[jj * kBlockK + r] = pv * (dp[r * kBlockK + jj] - Di);
+              }
+              for (int64_t jj = n; jj < nb; ++jj) {  // causally masked: no contribution
+                pt[jj * kBlockK + r] = 0.0f;
+                dst[jj * kBlockK + r] = 0.0f;
+              }
             }
+            tile_pv(pt, nb, rows, dop + qoff, nh * d, d, dV);  // dV += Pᵀ dO
+            tile_pv(dst, nb, rows, qp + qoff, nh * d, d, dK);  // dK += dSᵀ Q (scaled below)
           }
         }
         for (int64_t jj = 0; jj < nb; ++jj) {
@@ -434,28 +559,31 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
         const int64_t i0 = begin + qb * kBlockQ;
         if (i0 >= end) continue;
         const int64_t rows = std::min(kBlockQ, end - i0), last = i0 + rows - 1;
+        const int64_t qoff = ((b * S + i0) * nh + h) * d;
         float* dQ = acc1;
         std::fill(dQ, dQ + rows * d, 0.0f);
         for (int64_t j0 = begin; j0 <= last; j0 += kBlockK) {
           const int64_t nb = std::min(kBlockK, last + 1 - j0);
+          const int64_t r_lo = std::max<int64_t>(0, j0 - i0);  // earlier rows see no key here
           const int64_t kvoff = ((b * S + j0) * nkv + g) * d;
           load_transposed(kp + kvoff, nkv * d, nb, d, kt);
           load_transposed(vp + kvoff, nkv * d, nb, d, vt);
-          for (int64_t r = 0; r < rows; ++r) {
+          tile_scores(qp + qoff + r_lo * nh * d, nh * d, rows - r_lo, kt, nb, d,
+                      s + r_lo * kBlockK);
+          tile_scores(dop + qoff + r_lo * nh * d, nh * d, rows - r_lo, vt, nb, d,
+                      dp + r_lo * kBlockK);
+          for (int64_t r = r_lo; r < rows; ++r) {
             const int64_t i = i0 + r, n = std::min(nb, i + 1 - j0);
-            if (n <= 0) continue;
-            const float* qr = qp + ((b * S + i) * nh + h) * d;
-            const float* gr = dop + ((b * S + i) * nh + h) * d;
             const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
-            block_scores(qr, kt, n, d, s);
-            block_scores(gr, vt, n, d, dp);
-            float* a = dQ + r * d;
+            float* sr = s + r * kBlockK;
             for (int64_t jj = 0; jj < n; ++jj) {
-              const float p = std::exp(scale * s[jj] - L);
-              const float ds = p * (dp[jj] - Di);
-              axpy(a, kp + kvoff + jj * nkv * d, ds, d);
+              const float pv = std::exp(scale * sr[jj] - L);
+              sr[jj] = pv * (dp[r * kBlockK + jj] - Di);  // dS
             }
+            for (int64_t jj = n; jj < nb; ++jj) sr[jj] = 0.0f;
           }
+          // dQ += dS K (scaled below)
+          tile_pv(s + r_lo * kBlockK, rows - r_lo, nb, kp + kvoff, nkv * d, d, dQ + r_lo * d);
         }
         for (int64_t r = 0; r < rows; ++r) {
           float* o = dqp + ((b * S + i0 + r) * nh + h) * d;
@@ -477,7 +605,7 @@ void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,
   const float* vp = v_cache.ptr<float>();
   float* op = out.ptr<float>();
   const int32_t* rg = ranges.ptr<int32_t>();
-  const size_t per = padded(size_t(d * kBlockK + kBlockK + d + 2));
+  const size_t per = padded(attend_scratch(1, d));
   float* scratch = thread_scratch(ctx, per, 0, nullptr);
 
 #pragma omp parallel num_threads(ctx.threads())
