@@ -195,18 +195,20 @@ constexpr int64_t kTileC = 8;    // ... by keys (scores) or head-dim columns (P 
 // The backward stores Pᵀ and dSᵀ tiles [key][query] with a row stride of kBlockK.
 static_assert(kBlockQ <= kBlockK);
 
-// Per-thread scratch: `floats_per_thread` floats for each of ctx.threads() threads, each slice
-// starting on its own cache line so that threads never share one.
+// Floats rounded up to whole 64-byte cache lines.
+size_t padded(size_t floats) { return (floats + 15) / 16 * 16; }
+
+// Scratch from the context: `shared_floats` for all threads (returned in *shared), then
+// `floats_per_thread` for each of ctx.threads() threads, each slice on its own cache lines so
+// that threads never share one. Returns the first thread's slice.
 float* thread_scratch(Context& ctx, size_t floats_per_thread, size_t shared_floats,
                       float** shared) {
-  const size_t per = (floats_per_thread + 15) / 16 * 16;
-  const size_t lead = (shared_floats + 15) / 16 * 16;
+  const size_t per = padded(floats_per_thread), lead = padded(shared_floats);
   auto* base = static_cast<float*>(
       ctx.scratch((lead + per * size_t(std::max(ctx.threads(), 1))) * sizeof(float)));
   if (shared) *shared = base;
   return base + lead;
 }
-size_t padded(size_t floats) { return (floats + 15) / 16 * 16; }
 
 void require_f32(const Tensor& t, std::string_view op, std::string_view name) {
   if (t.dtype != DType::F32)
