@@ -32,13 +32,13 @@ void ref_step(RefState& s, const std::vector<float>& g, double scale,
 
 class AdamWLowp : public ::testing::TestWithParam<DType> {};
 
-// N is odd and larger than one work chunk; segments are given out of order, one straddles a
-// chunk boundary, one runs to the end. Steps 1..10, the grad scale changes between steps.
+// N is odd and larger than one work chunk (2^16); segments are given out of order, one starts
+// on the last element of a chunk and straddles the boundary, one runs to the end. Steps 1..10, the grad scale changes between steps.
 TEST_P(AdamWLowp, TenStepsMatchDoubleReference) {
   const DType low_dtype = GetParam();
   Context ctx = Context::cpu(2);
   const int64_t N = 100003;
-  const std::vector<ops::ParamSegment> segs = {{90000, 10003}, {10, 4990}, {60000, 10000}};
+  const std::vector<ops::ParamSegment> segs = {{90000, 10003}, {10, 4990}, {65535, 4465}};
   std::vector<bool> decay(size_t(N), false);
   for (const auto& s : segs)
     for (int64_t i = s.offset; i < s.offset + s.size; ++i) decay[size_t(i)] = true;
