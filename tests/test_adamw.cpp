@@ -33,7 +33,8 @@ void ref_step(RefState& s, const std::vector<float>& g, double scale,
 class AdamWLowp : public ::testing::TestWithParam<DType> {};
 
 // N is odd and larger than one work chunk (2^16); segments are given out of order, one starts
-// on the last element of a chunk and straddles the boundary, one runs to the end. Steps 1..10, the grad scale changes between steps.
+// on the last element of a chunk and straddles the boundary, one runs to the end. Steps 1..10,
+// the grad scale changes between steps.
 TEST_P(AdamWLowp, TenStepsMatchDoubleReference) {
   const DType low_dtype = GetParam();
   Context ctx = Context::cpu(2);

@@ -84,7 +84,9 @@ TEST_P(LogprobSizes, ForwardAndBackwardMatchDoubleReference) {
       std::vector<double> row(x.begin() + t * V, x.begin() + (t + 1) * V);
       const double wt = w[size_t(t)];
       const int32_t tt = tg[t];
-      auto f = [&](const std::vector<double>& r) { return sign * wt * (r[size_t(tt)] - ref_lse(r.data(), V)); };
+      auto f = [&](const std::vector<double>& r) {
+        return sign * wt * (r[size_t(tt)] - ref_lse(r.data(), V));
+      };
       for (int64_t v = 0; v < V; ++v) {
         if (v % stride != 0 && v != tt) continue;
         const double x0 = row[size_t(v)];
@@ -211,6 +213,21 @@ TEST(Logprob, LeadingDimsAreRows) {
   ops::logprob_fwd(ctx, logits, targets, a, la);
   ops::logprob_fwd(ctx, logits.view().view(Shape{6, V}), targets.view().view(Shape{6}), b, lb);
   for (int i = 0; i < 6; ++i) EXPECT_EQ(a.ptr<float>()[i], b.ptr<float>()[i]);
+}
+
+// A NaN logit poisons its own row (NaN logp and lse) and no other.
+TEST(Logprob, NaNStaysInItsRow) {
+  Context ctx = Context::cpu(2);
+  const int64_t T = 3, V = 2000;
+  auto logits = test::random_tensor(Shape{T, V}, 18);
+  logits.ptr<float>()[1 * V + 1500] = NAN;
+  auto targets = test::int_tensor({1, 2, 3}, Shape{T});
+  OwnedTensor logp(DType::F32, Shape{T}), lse(DType::F32, Shape{T});
+  ops::logprob_fwd(ctx, logits, targets, logp, lse);
+  EXPECT_TRUE(std::isfinite(logp.ptr<float>()[0]));
+  EXPECT_TRUE(std::isnan(logp.ptr<float>()[1]));
+  EXPECT_TRUE(std::isnan(lse.ptr<float>()[1]));
+  EXPECT_TRUE(std::isfinite(logp.ptr<float>()[2]));
 }
 
 TEST(Logprob, BadTargetsNameRowAndId) {

@@ -241,6 +241,39 @@ TEST(Sampling, TopPKeepsShortestPrefix) {
   EXPECT_EQ(counts[1], 500);
 }
 
+// A flat distribution over 3000 tokens with top_p 0.5 keeps ~1500 tokens, far more than the
+// first selection round: every draw must lie inside the reference prefix for top_p 0.51 (a
+// superset, so rounding at the cut cannot matter), and the draws must spread over it.
+TEST(Sampling, TopPLargePrefix) {
+  const int64_t V = 3000;
+  const auto row = test::random_vec(size_t(V), 31, -1.0f, 1.0f);
+  ops::SamplingConfig cfg;
+  cfg.top_p = 0.5f;
+  const auto counts = draw_counts(row, cfg, 200, 5);
+  std::vector<double> p(static_cast<size_t>(V));
+  const double mx = *std::max_element(row.begin(), row.end());
+  double total = 0.0;
+  for (size_t v = 0; v < p.size(); ++v) total += p[v] = std::exp(double(row[v]) - mx);
+  std::vector<size_t> order(p.size());
+  for (size_t v = 0; v < order.size(); ++v) order[v] = v;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+  std::vector<bool> allowed(p.size(), false);
+  double cum = 0.0;
+  for (size_t r = 0; r < order.size() && cum < 0.51 * total; ++r) {
+    cum += p[order[r]];
+    allowed[order[r]] = true;
+  }
+  size_t distinct = 0;
+  for (size_t v = 0; v < counts.size(); ++v) {
+    if (counts[v] > 0) ++distinct;
+    if (!allowed[v]) {
+      EXPECT_EQ(counts[v], 0) << "token " << v << " lies outside the top-p prefix";
+    }
+  }
+  EXPECT_GT(distinct, 500u);  // 1000 draws over ~1500 kept tokens
+}
+
 TEST(Sampling, BadArguments) {
   Context ctx = Context::cpu(1);
   auto logits = test::random_tensor(Shape{2, 5}, 1);

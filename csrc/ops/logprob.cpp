@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 
+#include "csrc/ops/cpu_exp.h"
 #include "csrc/ops/dispatch.h"
 
 namespace beaver::ops {
@@ -110,24 +111,46 @@ void check_targets(const int32_t* tgt, int64_t rows, int64_t V, int ignore_index
 
 // Block length of the online pass: small enough to stay in L1 between its two sweeps.
 constexpr int64_t kBlock = 1024;
+// Independent accumulators (a fixed interleave, so the sum is deterministic and vectorises).
+constexpr int kLanes = 8;
 
-// log(sum_v exp(x_v)) of one row in one pass over memory.
+float block_max(const float* x, int64_t n) {
+  float acc[kLanes];
+  for (int k = 0; k < kLanes; ++k) acc[k] = x[0];
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) acc[k] = std::isgreater(acc[k], x[i + k]) ? acc[k] : x[i + k];
+  for (; i < n; ++i) acc[0] = std::isgreater(acc[0], x[i]) ? acc[0] : x[i];
+  float m = acc[0];
+  for (int k = 1; k < kLanes; ++k) m = m > acc[k] ? m : acc[k];
+  return m;
+}
+
+float block_sumexp(const float* x, int64_t n, float m) {
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) acc[k] += exp_f32(x[i + k] - m);
+  for (; i < n; ++i) acc[0] += exp_f32(x[i] - m);
+  float s = 0.0f;
+  for (float a : acc) s += a;
+  return s;
+}
+
+// log(sum_v exp(x_v)) of one row in one pass over memory. A NaN anywhere reaches the sum
+// (exp(NaN) = NaN), so the row's lse is NaN.
 float row_logsumexp(const float* x, int64_t V) {
   float m = -std::numeric_limits<float>::infinity();
   float s = 0.0f;
   for (int64_t b = 0; b < V; b += kBlock) {
-    const int64_t e = std::min(V, b + kBlock);
-    float bm = x[b];
-    for (int64_t i = b + 1; i < e; ++i) bm = std::max(bm, x[i]);
+    const int64_t n = std::min(kBlock, V - b);
+    const float bm = block_max(x + b, n);
     if (bm > m) {
-      // exp(-inf) = 0 covers the first block.
-      s *= std::exp(m - bm);
+      s *= exp_f32(m - bm);  // exp(-inf) = 0 covers the first block
       m = bm;
     }
     if (m == -std::numeric_limits<float>::infinity()) continue;  // all -inf so far
-    float bs = 0.0f;
-    for (int64_t i = b; i < e; ++i) bs += std::exp(x[i] - m);
-    s += bs;
+    s += block_sumexp(x + b, n, m);
   }
   return m + std::log(s);
 }
@@ -181,7 +204,7 @@ void logprob_bwd(Context& ctx, const Tensor& logits, const Tensor& targets, cons
     const float* row = x + t * V;  // may be drow: each element is read before it is written
     const float g = sign * d[t];
     const float z = l[t];
-    for (int64_t v = 0; v < V; ++v) drow[v] = -g * std::exp(row[v] - z);
+    for (int64_t v = 0; v < V; ++v) drow[v] = -g * exp_f32(row[v] - z);
     drow[tgt[t]] += g;
   }
 }

@@ -11,6 +11,7 @@
 #include <limits>
 #include <vector>
 
+#include "csrc/ops/cpu_exp.h"
 #include "csrc/ops/dispatch.h"
 #include "csrc/philox.h"
 
@@ -67,7 +68,7 @@ int32_t sample_row(const float* x, int64_t V, const SamplingConfig& cfg, uint64_
   // Step 2: unnormalised probabilities.
   const float inv_t = 1.0f / cfg.temperature;
   for (int64_t v = 0; v < V; ++v) {
-    s.p[size_t(v)] = std::exp((x[v] - mx) * inv_t);
+    s.p[size_t(v)] = exp_f32((x[v] - mx) * inv_t);
     s.keep[size_t(v)] = 1;
   }
 
@@ -91,17 +92,33 @@ int32_t sample_row(const float* x, int64_t V, const SamplingConfig& cfg, uint64_
         kept += double(s.p[size_t(v)]);
       }
     const float* p = s.p.data();
-    std::sort(s.order.begin(), s.order.end(),
-              [p](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    const auto before = [p](int32_t a, int32_t b) {
+      return p[a] > p[b] || (p[a] == p[b] && a < b);
+    };
     const double need = double(cfg.top_p) * kept;
-    double cum = 0.0;
-    size_t len = 0;
-    while (len < s.order.size()) {
-      cum += double(p[s.order[len]]);
-      ++len;
-      if (cum >= need) break;
+    // The prefix lies inside the top-k set of any k whose mass reaches `need`: grow k
+    // geometrically with linear-time selection, and sort only the first k.
+    const size_t n = s.order.size();
+    size_t k = std::min<size_t>(n, 256), sorted = 0, len = n;
+    for (;;) {
+      const auto first = s.order.begin();
+      if (k < n)
+        std::nth_element(first + ptrdiff_t(sorted), first + ptrdiff_t(k), s.order.end(), before);
+      std::sort(first + ptrdiff_t(sorted), first + ptrdiff_t(k), before);
+      double cum = 0.0;
+      size_t i = 0;
+      for (; i < k; ++i) {
+        cum += double(p[s.order[i]]);
+        if (cum >= need) break;
+      }
+      if (i < k || k == n) {
+        len = std::min(i + 1, n);
+        break;
+      }
+      sorted = k;
+      k = std::min(n, 4 * k);
     }
-    for (size_t r = len; r < s.order.size(); ++r) s.keep[size_t(s.order[r])] = 0;
+    for (size_t r = len; r < n; ++r) s.keep[size_t(s.order[r])] = 0;
   }
 
   // Step 5: inverse CDF over the kept tokens in index order.
