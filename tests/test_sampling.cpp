@@ -200,6 +200,15 @@ TEST(Sampling, TopKOneEqualsGreedy) {
     for (int64_t b = 0; b < B; ++b) EXPECT_EQ(k.ptr<int32_t>()[b], g.ptr<int32_t>()[b]) << b;
   }
   EXPECT_EQ(g.ptr<int32_t>()[0], 20);
+  // A vanishing (even subnormal) temperature samples among the maxima only (never NaN).
+  ops::SamplingConfig cold;
+  cold.temperature = 1e-40f;
+  ops::sample(ctx, logits, cold, seeds, 0, k);
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t t = k.ptr<int32_t>()[b];
+    ASSERT_TRUE(t >= 0 && t < V) << b;
+    EXPECT_EQ(x[b * V + t], x[b * V + g.ptr<int32_t>()[b]]) << "row " << b << " token " << t;
+  }
 }
 
 // Probabilities 0.3, 0.05, 0.5, 0.15 (index order shuffled against probability order).

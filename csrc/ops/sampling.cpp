@@ -66,9 +66,10 @@ int32_t sample_row(const float* x, int64_t V, const SamplingConfig& cfg, uint64_
   if (cfg.temperature == 0.0f) return int32_t(arg);
 
   // Step 2: unnormalised probabilities.
-  const float inv_t = 1.0f / cfg.temperature;
+  // Divide rather than multiply by 1/T: for a subnormal T, 1/T is inf and 0 * inf is NaN.
+  const float temp = cfg.temperature;
   for (int64_t v = 0; v < V; ++v) {
-    s.p[size_t(v)] = exp_f32((x[v] - mx) * inv_t);
+    s.p[size_t(v)] = exp_f32((x[v] - mx) / temp);
     s.keep[size_t(v)] = 1;
   }
 
