@@ -97,8 +97,8 @@ int32_t sample_row(const float* x, int64_t V, const SamplingConfig& cfg, uint64_
       return p[a] > p[b] || (p[a] == p[b] && a < b);
     };
     const double need = double(cfg.top_p) * kept;
-    // The prefix lies inside the top-k set of any k whose mass reaches `need`: grow k
-    // geometrically with linear-time selection, and sort only the first k.
+    // The prefix lies inside the top-k set of any k whose mass reaches `need`: double k
+    // with linear-time selection, and sort only the first k.
     const size_t n = s.order.size();
     size_t k = std::min<size_t>(n, 256), sorted = 0, len = n;
     for (;;) {
@@ -117,7 +117,7 @@ int32_t sample_row(const float* x, int64_t V, const SamplingConfig& cfg, uint64_
         break;
       }
       sorted = k;
-      k = std::min(n, 4 * k);
+      k = std::min(n, 2 * k);
     }
     for (size_t r = len; r < n; ++r) s.keep[size_t(s.order[r])] = 0;
   }
