@@ -116,10 +116,12 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& where) {
   }
   c.rms_norm_eps = f.number("rms_norm_eps");
   c.rope_theta = f.number("rope_theta", 10000.0);
-  if (f.present("rope_scaling")) {
-    const json& rs = j["rope_scaling"];
-    if (!rs.is_object()) f.bad("rope_scaling", cat("must be null or an object, got ", rs.dump()));
-    const std::string sub = where + ": rope_scaling";
+  // RoPE scaling: legacy `rope_scaling`, or transformers v5's `rope_parameters`, which also
+  // carries rope_theta. Both may appear; they must then agree.
+  auto parse_scaling = [&](std::string_view field, ops::RopeScaling* out) {
+    const json& rs = j[std::string(field)];
+    if (!rs.is_object()) f.bad(field, cat("must be null or an object, got ", rs.dump()));
+    const std::string sub = cat(where, ": ", field);
     const Fields r{rs, sub};
     std::string type;
     for (const char* k : {"rope_type", "type"})
@@ -129,15 +131,35 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& where) {
         break;
       }
     if (type == "llama3") {
-      c.rope_scaling.llama3 = true;
-      c.rope_scaling.factor = r.number("factor");
-      c.rope_scaling.low_freq_factor = r.number("low_freq_factor");
-      c.rope_scaling.high_freq_factor = r.number("high_freq_factor");
-      c.rope_scaling.original_max_position = r.integer("original_max_position_embeddings");
-    } else if (type != "default") {
-      f.bad("rope_scaling", cat("has type '", type,
-                                "', which is not supported (only llama3 or null)"));
+      out->llama3 = true;
+      out->factor = r.number("factor");
+      out->low_freq_factor = r.number("low_freq_factor");
+      out->high_freq_factor = r.number("high_freq_factor");
+      out->original_max_position = r.integer("original_max_position_embeddings");
+    } else if (!(type == "default" || (type.empty() && field == "rope_parameters"))) {
+      f.bad(field, cat("has type '", type, "', which is not supported (only llama3 or default)"));
     }
+  };
+  if (f.present("rope_scaling")) parse_scaling("rope_scaling", &c.rope_scaling);
+  if (f.present("rope_parameters")) {
+    ops::RopeScaling p;
+    parse_scaling("rope_parameters", &p);
+    const Fields r{j["rope_parameters"], where};
+    if (r.present("rope_theta")) {
+      const double theta = r.number("rope_theta");
+      if (f.present("rope_theta") && theta != c.rope_theta)
+        f.bad("rope_parameters", cat("has rope_theta ", theta, " but field 'rope_theta' is ",
+                                     c.rope_theta));
+      c.rope_theta = theta;
+    }
+    if (f.present("rope_scaling")) {
+      const auto& a = c.rope_scaling;
+      if (a.llama3 != p.llama3 || a.factor != p.factor || a.low_freq_factor != p.low_freq_factor ||
+          a.high_freq_factor != p.high_freq_factor ||
+          a.original_max_position != p.original_max_position)
+        f.bad("rope_parameters", "contradicts field 'rope_scaling'");
+    }
+    c.rope_scaling = p;
   }
   c.vocab_size = f.integer("vocab_size");
   c.max_position_embeddings = f.integer("max_position_embeddings");
@@ -145,10 +167,11 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& where) {
   c.bos_token_id = f.token("bos_token_id");
   c.eos_token_id = f.token("eos_token_id", &c.extra_eos_token_ids);
   c.pad_token_id = f.token("pad_token_id");
-  if (f.present("torch_dtype")) {
-    if (!j["torch_dtype"].is_string()) f.bad("torch_dtype", "must be a string");
-    c.torch_dtype = j["torch_dtype"].get<std::string>();
-  }
+  for (const char* k : {"torch_dtype", "dtype"})  // transformers v5 renamed it to dtype
+    if (f.present(k) && c.torch_dtype.empty()) {
+      if (!j[k].is_string()) f.bad(k, "must be a string");
+      c.torch_dtype = j[k].get<std::string>();
+    }
   if (c.kind() == ModelKind::ScoreModel && f.present("score_dim") &&
       f.integer("score_dim") != 1)
     f.bad("score_dim", cat("is ", j["score_dim"].dump(), "; only scalar scores (1) are supported"));

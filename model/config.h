@@ -4,8 +4,10 @@
 // Field names follow config.json. Absent optional fields take HF's defaults: num_key_value_heads
 // = num_attention_heads, head_dim = hidden_size / num_attention_heads, rope_theta = 10000.
 // rope_scaling is null or {rope_type (or type): "llama3", factor, low_freq_factor,
-// high_freq_factor, original_max_position_embeddings}; other scaling types are refused rather
-// than silently ignored (they change every position's angle). Token ids that are null or
+// high_freq_factor, original_max_position_embeddings}; transformers v5 writes the same keys,
+// plus rope_theta, under rope_parameters, which is read too (and must agree with the legacy
+// fields when both are present). Other scaling types are refused rather than silently ignored
+// (they change every position's angle). Token ids that are null or
 // absent (or negative, as some early LLaMA conversions wrote) are stored as -1. torch_dtype is
 // informational: checkpoints are trusted by their tensor headers. Every validation error
 // names the file and the field.

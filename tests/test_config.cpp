@@ -73,6 +73,44 @@ TEST(LlamaConfig, ParsesLlama3RopeScalingAndEosList) {
   EXPECT_TRUE(LlamaConfig::from_json(j, "config.json").rope_scaling.llama3);
 }
 
+TEST(LlamaConfig, ReadsTransformersV5RopeParameters) {
+  // As transformers 5 saves a Llama 3 config: theta and scaling under rope_parameters.
+  auto j = tinyllama();
+  j.erase("rope_theta");
+  j.erase("rope_scaling");
+  j.erase("torch_dtype");
+  j["dtype"] = "bfloat16";
+  j["rope_parameters"] = {{"rope_type", "llama3"}, {"rope_theta", 500000.0}, {"factor", 8.0},
+                          {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+                          {"original_max_position_embeddings", 8192}};
+  const auto c = LlamaConfig::from_json(j, "config.json");
+  EXPECT_EQ(c.rope_theta, 500000.0);
+  EXPECT_TRUE(c.rope_scaling.llama3);
+  EXPECT_EQ(c.rope_scaling.factor, 8.0);
+  EXPECT_EQ(c.torch_dtype, "bfloat16");
+  // Legacy fields written back agree with the v5 ones, so both together parse.
+  auto both = j;
+  both.update(c.to_json());
+  EXPECT_EQ(LlamaConfig::from_json(both, "config.json").rope_theta, 500000.0);
+  auto dflt = tinyllama();
+  dflt["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 10000.0}};
+  EXPECT_FALSE(LlamaConfig::from_json(dflt, "config.json").rope_scaling.llama3);
+  auto clash = j;
+  clash["rope_theta"] = 10000.0;
+  expect_error([&] { LlamaConfig::from_json(clash, "config.json"); },
+               {"'rope_parameters' has rope_theta 500000 but field 'rope_theta' is 10000"});
+  clash = j;
+  clash["rope_scaling"] = nullptr;
+  clash["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 4.0}, {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  expect_error([&] { LlamaConfig::from_json(clash, "config.json"); },
+               {"'rope_parameters' contradicts field 'rope_scaling'"});
+  auto yarn = tinyllama();
+  yarn["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  expect_error([&] { LlamaConfig::from_json(yarn, "config.json"); },
+               {"'rope_parameters' has type 'yarn'"});
+}
+
 TEST(LlamaConfig, RoundTripsThroughJson) {
   auto j = tinyllama();
   j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
