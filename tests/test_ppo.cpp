@@ -237,6 +237,45 @@ TEST(ActorLoss, LagrangianCombinesAdvantages) {
   expect_error_contains([&] { combine_advantages(ar, ac, -1.0); }, "lambda must be finite and >= 0");
 }
 
+TEST(ActorLoss, NetKlPenaltyIsBetaWhateverLambda) {
+  // With R = C = 0 and zero values, A_R = -A_C (both channels carry ±β·kl), so the combined
+  // advantage (A_R - λ·A_C)/(1 + λ) equals A_R for every λ: the KL weight does not depend on λ.
+  const TokenDims d{2, 4};
+  const std::vector<uint8_t> mask{1, 1, 1, 1, 1, 1, 0, 0};
+  const auto lp = random_vec(8, 71, -3, -1), ref = random_vec(8, 72, -3, -1);
+  const std::vector<float> zero_scores{0.0f, 0.0f}, zero_values(8, 0.0f);
+  const auto r = kl_penalized_rewards(d, lp, ref, mask, zero_scores, 0.01, 50);
+  const auto c = kl_penalized_costs(d, lp, ref, mask, zero_scores, 0.01, 50);
+  const Gae gr = compute_gae(d, r, zero_values, mask, 1.0, 0.95);
+  const Gae gc = compute_gae(d, c, zero_values, mask, 1.0, 0.95);
+  for (double lambda : {0.0, 0.5, 1.0, 4.0}) {
+    const auto a = combine_advantages(gr.advantages, gc.advantages, lambda);
+    for (size_t k = 0; k < 8; ++k) EXPECT_NEAR(a[k], gr.advantages[k], 1e-7) << lambda << " " << k;
+  }
+}
+
+TEST(ActorLoss, SingleChannelBaselinePipeline) {
+  // PPO baseline (β = 0.02) and reward shaping (R - ν·C): per-token rewards → GAE → actor loss.
+  const TokenDims d{2, 3};
+  const std::vector<uint8_t> mask{1, 1, 1, 1, 1, 0};
+  const std::vector<float> lp{-1.0f, -1.5f, -0.5f, -2.0f, -1.0f, 0.0f};
+  const std::vector<float> ref{-1.5f, -1.5f, -1.0f, -1.0f, -1.0f, 0.0f};
+  const std::vector<float> R{1.0f, 2.0f}, C{0.5f, -1.0f}, V(6, 0.0f);
+  const PpoConfig cfg = PpoConfig::defaults(PpoAlgorithm::PpoRewardShaping);
+  const auto score = shaped_scores(R, C, cfg.shaping_nu);  // {0.5, 3}
+  const auto r = kl_penalized_rewards(d, lp, ref, mask, score, cfg.kl_coeff, cfg.clip_range_score);
+  // kl = {0.5, 0, 0.5 | -1, 0}: r = {-0.01, 0, -0.01 + 0.5 | 0.02, 3}.
+  expect_vec_near(r, {-0.01, 0.0, 0.49, 0.02, 3.0, 0.0}, 1e-7);
+  const Gae g = compute_gae(d, r, V, mask, cfg.gamma, cfg.gae_lambda);
+  // With V = 0: A_t = Σ 0.95^l r_{t+l}.
+  expect_vec_near(g.advantages, {-0.01 + 0.95 * 0.49 * 0.95, 0.95 * 0.49, 0.49,
+                                 0.02 + 0.95 * 3.0, 3.0, 0.0}, 1e-6);
+  const ActorLoss a = actor_loss(d, lp, lp, g.advantages, mask, cfg.clip_range_ratio);
+  const double row0 = (g.advantages[0] + g.advantages[1] + g.advantages[2]) / 3.0;
+  const double row1 = (g.advantages[3] + g.advantages[4]) / 2.0;
+  EXPECT_NEAR(a.loss, -(row0 + row1) / 2.0, 1e-6);
+}
+
 // ---- Critic loss ------------------------------------------------------------------------------
 TEST(CriticLoss, BothSidesOfTheClip) {
   // clip 5, one row of three tokens:
