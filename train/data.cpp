@@ -10,7 +10,7 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
-#include <optional>
+#include <cerrno>
 #include <sstream>
 #include <unordered_set>
 
