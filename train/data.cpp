@@ -6,11 +6,11 @@
 #include "train/data.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <fstream>
 #include <limits>
-#include <cerrno>
 #include <sstream>
 #include <unordered_set>
 
