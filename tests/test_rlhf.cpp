@@ -1,0 +1,281 @@
+// The PPO-Lagrangian trainer's wiring on tiny random models (the per-token / GAE / loss math
+// itself is tested in test_ppo): rollout layout (left-padded prompts, response masks, ends at
+// EOS and at truncation), log-probs and end scores against separate unpadded forwards, the
+// λ direction over a run, and named errors for bad prompt files and mismatched vocabularies.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "csrc/atomic_file.h"
+#include "csrc/ops/logprob.h"
+#include "model/loader.h"
+#include "rlhf_fixture.h"
+#include "testutil.h"
+#include "train/rlhf.h"
+
+namespace beaver::train {
+namespace {
+
+using test::TinyWorld;
+
+RlhfOptions tiny_options(const TinyWorld& w, PpoAlgorithm algo = PpoAlgorithm::PpoLag) {
+  RlhfOptions o;
+  o.algorithm = algo;
+  o.ppo = PpoConfig::defaults(algo);
+  o.ppo.max_length = 40;
+  o.ppo.per_device_prompt_batch_size = 6;
+  o.ppo.per_device_train_batch_size = 3;
+  o.ppo.actor_gradient_checkpointing = false;
+  o.ppo.critic_gradient_checkpointing = false;
+  o.actor_model = w.actor;
+  o.reward_model = w.rm;
+  o.cost_model = w.cm;
+  o.train_datasets = {DatasetSpec{w.prompts, 1.0}};
+  o.save_actor = false;
+  return o;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// ---- Layout, by hand ---------------------------------------------------------------------------
+TEST(RlhfRollout, LayoutLeftPadsPromptsAndMasksResponses) {
+  const std::vector<std::vector<int32_t>> prompts = {{1, 10, 11}, {1, 20, 21, 22, 23}};
+  std::vector<model::Generation> gens(2);
+  gens[0].tokens = {30, 31};  // then EOS
+  gens[0].stopped_at_eos = true;
+  gens[1].tokens = {40, 41, 42, 43};  // truncated
+  const RolloutBatch r = build_rollout(prompts, gens, /*eos=*/2, /*pad=*/0);
+  ASSERT_EQ(r.batch, 2);
+  EXPECT_EQ(r.prompt_width, 5);
+  EXPECT_EQ(r.width, 9);  // 5 + max(3, 4)
+  const std::vector<int32_t> tokens = {0, 0, 1, 10, 11, 30, 31, 2, 0,  //
+                                       1, 20, 21, 22, 23, 40, 41, 42, 43};
+  EXPECT_EQ(r.tokens, tokens);
+  EXPECT_EQ(r.ranges, (std::vector<int32_t>{2, 8, 0, 9}));
+  EXPECT_EQ(r.positions, (std::vector<int32_t>{0, 0, 0, 1, 2, 3, 4, 5, 0,  //
+                                               0, 1, 2, 3, 4, 5, 6, 7, 8}));
+  // Actions from the last prompt column: row 0 emits 30, 31, EOS; row 1 emits 40..43.
+  EXPECT_EQ(r.mask, (std::vector<uint8_t>{0, 0, 0, 0, 1, 1, 1, 0, 0,  //
+                                          0, 0, 0, 0, 1, 1, 1, 1, 0}));
+  const int I = ops::kIgnoreIndex;
+  EXPECT_EQ(r.targets, (std::vector<int32_t>{I, I, I, I, 30, 31, 2, I, I,  //
+                                             I, I, I, I, 40, 41, 42, 43, I}));
+  // The end of row 0 is the action that emitted EOS, of row 1 its last token.
+  EXPECT_EQ(response_ends(r.dims(), r.mask), (std::vector<int64_t>{6, 7}));
+  EXPECT_EQ(r.response_len, (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(r.responses[0], (std::vector<int32_t>{30, 31}));
+  EXPECT_EQ(r.action_count(), 7);
+  EXPECT_EQ(r.sequence_tokens(), 3 + 3 + 5 + 4);
+}
+
+TEST(RlhfRollout, EmptyGenerationWithoutEosIsAnError) {
+  std::vector<model::Generation> gens(1);
+  EXPECT_NE(error_of([&] { (void)build_rollout({{1, 5}}, gens, 2, 0); }).find("generation 0"),
+            std::string::npos);
+  gens[0].stopped_at_eos = true;  // only the EOS: one action
+  EXPECT_EQ(build_rollout({{1, 5}}, gens, 2, 0).action_count(), 1);
+}
+
+// ---- On the tiny models ------------------------------------------------------------------------
+struct RlhfTiny : ::testing::Test {
+  TinyWorld world{"rlhf"};
+  Context ctx = Context::cpu(1);
+};
+
+// A single row on its own (no padding at all) through a separate model.
+RolloutBatch alone(const RolloutBatch& r, int64_t b) {
+  const int64_t begin = r.ranges[size_t(2 * b)], P = r.prompt_width;
+  std::vector<int32_t> prompt(r.tokens.begin() + b * r.width + begin,
+                              r.tokens.begin() + b * r.width + P);
+  model::Generation g;
+  g.tokens = r.responses[size_t(b)];
+  g.stopped_at_eos = r.stopped_at_eos[size_t(b)];
+  return build_rollout({prompt}, {g}, 2, 0);
+}
+
+TEST_F(RlhfTiny, RolloutLogprobsAndScoresMatchSeparateForwards) {
+  RlhfTrainer tr(ctx, tiny_options(world));
+  const auto& prompts = tr.prompt_tokens();
+  ASSERT_GE(prompts.size(), 3u);
+  ScoredRollout s = tr.rollout({prompts[0], prompts[1], prompts[3]});
+  tr.score(s);
+  const RolloutBatch& r = s.batch;
+  ASSERT_EQ(r.batch, 3);
+  // The prompts differ in length, so rows really are left padded.
+  EXPECT_NE(r.prompt_len[0], r.prompt_len[1]);
+
+  // A fresh model from the same folder, unpadded rows one at a time.
+  model::LlamaModel lm(ctx, model::checkpoint_config(world.actor),
+                       model::LlamaOptions{model::Head::LM, 1, 64, false, false, 0});
+  model::load_weights(lm, world.actor);
+  model::LlamaModel rm(ctx, model::checkpoint_config(world.rm),
+                       model::LlamaOptions{model::Head::Score, 1, 64, false, false, 0});
+  model::load_weights(rm, world.rm);
+  for (int64_t b = 0; b < r.batch; ++b) {
+    const RolloutBatch one = alone(r, b);
+    const auto logp = rollout_logprobs(lm, one);
+    const int64_t shift = r.prompt_width - one.prompt_width;  // columns of left padding
+    for (int64_t t = 0; t < one.width; ++t) {
+      const size_t k1 = size_t(t), kb = size_t(b * r.width + t + shift);
+      ASSERT_EQ(one.mask[k1], r.mask[kb]) << "row " << b << " t " << t;
+      if (!one.mask[k1]) continue;
+      EXPECT_NEAR(s.logp_old[kb], logp[k1], 1e-4) << "row " << b << " t " << t;
+      EXPECT_NEAR(s.ref_logp[kb], logp[k1], 1e-4) << "row " << b << " t " << t;
+      EXPECT_LT(logp[k1], 0.0f);
+    }
+    // Everything outside the mask is zero.
+    for (int64_t t = 0; t < r.width; ++t) {
+      if (!r.mask[size_t(b * r.width + t)]) {
+        EXPECT_EQ(s.logp_old[size_t(b * r.width + t)], 0.0f);
+      }
+    }
+    // The RM's end score is the score at the row's last token.
+    rm.forward(upload(Device::CPU, one).batch());
+    OwnedTensor sc(DType::F32, {1, one.width});
+    rm.scores(sc, Tensor());
+    EXPECT_NEAR(s.reward[size_t(b)], sc.ptr<float>()[one.width - 1], 1e-4) << "row " << b;
+  }
+}
+
+// The log-prob of a sampled token equals log_softmax of the full logits at its position.
+TEST_F(RlhfTiny, LogprobsAreThoseOfTheSampledTokens) {
+  RlhfTrainer tr(ctx, tiny_options(world));
+  ScoredRollout s = tr.rollout({tr.prompt_tokens()[2]});
+  tr.score(s);
+  const RolloutBatch& r = s.batch;
+  model::LlamaModel lm(ctx, model::checkpoint_config(world.actor),
+                       model::LlamaOptions{model::Head::LM, 1, 64, false, false, 0});
+  model::load_weights(lm, world.actor);
+  lm.forward(upload(Device::CPU, r).batch());
+  const int64_t V = lm.vocab_size();
+  OwnedTensor logits(DType::F32, {1, r.width, V});
+  lm.logits(logits);
+  const float* L = logits.ptr<float>();
+  int checked = 0;
+  for (int64_t t = 0; t < r.width; ++t) {
+    if (!r.mask[size_t(t)]) continue;
+    double mx = -1e30, sum = 0;
+    for (int64_t v = 0; v < V; ++v) mx = std::max(mx, double(L[t * V + v]));
+    for (int64_t v = 0; v < V; ++v) sum += std::exp(double(L[t * V + v]) - mx);
+    const int32_t tok = r.tokens[size_t(t + 1)];
+    EXPECT_NEAR(s.logp_old[size_t(t)], double(L[t * V + tok]) - mx - std::log(sum), 1e-4) << t;
+    ++checked;
+  }
+  EXPECT_EQ(checked, r.response_len[0]);
+}
+
+// Sampling ends some responses at EOS and truncates others at max_length; the masks, the ends
+// and the per-token rewards follow each row's own end.
+TEST_F(RlhfTiny, EndsAtEosAndAtTruncation) {
+  RlhfOptions o = tiny_options(world);
+  o.ppo.max_length = 40;
+  RlhfTrainer tr(ctx, o);
+  const auto& p = tr.prompt_tokens();
+  int eos_rows = 0, cut_rows = 0;
+  for (int round = 0; round < 4 && (eos_rows == 0 || cut_rows == 0); ++round) {
+    ScoredRollout s = tr.rollout({p[0], p[1], p[2]});
+    tr.score(s);
+    const RolloutBatch& r = s.batch;
+    const auto ends = response_ends(r.dims(), r.mask);
+    for (int64_t b = 0; b < r.batch; ++b) {
+      const int64_t P = r.prompt_width, end = ends[size_t(b)];
+      EXPECT_EQ(end, P - 1 + r.response_len[size_t(b)] - 1);
+      EXPECT_EQ(r.ranges[size_t(2 * b + 1)], end + 2);  // the emitted token is the row's last
+      if (r.stopped_at_eos[size_t(b)]) {
+        ++eos_rows;
+        EXPECT_EQ(r.tokens[size_t(b * r.width + end + 1)], tr.tokenizer().eos_id());
+      } else {
+        ++cut_rows;
+        EXPECT_EQ(P + r.response_len[size_t(b)], o.ppo.max_length);  // HF max_length
+      }
+      // R (or C) enters at the row's end only: the rest is the pure KL term.
+      for (int64_t t = 0; t < r.width; ++t) {
+        const size_t k = size_t(b * r.width + t);
+        if (!r.mask[k]) {
+          EXPECT_EQ(s.rewards[k], 0.0f);
+          continue;
+        }
+        const double kl = double(s.logp_old[k]) - double(s.ref_logp[k]);
+        const double want_r = -o.ppo.kl_coeff * kl + (t == end ? s.reward[size_t(b)] : 0.0);
+        const double want_c = o.ppo.kl_coeff * kl + (t == end ? s.cost[size_t(b)] : 0.0);
+        EXPECT_NEAR(s.rewards[k], want_r, 1e-5) << b << " " << t;
+        EXPECT_NEAR(s.costs[k], want_c, 1e-5) << b << " " << t;
+      }
+    }
+  }
+  EXPECT_GT(eos_rows, 0) << "no response ended at EOS";
+  EXPECT_GT(cut_rows, 0) << "no response was truncated";
+}
+
+// Scores of a response that ends with EOS are read at the EOS token, not at a pad after it nor
+// at the last word before it.
+TEST_F(RlhfTiny, ScoresAreTakenAtTheEosToken) {
+  RlhfTrainer tr(ctx, tiny_options(world));
+  model::Generation g;
+  g.tokens = {5, 9, 13};
+  g.stopped_at_eos = true;
+  model::Generation longer;
+  longer.tokens = {7, 8, 9, 10, 11, 12};
+  ScoredRollout s;
+  s.batch = build_rollout({tr.prompt_tokens()[0], tr.prompt_tokens()[0]}, {g, longer}, 2, 0);
+  tr.score(s);
+  // Reference: the RM on [prompt, 5, 9, 13, EOS] alone, and on the same without the EOS.
+  model::LlamaModel rm(ctx, model::checkpoint_config(world.rm),
+                       model::LlamaOptions{model::Head::Score, 1, 64, false, false, 0});
+  model::load_weights(rm, world.rm);
+  const RolloutBatch one = alone(s.batch, 0);
+  rm.forward(upload(Device::CPU, one).batch());
+  OwnedTensor sc(DType::F32, {1, one.width}), end(DType::F32, {1});
+  rm.scores(sc, end);
+  const float at_eos = sc.ptr<float>()[one.width - 1], before = sc.ptr<float>()[one.width - 2];
+  EXPECT_NEAR(s.reward[0], at_eos, 1e-4);
+  EXPECT_GT(std::fabs(at_eos - before), 1e-3);  // the test can tell the two apart
+  // Row 0 is shorter than row 1: its tail is padding, and the score still comes from its EOS.
+  EXPECT_LT(s.batch.ranges[1], s.batch.width);
+  // The per-token reward carries R at the EOS action.
+  const int64_t e = response_ends(s.batch.dims(), s.batch.mask)[0];
+  EXPECT_EQ(s.batch.tokens[size_t(e + 1)], 2);
+  const double kl = double(s.logp_old[size_t(e)]) - double(s.ref_logp[size_t(e)]);
+  EXPECT_NEAR(s.rewards[size_t(e)] + 0.01 * kl, s.reward[0], 1e-5);
+}
+
+TEST_F(RlhfTiny, MalformedPromptFileNamesFileAndLine) {
+  RlhfOptions o = tiny_options(world);
+  const std::string bad = (world.dir / "bad.jsonl").string();
+  write_text_file(bad, "{\"prompt\": \"how do I bake bread\"}\n{\"prompt\": \"water a plant\"}\n"
+                       "{\"prompt\": 17}\n");
+  o.train_datasets = {DatasetSpec{bad, 1.0}};
+  const std::string e = error_of([&] { RlhfTrainer tr(ctx, o); });
+  EXPECT_NE(e.find("bad.jsonl:3"), std::string::npos) << e;
+}
+
+TEST_F(RlhfTiny, VocabularyMismatchIsAClearError) {
+  model::LlamaConfig other = TinyWorld::tiny_config(world.cfg.vocab_size + 5);
+  const std::string rm2 = world.write_model("rm_big_vocab", model::Head::Score, other, 3);
+  RlhfOptions o = tiny_options(world);
+  o.reward_model = rm2;
+  std::string e = error_of([&] { RlhfTrainer tr(ctx, o); });
+  EXPECT_NE(e.find("reward model"), std::string::npos) << e;
+  EXPECT_NE(e.find("vocabulary of " + std::to_string(world.cfg.vocab_size + 5)),
+            std::string::npos) << e;
+  o = tiny_options(world);
+  o.cost_model = rm2;
+  e = error_of([&] { RlhfTrainer tr(ctx, o); });
+  EXPECT_NE(e.find("cost model"), std::string::npos) << e;
+  // A causal LM is not a trained score model.
+  o = tiny_options(world);
+  o.cost_model = world.actor;
+  e = error_of([&] { RlhfTrainer tr(ctx, o); });
+  EXPECT_NE(e.find("not a trained score model"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace beaver::train

@@ -1,0 +1,552 @@
+// PPO-Lagrangian and its baselines over six LlamaModels (see rlhf.h for the step structure).
+// The model-independent math (per-token rewards, GAE, losses, λ) lives in train/ppo.h; this
+// file wires it to the models: generation, the gradient-free scoring passes, the gradient
+// round trips (host loss gradients → token_logprobs_backward / scores_backward) and the
+// optimiser steps.
+#include "train/rlhf.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "csrc/error.h"
+#include "csrc/log.h"
+#include "csrc/ops/logprob.h"
+#include "csrc/timer.h"
+#include "model/checkpoint.h"
+#include "model/loader.h"
+#include "train/metrics.h"
+#include "train/plot.h"
+#include "train/template.h"
+
+namespace beaver::train {
+
+namespace fs = std::filesystem;
+
+PpoAlgorithm parse_ppo_algorithm(std::string_view s) {
+  if (s == "ppo-lag") return PpoAlgorithm::PpoLag;
+  if (s == "ppo") return PpoAlgorithm::Ppo;
+  if (s == "ppo-shaping") return PpoAlgorithm::PpoRewardShaping;
+  BEAVER_FAIL("unknown PPO algorithm '", s, "' (expected ppo-lag, ppo or ppo-shaping)");
+}
+
+std::string_view ppo_algorithm_name(PpoAlgorithm a) {
+  switch (a) {
+    case PpoAlgorithm::PpoLag: return "ppo-lag";
+    case PpoAlgorithm::Ppo: return "ppo";
+    case PpoAlgorithm::PpoRewardShaping: return "ppo-shaping";
+  }
+  return "?";
+}
+
+std::vector<std::pair<std::string, double>> StepStats::metrics() const {
+  return {{"lambda", lambda},
+          {"episode_cost", episode_cost},
+          {"reward", reward},
+          {"cost", cost},
+          {"kl", kl},
+          {"response_length", response_length},
+          {"eos_fraction", eos_fraction},
+          {"actor_loss", actor_loss},
+          {"ptx_loss", ptx_loss},
+          {"reward_critic_loss", reward_critic_loss},
+          {"cost_critic_loss", cost_critic_loss},
+          {"actor_clip_fraction", actor_clip_fraction},
+          {"approx_kl", approx_kl},
+          {"reward_advantage", reward_advantage},
+          {"reward_return", reward_return},
+          {"reward_value", reward_value},
+          {"cost_advantage", cost_advantage},
+          {"cost_return", cost_return},
+          {"cost_value", cost_value},
+          {"actor_lr", actor_lr},
+          {"critic_lr", critic_lr},
+          {"generation_s", generation_s},
+          {"scoring_s", scoring_s},
+          {"training_s", training_s},
+          {"generation_tokens_per_s", generation_tokens_per_s},
+          {"scoring_tokens_per_s", scoring_tokens_per_s},
+          {"training_tokens_per_s", training_tokens_per_s}};
+}
+
+namespace {
+
+std::string read_bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) BEAVER_IO_FAIL(p.string(), "cannot open");
+  std::ostringstream os;
+  os << f.rdbuf();
+  return os.str();
+}
+
+// A model folder loaded into a fresh LlamaModel. `want_score_kind`: the folder must hold a
+// trained score model (the frozen RM and CM: a fresh head would score at random).
+std::unique_ptr<model::LlamaModel> load_model(Context& ctx, const std::string& dir,
+                                              const std::string& role, model::Head head,
+                                              int64_t max_batch, int64_t max_seq, bool training,
+                                              bool recompute, bool want_score_kind,
+                                              uint64_t seed) {
+  model::ModelKind kind{};
+  const model::LlamaConfig cfg = model::checkpoint_config(dir, &kind);
+  if (want_score_kind)
+    BEAVER_CHECK(kind == model::ModelKind::ScoreModel, "the ", role, " at ", dir,
+                 " is a causal LM, not a trained score model");
+  if (head == model::Head::LM)
+    BEAVER_CHECK(kind == model::ModelKind::CausalLM, "the ", role, " at ", dir,
+                 " is a score model; it needs an LM head");
+  model::LlamaOptions o;
+  o.head = head;
+  o.max_batch = max_batch;
+  o.max_seq = max_seq;
+  o.training = training;
+  o.recompute = training && recompute;
+  auto m = std::make_unique<model::LlamaModel>(ctx, cfg, o);
+  model::load_weights(*m, dir, seed);
+  return m;
+}
+
+double mean_of(const std::vector<float>& v) {
+  double s = 0;
+  for (float x : v) s += x;
+  return v.empty() ? 0.0 : s / double(v.size());
+}
+
+}  // namespace
+
+void check_same_vocabulary(const std::string& actor_dir, const std::string& other_dir,
+                           const std::string& role) {
+  const model::LlamaConfig a = model::checkpoint_config(actor_dir);
+  const model::LlamaConfig o = model::checkpoint_config(other_dir);
+  BEAVER_CHECK(a.vocab_size == o.vocab_size, "the ", role, " at ", other_dir, " has a vocabulary of ",
+               o.vocab_size, " tokens but the actor at ", actor_dir, " has ", a.vocab_size,
+               ": they must share one tokenizer");
+  const fs::path ta = fs::path(actor_dir) / "tokenizer.model";
+  const fs::path to = fs::path(other_dir) / "tokenizer.model";
+  if (fs::exists(ta) && fs::exists(to))
+    BEAVER_CHECK(read_bytes(ta) == read_bytes(to), "the ", role, " at ", other_dir,
+                 " has a different tokenizer.model than the actor at ", actor_dir,
+                 ": they must share one tokenizer");
+}
+
+
+// ---- Optimisers, PTX batches ---------------------------------------------------------------------
+struct RlhfTrainer::Impl {
+  Impl(RlhfTrainer& t, int64_t rl_steps, int64_t optimizer_steps)
+      : trainer(&t), rl_steps_(rl_steps), opt_steps_(optimizer_steps) {}
+  int64_t rl_steps() const { return rl_steps_; }
+  double actor_lr() const { return 0.0; }
+  double critic_lr() const { return 0.0; }
+  void begin_actor() { BEAVER_FAIL("optimiser not wired yet"); }
+  void step_actor() {}
+  void begin_critic(int) {}
+  void step_critic(int) {}
+  double ptx_backward(int64_t, int64_t*) { return 0.0; }
+
+  RlhfTrainer* trainer;
+  int64_t rl_steps_, opt_steps_;
+};
+
+// ---- Construction ------------------------------------------------------------------------------
+RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), opts_(opts) {
+  cfg_.validate();
+  BEAVER_CHECK(cfg_.repetition_penalty == 1.0,
+               "--repetition_penalty: only 1 (no penalty, the reference setting) is supported, got ",
+               cfg_.repetition_penalty);
+  BEAVER_CHECK(cfg_.num_return_sequences == 1,
+               "--num_return_sequences: only 1 response per prompt is supported, got ",
+               cfg_.num_return_sequences);
+  BEAVER_CHECK(!opts_.actor_model.empty(), "train: --actor_model_name_or_path is required");
+  BEAVER_CHECK(!opts_.reward_model.empty(), "train: --reward_model_name_or_path is required");
+  BEAVER_CHECK(opts_.algorithm == PpoAlgorithm::Ppo || !opts_.cost_model.empty(), "train ",
+               ppo_algorithm_name(opts_.algorithm), ": --cost_model_name_or_path is required");
+  BEAVER_CHECK(!opts_.train_datasets.empty(), "train: --train_datasets is required");
+  if (opts_.reward_critic_model.empty()) opts_.reward_critic_model = opts_.reward_model;
+  if (opts_.cost_critic_model.empty()) opts_.cost_critic_model = opts_.cost_model;
+
+  // Every score model and critic must read the actor's tokens.
+  check_same_vocabulary(opts_.actor_model, opts_.reward_model, "reward model");
+  check_same_vocabulary(opts_.actor_model, opts_.reward_critic_model, "reward critic");
+  if (!opts_.cost_model.empty()) check_same_vocabulary(opts_.actor_model, opts_.cost_model, "cost model");
+  if (lag()) check_same_vocabulary(opts_.actor_model, opts_.cost_critic_model, "cost critic");
+
+  const fs::path tok_path = fs::path(opts_.actor_model) / "tokenizer.model";
+  BEAVER_CHECK(fs::exists(tok_path), "the actor folder ", opts_.actor_model,
+               " has no tokenizer.model");
+  tok_ = std::make_unique<model::Tokenizer>(model::Tokenizer::from_file(tok_path.string()));
+  const model::LlamaConfig acfg = model::checkpoint_config(opts_.actor_model);
+  if (acfg.vocab_size == tok_->vocab_size() + 1) tok_->add_pad_token();
+  BEAVER_CHECK(tok_->vocab_size() <= acfg.vocab_size, "the tokenizer of ", opts_.actor_model,
+               " has ", tok_->vocab_size(), " tokens, the model only ", acfg.vocab_size);
+  eos_ = tok_->eos_id();
+  BEAVER_CHECK(eos_ >= 0, "the tokenizer of ", opts_.actor_model, " has no EOS token");
+  pad_ = tok_->pad_id() >= 0 ? tok_->pad_id() : eos_;
+
+  // Prompts (tokenised once; a prompt needs room for at least one response token).
+  std::vector<ReadReport> reports;
+  const auto prompts =
+      load_prompt_mixture(opts_.train_datasets, uint64_t(cfg_.seed), {opts_.bad_records}, &reports);
+  size_t too_long = 0;
+  std::string first_too_long;
+  for (const auto& p : prompts) {
+    auto ids = encode_prompt(p.prompt);
+    if (int64_t(ids.size()) >= cfg_.max_length) {
+      if (too_long++ == 0) first_too_long = p.origin;
+      continue;
+    }
+    prompts_.push_back(std::move(ids));
+  }
+  if (too_long > 0)
+    log_warn("train: dropped ", too_long, " prompts with >= --max_length ", cfg_.max_length,
+             " tokens (first at ", first_too_long, ")");
+  BEAVER_CHECK(!prompts_.empty(), "train: no prompt of the training set fits --max_length ",
+               cfg_.max_length);
+
+  if (!opts_.ptx_datasets.empty())
+    ptx_ = load_sft_mixture(opts_.ptx_datasets, uint64_t(cfg_.seed), {opts_.bad_records});
+
+  // Six models. Micro-batches bound every batch (generation, scoring, training, PTX).
+  const int64_t mb = std::min(cfg_.per_device_train_batch_size, cfg_.per_device_prompt_batch_size);
+  const int64_t S = cfg_.max_length;
+  const uint64_t seed = uint64_t(cfg_.seed);
+  actor_ = load_model(ctx, opts_.actor_model, "actor", model::Head::LM, mb, S, true,
+                      cfg_.actor_gradient_checkpointing, false, seed);
+  ref_ = load_model(ctx, opts_.actor_model, "reference model", model::Head::LM, mb, S, false,
+                    false, false, seed);
+  rm_ = load_model(ctx, opts_.reward_model, "reward model", model::Head::Score, mb, S, false,
+                   false, true, seed);
+  if (!opts_.cost_model.empty())
+    cm_ = load_model(ctx, opts_.cost_model, "cost model", model::Head::Score, mb, S, false, false,
+                     true, seed);
+  critic_r_ = load_model(ctx, opts_.reward_critic_model, "reward critic", model::Head::Score, mb,
+                         S, true, cfg_.critic_gradient_checkpointing, false, seed + 1);
+  if (lag())
+    critic_c_ = load_model(ctx, opts_.cost_critic_model, "cost critic", model::Head::Score, mb, S,
+                           true, cfg_.critic_gradient_checkpointing, false, seed + 2);
+  engine_ = std::make_unique<model::InferenceEngine>(*actor_, S);
+  lagrange_ = std::make_unique<LagrangeMultiplier>(LagrangeMultiplier::options_from(cfg_));
+
+  // Optimiser steps of the whole run, for the schedules.
+  const int64_t per_epoch =
+      (int64_t(prompts_.size()) + cfg_.per_device_prompt_batch_size - 1) /
+      cfg_.per_device_prompt_batch_size;
+  int64_t rl_steps = per_epoch * cfg_.epochs;
+  if (opts_.max_steps > 0) rl_steps = std::min(rl_steps, opts_.max_steps);
+  const int64_t micro_per_step = (cfg_.per_device_prompt_batch_size + mb - 1) / mb;
+  impl_ = std::make_unique<Impl>(*this, rl_steps, rl_steps * micro_per_step * cfg_.update_iters);
+}
+
+RlhfTrainer::~RlhfTrainer() = default;
+
+std::vector<int32_t> RlhfTrainer::encode_prompt(const std::string& text) const {
+  return tok_->encode(format_prompt(text), /*add_bos=*/true, /*add_eos=*/false);
+}
+
+std::string RlhfTrainer::decode(const std::vector<int32_t>& ids) const {
+  std::vector<int32_t> safe = ids;
+  for (auto& id : safe)
+    if (id >= tok_->vocab_size()) id = tok_->unk_id();
+  return tok_->decode(safe);
+}
+
+// ---- Rollout -----------------------------------------------------------------------------------
+ScoredRollout RlhfTrainer::rollout(const std::vector<std::vector<int32_t>>& prompts) {
+  model::GenerateOptions go;
+  go.sampling = ops::SamplingConfig{float(cfg_.temperature), 0, float(cfg_.top_p)};
+  int64_t P = 0;
+  for (const auto& p : prompts) P = std::max<int64_t>(P, int64_t(p.size()));
+  BEAVER_CHECK(P < cfg_.max_length, "rollout: a prompt of ", P,
+               " tokens leaves no room for a response within --max_length ", cfg_.max_length);
+  go.max_new_tokens = cfg_.max_length - P;
+  go.eos_id = eos_;
+  go.pad_id = pad_;
+  // Each sampled sequence gets its own seed: (run seed, sequence number) never repeats.
+  go.seed = uint64_t(cfg_.seed) * 0x9E3779B97F4A7C15ull + sequences_sampled_;
+  sequences_sampled_ += prompts.size();
+  const auto gens = engine_->generate(prompts, go);
+  ScoredRollout s;
+  s.batch = build_rollout(prompts, gens, eos_, pad_);
+  return s;
+}
+
+void RlhfTrainer::score(ScoredRollout& s) {
+  const RolloutBatch& r = s.batch;
+  const TokenDims d = r.dims();
+  s.logp_old = rollout_logprobs(*actor_, r);
+  s.ref_logp = rollout_logprobs(*ref_, r);
+  s.reward = rollout_end_scores(*rm_, r);
+  if (cm_) s.cost = rollout_end_scores(*cm_, r);
+  s.values_r = rollout_values(*critic_r_, r);
+  const double clip = cfg_.clip_range_score;
+  switch (opts_.algorithm) {
+    case PpoAlgorithm::PpoLag:
+      s.values_c = rollout_values(*critic_c_, r);
+      s.rewards = kl_penalized_rewards(d, s.logp_old, s.ref_logp, r.mask, s.reward,
+                                       cfg_.kl_coeff, clip);
+      s.costs = kl_penalized_costs(d, s.logp_old, s.ref_logp, r.mask, s.cost, cfg_.kl_coeff, clip);
+      s.gae_c = compute_gae(d, s.costs, s.values_c, r.mask, cfg_.gamma, cfg_.gae_lambda);
+      break;
+    case PpoAlgorithm::Ppo:
+      s.rewards = kl_penalized_rewards(d, s.logp_old, s.ref_logp, r.mask, s.reward,
+                                       cfg_.kl_coeff, clip);
+      break;
+    case PpoAlgorithm::PpoRewardShaping: {
+      const auto shaped = shaped_scores(s.reward, s.cost, cfg_.shaping_nu);
+      s.rewards = kl_penalized_rewards(d, s.logp_old, s.ref_logp, r.mask, shaped, cfg_.kl_coeff,
+                                       clip);
+      break;
+    }
+  }
+  s.gae_r = compute_gae(d, s.rewards, s.values_r, r.mask, cfg_.gamma, cfg_.gae_lambda);
+}
+
+// ---- One RL step -------------------------------------------------------------------------------
+StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
+  BEAVER_CHECK(!prompts.empty(), "RlhfTrainer::step: no prompts");
+  BEAVER_CHECK(int64_t(prompts.size()) <= cfg_.per_device_prompt_batch_size,
+               "RlhfTrainer::step: ", prompts.size(), " prompts exceed --per_device_prompt_batch_size ",
+               cfg_.per_device_prompt_batch_size);
+  const size_t mb = size_t(actor_->options().max_batch);
+  StepStats st;
+  st.step = global_step_;
+
+  // 1-2. Generation and scoring, one micro-batch at a time.
+  std::vector<ScoredRollout> micro;
+  int64_t gen_tokens = 0, seq_tokens = 0;
+  for (size_t i = 0; i < prompts.size(); i += mb) {
+    const std::vector<std::vector<int32_t>> part(
+        prompts.begin() + long(i), prompts.begin() + long(std::min(prompts.size(), i + mb)));
+    Timer tg;
+    micro.push_back(rollout(part));
+    ctx_->synchronize();
+    st.generation_s += tg.elapsed_s();
+    Timer ts;
+    score(micro.back());
+    ctx_->synchronize();
+    st.scoring_s += ts.elapsed_s();
+    gen_tokens += micro.back().batch.action_count();
+    seq_tokens += micro.back().batch.sequence_tokens();
+  }
+
+  // Rollout statistics (per sequence, then averaged over the whole step).
+  std::vector<float> all_rewards, all_costs;
+  double kl_sum = 0, len_sum = 0, eos = 0;
+  double adv_r = 0, ret_r = 0, val_r = 0, adv_c = 0, ret_c = 0, val_c = 0;
+  for (const auto& s : micro) {
+    const RolloutBatch& r = s.batch;
+    const TokenDims d = r.dims();
+    all_rewards.insert(all_rewards.end(), s.reward.begin(), s.reward.end());
+    all_costs.insert(all_costs.end(), s.cost.begin(), s.cost.end());
+    for (int64_t b = 0; b < r.batch; ++b) {
+      double kl = 0;
+      for (int64_t t = 0; t < r.width; ++t) {
+        const size_t k = size_t(b * r.width + t);
+        if (r.mask[k]) kl += double(s.logp_old[k]) - double(s.ref_logp[k]);
+      }
+      kl_sum += kl;
+      len_sum += double(r.response_len[size_t(b)]);
+      eos += r.stopped_at_eos[size_t(b)] ? 1.0 : 0.0;
+    }
+    // Masked means weighted by rows, so micro-batches of different sizes average correctly.
+    const double w = double(r.batch);
+    adv_r += w * masked_mean(d, s.gae_r.advantages, r.mask);
+    ret_r += w * masked_mean(d, s.gae_r.returns, r.mask);
+    val_r += w * masked_mean(d, s.values_r, r.mask);
+    if (lag()) {
+      adv_c += w * masked_mean(d, s.gae_c.advantages, r.mask);
+      ret_c += w * masked_mean(d, s.gae_c.returns, r.mask);
+      val_c += w * masked_mean(d, s.values_c, r.mask);
+    }
+  }
+  const double n = double(all_rewards.size());
+  st.reward = mean_of(all_rewards);
+  st.cost = mean_of(all_costs);
+  st.kl = kl_sum / n;
+  st.response_length = len_sum / n;
+  st.eos_fraction = eos / n;
+  st.reward_advantage = adv_r / n;
+  st.reward_return = ret_r / n;
+  st.reward_value = val_r / n;
+  st.cost_advantage = adv_c / n;
+  st.cost_return = ret_c / n;
+  st.cost_value = val_c / n;
+
+  // 3. λ: the step's episode costs enter the window, then one update (PPO-Lag only).
+  if (!all_costs.empty()) lagrange_->add_episode_costs(all_costs);
+  if (lag()) {
+    const auto u = lagrange_->update(global_step_);
+    st.lambda_updated = u.applied;
+    st.episode_cost = u.applied ? u.episode_cost : lagrange_->window_mean();
+  } else if (lagrange_->window_count() > 0) {
+    st.episode_cost = lagrange_->window_mean();
+  }
+  st.lambda = lagrange_->lambda();
+
+  // 4. Training: update_iters passes over the micro-batches.
+  Timer tt;
+  int64_t train_tokens = 0;
+  int64_t micro_steps = 0;
+  for (int64_t it = 0; it < cfg_.update_iters; ++it)
+    for (const auto& s : micro) {
+      train_micro(s, st, train_tokens);
+      ++micro_steps;
+    }
+  ctx_->synchronize();
+  st.training_s = tt.elapsed_s();
+  const double k = double(micro_steps);
+  st.actor_loss /= k;
+  st.ptx_loss /= k;
+  st.reward_critic_loss /= k;
+  st.cost_critic_loss /= k;
+  st.actor_clip_fraction /= k;
+  st.approx_kl /= k;
+  st.actor_lr = impl_->actor_lr();
+  st.critic_lr = impl_->critic_lr();
+
+  auto rate = [](double tokens, double s) { return s > 0 ? tokens / s : 0.0; };
+  st.generation_tokens_per_s = rate(double(gen_tokens), st.generation_s);
+  st.scoring_tokens_per_s = rate(double(seq_tokens), st.scoring_s);
+  st.training_tokens_per_s = rate(double(train_tokens), st.training_s);
+  ++global_step_;
+  return st;
+}
+
+void RlhfTrainer::train_micro(const ScoredRollout& s, StepStats& st, int64_t& train_tokens) {
+  const RolloutBatch& r = s.batch;
+  const TokenDims d = r.dims();
+  const Device dev = ctx_->device();
+  const DeviceBatch db = upload(dev, r);
+  const OwnedTensor targets = to_device(dev, r.targets, {r.batch, r.width});
+
+  // Actor: PPO-clip on the rollout, then the PTX batch into the same optimiser step.
+  impl_->begin_actor();
+  const auto logp_new = rollout_logprobs(*actor_, db.batch(), targets);
+  const ActorLoss al =
+      lag() ? ppo_lag_actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages, s.gae_c.advantages,
+                                 r.mask, lagrange_->lambda(), cfg_.clip_range_ratio)
+            : actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages, r.mask,
+                         cfg_.clip_range_ratio);
+  const OwnedTensor dlogp = to_device(dev, al.grad_logp, {r.batch, r.width});
+  actor_->token_logprobs_backward(dlogp);
+  st.actor_loss += al.loss;
+  st.actor_clip_fraction += al.clip_fraction;
+  st.approx_kl += al.approx_kl;
+  train_tokens += r.sequence_tokens();
+  if (!ptx_.empty()) {
+    int64_t tokens = 0;
+    st.ptx_loss += impl_->ptx_backward(r.batch, &tokens);
+    train_tokens += tokens;
+  }
+  impl_->step_actor();
+
+  // Critics: clipped value loss against their own returns.
+  auto critic = [&](model::LlamaModel& m, int which, const std::vector<float>& values_old,
+                    const Gae& g) {
+    impl_->begin_critic(which);
+    m.forward(db.batch());
+    OwnedTensor v(DType::F32, {r.batch, r.width}, dev);
+    m.scores(v, Tensor());
+    const auto vn = to_host_f32(v);
+    const CriticLoss cl = critic_loss(d, vn, values_old, g.returns, r.mask, cfg_.clip_range_value);
+    const OwnedTensor dv = to_device(dev, cl.grad_values, {r.batch, r.width});
+    m.scores_backward(dv, Tensor());
+    impl_->step_critic(which);
+    train_tokens += r.sequence_tokens();
+    return cl.loss;
+  };
+  st.reward_critic_loss += critic(*critic_r_, 0, s.values_r, s.gae_r);
+  if (lag()) st.cost_critic_loss += critic(*critic_c_, 1, s.values_c, s.gae_c);
+}
+
+// ---- The run -----------------------------------------------------------------------------------
+void RlhfTrainer::train() {
+  const int64_t Pb = cfg_.per_device_prompt_batch_size;
+  const int64_t total = impl_->rl_steps();
+  if (!opts_.output_dir.empty()) fs::create_directories(opts_.output_dir);
+  MetricsLog log(opts_.output_dir.empty() ? "" : (fs::path(opts_.output_dir) / "metrics.jsonl").string(),
+                 total);
+  log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(), " prompts, ",
+           total, " RL steps of ", Pb, " prompts", ptx_.empty() ? "" : cat(", PTX on ", ptx_.size(),
+           " SFT examples"));
+  for (int64_t epoch = 0; epoch < cfg_.epochs && global_step_ < total; ++epoch) {
+    const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), uint64_t(epoch));
+    for (size_t i = 0; i < order.size() && global_step_ < total; i += size_t(Pb)) {
+      std::vector<std::vector<int32_t>> batch;
+      for (size_t j = i; j < std::min(order.size(), i + size_t(Pb)); ++j)
+        batch.push_back(prompts_[order[j]]);
+      const StepStats st = step(batch);
+      const auto values = st.metrics();
+      log.record(st.step, values);
+      const double tps = (st.generation_s + st.scoring_s + st.training_s) > 0
+                             ? double(batch.size()) * st.response_length /
+                                   (st.generation_s + st.scoring_s + st.training_s)
+                             : 0.0;
+      log_info(log.progress_line(global_step_,
+                                 {{"lambda", st.lambda},
+                                  {"J_C", st.episode_cost},
+                                  {"R", st.reward},
+                                  {"C", st.cost},
+                                  {"kl", st.kl},
+                                  {"len", st.response_length},
+                                  {"gen_s", st.generation_s},
+                                  {"score_s", st.scoring_s},
+                                  {"train_s", st.training_s}},
+                                 tps));
+      if (opts_.plot_steps > 0 && global_step_ % opts_.plot_steps == 0) draw_curves();
+    }
+  }
+  draw_curves();
+  if (opts_.save_actor && !opts_.output_dir.empty()) save_actor(opts_.output_dir);
+}
+
+void RlhfTrainer::save_actor(const std::string& dir) const {
+  std::vector<model::TensorSource> src;
+  for (const auto& p : actor_->params()) src.push_back(model::tensor_source(p.name, actor_->param(p.name)));
+  model::write_beaver_checkpoint(dir, actor_->config(), model::ModelKind::CausalLM, DType::F32, src,
+                                 opts_.actor_model);
+  log_info("train: wrote the actor to ", dir);
+}
+
+void RlhfTrainer::draw_curves() const {
+  if (opts_.output_dir.empty()) return;
+  const std::string jsonl = (fs::path(opts_.output_dir) / "metrics.jsonl").string();
+  if (!fs::exists(jsonl)) return;
+  const auto series = plot::read_metrics(
+      jsonl, "step",
+      {"lambda", "episode_cost", "reward", "cost", "kl", "response_length", "actor_loss",
+       "reward_critic_loss", "cost_critic_loss", "generation_s", "scoring_s", "training_s"});
+  auto pick = [&](std::initializer_list<const char*> names) {
+    std::vector<plot::Series> out;
+    for (const char* n : names)
+      for (const auto& s : series)
+        if (s.name == n && !s.x.empty()) out.push_back(s);
+    return out;
+  };
+  std::vector<plot::Panel> panels;
+  auto add = [&](const char* title, std::initializer_list<const char*> names) {
+    auto s = pick(names);
+    if (!s.empty()) panels.push_back(plot::Panel{title, std::move(s)});
+  };
+  add("Lagrange multiplier", {"lambda"});
+  if (lag()) {
+    // The threshold as a flat line makes "J_C above / below the constraint" readable.
+    auto s = pick({"episode_cost"});
+    if (!s.empty()) {
+      plot::Series th{"threshold", s[0].x, std::vector<double>(s[0].x.size(), cfg_.threshold)};
+      s.push_back(th);
+      panels.push_back(plot::Panel{"episode cost J_C", std::move(s)});
+    }
+  } else {
+    add("episode cost J_C", {"episode_cost"});
+  }
+  add("reward and cost", {"reward", "cost"});
+  add("KL (sum per sequence)", {"kl"});
+  add("response length", {"response_length"});
+  add("losses", {"actor_loss", "reward_critic_loss", "cost_critic_loss"});
+  add("seconds per step", {"generation_s", "scoring_s", "training_s"});
+  if (!panels.empty())
+    plot::line_panels((fs::path(opts_.output_dir) / "curves.png").string(), "RL step", panels);
+}
+
+}  // namespace beaver::train

@@ -1,0 +1,155 @@
+// The PPO-Lagrangian trainer (safe-rlhf.md section 5) and its two baselines (section 6), all
+// through one LlamaModel class:
+//   actor            LM head, trained          (PTX loss on the SFT set when one is given)
+//   reference        LM head, frozen           (the actor's starting point)
+//   reward model     score head, frozen
+//   cost model       score head, frozen        (ppo: optional, logged only)
+//   reward critic    score head, trained, initialised from the reward model
+//   cost critic      score head, trained, initialised from the cost model (ppo-lag only)
+//
+// One RL step = one rollout batch of per_device_prompt_batch_size prompts:
+//   1. generation: micro-batches of per_device_train_batch_size prompts (template applied,
+//      left padded) through the InferenceEngine with the actor's weights (temperature, top_p;
+//      max_length = padded prompt width + new tokens, as HF generate counts it);
+//   2. scoring, no gradients: actor and reference log-probs of the sampled tokens, RM and CM
+//      end scores, critic values at every action; per-token rewards/costs and GAE (ppo.h);
+//   3. the λ update (ppo-lag): the batch's costs enter the episode-cost window, then one SGD
+//      step on log λ once global_step >= lambda_update_delay_steps;
+//   4. training: update_iters passes over the micro-batches; each micro-step is one optimizer
+//      step of the actor (PPO-clip loss, plus ptx_coeff × the CE of one SFT batch of the same
+//      size accumulated into the same step) and one of each critic (clipped value loss).
+// Each step appends a record to <output>/metrics.jsonl (train/metrics.h); curves are drawn at
+// the end (and every plot_steps) into <output>/curves.png.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "csrc/context.h"
+#include "model/engine.h"
+#include "model/llama.h"
+#include "model/tokenizer.h"
+#include "train/data.h"
+#include "train/ppo.h"
+#include "train/rollout.h"
+
+namespace beaver::train {
+
+// "ppo-lag" | "ppo" | "ppo-shaping" and back; anything else is an Error naming the value.
+PpoAlgorithm parse_ppo_algorithm(std::string_view s);
+std::string_view ppo_algorithm_name(PpoAlgorithm a);
+
+struct RlhfOptions {
+  PpoAlgorithm algorithm = PpoAlgorithm::PpoLag;
+  PpoConfig ppo{};
+  // Model folders (Beaver checkpoints or HF folders). Empty critic paths: initialise from the
+  // reward / cost model. cost_model may be empty for ppo only.
+  std::string actor_model, reward_model, cost_model, reward_critic_model, cost_critic_model;
+  std::vector<DatasetSpec> train_datasets;  // prompt-only set
+  std::vector<DatasetSpec> ptx_datasets;    // SFT set for the PTX loss (empty: no PTX)
+  BadRecordPolicy bad_records = BadRecordPolicy::Stop;
+  std::string output_dir;    // metrics, curves and the final actor; empty: nothing written
+  int64_t max_steps = 0;     // RL steps to run at most (0: all epochs)
+  int64_t plot_steps = 0;    // redraw the curves every N steps (0: at the end only)
+  bool save_actor = true;    // write the trained actor into output_dir at the end
+};
+
+// What one RL step measured (means over the rollout unless said otherwise).
+struct StepStats {
+  int64_t step = 0;
+  double lambda = 0, episode_cost = 0;  // λ after the update, J̄_C used by it
+  bool lambda_updated = false;
+  double reward = 0, cost = 0;          // mean R, mean C
+  double kl = 0;                        // mean over sequences of Σ_t (logπ_old - logπ_ref)
+  double response_length = 0;           // mean generated tokens (EOS counted)
+  double eos_fraction = 0;              // share of responses that ended with EOS
+  double actor_loss = 0, ptx_loss = 0, reward_critic_loss = 0, cost_critic_loss = 0;
+  double actor_clip_fraction = 0, approx_kl = 0;
+  double reward_advantage = 0, reward_return = 0, reward_value = 0;  // masked means
+  double cost_advantage = 0, cost_return = 0, cost_value = 0;
+  double actor_lr = 0, critic_lr = 0;
+  // Time split and throughput: generated tokens per second for generation; rollout tokens
+  // (prompt + response) per second through the scoring passes and through training.
+  double generation_s = 0, scoring_s = 0, training_s = 0;
+  double generation_tokens_per_s = 0, scoring_tokens_per_s = 0, training_tokens_per_s = 0;
+
+  std::vector<std::pair<std::string, double>> metrics() const;
+};
+
+// A scored rollout micro-batch: everything the PPO update needs, fixed for the whole step.
+struct ScoredRollout {
+  RolloutBatch batch;
+  std::vector<float> logp_old, ref_logp;   // [B, S]
+  std::vector<float> reward, cost;         // [B] raw end scores (cost empty without a CM)
+  std::vector<float> values_r, values_c;   // [B, S] critic values (values_c: ppo-lag)
+  std::vector<float> rewards, costs;       // [B, S] per-token, KL-shaped (costs: ppo-lag)
+  Gae gae_r, gae_c;                        // per channel (gae_c: ppo-lag)
+};
+
+class RlhfTrainer {
+ public:
+  RlhfTrainer(Context& ctx, const RlhfOptions& opts);
+  ~RlhfTrainer();
+  RlhfTrainer(const RlhfTrainer&) = delete;
+  RlhfTrainer& operator=(const RlhfTrainer&) = delete;
+
+  // The whole run: epochs over the prompt set (or max_steps), records, curves, final actor.
+  void train();
+
+  // One RL step on these prompts (token ids, template already applied; at most
+  // per_device_prompt_batch_size of them).
+  StepStats step(const std::vector<std::vector<int32_t>>& prompts);
+
+  // Generation of one micro-batch (at most per_device_train_batch_size prompts), unscored.
+  ScoredRollout rollout(const std::vector<std::vector<int32_t>>& prompts);
+  // The gradient-free passes over s.batch: log-probs, end scores, values, per-token rewards
+  // and costs, GAE.
+  void score(ScoredRollout& s);
+
+  // Token ids of a prompt text with the conversation template applied (BOS first).
+  std::vector<int32_t> encode_prompt(const std::string& text) const;
+  // The prompt set after tokenisation (prompts that leave no room for a response dropped).
+  const std::vector<std::vector<int32_t>>& prompt_tokens() const { return prompts_; }
+  // Response text of generated ids.
+  std::string decode(const std::vector<int32_t>& ids) const;
+
+  const LagrangeMultiplier& lagrange() const { return *lagrange_; }
+  LagrangeMultiplier& lagrange() { return *lagrange_; }
+  int64_t global_step() const { return global_step_; }
+  model::LlamaModel& actor() { return *actor_; }
+  model::LlamaModel& reference() { return *ref_; }
+  model::LlamaModel& reward_model() { return *rm_; }
+  model::LlamaModel* cost_model() { return cm_.get(); }
+  const model::Tokenizer& tokenizer() const { return *tok_; }
+  const RlhfOptions& options() const { return opts_; }
+
+ private:
+  struct Impl;
+  bool lag() const { return opts_.algorithm == PpoAlgorithm::PpoLag; }
+  void train_micro(const ScoredRollout& s, StepStats& acc, int64_t& train_tokens);
+  void save_actor(const std::string& dir) const;
+  void draw_curves() const;
+
+  Context* ctx_;
+  RlhfOptions opts_;
+  PpoConfig& cfg_ = opts_.ppo;
+  std::unique_ptr<model::Tokenizer> tok_;
+  int32_t eos_ = 2, pad_ = 0;
+  std::unique_ptr<model::LlamaModel> actor_, ref_, rm_, cm_, critic_r_, critic_c_;
+  std::unique_ptr<model::InferenceEngine> engine_;
+  std::unique_ptr<LagrangeMultiplier> lagrange_;
+  std::vector<std::vector<int32_t>> prompts_;
+  std::vector<SftExample> ptx_;
+  std::unique_ptr<Impl> impl_;  // optimisers, PTX loader, metrics log
+  int64_t global_step_ = 0;
+  uint64_t sequences_sampled_ = 0;
+};
+
+// Checks that a score model (or critic) folder can serve an actor: same vocabulary size, and
+// the same tokenizer.model bytes when both folders carry one. `role` names it in the error.
+void check_same_vocabulary(const std::string& actor_dir, const std::string& other_dir,
+                           const std::string& role);
+
+}  // namespace beaver::train

@@ -1,0 +1,130 @@
+// Rollout batches and the gradient-free passes over them (see rollout.h for the layout).
+#include "train/rollout.h"
+
+#include <algorithm>
+
+#include "csrc/error.h"
+#include "csrc/ops/logprob.h"
+
+namespace beaver::train {
+
+int64_t RolloutBatch::action_count() const {
+  int64_t n = 0;
+  for (int64_t x : response_len) n += x;
+  return n;
+}
+
+int64_t RolloutBatch::sequence_tokens() const {
+  int64_t n = 0;
+  for (int64_t b = 0; b < batch; ++b) n += prompt_len[size_t(b)] + response_len[size_t(b)];
+  return n;
+}
+
+RolloutBatch build_rollout(const std::vector<std::vector<int32_t>>& prompts,
+                           const std::vector<model::Generation>& gens, int32_t eos_id,
+                           int32_t pad_id) {
+  BEAVER_CHECK(!prompts.empty(), "build_rollout: no prompts");
+  BEAVER_CHECK(prompts.size() == gens.size(), "build_rollout: ", prompts.size(),
+               " prompts but ", gens.size(), " generations");
+  RolloutBatch r;
+  r.batch = int64_t(prompts.size());
+  int64_t longest_response = 0;
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    BEAVER_CHECK(!prompts[b].empty(), "build_rollout: prompt ", b, " is empty");
+    const int64_t n = int64_t(gens[b].tokens.size()) + (gens[b].stopped_at_eos ? 1 : 0);
+    BEAVER_CHECK(n > 0, "build_rollout: generation ", b,
+                 " is empty and did not stop at EOS: it has no action to learn from");
+    r.prompt_width = std::max<int64_t>(r.prompt_width, int64_t(prompts[b].size()));
+    longest_response = std::max(longest_response, n);
+  }
+  const int64_t B = r.batch, P = r.prompt_width, S = P + longest_response;
+  r.width = S;
+  r.tokens.assign(size_t(B * S), pad_id);
+  r.positions.assign(size_t(B * S), 0);
+  r.targets.assign(size_t(B * S), ops::kIgnoreIndex);
+  r.mask.assign(size_t(B * S), 0);
+  r.ranges.assign(size_t(2 * B), 0);
+  r.prompt_len.resize(size_t(B));
+  r.response_len.resize(size_t(B));
+  r.stopped_at_eos.resize(size_t(B));
+  r.responses.resize(size_t(B));
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& p = prompts[size_t(b)];
+    const auto& g = gens[size_t(b)];
+    const int64_t m = int64_t(p.size());
+    std::vector<int32_t> resp = g.tokens;
+    if (g.stopped_at_eos) resp.push_back(eos_id);
+    const int64_t n = int64_t(resp.size());
+    const int64_t begin = P - m, end = P + n;
+    int32_t* row = r.tokens.data() + b * S;
+    std::copy(p.begin(), p.end(), row + begin);
+    std::copy(resp.begin(), resp.end(), row + P);
+    for (int64_t t = begin; t < end; ++t) r.positions[size_t(b * S + t)] = int32_t(t - begin);
+    for (int64_t t = P - 1; t < end - 1; ++t) {
+      r.mask[size_t(b * S + t)] = 1;
+      r.targets[size_t(b * S + t)] = row[t + 1];
+    }
+    r.ranges[size_t(2 * b)] = int32_t(begin);
+    r.ranges[size_t(2 * b + 1)] = int32_t(end);
+    r.prompt_len[size_t(b)] = m;
+    r.response_len[size_t(b)] = n;
+    r.stopped_at_eos[size_t(b)] = g.stopped_at_eos;
+    r.responses[size_t(b)] = g.tokens;
+  }
+  return r;
+}
+
+DeviceBatch::DeviceBatch(Device device, int64_t B, int64_t S, std::span<const int32_t> tokens,
+                         std::span<const int32_t> ranges, std::span<const int32_t> positions) {
+  BEAVER_CHECK(int64_t(tokens.size()) == B * S && int64_t(positions.size()) == B * S &&
+                   int64_t(ranges.size()) == 2 * B,
+               "DeviceBatch: ", tokens.size(), " tokens, ", positions.size(), " positions and ",
+               ranges.size(), " range values for a [", B, ", ", S, "] batch");
+  auto put = [device](std::span<const int32_t> v, Shape s) {
+    OwnedTensor t(DType::I32, s, device);
+    copy_tensor(t, Tensor(const_cast<int32_t*>(v.data()), DType::I32, s, Device::CPU));
+    return t;
+  };
+  tokens_ = put(tokens, {B, S});
+  ranges_ = put(ranges, {B, 2});
+  positions_ = put(positions, {B, S});
+}
+
+DeviceBatch upload(Device device, const RolloutBatch& r) {
+  return DeviceBatch(device, r.batch, r.width, r.tokens, r.ranges, r.positions);
+}
+
+std::vector<float> rollout_logprobs(model::LlamaModel& m, const model::Batch& b,
+                                    const Tensor& targets) {
+  const int64_t B = b.tokens.size(0), S = b.tokens.size(1);
+  m.forward(b);
+  OwnedTensor logp(DType::F32, {B, S}, m.context().device());
+  m.token_logprobs(targets, logp);
+  return to_host_f32(logp);
+}
+
+std::vector<float> rollout_logprobs(model::LlamaModel& m, const RolloutBatch& r) {
+  const DeviceBatch db = upload(m.context().device(), r);
+  const OwnedTensor targets = to_device(m.context().device(), r.targets, {r.batch, r.width});
+  return rollout_logprobs(m, db.batch(), targets);
+}
+
+std::vector<float> rollout_end_scores(model::LlamaModel& m, const RolloutBatch& r) {
+  const Device dev = m.context().device();
+  const DeviceBatch db = upload(dev, r);
+  m.forward(db.batch());
+  OwnedTensor scores(DType::F32, {r.batch, r.width}, dev), end(DType::F32, {r.batch}, dev);
+  m.scores(scores, end);
+  return to_host_f32(end);
+}
+
+std::vector<float> rollout_values(model::LlamaModel& m, const RolloutBatch& r) {
+  const Device dev = m.context().device();
+  const DeviceBatch db = upload(dev, r);
+  m.forward(db.batch());
+  OwnedTensor scores(DType::F32, {r.batch, r.width}, dev);
+  m.scores(scores, Tensor());
+  return to_host_f32(scores);
+}
+
+}  // namespace beaver::train

@@ -1,0 +1,86 @@
+// Rollout bookkeeping for PPO: how sampled responses become one padded batch, and the
+// gradient-free passes over it (per-token log-probs, end scores, critic values).
+//
+// Layout (the reference's): prompts are left-padded to a common width P and every response
+// starts at column P; responses (plus the EOS that stopped them, when one did) are
+// right-padded to the batch width S. Row b holds valid tokens [P - m_b, P + n_b) where m_b is
+// its prompt length and n_b its response length counting the EOS; positions count from 0 at
+// the row's first valid token.
+//
+// Per-token arrays follow train/ppo.h: [B, S] row-major, position t holding action t (the
+// token at t + 1, emitted from position t). The action mask covers columns [P - 1, P - 1 + n_b)
+// of row b: every generated token including the EOS. A row's `end` (ppo.h response_ends) is
+// then the action that emitted its EOS, or its last token when the response was truncated by
+// max_length. Score models see the whole row, so their end score is the score at the EOS token
+// (or at the last token of a truncated response): the last valid position of the row.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "csrc/tensor.h"
+#include "model/engine.h"
+#include "model/llama.h"
+#include "train/ppo.h"
+
+namespace beaver::train {
+
+struct RolloutBatch {
+  int64_t batch = 0, width = 0;   // B, S
+  int64_t prompt_width = 0;       // P: the column where every response starts
+  std::vector<int32_t> tokens;    // [B, S]; padding holds pad_id (never attended)
+  std::vector<int32_t> ranges;    // [B, 2] valid [begin, end) per row
+  std::vector<int32_t> positions; // [B, S]
+  std::vector<int32_t> targets;   // [B, S]: the sampled token at t + 1 on the mask, else -100
+  std::vector<uint8_t> mask;      // [B, S] action mask
+  std::vector<int64_t> prompt_len, response_len;  // m_b, n_b (n_b counts the EOS)
+  std::vector<uint8_t> stopped_at_eos;
+  std::vector<std::vector<int32_t>> responses;    // generated tokens, EOS excluded
+
+  TokenDims dims() const { return TokenDims{batch, width}; }
+  // Response tokens in the batch (EOS included), the training token count of one pass.
+  int64_t action_count() const;
+  // Full sequence tokens (prompt + response + EOS) summed over rows.
+  int64_t sequence_tokens() const;
+};
+
+// Builds the padded batch from prompts and their generations. eos_id is appended to the
+// responses that stopped at it. Every prompt must be non-empty and every row must hold at
+// least one action (a generation that is empty and did not stop at EOS is an Error).
+RolloutBatch build_rollout(const std::vector<std::vector<int32_t>>& prompts,
+                           const std::vector<model::Generation>& generations, int32_t eos_id,
+                           int32_t pad_id);
+
+// A padded batch uploaded to a device, kept alive with its tensors.
+class DeviceBatch {
+ public:
+  DeviceBatch(Device device, int64_t batch, int64_t width, std::span<const int32_t> tokens,
+              std::span<const int32_t> ranges, std::span<const int32_t> positions);
+  model::Batch batch() const { return model::Batch{tokens_, ranges_, positions_}; }
+
+ private:
+  OwnedTensor tokens_, ranges_, positions_;
+};
+DeviceBatch upload(Device device, const RolloutBatch& r);
+
+// log π(a_t) of the sampled tokens at every action position ([B, S]; 0 off the mask). The
+// model needs an LM head; runs forward() (its activations then belong to this batch).
+std::vector<float> rollout_logprobs(model::LlamaModel& m, const RolloutBatch& r);
+// Same, on an already uploaded batch (targets uploaded by the caller: i32 [B, S]).
+std::vector<float> rollout_logprobs(model::LlamaModel& m, const model::Batch& b,
+                                    const Tensor& targets);
+// End scores [B] of a score model: the score at each row's last valid token.
+std::vector<float> rollout_end_scores(model::LlamaModel& m, const RolloutBatch& r);
+// Scores at every position [B, S] of a score model (critic values; only the mask is used).
+std::vector<float> rollout_values(model::LlamaModel& m, const RolloutBatch& r);
+
+// Host vector → device tensor of the given shape (owned).
+template <typename T>
+OwnedTensor to_device(Device device, const std::vector<T>& host, Shape shape) {
+  OwnedTensor t(dtype_of<T>::value, shape, device);
+  copy_tensor(t, Tensor(const_cast<T*>(host.data()), dtype_of<T>::value, shape, Device::CPU));
+  return t;
+}
+
+}  // namespace beaver::train
