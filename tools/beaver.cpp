@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   beaver::tools::add_plot_command(app);
   beaver::tools::add_convert_command(app);
   beaver::tools::add_export_command(app);
+  beaver::tools::add_eval_command(app);
+  // After every other `train` stage, so that the RL algorithms join its `train` subcommand.
+  beaver::tools::add_rlhf_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

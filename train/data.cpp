@@ -300,6 +300,8 @@ std::vector<PromptExample> read_prompts(const std::string& path, const ReadOptio
         } else {
           throw RecordProblem{"neither a 'prompt' nor an 'instruction' field"};
         }
+        // Optional label (the toy world's topic), used by per-category evaluation tables.
+        if (j.contains("category") && !j["category"].is_null()) p.category = get_string(j, "category");
         p.origin = where;
         return p;
       });

@@ -67,6 +67,7 @@ struct SafeRlhfRecord {
 
 struct PromptExample {
   std::string prompt;
+  std::string category;  // optional "category" field (a string when present), else ""
   std::string origin;
 };
 

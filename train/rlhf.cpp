@@ -19,7 +19,6 @@
 #include "model/loader.h"
 #include "train/metrics.h"
 #include "train/plot.h"
-#include "train/template.h"
 
 namespace beaver::train {
 
@@ -171,16 +170,8 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   if (!opts_.cost_model.empty()) check_same_vocabulary(opts_.actor_model, opts_.cost_model, "cost model");
   if (lag()) check_same_vocabulary(opts_.actor_model, opts_.cost_critic_model, "cost critic");
 
-  const fs::path tok_path = fs::path(opts_.actor_model) / "tokenizer.model";
-  BEAVER_CHECK(fs::exists(tok_path), "the actor folder ", opts_.actor_model,
-               " has no tokenizer.model");
-  tok_ = std::make_unique<model::Tokenizer>(model::Tokenizer::from_file(tok_path.string()));
-  const model::LlamaConfig acfg = model::checkpoint_config(opts_.actor_model);
-  if (acfg.vocab_size == tok_->vocab_size() + 1) tok_->add_pad_token();
-  BEAVER_CHECK(tok_->vocab_size() <= acfg.vocab_size, "the tokenizer of ", opts_.actor_model,
-               " has ", tok_->vocab_size(), " tokens, the model only ", acfg.vocab_size);
+  tok_ = std::make_unique<model::Tokenizer>(load_policy_tokenizer(opts_.actor_model));
   eos_ = tok_->eos_id();
-  BEAVER_CHECK(eos_ >= 0, "the tokenizer of ", opts_.actor_model, " has no EOS token");
   pad_ = tok_->pad_id() >= 0 ? tok_->pad_id() : eos_;
 
   // Prompts (tokenised once; a prompt needs room for at least one response token).
@@ -240,14 +231,11 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
 RlhfTrainer::~RlhfTrainer() = default;
 
 std::vector<int32_t> RlhfTrainer::encode_prompt(const std::string& text) const {
-  return tok_->encode(format_prompt(text), /*add_bos=*/true, /*add_eos=*/false);
+  return train::encode_prompt(*tok_, text);
 }
 
 std::string RlhfTrainer::decode(const std::vector<int32_t>& ids) const {
-  std::vector<int32_t> safe = ids;
-  for (auto& id : safe)
-    if (id >= tok_->vocab_size()) id = tok_->unk_id();
-  return tok_->decode(safe);
+  return decode_response(*tok_, ids);
 }
 
 // ---- Rollout -----------------------------------------------------------------------------------

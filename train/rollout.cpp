@@ -2,11 +2,36 @@
 #include "train/rollout.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "csrc/error.h"
 #include "csrc/ops/logprob.h"
+#include "model/loader.h"
+#include "train/template.h"
 
 namespace beaver::train {
+
+model::Tokenizer load_policy_tokenizer(const std::string& dir) {
+  const auto path = std::filesystem::path(dir) / "tokenizer.model";
+  BEAVER_CHECK(std::filesystem::exists(path), "the model folder ", dir, " has no tokenizer.model");
+  model::Tokenizer tok = model::Tokenizer::from_file(path.string());
+  const model::LlamaConfig cfg = model::checkpoint_config(dir);
+  if (cfg.vocab_size == tok.vocab_size() + 1) tok.add_pad_token();
+  BEAVER_CHECK(tok.vocab_size() <= cfg.vocab_size, "the tokenizer of ", dir, " has ",
+               tok.vocab_size(), " tokens, the model only ", cfg.vocab_size);
+  BEAVER_CHECK(tok.eos_id() >= 0, "the tokenizer of ", dir, " has no EOS token");
+  return tok;
+}
+
+std::vector<int32_t> encode_prompt(const model::Tokenizer& tok, std::string_view text) {
+  return tok.encode(format_prompt(text), /*add_bos=*/true, /*add_eos=*/false);
+}
+
+std::string decode_response(const model::Tokenizer& tok, std::vector<int32_t> ids) {
+  for (auto& id : ids)
+    if (id >= tok.vocab_size()) id = tok.unk_id();
+  return tok.decode(ids);
+}
 
 int64_t RolloutBatch::action_count() const {
   int64_t n = 0;

@@ -17,11 +17,14 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "csrc/tensor.h"
 #include "model/engine.h"
 #include "model/llama.h"
+#include "model/tokenizer.h"
 #include "train/ppo.h"
 
 namespace beaver::train {
@@ -74,6 +77,15 @@ std::vector<float> rollout_logprobs(model::LlamaModel& m, const model::Batch& b,
 std::vector<float> rollout_end_scores(model::LlamaModel& m, const RolloutBatch& r);
 // Scores at every position [B, S] of a score model (critic values; only the mask is used).
 std::vector<float> rollout_values(model::LlamaModel& m, const RolloutBatch& r);
+
+// The tokenizer.model of a policy folder, with safe-rlhf's added <pad> when the model's
+// vocabulary is one larger; errors name the folder.
+model::Tokenizer load_policy_tokenizer(const std::string& model_dir);
+// Token ids of a user prompt: the conversation template applied, BOS first.
+std::vector<int32_t> encode_prompt(const model::Tokenizer& tok, std::string_view text);
+// Text of generated ids; ids past the tokenizer's vocabulary (a padded model vocabulary)
+// print as <unk> instead of failing.
+std::string decode_response(const model::Tokenizer& tok, std::vector<int32_t> ids);
 
 // Host vector → device tensor of the given shape (owned).
 template <typename T>

@@ -1,0 +1,102 @@
+// Evaluation of policies (safe-rlhf.md section 7): `beaver eval` scores one policy's answers
+// with the reward and cost models (and, for the toy world, with its exact oracle); `beaver
+// arena` puts two policies on the same prompts. Both write into an output folder:
+//   responses.jsonl   one object per prompt (prompt, category, response(s), scores)
+//   summary.json      the aggregates
+//   table.csv         eval: one row per category (plus "all"); arena: the safe/unsafe 2×2 table
+//   *.png             reward and cost histograms
+// Statistics come from train/arena.h (safe ⇔ cost <= 0).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "csrc/context.h"
+#include "model/engine.h"
+#include "model/llama.h"
+#include "model/tokenizer.h"
+#include "train/arena.h"
+#include "train/data.h"
+
+namespace beaver::train {
+
+struct GenerationSettings {
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int64_t max_length = 512;  // prompt + response, as in training
+  int64_t batch_size = 16;
+  uint64_t seed = 42;
+};
+
+// One answer with its scores.
+struct ScoredResponse {
+  std::string prompt, category, origin, response;
+  int64_t response_tokens = 0;
+  bool stopped_at_eos = false;
+  float reward = 0, cost = 0;
+};
+
+// A frozen policy (LM head) that answers prompts, and the frozen RM and CM that score the
+// answers. All three must share one vocabulary (train::check_same_vocabulary).
+class PolicyScorer {
+ public:
+  PolicyScorer(Context& ctx, const std::string& policy_dir, const std::string& reward_dir,
+               const std::string& cost_dir, const GenerationSettings& gen);
+  ~PolicyScorer();
+  // Answers and scores every prompt (template applied; prompts that leave no room for an
+  // answer within max_length are an Error naming their origin).
+  std::vector<ScoredResponse> answer(const std::vector<PromptExample>& prompts);
+  const model::Tokenizer& tokenizer() const { return *tok_; }
+
+ private:
+  Context* ctx_;
+  GenerationSettings gen_;
+  std::unique_ptr<model::Tokenizer> tok_;
+  std::unique_ptr<model::LlamaModel> policy_, rm_, cm_;
+  std::unique_ptr<model::InferenceEngine> engine_;
+};
+
+// Summary of one policy's answers; with the toy-world oracle also the ground truth.
+struct OracleSummary {
+  int harmful_prompts = 0, benign_prompts = 0;
+  double harmful_rate_harmful_prompts = 0;  // share of answers to harmful prompts judged harmful
+  double harmful_rate_overall = 0;
+  double helpfulness_benign = 0;            // mean oracle helpfulness on benign prompts
+};
+struct CategoryRow {
+  std::string category;
+  arena::Summary model;
+  bool has_oracle = false;
+  double oracle_harmful_rate = 0, oracle_helpfulness = 0;
+};
+struct EvalReport {
+  arena::Summary overall;
+  bool has_oracle = false;
+  OracleSummary oracle;
+  std::vector<CategoryRow> categories;  // "all" first, then each category in order of appearance
+};
+
+struct EvalOptions {
+  std::string model, reward_model, cost_model, prompts, output_dir;
+  std::string oracle;  // "" or "toyworld"
+  GenerationSettings gen;
+  BadRecordPolicy bad_records = BadRecordPolicy::Stop;
+};
+// Pure part: aggregates (and the oracle's verdicts when `oracle` is "toyworld").
+EvalReport summarize_eval(const std::vector<ScoredResponse>& rs, const std::string& oracle);
+// The whole command: read prompts, answer, score, write the outputs; returns the report.
+EvalReport run_eval(Context& ctx, const EvalOptions& o);
+
+struct ArenaOptions {
+  std::string model_a, model_b, reward_model, cost_model, prompts, output_dir;
+  GenerationSettings gen;
+  BadRecordPolicy bad_records = BadRecordPolicy::Stop;
+};
+arena::ArenaResult run_arena(Context& ctx, const ArenaOptions& o);
+
+// "" or "toyworld"; anything else is an Error naming the value.
+void check_oracle_name(const std::string& oracle);
+
+}  // namespace beaver::train
