@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   beaver::tools::add_generate_command(app);
   beaver::tools::add_toyworld_command(app);
   beaver::tools::add_plot_command(app);
+  beaver::tools::add_convert_command(app);
+  beaver::tools::add_export_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
