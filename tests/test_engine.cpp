@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "llama_fixture.h"
+#include "model/loader.h"
 #include "model/engine.h"
 #include "model/llama.h"
 #include "testutil.h"
@@ -23,11 +23,11 @@ std::string fixture_dir() {
 
 struct EngineFixture : ::testing::Test {
   Context ctx = Context::cpu(1);
-  LlamaConfig cfg = fixture_config(fixture_dir());
+  LlamaConfig cfg = checkpoint_config(fixture_dir());
   LlamaModel model{ctx, cfg, LlamaOptions{Head::LM, 3, 12, false, false, 0}};
   std::vector<std::vector<int32_t>> prompts = {
       {1, 40, 7, 99}, {1, 5, 88, 23, 61, 17, 3, 70, 12}, {1, 120, 64}};
-  EngineFixture() { load_fixture_weights(model, fixture_dir()); }
+  EngineFixture() { load_weights(model, fixture_dir()); }
 };
 
 TEST_F(EngineFixture, BatchedGreedyEqualsOneByOne) {
@@ -121,7 +121,7 @@ TEST_F(EngineFixture, BadPromptsAreNamedErrors) {
 
 TEST(LlamaModelErrors, BadBatchesAreNamedErrors) {
   Context ctx = Context::cpu(1);
-  const LlamaConfig cfg = fixture_config(fixture_dir());
+  const LlamaConfig cfg = checkpoint_config(fixture_dir());
   LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, 2, 8, true, false, 0});
   const OwnedTensor tok = test::int_tensor(std::vector<int32_t>(16, 3), {2, 8});
   const OwnedTensor pos = test::int_tensor(std::vector<int32_t>(16, 0), {2, 8});
@@ -152,9 +152,9 @@ TEST(LlamaModelErrors, BadBatchesAreNamedErrors) {
 // Gradient accumulation: two backward passes over the same batch give twice the gradient.
 TEST(LlamaModelGrads, BackwardAccumulates) {
   Context ctx = Context::cpu(1);
-  const LlamaConfig cfg = fixture_config(fixture_dir());
+  const LlamaConfig cfg = checkpoint_config(fixture_dir());
   LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, 2, 6, true, false, 0});
-  load_fixture_weights(m, fixture_dir());
+  load_weights(m, fixture_dir());
   const std::vector<int32_t> tokens = {1, 9, 8, 7, 6, 5, 1, 44, 45, 0, 0, 0};
   const std::vector<int32_t> ranges = {0, 6, 0, 3};
   const OwnedTensor tok = test::int_tensor(tokens, {2, 6}), rng = test::int_tensor(ranges, {2, 2}),

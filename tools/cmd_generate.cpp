@@ -13,7 +13,7 @@
 #include "csrc/atomic_file.h"
 #include "csrc/context.h"
 #include "csrc/log.h"
-#include "model/checkpoint.h"
+#include "model/loader.h"
 #include "model/config.h"
 #include "model/engine.h"
 #include "model/llama.h"
@@ -72,7 +72,10 @@ void run_generate(const GenerateArgs& a) {
   BEAVER_CHECK(a.prompts_file.empty() || !a.output.empty(),
                "generate: --prompts needs --output FILE.jsonl");
   model::Tokenizer tok = model::Tokenizer::from_file(a.model + "/tokenizer.model");
-  const model::LlamaConfig cfg = model::load_config(a.model);
+  model::ModelKind kind{};
+  const model::LlamaConfig cfg = model::checkpoint_config(a.model, &kind);
+  BEAVER_CHECK(kind == model::ModelKind::CausalLM, "generate: ", a.model,
+               " holds a score model; generation needs a causal LM");
   if (cfg.vocab_size == tok.vocab_size() + 1) tok.add_pad_token();  // safe-rlhf's added <pad>
   BEAVER_CHECK(tok.vocab_size() <= cfg.vocab_size, "generate: the tokenizer has ",
                tok.vocab_size(), " tokens, the model only ", cfg.vocab_size);
