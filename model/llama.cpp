@@ -636,16 +636,20 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
 
 std::vector<int32_t> next_token_targets(const std::vector<int32_t>& tokens,
                                         const std::vector<int32_t>& ranges, int64_t B,
-                                        int64_t S) {
+                                        int64_t S, const std::vector<int32_t>& label_begin) {
   BEAVER_CHECK(int64_t(tokens.size()) == B * S && int64_t(ranges.size()) == 2 * B,
                "next_token_targets: ", tokens.size(), " tokens and ", ranges.size(),
                " range values for a [", B, ", ", S, "] batch");
+  BEAVER_CHECK(label_begin.empty() || int64_t(label_begin.size()) == B, "next_token_targets: ",
+               label_begin.size(), " label_begin values for ", B, " rows");
   std::vector<int32_t> t(size_t(B * S), ops::kIgnoreIndex);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t begin = ranges[size_t(2 * b)], end = ranges[size_t(2 * b + 1)];
     BEAVER_CHECK(0 <= begin && begin <= end && end <= S, "next_token_targets: row ", b,
                  " has range [", begin, ", ", end, ")");
-    for (int64_t i = begin; i + 1 < end; ++i) t[size_t(b * S + i)] = tokens[size_t(b * S + i + 1)];
+    const int64_t first = label_begin.empty() ? begin : std::max<int64_t>(begin, label_begin[size_t(b)]);
+    for (int64_t i = std::max<int64_t>(begin, first - 1); i + 1 < end; ++i)
+      t[size_t(b * S + i)] = tokens[size_t(b * S + i + 1)];
   }
   return t;
 }

@@ -212,9 +212,11 @@ class LlamaModel {
 };
 
 // Next-token targets for a padded batch: targets[b,t] = tokens[b,t+1] for begin <= t < end-1,
-// else -100. Host vectors (row-major [B,S]); ranges [B,2].
+// else -100. Host vectors (row-major [B,S]); ranges [B,2]. With label_begin (one column index
+// per row, e.g. where the answer starts), only tokens at t+1 >= label_begin[b] are targets:
+// the label mask of supervised fine-tuning, where prompt tokens carry no loss.
 std::vector<int32_t> next_token_targets(const std::vector<int32_t>& tokens,
                                         const std::vector<int32_t>& ranges, int64_t B,
-                                        int64_t S);
+                                        int64_t S, const std::vector<int32_t>& label_begin = {});
 
 }  // namespace beaver::model

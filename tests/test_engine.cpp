@@ -179,5 +179,18 @@ TEST(LlamaModelGrads, BackwardAccumulates) {
   for (int64_t j = 0; j < cfg.hidden_size; ++j) EXPECT_EQ(ge[size_t(j)], 0.0f);
 }
 
+TEST(Targets, NextTokenTargetsWithLabelMask) {
+  // Row 0 right-padded (len 5), row 1 left-padded (begin 2).
+  const std::vector<int32_t> tokens = {1, 10, 11, 12, 13, 0, 0, 0, 1, 20, 21, 22};
+  const std::vector<int32_t> ranges = {0, 5, 2, 6};
+  const int32_t X = -100;
+  EXPECT_EQ(next_token_targets(tokens, ranges, 2, 6),
+            (std::vector<int32_t>{10, 11, 12, 13, X, X, X, X, 20, 21, 22, X}));
+  // Labels start at column 3 (row 0) and 4 (row 1): earlier tokens are prompt.
+  EXPECT_EQ(next_token_targets(tokens, ranges, 2, 6, {3, 4}),
+            (std::vector<int32_t>{X, X, 12, 13, X, X, X, X, X, 21, 22, X}));
+  EXPECT_THROW(next_token_targets(tokens, ranges, 2, 6, {3}), Error);
+}
+
 }  // namespace
 }  // namespace beaver::model

@@ -107,7 +107,7 @@ void run_generate(const GenerateArgs& a) {
     // only turn into text reliably in context: a leading "▁" becomes a space, bytes merge).
     std::vector<int32_t> so_far;
     std::string printed;
-    std::fputs(texts[0].c_str(), stdout);
+    std::printf("%s\n", texts[0].c_str());
     std::fflush(stdout);
     engine.generate(prompts, go, [&](size_t, int32_t t) {
       so_far.push_back(t);
