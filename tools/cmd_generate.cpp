@@ -80,6 +80,17 @@ void run_generate(const GenerateArgs& a) {
   BEAVER_CHECK(tok.vocab_size() <= cfg.vocab_size, "generate: the tokenizer has ",
                tok.vocab_size(), " tokens, the model only ", cfg.vocab_size);
 
+  if (cfg.vocab_size > tok.vocab_size())
+    log_warn("generate: the model has ", cfg.vocab_size, " tokens, the tokenizer ",
+             tok.vocab_size(), "; ids past the tokenizer print as <unk>");
+  // Text of generated ids; ids the tokenizer does not know (a padded model vocabulary) print
+  // as <unk> instead of failing the whole run.
+  auto text_of = [&tok](std::vector<int32_t> ids) {
+    for (auto& id : ids)
+      if (id >= tok.vocab_size()) id = tok.unk_id();
+    return tok.decode(ids);
+  };
+
   const std::vector<std::string> texts =
       a.prompt.empty() ? read_prompts(a.prompts_file) : std::vector<std::string>{a.prompt};
   std::vector<std::vector<int32_t>> prompts;
@@ -111,7 +122,7 @@ void run_generate(const GenerateArgs& a) {
     std::fflush(stdout);
     engine.generate(prompts, go, [&](size_t, int32_t t) {
       so_far.push_back(t);
-      const std::string text = tok.decode(so_far);
+      const std::string text = text_of(so_far);
       if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
         std::fputs(text.c_str() + printed.size(), stdout);
         std::fflush(stdout);
@@ -125,7 +136,7 @@ void run_generate(const GenerateArgs& a) {
     for (size_t i = 0; i < out.size(); ++i) {
       nlohmann::json j;
       j["prompt"] = texts[i];
-      j["response"] = tok.decode(out[i].tokens);
+      j["response"] = text_of(out[i].tokens);
       j["tokens"] = out[i].tokens.size();
       j["stopped_at_eos"] = out[i].stopped_at_eos;
       f.write(j.dump() + "\n");
