@@ -108,4 +108,12 @@ LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_he
   return rep;
 }
 
+void save_weights(const LlamaModel& m, const std::string& dir, DType dtype,
+                  const std::string& tokenizer_dir) {
+  std::vector<TensorSource> sources;
+  for (const auto& p : m.params()) sources.push_back(tensor_source(p.name, m.param(p.name)));
+  const ModelKind kind = m.head() == Head::LM ? ModelKind::CausalLM : ModelKind::ScoreModel;
+  write_beaver_checkpoint(dir, m.config(), kind, dtype, sources, tokenizer_dir);
+}
+
 }  // namespace beaver::model

@@ -1,4 +1,4 @@
-// Filling a LlamaModel from a checkpoint folder: a Beaver checkpoint (beaver.json) or a
+// Filling a LlamaModel from a checkpoint folder (and writing one back): a Beaver checkpoint (beaver.json) or a
 // Hugging Face LLaMA folder (any of the layouts model/checkpoint.h reads). Stored tensors of
 // any float dtype are converted to the model's fp32.
 //
@@ -29,5 +29,10 @@ struct LoadReport {
 };
 
 LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_head_seed = 0);
+
+// Writes the model's parameters as a Beaver checkpoint folder (kind from the model's head,
+// tensors stored in `dtype`), copying the tokenizer files found in tokenizer_dir (may be empty).
+void save_weights(const LlamaModel& m, const std::string& dir, DType dtype = DType::F32,
+                  const std::string& tokenizer_dir = "");
 
 }  // namespace beaver::model

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -265,7 +266,8 @@ TEST(ScoreHead, MatchesPyTorchScoreModel) {
   SafeTensorsFile sg(dir + "/score_golden.safetensors");
   GoldenBatch gb(g);
   LlamaModel m(ctx, cfg, LlamaOptions{Head::Score, gb.B, gb.S, true, false, 0});
-  load_weights(m, dir);  // the LM head of the checkpoint is dropped
+  // Built from a causal LM: the LM head is dropped and a fresh head made (replaced below).
+  EXPECT_TRUE(load_weights(m, dir).fresh_score_head);
   copy_tensor(m.param("score_head.weight"), sg.at("score_head.weight").tensor());
   copy_tensor(m.param("score_head.bias"), sg.at("score_head.bias").tensor());
   m.forward(gb.batch());
@@ -380,6 +382,31 @@ TEST(Loader, AddedVocabularyRowIsTheMean) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("intermediate_size"), std::string::npos) << e.what();
   }
+}
+
+// save_weights → load_weights round trip: a score model (fresh head) comes back bit-identical
+// and as a score model; a score-model checkpoint cannot make a causal LM.
+TEST(Loader, ScoreModelRoundTripsThroughABeaverCheckpoint) {
+  Context ctx = Context::cpu(1);
+  const std::string src = golden_dir("tied_llama3");
+  const LlamaConfig cfg = checkpoint_config(src);
+  LlamaModel a(ctx, cfg, LlamaOptions{Head::Score, 1, 1, false, false, 0});
+  load_weights(a, src, 9);
+  const std::string dir = testing::TempDir() + "/beaver_score_roundtrip";
+  std::filesystem::remove_all(dir);
+  save_weights(a, dir);
+  ModelKind kind{};
+  (void)checkpoint_config(dir, &kind);
+  EXPECT_EQ(kind, ModelKind::ScoreModel);
+  LlamaModel b(ctx, cfg, LlamaOptions{Head::Score, 1, 1, false, false, 0});
+  const LoadReport rep = load_weights(b, dir);
+  EXPECT_FALSE(rep.fresh_score_head);
+  const auto pa = to_host_f32(a.flat_params()), pb = to_host_f32(b.flat_params());
+  ASSERT_EQ(pa.size(), pb.size());
+  EXPECT_EQ(std::memcmp(pa.data(), pb.data(), pa.size() * 4), 0);
+  LlamaModel lm(ctx, cfg, LlamaOptions{Head::LM, 1, 1, false, false, 0});
+  EXPECT_THROW(load_weights(lm, dir), Error);
+  std::filesystem::remove_all(dir);
 }
 
 // A fresh score head: weight ~ N(0, 0.02) (Philox, seeded), bias 0.
