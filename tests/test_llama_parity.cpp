@@ -198,6 +198,42 @@ TEST_P(Parity, GreedyGenerationIsTokenIdentical) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, Parity, ::testing::Values("mha", "gqa", "tied_llama3"),
                          [](const auto& p) { return std::string(p.param); });
 
+// The same batch left-padded (positions counted from each row's begin) gives HF's loss and
+// gradients too: padding side is a layout choice, not a change of the function.
+TEST(LlamaModel, LeftPaddedBatchMatchesTransformers) {
+  Context ctx = Context::cpu(1);
+  const std::string dir = golden_dir("gqa");
+  const LlamaConfig cfg = checkpoint_config(dir);
+  SafeTensorsFile g(dir + "/golden.safetensors");
+  GoldenBatch gb(g);
+  const int64_t B = gb.B, S = gb.S;
+  std::vector<int32_t> tok(size_t(B * S), 0), pos(size_t(B * S), 0), rng(size_t(2 * B));
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = gb.h_ranges[size_t(2 * b + 1)], shift = S - n;
+    for (int64_t i = 0; i < n; ++i) {
+      tok[size_t(b * S + shift + i)] = gb.h_tokens[size_t(b * S + i)];
+      pos[size_t(b * S + shift + i)] = int32_t(i);
+    }
+    rng[size_t(2 * b)] = int32_t(shift);
+    rng[size_t(2 * b + 1)] = int32_t(S);
+  }
+  const OwnedTensor t = test::int_tensor(tok, {B, S}), r = test::int_tensor(rng, {B, 2}),
+                    p = test::int_tensor(pos, {B, S}),
+                    tg = test::int_tensor(next_token_targets(tok, rng, B, S), {B, S});
+  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, B, S, true, true, 0});
+  load_weights(m, dir);
+  m.forward(Batch{t, r, p});
+  const double loss = m.cross_entropy(tg);
+  EXPECT_ALLCLOSE("left-padded loss", std::vector<double>{loss},
+                  as_double(g.at("loss").tensor()), 1e-5, 0.0);
+  m.cross_entropy_backward();
+  for (const auto& prm : m.params()) {
+    const auto want = as_double(g.at("grad." + prm.name).tensor());
+    EXPECT_ALLCLOSE("left-padded grad " + prm.name, as_double(m.grad(prm.name)), want, 1e-4,
+                    1e-5 * max_abs_of(want));
+  }
+}
+
 // Gradients with per-layer recomputation are bitwise those without it.
 TEST(LlamaModel, RecomputationGivesIdenticalGradients) {
   Context ctx = Context::cpu(1);
