@@ -361,6 +361,11 @@ void LlamaModel::forward(const Batch& batch, const KvSink& sink) {
     train_attend(l, q, k, v, att, lse);
     if (sink) sink(l, k.view({B_, S_, nkv_, hd_}), v.view({B_, S_, nkv_, hd_}));
   };
+  run_layers(T, positions, attend);
+  have_forward_ = true;
+}
+
+void LlamaModel::run_layers(int64_t T, const Tensor& positions, const AttendFn& attend) {
   for (int l = 0; l < int(L_); ++l) {
     if (l == 0)
       layer_forward(0, T, positions, resid(0).slice(0, T), Tensor{}, Tensor{}, attend);
@@ -368,10 +373,9 @@ void LlamaModel::forward(const Batch& batch, const KvSink& sink) {
       layer_forward(l, T, positions, proj_out_.slice(0, T), acts(l - 1).hmid.slice(0, T),
                     resid(l).slice(0, T), attend);
   }
-  ops::rmsnorm_fwd(c, proj_out_.slice(0, T), acts(int(L_) - 1).hmid.slice(0, T),
+  ops::rmsnorm_fwd(*ctx_, proj_out_.slice(0, T), acts(int(L_) - 1).hmid.slice(0, T),
                    params_[index_.at("model.norm.weight")], eps_, xnf_.slice(0, T),
                    resid(int(L_)).slice(0, T), rstdf_.slice(0, T));
-  have_forward_ = true;
 }
 
 Tensor LlamaModel::hidden(int l) const {
@@ -621,16 +625,7 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
     ops::decode_attention(c, q.view({B, nh_, hd_}), kc, vc, cache_ranges, scale_,
                           att.view({B, nh_, hd_}));
   };
-  for (int l = 0; l < int(L_); ++l) {
-    if (l == 0)
-      layer_forward(0, B, positions, resid(0).slice(0, B), Tensor{}, Tensor{}, attend);
-    else
-      layer_forward(l, B, positions, proj_out_.slice(0, B), acts(l - 1).hmid.slice(0, B),
-                    resid(l).slice(0, B), attend);
-  }
-  ops::rmsnorm_fwd(c, proj_out_.slice(0, B), acts(int(L_) - 1).hmid.slice(0, B),
-                   params_[index_.at("model.norm.weight")], eps_, xnf_.slice(0, B),
-                   resid(int(L_)).slice(0, B), rstdf_.slice(0, B));
+  run_layers(B, positions, attend);
   ops::linear_fwd(c, xnf_.slice(0, B), lm_weight(params_), out_logits);
 }
 

@@ -174,6 +174,8 @@ class LlamaModel {
   // be undefined) and is stored in resid_out when defined.
   void layer_forward(int l, int64_t rows, const Tensor& positions, const Tensor& x,
                      const Tensor& residual, const Tensor& resid_out, const AttendFn& attend);
+  // All layers and the final norm on T tokens whose embeddings are in resid(0).
+  void run_layers(int64_t T, const Tensor& positions, const AttendFn& attend);
   void train_attend(int l, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& att,
                     const Tensor& lse);
   // Backward from the gradient of the final-norm output (dxnf [T,H]) to every parameter.

@@ -96,10 +96,19 @@ double max_abs_of(const std::vector<double>& v) {
   return m;
 }
 
-struct Fixture {
-  LlamaConfig cfg;
-  std::string dir;
-};
+// Every parameter gradient of m against "<prefix><name>" of a golden file. Tolerance relative
+// to each tensor's largest entry: a gradient element is a sum over all tokens of products
+// that partly cancel, so its fp32 rounding error scales with the magnitude of the terms (~ the
+// tensor's largest entries), not with its own value; a per-element relative bound would fail
+// on entries that cancel to near zero.
+void expect_grads_match(const LlamaModel& m, const SafeTensorsFile& golden,
+                        const std::string& label) {
+  for (const auto& p : m.params()) {
+    const auto want = as_double(golden.at("grad." + p.name).tensor());
+    EXPECT_ALLCLOSE(label + " grad " + p.name, as_double(m.grad(p.name)), want, 1e-4,
+                    1e-5 * max_abs_of(want));
+  }
+}
 
 // Copies the batch of a golden file into owned tensors.
 struct GoldenBatch {
@@ -154,16 +163,7 @@ TEST_P(Parity, ForwardLossGradientsMatchTransformers) {
 
   m.zero_grads();
   m.cross_entropy_backward();
-  // Gradients: tolerance relative to each tensor's largest entry. A gradient element is a
-  // sum over all tokens of products that partly cancel, so its fp32 rounding error scales
-  // with the magnitude of the terms (~ the tensor's largest entries), not with its own value;
-  // a per-element relative bound would fail on entries that cancel to near zero.
-  for (const auto& p : m.params()) {
-    const auto want = as_double(g.at("grad." + p.name).tensor());
-    const double scale = max_abs_of(want);
-    EXPECT_ALLCLOSE(name + " grad " + p.name, as_double(m.grad(p.name)), want, 1e-4,
-                    1e-5 * scale);
-  }
+  expect_grads_match(m, g, name);
 }
 
 TEST_P(Parity, GreedyGenerationIsTokenIdentical) {
@@ -227,11 +227,7 @@ TEST(LlamaModel, LeftPaddedBatchMatchesTransformers) {
   EXPECT_ALLCLOSE("left-padded loss", std::vector<double>{loss},
                   as_double(g.at("loss").tensor()), 1e-5, 0.0);
   m.cross_entropy_backward();
-  for (const auto& prm : m.params()) {
-    const auto want = as_double(g.at("grad." + prm.name).tensor());
-    EXPECT_ALLCLOSE("left-padded grad " + prm.name, as_double(m.grad(prm.name)), want, 1e-4,
-                    1e-5 * max_abs_of(want));
-  }
+  expect_grads_match(m, g, "left-padded");
 }
 
 // Gradients with per-layer recomputation are bitwise those without it.
@@ -320,11 +316,7 @@ TEST(ScoreHead, MatchesPyTorchScoreModel) {
   copy_tensor(coef, sg.at("coef").tensor());
   m.zero_grads();
   m.scores_backward(Tensor{}, coef);
-  for (const auto& p : m.params()) {
-    const auto want = as_double(sg.at("grad." + p.name).tensor());
-    EXPECT_ALLCLOSE("score grad " + p.name, as_double(m.grad(p.name)), want, 1e-4,
-                    1e-5 * max_abs_of(want));
-  }
+  expect_grads_match(m, sg, "score");
 }
 
 // The end score is the score of the last valid token, whatever the padding side.
