@@ -36,22 +36,14 @@ void download_i32(std::vector<int32_t>& host, const Tensor& src) {
 
 LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions& opts)
     : ctx_(&ctx), cfg_(cfg), opts_(opts) {
+  cfg.validate("LlamaModel");  // sizes positive, heads divisible, head_dim even, ...
   H_ = cfg.hidden_size;
   I_ = cfg.intermediate_size;
   L_ = cfg.num_hidden_layers;
   nh_ = cfg.num_attention_heads;
-  nkv_ = cfg.num_key_value_heads > 0 ? cfg.num_key_value_heads : nh_;
+  nkv_ = cfg.num_key_value_heads;
+  hd_ = cfg.head_dim;
   V_ = cfg.vocab_size;
-  BEAVER_CHECK(H_ > 0 && I_ > 0 && L_ > 0 && nh_ > 0 && V_ > 0,
-               "LlamaModel: config needs positive hidden_size (", H_, "), intermediate_size (",
-               I_, "), num_hidden_layers (", L_, "), num_attention_heads (", nh_,
-               ") and vocab_size (", V_, ")");
-  hd_ = cfg.head_dim > 0 ? cfg.head_dim : H_ / nh_;
-  BEAVER_CHECK(cfg.head_dim > 0 || H_ % nh_ == 0, "LlamaModel: hidden_size ", H_,
-               " is not a multiple of num_attention_heads ", nh_, " and head_dim is not given");
-  BEAVER_CHECK(hd_ % 2 == 0, "LlamaModel: head_dim ", hd_, " must be even (rotary pairs)");
-  BEAVER_CHECK(nh_ % nkv_ == 0, "LlamaModel: num_attention_heads ", nh_,
-               " is not a multiple of num_key_value_heads ", nkv_);
   BEAVER_CHECK(opts.max_batch > 0 && opts.max_seq > 0, "LlamaModel: max_batch (",
                opts.max_batch, ") and max_seq (", opts.max_seq, ") must be positive");
   BEAVER_CHECK(!opts.recompute || opts.training,

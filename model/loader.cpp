@@ -57,18 +57,12 @@ LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_he
     BEAVER_CHECK(a == b, dir, ": ", field, " is ", a, " in the checkpoint but ", b,
                  " in the model");
   };
-  const auto kv = [](const LlamaConfig& x) {
-    return x.num_key_value_heads > 0 ? x.num_key_value_heads : x.num_attention_heads;
-  };
-  const auto hd = [](const LlamaConfig& x) {
-    return x.head_dim > 0 ? x.head_dim : x.hidden_size / x.num_attention_heads;
-  };
   same("hidden_size", s.hidden_size, c.hidden_size);
   same("intermediate_size", s.intermediate_size, c.intermediate_size);
   same("num_hidden_layers", s.num_hidden_layers, c.num_hidden_layers);
   same("num_attention_heads", s.num_attention_heads, c.num_attention_heads);
-  same("num_key_value_heads", kv(s), kv(c));
-  same("head_dim", hd(s), hd(c));
+  same("num_key_value_heads", s.num_key_value_heads, c.num_key_value_heads);
+  same("head_dim", s.head_dim, c.head_dim);
   BEAVER_CHECK(c.vocab_size >= s.vocab_size, dir, ": the checkpoint has ", s.vocab_size,
                " tokens, the model only ", c.vocab_size);
   rep.added_vocab_rows = c.vocab_size - s.vocab_size;
