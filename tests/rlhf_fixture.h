@@ -13,7 +13,7 @@
 #include "csrc/atomic_file.h"
 #include "csrc/context.h"
 #include "csrc/philox.h"
-#include "model/checkpoint.h"
+#include "model/loader.h"
 #include "model/llama.h"
 #include "model/tokenizer.h"
 
@@ -91,7 +91,6 @@ struct TinyWorld {
     Context ctx = Context::cpu(1);
     model::LlamaModel m(ctx, c, model::LlamaOptions{head, 1, 4, false, false, 0});
     PhiloxStream rng(seed, 0x7141);
-    std::vector<model::TensorSource> src;
     for (const auto& p : m.params()) {
       const Tensor t = m.param(p.name);
       float* x = t.ptr<float>();
@@ -113,11 +112,8 @@ struct TinyWorld {
       std::fill(eos, eos + H, 0.0f);
       eos[0] = eos_logit;
     }
-    for (const auto& p : m.params()) src.push_back(model::tensor_source(p.name, m.param(p.name)));
     const std::string out = (dir / name).string();
-    model::write_beaver_checkpoint(
-        out, c, head == model::Head::LM ? model::ModelKind::CausalLM : model::ModelKind::ScoreModel,
-        DType::F32, src, (dir / "tok").string());
+    model::save_weights(m, out, DType::F32, (dir / "tok").string());
     return out;
   }
 };

@@ -489,10 +489,7 @@ void RlhfTrainer::train() {
 }
 
 void RlhfTrainer::save_actor(const std::string& dir) const {
-  std::vector<model::TensorSource> src;
-  for (const auto& p : actor_->params()) src.push_back(model::tensor_source(p.name, actor_->param(p.name)));
-  model::write_beaver_checkpoint(dir, actor_->config(), model::ModelKind::CausalLM, DType::F32, src,
-                                 opts_.actor_model);
+  model::save_weights(*actor_, dir, DType::F32, opts_.actor_model);
   log_info("train: wrote the actor to ", dir);
 }
 
