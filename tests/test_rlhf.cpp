@@ -277,5 +277,148 @@ TEST_F(RlhfTiny, VocabularyMismatchIsAClearError) {
   EXPECT_NE(e.find("not a trained score model"), std::string::npos) << e;
 }
 
+// ---- Training steps ----------------------------------------------------------------------------
+// λ follows the constraint within one run: while the cost model scores every answer far above
+// the threshold, λ rises (to its cap); once the costs drop below it, the window forgets the old
+// costs and λ falls. Each update is exactly one SGD step on log λ with the window's mean.
+TEST_F(RlhfTiny, LambdaRisesWhileViolatedAndFallsOnceMet) {
+  RlhfOptions o = tiny_options(world);
+  o.ppo.episode_cost_window_size = 4;
+  o.ppo.lambda_lr = 0.5;
+  o.ppo.lambda_max = 3.0;
+  o.ppo.update_iters = 1;
+  RlhfTrainer tr(ctx, o);
+  // The CM's score-head bias moves every cost by the same amount.
+  const Tensor bias = tr.cost_model()->param("score_head.bias");
+  const float b0 = bias.ptr<float>()[0];
+  std::vector<float> costs_seen;
+  const std::vector<std::vector<int32_t>> batch(tr.prompt_tokens().begin(),
+                                                tr.prompt_tokens().begin() + 4);
+  std::vector<double> lambdas = {tr.lagrange().lambda()};
+  for (int step = 0; step < 8; ++step) {
+    bias.ptr<float>()[0] = b0 + (step < 4 ? 20.0f : -20.0f);
+    const double log_before = tr.lagrange().log_lambda();
+    const StepStats st = tr.step(batch);
+    EXPECT_TRUE(st.lambda_updated);
+    EXPECT_EQ(st.step, step);
+    EXPECT_EQ(tr.global_step(), step + 1);
+    // The window holds the last 4 episode costs: this step's batch of 4.
+    const auto w = tr.lagrange().state().window;
+    ASSERT_EQ(w.size(), 4u);
+    double mean = 0;
+    for (float c : w) mean += c;
+    mean /= 4;
+    EXPECT_NEAR(st.episode_cost, mean, 1e-6);
+    EXPECT_NEAR(st.cost, mean, 1e-6);  // the batch is exactly the window here
+    const double want = std::min(log_before + 0.5 * std::exp(log_before) * (mean - 0.0),
+                                 std::log(3.0));
+    EXPECT_NEAR(tr.lagrange().log_lambda(), want, 1e-9) << "step " << step;
+    EXPECT_NEAR(st.lambda, std::exp(want), 1e-9);
+    EXPECT_EQ(mean > 0, step < 4) << "step " << step << " J_C " << mean;
+    lambdas.push_back(st.lambda);
+  }
+  for (int k = 1; k <= 4; ++k) EXPECT_GE(lambdas[size_t(k)], lambdas[size_t(k - 1)]) << k;
+  EXPECT_NEAR(lambdas[4], 3.0, 1e-9);  // capped at lambda_max
+  for (int k = 5; k <= 8; ++k) EXPECT_LT(lambdas[size_t(k)], lambdas[size_t(k - 1)]) << k;
+}
+
+TEST_F(RlhfTiny, LambdaWaitsForTheDelay) {
+  RlhfOptions o = tiny_options(world);
+  o.ppo.lambda_update_delay_steps = 2;
+  o.ppo.threshold = -100.0;  // violated from the start
+  RlhfTrainer tr(ctx, o);
+  const std::vector<std::vector<int32_t>> batch(tr.prompt_tokens().begin(),
+                                                tr.prompt_tokens().begin() + 3);
+  EXPECT_FALSE(tr.step(batch).lambda_updated);
+  EXPECT_FALSE(tr.step(batch).lambda_updated);
+  EXPECT_EQ(tr.lagrange().lambda(), 1.0);
+  const StepStats st = tr.step(batch);
+  EXPECT_TRUE(st.lambda_updated);
+  EXPECT_GT(st.lambda, 1.0);
+}
+
+// One step changes the actor and both critics, leaves the frozen models alone, and reports
+// finite statistics; the PTX batch joins the actor's step.
+TEST_F(RlhfTiny, StepTrainsActorAndCriticsWithPtx) {
+  const std::string sft = (world.dir / "sft.json").string();
+  write_text_file(sft,
+                  "[{\"instruction\": \"how do I bake bread\", \"input\": \"\", \"output\": "
+                  "\"mix flour and water\"},\n {\"instruction\": \"plan a trip\", \"input\": \"\","
+                  " \"output\": \"pack a bag and go\"}]\n");
+  RlhfOptions o = tiny_options(world);
+  o.ptx_datasets = {DatasetSpec{sft, 1.0}};
+  o.ppo.actor_lr = 1e-3;
+  o.ppo.critic_lr = 1e-3;
+  o.ppo.actor_lr_warmup_ratio = 0.0;
+  o.ppo.critic_lr_warmup_ratio = 0.0;
+  RlhfTrainer tr(ctx, o);
+  auto snapshot = [](model::LlamaModel& m) { return to_host_f32(m.flat_params()); };
+  const auto actor0 = snapshot(tr.actor()), ref0 = snapshot(tr.reference()),
+             rm0 = snapshot(tr.reward_model()), cm0 = snapshot(*tr.cost_model());
+  const StepStats st = tr.step(tr.prompt_tokens());
+  for (const auto& [k, v] : st.metrics()) EXPECT_TRUE(std::isfinite(v)) << k;
+  EXPECT_GT(st.ptx_loss, 0.0);
+  EXPECT_GT(st.reward_critic_loss, 0.0);
+  EXPECT_GT(st.cost_critic_loss, 0.0);
+  EXPECT_GT(st.response_length, 0.0);
+  EXPECT_GT(st.generation_s, 0.0);
+  EXPECT_GT(st.scoring_s, 0.0);
+  EXPECT_GT(st.training_s, 0.0);
+  EXPECT_GT(st.actor_lr, 0.0);
+  EXPECT_NE(snapshot(tr.actor()), actor0);
+  EXPECT_EQ(snapshot(tr.reference()), ref0);
+  EXPECT_EQ(snapshot(tr.reward_model()), rm0);
+  EXPECT_EQ(snapshot(*tr.cost_model()), cm0);
+}
+
+// The baselines: PPO learns from R alone with one critic; reward shaping scores R - ν·C.
+TEST_F(RlhfTiny, BaselinesShapeTheirRewards) {
+  for (PpoAlgorithm algo : {PpoAlgorithm::Ppo, PpoAlgorithm::PpoRewardShaping}) {
+    RlhfOptions o = tiny_options(world, algo);
+    o.ppo.shaping_nu = 2.0;
+    EXPECT_EQ(o.ppo.kl_coeff, 0.02);
+    RlhfTrainer tr(ctx, o);
+    ScoredRollout s = tr.rollout({tr.prompt_tokens()[0], tr.prompt_tokens()[2]});
+    tr.score(s);
+    EXPECT_TRUE(s.values_c.empty());
+    EXPECT_TRUE(s.costs.empty());
+    ASSERT_EQ(s.cost.size(), 2u);  // the CM is still read, for the records
+    const auto ends = response_ends(s.batch.dims(), s.batch.mask);
+    for (size_t b = 0; b < 2; ++b) {
+      const size_t k = size_t(int64_t(b) * s.batch.width + ends[b]);
+      const double kl = double(s.logp_old[k]) - double(s.ref_logp[k]);
+      const double score = algo == PpoAlgorithm::Ppo ? s.reward[b] : s.reward[b] - 2.0 * s.cost[b];
+      EXPECT_NEAR(s.rewards[k], -0.02 * kl + score, 1e-5);
+    }
+    const StepStats st = tr.step({tr.prompt_tokens()[0], tr.prompt_tokens()[2]});
+    EXPECT_FALSE(st.lambda_updated);
+    EXPECT_EQ(st.lambda, 1.0);
+    EXPECT_EQ(st.cost_critic_loss, 0.0);
+    EXPECT_GT(st.reward_critic_loss, 0.0);
+  }
+}
+
+// The whole loop: records, curves and the trained actor in the output folder.
+TEST_F(RlhfTiny, TrainWritesMetricsCurvesAndActor) {
+  RlhfOptions o = tiny_options(world);
+  o.output_dir = (world.dir / "run").string();
+  o.save_actor = true;
+  o.ppo.per_device_prompt_batch_size = 4;
+  o.ppo.per_device_train_batch_size = 2;
+  o.max_steps = 2;
+  RlhfTrainer tr(ctx, o);
+  tr.train();
+  EXPECT_EQ(tr.global_step(), 2);
+  const std::string metrics = read_text_file((world.dir / "run" / "metrics.jsonl").string());
+  EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 2);
+  for (const char* key : {"\"lambda\"", "\"episode_cost\"", "\"kl\"", "\"response_length\"",
+                          "\"reward_advantage\"", "\"cost_return\"", "\"generation_tokens_per_s\"",
+                          "\"scoring_s\"", "\"training_tokens_per_s\""})
+    EXPECT_NE(metrics.find(key), std::string::npos) << key;
+  EXPECT_TRUE(std::filesystem::exists(world.dir / "run" / "curves.png"));
+  EXPECT_TRUE(std::filesystem::exists(world.dir / "run" / "beaver.json"));
+  EXPECT_TRUE(std::filesystem::exists(world.dir / "run" / "tokenizer.model"));
+}
+
 }  // namespace
 }  // namespace beaver::train

@@ -14,6 +14,7 @@
 #include "csrc/error.h"
 #include "csrc/log.h"
 #include "model/loader.h"
+#include "train/batching.h"
 #include "train/plot.h"
 #include "train/rlhf.h"
 #include "train/rollout.h"
@@ -109,7 +110,7 @@ std::vector<ScoredResponse> PolicyScorer::answer(const std::vector<PromptExample
     std::vector<std::vector<int32_t>> ids;
     int64_t P = 0;
     for (size_t j = i; j < i + n; ++j) {
-      ids.push_back(encode_prompt(*tok_, prompts[j].prompt));
+      ids.push_back(tokenize_prompt(*tok_, prompts[j].prompt, prompts[j].origin).ids);
       BEAVER_CHECK(int64_t(ids.back().size()) < gen_.max_length, prompts[j].origin, ": the prompt has ",
                    ids.back().size(), " tokens, no room for an answer within --max_length ",
                    gen_.max_length);

@@ -18,7 +18,10 @@
 #include "model/checkpoint.h"
 #include "model/loader.h"
 #include "train/metrics.h"
+#include "train/batching.h"
+#include "train/optimizer.h"
 #include "train/plot.h"
+#include "train/schedule.h"
 
 namespace beaver::train {
 
@@ -131,20 +134,75 @@ void check_same_vocabulary(const std::string& actor_dir, const std::string& othe
 
 
 // ---- Optimisers, PTX batches ---------------------------------------------------------------------
+// The three optimisers (train/optimizer.h: AdamW with clipping and schedules, one step per
+// micro-batch) and the PTX loader, which cycles through the SFT set in a fresh seeded order
+// on every pass.
 struct RlhfTrainer::Impl {
-  Impl(RlhfTrainer& t, int64_t rl_steps, int64_t optimizer_steps)
-      : trainer(&t), rl_steps_(rl_steps), opt_steps_(optimizer_steps) {}
-  int64_t rl_steps() const { return rl_steps_; }
-  double actor_lr() const { return 0.0; }
-  double critic_lr() const { return 0.0; }
-  void begin_actor() { BEAVER_FAIL("optimiser not wired yet"); }
-  void step_actor() {}
-  void begin_critic(int) {}
-  void step_critic(int) {}
-  double ptx_backward(int64_t, int64_t*) { return 0.0; }
+  Impl(RlhfTrainer& t, int64_t rl_steps, int64_t optimizer_steps) : tr(&t), rl_steps_(rl_steps) {
+    const PpoConfig& c = t.cfg_;
+    auto config = [&](double lr, double wd, const std::string& sched, double warmup) {
+      OptimizerConfig oc;
+      oc.schedule.kind = parse_schedule(sched);
+      oc.schedule.base_lr = lr;
+      oc.schedule.warmup_ratio = warmup;
+      oc.schedule.total_steps = std::max<int64_t>(1, optimizer_steps);
+      oc.weight_decay = wd;
+      oc.beta1 = float(c.adam_beta1);
+      oc.beta2 = float(c.adam_beta2);
+      oc.eps = float(c.adam_epsilon);
+      oc.max_grad_norm = c.max_grad_norm;
+      oc.accumulation = 1;  // the PTX backward joins the RL backward before the one step
+      return oc;
+    };
+    const OptimizerConfig actor_cfg = config(c.actor_lr, c.actor_weight_decay,
+                                             c.actor_lr_scheduler_type, c.actor_lr_warmup_ratio);
+    const OptimizerConfig critic_cfg = config(c.critic_lr, c.critic_weight_decay,
+                                              c.critic_lr_scheduler_type, c.critic_lr_warmup_ratio);
+    actor_opt = std::make_unique<Optimizer>(*t.actor_, actor_cfg);
+    critic_opt[0] = std::make_unique<Optimizer>(*t.critic_r_, critic_cfg);
+    if (t.critic_c_) critic_opt[1] = std::make_unique<Optimizer>(*t.critic_c_, critic_cfg);
+    layout.max_length = c.max_length;
+    layout.pad_id = t.pad_;
+    layout.vocab_size = t.actor_->vocab_size();
+    layout.device = t.ctx_->device();
+  }
 
-  RlhfTrainer* trainer;
-  int64_t rl_steps_, opt_steps_;
+  int64_t rl_steps() const { return rl_steps_; }
+  double actor_lr() const { return actor_opt->last_lr(); }
+  double critic_lr() const { return critic_opt[0]->last_lr(); }
+  void begin_actor() { tr->actor_->zero_grads(); }
+  void step_actor() { actor_opt->micro_step(); }
+  model::LlamaModel& critic(int which) { return which == 0 ? *tr->critic_r_ : *tr->critic_c_; }
+  void begin_critic(int which) { critic(which).zero_grads(); }
+  void step_critic(int which) { critic_opt[size_t(which)]->micro_step(); }
+
+  // Forward and backward of ptx_coeff × the mean answer-token cross-entropy of the next `rows`
+  // SFT samples; returns the cross-entropy, adds the batch's tokens to *tokens.
+  double ptx_backward(int64_t rows, int64_t* tokens) {
+    std::vector<SftSample> batch;
+    while (int64_t(batch.size()) < rows) {
+      if (ptx_pos >= ptx_order.size()) {
+        ptx_order = shuffled_indices(ptx.size(), uint64_t(tr->cfg_.seed), 0x7058ull + ptx_cycle++);
+        ptx_pos = 0;
+      }
+      batch.push_back(ptx[ptx_order[ptx_pos++]]);
+    }
+    const SftBatch b = make_sft_batch(batch, layout);
+    tr->actor_->forward(b.batch());
+    const double ce = tr->actor_->cross_entropy(b.targets);
+    tr->actor_->cross_entropy_backward(float(tr->cfg_.ptx_coeff));
+    *tokens += b.valid_tokens;
+    return ce;
+  }
+
+  RlhfTrainer* tr;
+  int64_t rl_steps_;
+  std::unique_ptr<Optimizer> actor_opt, critic_opt[2];
+  BatchLayout layout;
+  std::vector<SftSample> ptx;
+  std::vector<size_t> ptx_order;
+  size_t ptx_pos = 0;
+  uint64_t ptx_cycle = 0;
 };
 
 // ---- Construction ------------------------------------------------------------------------------
@@ -196,6 +254,7 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
 
   if (!opts_.ptx_datasets.empty())
     ptx_ = load_sft_mixture(opts_.ptx_datasets, uint64_t(cfg_.seed), {opts_.bad_records});
+  BEAVER_CHECK(opts_.ptx_datasets.empty() || !ptx_.empty(), "train: the PTX set is empty");
 
   // Six models. Micro-batches bound every batch (generation, scoring, training, PTX).
   const int64_t mb = std::min(cfg_.per_device_train_batch_size, cfg_.per_device_prompt_batch_size);
@@ -226,12 +285,28 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   if (opts_.max_steps > 0) rl_steps = std::min(rl_steps, opts_.max_steps);
   const int64_t micro_per_step = (cfg_.per_device_prompt_batch_size + mb - 1) / mb;
   impl_ = std::make_unique<Impl>(*this, rl_steps, rl_steps * micro_per_step * cfg_.update_iters);
+  // PTX samples with at least one answer token within max_length (a fully truncated answer
+  // has nothing to learn from).
+  size_t cut = 0;
+  for (const auto& e : ptx_) {
+    SftSample smp = tokenize_sft(*tok_, e.prompt, e.answer, e.origin);
+    if (smp.label_begin + 1 > std::min<int64_t>(int64_t(smp.ids.size()), cfg_.max_length)) {
+      ++cut;
+      continue;
+    }
+    impl_->ptx.push_back(std::move(smp));
+  }
+  if (cut > 0)
+    log_warn("train: dropped ", cut, " PTX examples whose answer starts past --max_length ",
+             cfg_.max_length);
+  BEAVER_CHECK(ptx_.empty() || !impl_->ptx.empty(), "train: no PTX example fits --max_length ",
+               cfg_.max_length);
 }
 
 RlhfTrainer::~RlhfTrainer() = default;
 
 std::vector<int32_t> RlhfTrainer::encode_prompt(const std::string& text) const {
-  return train::encode_prompt(*tok_, text);
+  return tokenize_prompt(*tok_, text).ids;
 }
 
 std::string RlhfTrainer::decode(const std::vector<int32_t>& ids) const {

@@ -7,7 +7,6 @@
 #include "csrc/error.h"
 #include "csrc/ops/logprob.h"
 #include "model/loader.h"
-#include "train/template.h"
 
 namespace beaver::train {
 
@@ -21,10 +20,6 @@ model::Tokenizer load_policy_tokenizer(const std::string& dir) {
                tok.vocab_size(), " tokens, the model only ", cfg.vocab_size);
   BEAVER_CHECK(tok.eos_id() >= 0, "the tokenizer of ", dir, " has no EOS token");
   return tok;
-}
-
-std::vector<int32_t> encode_prompt(const model::Tokenizer& tok, std::string_view text) {
-  return tok.encode(format_prompt(text), /*add_bos=*/true, /*add_eos=*/false);
 }
 
 std::string decode_response(const model::Tokenizer& tok, std::vector<int32_t> ids) {

@@ -81,8 +81,6 @@ std::vector<float> rollout_values(model::LlamaModel& m, const RolloutBatch& r);
 // The tokenizer.model of a policy folder, with safe-rlhf's added <pad> when the model's
 // vocabulary is one larger; errors name the folder.
 model::Tokenizer load_policy_tokenizer(const std::string& model_dir);
-// Token ids of a user prompt: the conversation template applied, BOS first.
-std::vector<int32_t> encode_prompt(const model::Tokenizer& tok, std::string_view text);
 // Text of generated ids; ids past the tokenizer's vocabulary (a padded model vocabulary)
 // print as <unk> instead of failing.
 std::string decode_response(const model::Tokenizer& tok, std::vector<int32_t> ids);
