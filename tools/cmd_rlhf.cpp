@@ -75,7 +75,10 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
                              n == "threshold";
     if (lambda_flag && algo != train::PpoAlgorithm::PpoLag) return;
     if (n == "shaping_nu" && algo != train::PpoAlgorithm::PpoRewardShaping) return;
-    cmd->add_option("--" + n, field, h)->capture_default_str();
+    // The scripts set every flag; one given again on their command line replaces it.
+    cmd->add_option("--" + n, field, h)
+        ->capture_default_str()
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   });
   cmd->callback([a] { run_rlhf(*a); });
 }
