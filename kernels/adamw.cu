@@ -164,7 +164,7 @@ void adamw_step(Context& ctx, const Tensor& master, const Tensor& grad, const Te
   const int nseg_used = dev_segs ? nseg : 0;
 
   const auto* gs = static_cast<const float*>(grad_scale.data);
-  with_float(grad.dtype, false, op, "grad", [&](auto gtag) {
+  with_float(grad.dtype, op, "grad", [&](auto gtag) {
     using G = typename decltype(gtag)::type;
     auto run = [&](auto ltag) {
       using L = typename decltype(ltag)::type;

@@ -183,23 +183,18 @@ void launch_elementwise(const Context& ctx, int64_t n, bool vector, const F& f) 
 // ---- host-side dtype dispatch ------------------------------------------------------------------
 template <typename T> struct Tag { using type = T; };
 
-// Calls f(Tag<T>{}) with the device type for a float dtype among those `allow` lists (F32, BF16,
-// and F16 when allow_f16); otherwise throws naming the op and the argument.
-template <typename F>
-void with_float(DType d, bool allow_f16, const char* op, const char* arg, F&& f) {
-  switch (d) {
-    case DType::F32: f(Tag<float>{}); return;
-    case DType::BF16: f(Tag<bf16_t>{}); return;
-    case DType::F16:
-      if (allow_f16) {
-        f(Tag<f16_t>{});
-        return;
-      }
-      break;
-    default: break;
+// Calls f(Tag<T>{}) with the device type for a float dtype: F32 and BF16, plus F16 when
+// kAllowF16 (a template flag, so that unsupported types are never instantiated); otherwise
+// throws naming the op and the argument.
+template <bool kAllowF16 = false, typename F>
+void with_float(DType d, const char* op, const char* arg, F&& f) {
+  if (d == DType::F32) return f(Tag<float>{});
+  if (d == DType::BF16) return f(Tag<bf16_t>{});
+  if constexpr (kAllowF16) {
+    if (d == DType::F16) return f(Tag<f16_t>{});
   }
   BEAVER_FAIL(op, ": ", arg, " has dtype ", dtype_name(d), ", the CUDA backend supports f32 and bf16",
-              allow_f16 ? " and f16" : "");
+              kAllowF16 ? " and f16" : "");
 }
 
 }  // namespace beaver::ops::cuda::detail

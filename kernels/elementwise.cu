@@ -109,9 +109,9 @@ void convert(Context& ctx, const Tensor& src, const Tensor& dst) {
                                         cudaMemcpyDeviceToDevice, stream_of(ctx)));
     return;
   }
-  with_float(src.dtype, true, "convert", "src", [&](auto s) {
+  with_float<true>(src.dtype, "convert", "src", [&](auto s) {
     using S = typename decltype(s)::type;
-    with_float(dst.dtype, true, "convert", "dst", [&](auto d) {
+    with_float<true>(dst.dtype, "convert", "dst", [&](auto d) {
       using D = typename decltype(d)::type;
       launch_elementwise<kPack>(ctx, src.numel(), all_aligned({src.data, dst.data}),
                                 ConvertOp<S, D>{static_cast<const S*>(src.data),
@@ -125,7 +125,7 @@ void add(Context& ctx, const Tensor& a, const Tensor& b, const Tensor& out) {
                " and out ", out.str(), " must share one dtype");
   BEAVER_CHECK(a.numel() == b.numel() && a.numel() == out.numel(), "add: a ", a.str(), ", b ",
                b.str(), " and out ", out.str(), " differ in element count");
-  with_float(a.dtype, false, "add", "a", [&](auto tag) {
+  with_float(a.dtype, "add", "a", [&](auto tag) {
     using T = typename decltype(tag)::type;
     launch_elementwise<kPack>(ctx, a.numel(), all_aligned({a.data, b.data, out.data}),
                               AddOp<T>{static_cast<const T*>(a.data), static_cast<const T*>(b.data),
@@ -136,9 +136,9 @@ void add(Context& ctx, const Tensor& a, const Tensor& b, const Tensor& out) {
 void axpy(Context& ctx, float alpha, const Tensor& x, const Tensor& y) {
   BEAVER_CHECK(x.numel() == y.numel(), "axpy: x ", x.str(), " and y ", y.str(),
                " differ in element count");
-  with_float(x.dtype, false, "axpy", "x", [&](auto tx) {
+  with_float(x.dtype, "axpy", "x", [&](auto tx) {
     using TX = typename decltype(tx)::type;
-    with_float(y.dtype, false, "axpy", "y", [&](auto ty) {
+    with_float(y.dtype, "axpy", "y", [&](auto ty) {
       using TY = typename decltype(ty)::type;
       launch_elementwise<kPack>(ctx, x.numel(), all_aligned({x.data, y.data}),
                                 AxpyOp<TX, TY>{alpha, static_cast<const TX*>(x.data),
@@ -148,7 +148,7 @@ void axpy(Context& ctx, float alpha, const Tensor& x, const Tensor& y) {
 }
 
 void scale(Context& ctx, const Tensor& x, float alpha) {
-  with_float(x.dtype, false, "scale", "x", [&](auto tag) {
+  with_float(x.dtype, "scale", "x", [&](auto tag) {
     using T = typename decltype(tag)::type;
     launch_elementwise<kPack>(ctx, x.numel(), all_aligned({x.data}),
                               ScaleOp<T>{alpha, static_cast<T*>(x.data)});
@@ -156,7 +156,7 @@ void scale(Context& ctx, const Tensor& x, float alpha) {
 }
 
 void fill(Context& ctx, const Tensor& x, float value) {
-  with_float(x.dtype, false, "fill", "x", [&](auto tag) {
+  with_float(x.dtype, "fill", "x", [&](auto tag) {
     using T = typename decltype(tag)::type;
     launch_elementwise<kPack>(ctx, x.numel(), all_aligned({x.data}),
                               FillOp<T>{value, static_cast<T*>(x.data)});

@@ -106,7 +106,7 @@ void embedding_fwd(Context& ctx, const Tensor& tokens, const Tensor& table, cons
                " must be [", T, ", ", H, "] of the table's dtype");
   BEAVER_CHECK(T < (int64_t(1) << 31), op, ": ", T, " tokens exceed one launch");
   if (T == 0 || H == 0) return;
-  with_float(table.dtype, false, op, "table", [&](auto tag) {
+  with_float(table.dtype, op, "table", [&](auto tag) {
     using T_ = typename decltype(tag)::type;
     constexpr int kP = 16 / int(sizeof(T_));
     const bool vec = H % kP == 0 && aligned(table.data, 16) && aligned(out.data, 16);
@@ -157,9 +157,9 @@ void embedding_bwd(Context& ctx, const Tensor& tokens, const Tensor& dout, const
   BEAVER_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(temp, temp_bytes, keys_in, keys, pos_in, pos,
                                                     n, 0, key_bits(V), stream));
 
-  with_float(dout.dtype, false, op, "dout", [&](auto dtag) {
+  with_float(dout.dtype, op, "dout", [&](auto dtag) {
     using TD = typename decltype(dtag)::type;
-    with_float(dtable.dtype, false, op, "dtable", [&](auto ttag) {
+    with_float(dtable.dtype, op, "dtable", [&](auto ttag) {
       using TT = typename decltype(ttag)::type;
       constexpr int kP = 4;  // 16-byte f32 / 8-byte bf16 accesses
       const bool vec = H % kP == 0 && aligned(dout.data, kP * sizeof(TD)) &&

@@ -161,7 +161,7 @@ void logprob_fwd(Context& ctx, const Tensor& logits, const Tensor& targets, cons
   check_f32(op, "out", out, T);
   check_f32(op, "lse", lse, T);
   if (T == 0) return;
-  with_float(logits.dtype, false, op, "logits", [&](auto tag) {
+  with_float(logits.dtype, op, "logits", [&](auto tag) {
     using T_ = typename decltype(tag)::type;
     constexpr int kP = 16 / int(sizeof(T_));
     const bool vec = V % kP == 0 && aligned(logits.data, 16);
@@ -188,7 +188,7 @@ void logprob_bwd(Context& ctx, const Tensor& logits, const Tensor& targets, cons
   BEAVER_CHECK(dlogits.dtype == logits.dtype && dlogits.numel() == logits.numel(), op,
                ": dlogits ", dlogits.str(), " must match logits ", logits.str());
   if (T == 0) return;
-  with_float(logits.dtype, false, op, "logits", [&](auto tag) {
+  with_float(logits.dtype, op, "logits", [&](auto tag) {
     using T_ = typename decltype(tag)::type;
     constexpr int kP = 16 / int(sizeof(T_));
     const bool vec = V % kP == 0 && aligned(logits.data, 16) && aligned(dlogits.data, 16);

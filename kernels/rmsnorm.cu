@@ -179,7 +179,7 @@ void rmsnorm_fwd(Context& ctx, const Tensor& x, const Tensor& residual, const Te
     BEAVER_CHECK(rstd.dtype == DType::F32 && rstd.numel() == T, op, ": rstd ", rstd.str(),
                  " must be f32 [", T, "]");
   if (T == 0) return;
-  with_float(x.dtype, false, op, "x", [&](auto tag) {
+  with_float(x.dtype, op, "x", [&](auto tag) {
     using T_ = typename decltype(tag)::type;
     constexpr int kP = 16 / int(sizeof(T_));
     const bool vec = H % kP == 0 && aligned_all({&x, &residual, &weight, &out, &residual_out});
@@ -226,7 +226,7 @@ void rmsnorm_bwd(Context& ctx, const Tensor& dout, const Tensor& h, const Tensor
   const int64_t rows_per_block = (T + blocks_wanted - 1) / blocks_wanted;
   const int64_t blocks = (T + rows_per_block - 1) / rows_per_block;
   auto* partial = static_cast<float*>(ctx.scratch(size_t(blocks * H) * sizeof(float)));
-  with_float(dout.dtype, false, op, "dout", [&](auto tag) {
+  with_float(dout.dtype, op, "dout", [&](auto tag) {
     using T_ = typename decltype(tag)::type;
     constexpr int kP = 16 / int(sizeof(T_));
     const bool vec = H % kP == 0 && aligned_all({&dout, &h, &weight, &dresidual, &dx});

@@ -75,7 +75,7 @@ void rope_apply(Context& ctx, const Tensor& x, const Tensor& positions, const Te
   const size_t smem = size_t(d) * sizeof(float);
   BEAVER_CHECK(smem <= 48 * 1024, "rope_apply: head_dim ", d, " is too large (max 12288)");
   const float sin_sign = inverse ? -1.0f : 1.0f;
-  with_float(x.dtype, false, "rope_apply", "x", [&](auto tag) {
+  with_float(x.dtype, "rope_apply", "x", [&](auto tag) {
     using T_ = typename decltype(tag)::type;
     constexpr int kP = 16 / int(sizeof(T_));
     const bool vec = half % kP == 0 && aligned(x.data, 16);

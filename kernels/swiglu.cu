@@ -69,7 +69,7 @@ void expect_same(const Tensor& a, const Tensor& b, const char* op, const char* n
 void swiglu_fwd(Context& ctx, const Tensor& gate, const Tensor& up, const Tensor& out) {
   expect_same(gate, up, "swiglu_fwd", "up");
   expect_same(gate, out, "swiglu_fwd", "out");
-  with_float(gate.dtype, false, "swiglu_fwd", "gate", [&](auto tag) {
+  with_float(gate.dtype, "swiglu_fwd", "gate", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const bool vec = aligned(gate.data, 16) && aligned(up.data, 16) && aligned(out.data, 16);
     launch_elementwise<kPack>(ctx, gate.numel(), vec,
@@ -85,7 +85,7 @@ void swiglu_bwd(Context& ctx, const Tensor& gate, const Tensor& up, const Tensor
   expect_same(gate, dout, "swiglu_bwd", "dout");
   expect_same(gate, dgate, "swiglu_bwd", "dgate");
   expect_same(gate, dup, "swiglu_bwd", "dup");
-  with_float(gate.dtype, false, "swiglu_bwd", "gate", [&](auto tag) {
+  with_float(gate.dtype, "swiglu_bwd", "gate", [&](auto tag) {
     using T = typename decltype(tag)::type;
     const bool vec = aligned(gate.data, 16) && aligned(up.data, 16) && aligned(dout.data, 16) &&
                      aligned(dgate.data, 16) && aligned(dup.data, 16);
