@@ -264,9 +264,10 @@ inline void ceiling_gemm(benchmark::State& state) {
 
 }  // namespace beaver::bench
 
-// Registers the two ceiling rows; use once per GPU bench source, before its own cases.
+// Registers the two ceiling rows; use once per GPU bench source, before its own cases. GPU case
+// names start with gpu_ so that scripts/gpu-check.sh can select them (--benchmark_filter=^gpu_).
 #define BEAVER_GPU_CEILINGS()                                                              \
-  BENCHMARK(::beaver::bench::ceiling_copy)->Name("ceiling/copy_d2d_1GiB")->UseManualTime() \
+  BENCHMARK(::beaver::bench::ceiling_copy)->Name("gpu_ceiling/copy_d2d_1GiB")->UseManualTime() \
       ->Unit(benchmark::kMicrosecond);                                                     \
-  BENCHMARK(::beaver::bench::ceiling_gemm)->Name("ceiling/gemm_bf16_8192")->UseManualTime() \
+  BENCHMARK(::beaver::bench::ceiling_gemm)->Name("gpu_ceiling/gemm_bf16_8192")->UseManualTime() \
       ->Unit(benchmark::kMicrosecond)

@@ -11,7 +11,7 @@ namespace {
 using namespace beaver;
 using namespace beaver::bench;
 
-void adamw(benchmark::State& state, int64_t n, DType grad_dtype, bool with_lowp) {
+void gpu_adamw(benchmark::State& state, int64_t n, DType grad_dtype, bool with_lowp) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   const OwnedTensor p = device_random(*ctx, DType::F32, {n}, 1);
@@ -36,7 +36,7 @@ void adamw(benchmark::State& state, int64_t n, DType grad_dtype, bool with_lowp)
 }  // namespace
 
 BEAVER_GPU_CEILINGS();
-BENCHMARK_CAPTURE(adamw, bf16grad_bf16copy_256M, int64_t(256) << 20, beaver::DType::BF16, true)
+BENCHMARK_CAPTURE(gpu_adamw, bf16grad_bf16copy_256M, int64_t(256) << 20, beaver::DType::BF16, true)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(adamw, f32grad_256M, int64_t(256) << 20, beaver::DType::F32, false)
+BENCHMARK_CAPTURE(gpu_adamw, f32grad_256M, int64_t(256) << 20, beaver::DType::F32, false)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);

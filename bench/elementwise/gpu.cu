@@ -11,7 +11,7 @@ using namespace beaver::bench;
 
 constexpr int64_t kN = int64_t(64) << 20;
 
-void convert(benchmark::State& state, DType from, DType to) {
+void gpu_convert(benchmark::State& state, DType from, DType to) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   const OwnedTensor src = device_random(*ctx, from, {kN}, 1);
@@ -20,7 +20,7 @@ void convert(benchmark::State& state, DType from, DType to) {
   report_bytes(state, double(kN) * double(dtype_size(from) + dtype_size(to)));
 }
 
-void add(benchmark::State& state, DType d) {
+void gpu_add(benchmark::State& state, DType d) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   const OwnedTensor a = device_random(*ctx, d, {kN}, 1), b = device_random(*ctx, d, {kN}, 2);
@@ -29,7 +29,7 @@ void add(benchmark::State& state, DType d) {
   report_bytes(state, 3.0 * double(kN) * double(dtype_size(d)));
 }
 
-void axpy(benchmark::State& state, DType d) {
+void gpu_axpy(benchmark::State& state, DType d) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   const OwnedTensor x = device_random(*ctx, d, {kN}, 1), y = device_random(*ctx, d, {kN}, 2);
@@ -41,9 +41,9 @@ void axpy(benchmark::State& state, DType d) {
 }  // namespace
 
 BEAVER_GPU_CEILINGS();
-BENCHMARK_CAPTURE(convert, f32_to_bf16_64M, beaver::DType::F32, beaver::DType::BF16)
+BENCHMARK_CAPTURE(gpu_convert, f32_to_bf16_64M, beaver::DType::F32, beaver::DType::BF16)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(convert, bf16_to_f32_64M, beaver::DType::BF16, beaver::DType::F32)
+BENCHMARK_CAPTURE(gpu_convert, bf16_to_f32_64M, beaver::DType::BF16, beaver::DType::F32)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(add, bf16_64M, beaver::DType::BF16)->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(axpy, bf16_64M, beaver::DType::BF16)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(gpu_add, bf16_64M, beaver::DType::BF16)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(gpu_axpy, bf16_64M, beaver::DType::BF16)->UseManualTime()->Unit(benchmark::kMicrosecond);

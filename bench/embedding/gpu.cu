@@ -12,7 +12,7 @@ namespace {
 using namespace beaver;
 using namespace beaver::bench;
 
-void embedding_fwd(benchmark::State& state, DType d, int64_t T, int64_t V, int64_t H) {
+void gpu_embedding_fwd(benchmark::State& state, DType d, int64_t T, int64_t V, int64_t H) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   const double es = double(dtype_size(d));
@@ -30,7 +30,7 @@ void embedding_fwd(benchmark::State& state, DType d, int64_t T, int64_t V, int64
   report_bytes(state, bytes);
 }
 
-void embedding_bwd(benchmark::State& state, DType d, int64_t T, int64_t V, int64_t H) {
+void gpu_embedding_bwd(benchmark::State& state, DType d, int64_t T, int64_t V, int64_t H) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   const double es = double(dtype_size(d));
@@ -46,9 +46,9 @@ void embedding_bwd(benchmark::State& state, DType d, int64_t T, int64_t V, int64
 }  // namespace
 
 BEAVER_GPU_CEILINGS();
-BENCHMARK_CAPTURE(embedding_fwd, bf16_T8192_V32000_H4096, beaver::DType::BF16, 8192, 32000, 4096)
+BENCHMARK_CAPTURE(gpu_embedding_fwd, bf16_T8192_V32000_H4096, beaver::DType::BF16, 8192, 32000, 4096)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(embedding_fwd, f32_T8192_V32000_H4096, beaver::DType::F32, 8192, 32000, 4096)
+BENCHMARK_CAPTURE(gpu_embedding_fwd, f32_T8192_V32000_H4096, beaver::DType::F32, 8192, 32000, 4096)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(embedding_bwd, bf16_T8192_V32000_H4096, beaver::DType::BF16, 8192, 32000, 4096)
+BENCHMARK_CAPTURE(gpu_embedding_bwd, bf16_T8192_V32000_H4096, beaver::DType::BF16, 8192, 32000, 4096)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);

@@ -10,7 +10,7 @@ using namespace beaver;
 using namespace beaver::bench;
 
 // C[M,N] = op(A) op(B) with the operands laid out as the linear layer's passes use them.
-void gemm(benchmark::State& state, DType ab, DType c, int64_t M, int64_t N, int64_t K, bool ta,
+void gpu_gemm(benchmark::State& state, DType ab, DType c, int64_t M, int64_t N, int64_t K, bool ta,
           bool tb) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
@@ -26,16 +26,16 @@ void gemm(benchmark::State& state, DType ab, DType c, int64_t M, int64_t N, int6
 
 BEAVER_GPU_CEILINGS();
 // linear_fwd: y[T,out] = x[T,in] W[out,in]^T
-BENCHMARK_CAPTURE(gemm, fwd_bf16_T4096_4096x4096, beaver::DType::BF16, beaver::DType::BF16, 4096,
+BENCHMARK_CAPTURE(gpu_gemm, fwd_bf16_T4096_4096x4096, beaver::DType::BF16, beaver::DType::BF16, 4096,
                   4096, 4096, false, true)->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(gemm, fwd_bf16_T4096_11008x4096, beaver::DType::BF16, beaver::DType::BF16,
+BENCHMARK_CAPTURE(gpu_gemm, fwd_bf16_T4096_11008x4096, beaver::DType::BF16, beaver::DType::BF16,
                   4096, 11008, 4096, false, true)->UseManualTime()->Unit(benchmark::kMicrosecond);
 // linear_bwd_input: dx[T,in] = dy[T,out] W[out,in]
-BENCHMARK_CAPTURE(gemm, dgrad_bf16_T4096_4096x11008, beaver::DType::BF16, beaver::DType::BF16,
+BENCHMARK_CAPTURE(gpu_gemm, dgrad_bf16_T4096_4096x11008, beaver::DType::BF16, beaver::DType::BF16,
                   4096, 4096, 11008, false, false)->UseManualTime()->Unit(benchmark::kMicrosecond);
 // linear_bwd_weight: dW[out,in] = dy[T,out]^T x[T,in], fp32 gradient output
-BENCHMARK_CAPTURE(gemm, wgrad_bf16_f32out_11008x4096_T4096, beaver::DType::BF16,
+BENCHMARK_CAPTURE(gpu_gemm, wgrad_bf16_f32out_11008x4096_T4096, beaver::DType::BF16,
                   beaver::DType::F32, 11008, 4096, 4096, true, false)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(gemm, fwd_f32_T2048_4096x4096, beaver::DType::F32, beaver::DType::F32, 2048,
+BENCHMARK_CAPTURE(gpu_gemm, fwd_f32_T2048_4096x4096, beaver::DType::F32, beaver::DType::F32, 2048,
                   4096, 4096, false, true)->UseManualTime()->Unit(benchmark::kMicrosecond);

@@ -13,7 +13,7 @@ namespace {
 using namespace beaver;
 using namespace beaver::bench;
 
-void gradnorm(benchmark::State& state, DType d, int64_t total, int tensors, bool scale) {
+void gpu_gradnorm(benchmark::State& state, DType d, int64_t total, int tensors, bool scale) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   std::vector<OwnedTensor> owned;
@@ -39,9 +39,9 @@ void gradnorm(benchmark::State& state, DType d, int64_t total, int tensors, bool
 }  // namespace
 
 BEAVER_GPU_CEILINGS();
-BENCHMARK_CAPTURE(gradnorm, norm_bf16_256M_291t, beaver::DType::BF16, int64_t(256) << 20, 291,
+BENCHMARK_CAPTURE(gpu_gradnorm, norm_bf16_256M_291t, beaver::DType::BF16, int64_t(256) << 20, 291,
                   false)->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(gradnorm, norm_f32_256M_291t, beaver::DType::F32, int64_t(256) << 20, 291,
+BENCHMARK_CAPTURE(gpu_gradnorm, norm_f32_256M_291t, beaver::DType::F32, int64_t(256) << 20, 291,
                   false)->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(gradnorm, scale_bf16_256M_291t, beaver::DType::BF16, int64_t(256) << 20, 291,
+BENCHMARK_CAPTURE(gpu_gradnorm, scale_bf16_256M_291t, beaver::DType::BF16, int64_t(256) << 20, 291,
                   true)->UseManualTime()->Unit(benchmark::kMicrosecond);

@@ -11,7 +11,7 @@ namespace {
 using namespace beaver;
 using namespace beaver::bench;
 
-void logprob(benchmark::State& state, DType d, int64_t T, int64_t V, bool backward) {
+void gpu_logprob(benchmark::State& state, DType d, int64_t T, int64_t V, bool backward) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   const double es = double(dtype_size(d));
@@ -34,13 +34,13 @@ void logprob(benchmark::State& state, DType d, int64_t T, int64_t V, bool backwa
 }  // namespace
 
 BEAVER_GPU_CEILINGS();
-BENCHMARK_CAPTURE(logprob, fwd_bf16_T4096_V32000, beaver::DType::BF16, 4096, 32000, false)
+BENCHMARK_CAPTURE(gpu_logprob, fwd_bf16_T4096_V32000, beaver::DType::BF16, 4096, 32000, false)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(logprob, bwd_bf16_T4096_V32000, beaver::DType::BF16, 4096, 32000, true)
+BENCHMARK_CAPTURE(gpu_logprob, bwd_bf16_T4096_V32000, beaver::DType::BF16, 4096, 32000, true)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(logprob, fwd_bf16_T4096_V128256, beaver::DType::BF16, 4096, 128256, false)
+BENCHMARK_CAPTURE(gpu_logprob, fwd_bf16_T4096_V128256, beaver::DType::BF16, 4096, 128256, false)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(logprob, bwd_bf16_T4096_V128256, beaver::DType::BF16, 4096, 128256, true)
+BENCHMARK_CAPTURE(gpu_logprob, bwd_bf16_T4096_V128256, beaver::DType::BF16, 4096, 128256, true)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(logprob, fwd_f32_T2048_V32000, beaver::DType::F32, 2048, 32000, false)
+BENCHMARK_CAPTURE(gpu_logprob, fwd_f32_T2048_V32000, beaver::DType::F32, 2048, 32000, false)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);

@@ -16,7 +16,7 @@ struct Set {
   OwnedTensor a, b, c, d;  // fwd: x, residual, out, (unused) | bwd: dout, h, dresidual, dx
 };
 
-void rmsnorm_fwd(benchmark::State& state, DType d, int64_t T, int64_t H) {
+void gpu_rmsnorm_fwd(benchmark::State& state, DType d, int64_t T, int64_t H) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   const double es = double(dtype_size(d));
@@ -35,7 +35,7 @@ void rmsnorm_fwd(benchmark::State& state, DType d, int64_t T, int64_t H) {
   report_bytes(state, bytes);
 }
 
-void rmsnorm_bwd(benchmark::State& state, DType d, int64_t T, int64_t H) {
+void gpu_rmsnorm_bwd(benchmark::State& state, DType d, int64_t T, int64_t H) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   const double es = double(dtype_size(d));
@@ -59,13 +59,13 @@ void rmsnorm_bwd(benchmark::State& state, DType d, int64_t T, int64_t H) {
 }  // namespace
 
 BEAVER_GPU_CEILINGS();
-BENCHMARK_CAPTURE(rmsnorm_fwd, bf16_T8192_H4096, beaver::DType::BF16, 8192, 4096)
+BENCHMARK_CAPTURE(gpu_rmsnorm_fwd, bf16_T8192_H4096, beaver::DType::BF16, 8192, 4096)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(rmsnorm_fwd, f32_T8192_H4096, beaver::DType::F32, 8192, 4096)
+BENCHMARK_CAPTURE(gpu_rmsnorm_fwd, f32_T8192_H4096, beaver::DType::F32, 8192, 4096)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(rmsnorm_fwd, bf16_T1_H4096, beaver::DType::BF16, 1, 4096)
+BENCHMARK_CAPTURE(gpu_rmsnorm_fwd, bf16_T1_H4096, beaver::DType::BF16, 1, 4096)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(rmsnorm_bwd, bf16_T8192_H4096, beaver::DType::BF16, 8192, 4096)
+BENCHMARK_CAPTURE(gpu_rmsnorm_bwd, bf16_T8192_H4096, beaver::DType::BF16, 8192, 4096)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(rmsnorm_bwd, f32_T8192_H4096, beaver::DType::F32, 8192, 4096)
+BENCHMARK_CAPTURE(gpu_rmsnorm_bwd, f32_T8192_H4096, beaver::DType::F32, 8192, 4096)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);

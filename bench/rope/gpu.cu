@@ -11,7 +11,7 @@ namespace {
 using namespace beaver;
 using namespace beaver::bench;
 
-void rope_apply(benchmark::State& state, DType d, int64_t T, int64_t nh, int64_t hd) {
+void gpu_rope_apply(benchmark::State& state, DType d, int64_t T, int64_t nh, int64_t hd) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   const double bytes = 2.0 * double(T * nh * hd) * double(dtype_size(d)) + 4.0 * double(T);
@@ -33,7 +33,7 @@ void rope_apply(benchmark::State& state, DType d, int64_t T, int64_t nh, int64_t
 }  // namespace
 
 BEAVER_GPU_CEILINGS();
-BENCHMARK_CAPTURE(rope_apply, bf16_T8192_nh32_d128, beaver::DType::BF16, 8192, 32, 128)
+BENCHMARK_CAPTURE(gpu_rope_apply, bf16_T8192_nh32_d128, beaver::DType::BF16, 8192, 32, 128)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(rope_apply, f32_T8192_nh32_d128, beaver::DType::F32, 8192, 32, 128)
+BENCHMARK_CAPTURE(gpu_rope_apply, f32_T8192_nh32_d128, beaver::DType::F32, 8192, 32, 128)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);

@@ -15,7 +15,7 @@ struct Set {
   OwnedTensor gate, up, dout, o1, o2;
 };
 
-void swiglu(benchmark::State& state, DType d, int64_t T, int64_t I, bool backward) {
+void gpu_swiglu(benchmark::State& state, DType d, int64_t T, int64_t I, bool backward) {
   auto ctx = gpu_or_skip(state);
   if (!ctx) return;
   const double bytes = (backward ? 5.0 : 3.0) * double(T * I) * double(dtype_size(d));
@@ -38,9 +38,9 @@ void swiglu(benchmark::State& state, DType d, int64_t T, int64_t I, bool backwar
 }  // namespace
 
 BEAVER_GPU_CEILINGS();
-BENCHMARK_CAPTURE(swiglu, fwd_bf16_T8192_I11008, beaver::DType::BF16, 8192, 11008, false)
+BENCHMARK_CAPTURE(gpu_swiglu, fwd_bf16_T8192_I11008, beaver::DType::BF16, 8192, 11008, false)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(swiglu, bwd_bf16_T8192_I11008, beaver::DType::BF16, 8192, 11008, true)
+BENCHMARK_CAPTURE(gpu_swiglu, bwd_bf16_T8192_I11008, beaver::DType::BF16, 8192, 11008, true)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(swiglu, fwd_f32_T8192_I11008, beaver::DType::F32, 8192, 11008, false)
+BENCHMARK_CAPTURE(gpu_swiglu, fwd_f32_T8192_I11008, beaver::DType::F32, 8192, 11008, false)
     ->UseManualTime()->Unit(benchmark::kMicrosecond);

@@ -26,7 +26,7 @@ std::vector<float> inv_freq_of(int64_t d) {
 
 std::vector<int32_t> positions_of(int64_t T, uint64_t seed) {
   PhiloxStream rng(seed, 1);
-  std::vector<int32_t> p(size_t(T));
+  std::vector<int32_t> p(static_cast<size_t>(T));
   for (auto& x : p) x = int32_t(rng.next_u32() % 131072u);  // up to 128k: large angles
   return p;
 }
