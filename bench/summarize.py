@@ -62,7 +62,7 @@ def main():
         else:
             variant, ratio, tcol = "-", "-", f"{'-':>10}"
         print(f"{name:52} {t:10.1f} {rate:>14} {pct:7.1f} {tcol} {variant:>14} {ratio:>6}")
-    for e in errors:
+    for e in dict.fromkeys(errors):  # once each, in order (repetitions repeat them)
         print("error:", e)
     if not rows and not errors:
         print("(no GPU bench results found in", out, ")")
