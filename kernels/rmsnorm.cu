@@ -10,7 +10,7 @@
 // dout*hn for its rows into a per-block dweight partial (shared memory, every thread owning the
 // same columns for every row, so no atomics), written to scratch at the end. A second kernel
 // sums the partials over blocks in block order, so dweight is bitwise reproducible for a given
-// device (the chunking depends only on T and the SM count).
+// device (the chunking depends only on T and the SM count: four blocks per SM).
 // Precision: all arithmetic in fp32 (rstd = 1/sqrtf(mean + eps), IEEE sqrt and division);
 // with a residual in bf16, h is rounded to bf16 before normalising, as residual_out stores it
 // and as the backward will see it. Each output is rounded once (the reference rounds h*rstd
@@ -222,7 +222,9 @@ void rmsnorm_bwd(Context& ctx, const Tensor& dout, const Tensor& h, const Tensor
       BEAVER_CUDA_CHECK(cudaMemsetAsync(dweight.data, 0, dweight.nbytes(), stream_of(ctx)));
     return;
   }
-  const int64_t blocks_wanted = std::min<int64_t>(T, 2 * int64_t(sm_count(ctx)));
+  // Four blocks per SM (12*H bytes of shared memory each fit four times for H = 4096 on H100):
+  // enough rows in flight to hide the per-row reductions, few enough partials to stay cheap.
+  const int64_t blocks_wanted = std::min<int64_t>(T, 4 * int64_t(sm_count(ctx)));
   const int64_t rows_per_block = (T + blocks_wanted - 1) / blocks_wanted;
   const int64_t blocks = (T + rows_per_block - 1) / rows_per_block;
   auto* partial = static_cast<float*>(ctx.scratch(size_t(blocks * H) * sizeof(float)));
