@@ -10,7 +10,8 @@
 // queued behind the copy), then each thread binary-searches the segment containing the first
 // element of its pack and walks forward across the pack.
 // Precision: fp32 in the formula's order; bias corrections are computed on the host in double
-// and passed as fp32 step size and 1/sqrt(1 - beta2^step); lowp is p rounded to nearest-even.
+// and passed as fp32 lr / (1 - beta1^step) and sqrt(1 - beta2^step), the same expression and
+// order as the CPU twin; lowp is p rounded to nearest-even.
 // Determinism: elementwise, bitwise reproducible.
 #include <algorithm>
 #include <cmath>
@@ -31,7 +32,7 @@ constexpr int kThreads = 256;
 struct AdamWParams {
   float lr, beta1, beta2, eps, decay_factor;  // decay_factor = 1 - lr * weight_decay
   float step_size;                            // lr / (1 - beta1^step)
-  float inv_sqrt_bc2;                         // 1 / sqrt(1 - beta2^step)
+  float sqrt_bc2;                             // sqrt(1 - beta2^step)
 };
 
 // Index of the last segment with begin <= i, or -1.
@@ -69,7 +70,7 @@ __device__ __forceinline__ void adamw_pack(int64_t i, float* __restrict__ master
     float pj = decay ? p[j] * hp.decay_factor : p[j];
     mm[j] = hp.beta1 * mm[j] + (1.0f - hp.beta1) * gj;
     vv[j] = hp.beta2 * vv[j] + (1.0f - hp.beta2) * gj * gj;
-    pj = pj - hp.step_size * mm[j] / (sqrtf(vv[j]) * hp.inv_sqrt_bc2 + hp.eps);
+    pj = pj - hp.step_size * mm[j] / (sqrtf(vv[j]) / hp.sqrt_bc2 + hp.eps);
     p[j] = pj;
   }
   store_pack<float, P>(master + i, p);
@@ -160,7 +161,7 @@ void adamw_step(Context& ctx, const Tensor& master, const Tensor& grad, const Te
   const double bc1 = 1.0 - std::pow(double(cfg.beta1), double(cfg.step));
   const double bc2 = 1.0 - std::pow(double(cfg.beta2), double(cfg.step));
   hp.step_size = float(double(cfg.lr) / bc1);
-  hp.inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2));
+  hp.sqrt_bc2 = float(std::sqrt(bc2));
   const int nseg_used = dev_segs ? nseg : 0;
 
   const auto* gs = static_cast<const float*>(grad_scale.data);
