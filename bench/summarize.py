@@ -62,8 +62,14 @@ def main():
         else:
             variant, ratio, tcol = "-", "-", f"{'-':>10}"
         print(f"{name:52} {t:10.1f} {rate:>14} {pct:7.1f} {tcol} {variant:>14} {ratio:>6}")
-    for e in dict.fromkeys(errors):  # once each, in order (repetitions repeat them)
-        print("error:", e)
+    # One line per distinct message (repetitions repeat errors; a missing device fails all).
+    by_msg = {}
+    for e in dict.fromkeys(errors):
+        case_name, _, msg = e.partition(": ")
+        by_msg.setdefault(msg, []).append(case_name)
+    for msg, cases in by_msg.items():
+        shown = cases[0] if len(cases) == 1 else f"{len(cases)} cases ({cases[0]}, ...)"
+        print(f"error in {shown}: {msg}")
     if not rows and not errors:
         print("(no GPU bench results found in", out, ")")
 
