@@ -36,6 +36,15 @@ Inputs rounded(const Inputs& in) {
           round_bf16(in.dres)};
 }
 
+// What a plain bf16 implementation normalises when there is a residual: h = x + residual
+// computed from bf16 inputs and stored in bf16 (then run without a residual).
+Inputs rounded_sum(const Inputs& in) {
+  Inputs r = rounded(in);
+  for (size_t i = 0; i < r.x.size(); ++i) r.x[i] += r.res[i];
+  r.x = round_bf16(r.x);
+  return r;
+}
+
 struct Outputs {
   std::vector<float> out, res_out, rstd, dx, dw;
 };
@@ -100,7 +109,10 @@ TEST(GpuRmsnorm, ForwardBackwardMatchCpu) {
         const Inputs in = make_inputs(sh, seed);
         const auto dw0 = random_vec(size_t(sh.H), seed + 7);
         const Outputs ref = cpu_run(c, in, sh, with_res, with_dres, accumulate, dw0);
-        const Outputs naive = cpu_run(c, rounded(in), sh, with_res, with_dres, accumulate, dw0);
+        // The naive bf16 version: inputs rounded, h rounded after the add, outputs rounded.
+        const Outputs naive = with_res
+                                  ? cpu_run(c, rounded_sum(in), sh, false, with_dres, accumulate, dw0)
+                                  : cpu_run(c, rounded(in), sh, false, with_dres, accumulate, dw0);
         const GpuRun t = gpu_run(g, in, sh, d, with_res, with_dres, accumulate, dw0);
         const double dw_floor = std::max(1.0, double(sh.T) / 8.0);
         expect_matches(d, download(g, t.out), round_bf16(naive.out), ref.out, 2.0, 1e-5, "out");
