@@ -420,5 +420,29 @@ TEST_F(RlhfTiny, TrainWritesMetricsCurvesAndActor) {
   EXPECT_TRUE(std::filesystem::exists(world.dir / "run" / "tokenizer.model"));
 }
 
+// λ weighs the cost advantage in the actor's update and nowhere else: two runs that differ
+// only in (a frozen) λ train different actors but identical critics.
+TEST_F(RlhfTiny, LambdaEntersTheActorUpdateOnly) {
+  auto run = [&](double lambda) {
+    RlhfOptions o = tiny_options(world);
+    o.ppo.lambda_init = lambda;
+    o.ppo.lambda_lr = 0.0;
+    o.ppo.actor_lr = 1e-3;
+    o.ppo.critic_lr = 1e-3;
+    o.ppo.actor_lr_warmup_ratio = 0.0;
+    o.ppo.critic_lr_warmup_ratio = 0.0;
+    o.ppo.update_iters = 2;  // the second pass sees a changed actor: ratios move off 1
+    auto tr = std::make_unique<RlhfTrainer>(ctx, o);
+    (void)tr->step({tr->prompt_tokens()[0], tr->prompt_tokens()[1], tr->prompt_tokens()[2]});
+    return tr;
+  };
+  const auto a = run(1.0), b = run(4.0);
+  EXPECT_NE(to_host_f32(a->actor().flat_params()), to_host_f32(b->actor().flat_params()));
+  EXPECT_EQ(to_host_f32(a->reward_critic().flat_params()),
+            to_host_f32(b->reward_critic().flat_params()));
+  EXPECT_EQ(to_host_f32(a->cost_critic()->flat_params()),
+            to_host_f32(b->cost_critic()->flat_params()));
+}
+
 }  // namespace
 }  // namespace beaver::train

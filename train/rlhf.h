@@ -122,6 +122,8 @@ class RlhfTrainer {
   model::LlamaModel& reference() { return *ref_; }
   model::LlamaModel& reward_model() { return *rm_; }
   model::LlamaModel* cost_model() { return cm_.get(); }
+  model::LlamaModel& reward_critic() { return *critic_r_; }
+  model::LlamaModel* cost_critic() { return critic_c_.get(); }
   const model::Tokenizer& tokenizer() const { return *tok_; }
   const RlhfOptions& options() const { return opts_; }
 
