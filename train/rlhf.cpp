@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "csrc/atomic_file.h"
 #include "csrc/error.h"
 #include "csrc/log.h"
 #include "csrc/ops/logprob.h"
@@ -19,9 +20,11 @@
 #include "model/loader.h"
 #include "train/metrics.h"
 #include "train/batching.h"
+#include "train/checkpoint_dir.h"
 #include "train/optimizer.h"
 #include "train/plot.h"
 #include "train/schedule.h"
+#include "train/trainer_state.h"
 
 namespace beaver::train {
 
@@ -281,10 +284,12 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   const int64_t per_epoch =
       (int64_t(prompts_.size()) + cfg_.per_device_prompt_batch_size - 1) /
       cfg_.per_device_prompt_batch_size;
-  int64_t rl_steps = per_epoch * cfg_.epochs;
-  if (opts_.max_steps > 0) rl_steps = std::min(rl_steps, opts_.max_steps);
+  // The schedules span the whole planned run; --max_steps only stops it early (so a run cut
+  // short and resumed follows the same learning rates as an uninterrupted one).
+  const int64_t planned = per_epoch * cfg_.epochs;
+  const int64_t rl_steps = opts_.max_steps > 0 ? std::min(planned, opts_.max_steps) : planned;
   const int64_t micro_per_step = (cfg_.per_device_prompt_batch_size + mb - 1) / mb;
-  impl_ = std::make_unique<Impl>(*this, rl_steps, rl_steps * micro_per_step * cfg_.update_iters);
+  impl_ = std::make_unique<Impl>(*this, rl_steps, planned * micro_per_step * cfg_.update_iters);
   // PTX samples with at least one answer token within max_length (a fully truncated answer
   // has nothing to learn from).
   size_t cut = 0;
@@ -526,41 +531,187 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, StepStats& st, int64_t& tr
 void RlhfTrainer::train() {
   const int64_t Pb = cfg_.per_device_prompt_batch_size;
   const int64_t total = impl_->rl_steps();
-  if (!opts_.output_dir.empty()) fs::create_directories(opts_.output_dir);
-  MetricsLog log(opts_.output_dir.empty() ? "" : (fs::path(opts_.output_dir) / "metrics.jsonl").string(),
-                 total);
+  const bool write = !opts_.output_dir.empty();
+  const fs::path out(opts_.output_dir);
+  const std::string ckpt_root = (out / "checkpoints").string();
+  const std::string metrics_path = write ? (out / "metrics.jsonl").string() : "";
+  int64_t epoch0 = 0, index0 = 0;
+  bool resumed = false;
+  if (write) {
+    fs::create_directories(out);
+    const bool has_ckpt = !latest_checkpoint(ckpt_root).empty();
+    BEAVER_CHECK(opts_.resume || !has_ckpt, opts_.output_dir,
+                 ": holds checkpoints of an earlier run; pass --resume to continue it or choose "
+                 "another --output_dir");
+    BEAVER_CHECK(opts_.resume || !fs::exists(out / "beaver.json"), opts_.output_dir,
+                 ": holds a trained model already; choose another --output_dir");
+    int64_t lines = 0;
+    if (opts_.resume && load_state(ckpt_root, epoch0, index0, lines)) {
+      truncate_lines(metrics_path, lines);
+      resumed = true;
+    } else if (opts_.resume) {
+      log_info("train: nothing to resume in ", ckpt_root, "; starting fresh");
+    }
+    if (!resumed) truncate_lines(metrics_path, 0);
+  }
+  MetricsLog log(metrics_path, total);
   log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(), " prompts, ",
-           total, " RL steps of ", Pb, " prompts", ptx_.empty() ? "" : cat(", PTX on ", ptx_.size(),
-           " SFT examples"));
-  for (int64_t epoch = 0; epoch < cfg_.epochs && global_step_ < total; ++epoch) {
+           total, " RL steps of ", Pb, " prompts", ptx_.empty() ? "" : cat(", PTX on ",
+           impl_->ptx.size(), " SFT examples"), resumed ? cat(", resumed at step ", global_step_) : "");
+  int64_t saved_at = resumed ? global_step_ : -1;
+  // (epoch, index) is always the position of the next prompt batch.
+  int64_t epoch = epoch0, index = index0;
+  while (epoch < cfg_.epochs && global_step_ < total) {
     const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), uint64_t(epoch));
-    for (size_t i = 0; i < order.size() && global_step_ < total; i += size_t(Pb)) {
-      std::vector<std::vector<int32_t>> batch;
-      for (size_t j = i; j < std::min(order.size(), i + size_t(Pb)); ++j)
-        batch.push_back(prompts_[order[j]]);
-      const StepStats st = step(batch);
-      const auto values = st.metrics();
-      log.record(st.step, values);
-      const double tps = (st.generation_s + st.scoring_s + st.training_s) > 0
-                             ? double(batch.size()) * st.response_length /
-                                   (st.generation_s + st.scoring_s + st.training_s)
-                             : 0.0;
-      log_info(log.progress_line(global_step_,
-                                 {{"lambda", st.lambda},
-                                  {"J_C", st.episode_cost},
-                                  {"R", st.reward},
-                                  {"C", st.cost},
-                                  {"kl", st.kl},
-                                  {"len", st.response_length},
-                                  {"gen_s", st.generation_s},
-                                  {"score_s", st.scoring_s},
-                                  {"train_s", st.training_s}},
-                                 tps));
-      if (opts_.plot_steps > 0 && global_step_ % opts_.plot_steps == 0) draw_curves();
+    std::vector<std::vector<int32_t>> batch;
+    for (int64_t j = index; j < std::min<int64_t>(int64_t(order.size()), index + Pb); ++j)
+      batch.push_back(prompts_[order[size_t(j)]]);
+    index += Pb;
+    if (index >= int64_t(order.size())) {
+      ++epoch;
+      index = 0;
+    }
+    const StepStats st = step(batch);
+    log.record(st.step, st.metrics());
+    const double secs = st.generation_s + st.scoring_s + st.training_s;
+    const double tps = secs > 0 ? double(batch.size()) * st.response_length / secs : 0.0;
+    log_info(log.progress_line(global_step_,
+                               {{"lambda", st.lambda},
+                                {"J_C", st.episode_cost},
+                                {"R", st.reward},
+                                {"C", st.cost},
+                                {"kl", st.kl},
+                                {"len", st.response_length},
+                                {"gen_s", st.generation_s},
+                                {"score_s", st.scoring_s},
+                                {"train_s", st.training_s}},
+                               tps));
+    if (opts_.plot_steps > 0 && global_step_ % opts_.plot_steps == 0) draw_curves();
+    if (write && opts_.save_steps > 0 && global_step_ % opts_.save_steps == 0) {
+      save_state(ckpt_root, epoch, index, count_lines(metrics_path));
+      saved_at = global_step_;
     }
   }
+  if (write && saved_at != global_step_)
+    save_state(ckpt_root, epoch, index, count_lines(metrics_path));
   draw_curves();
-  if (opts_.save_actor && !opts_.output_dir.empty()) save_actor(opts_.output_dir);
+  if (opts_.save_actor && write) {
+    // A resumed run replaces the final model an earlier (shorter) run wrote.
+    if (resumed) {
+      fs::remove(out / "beaver.json");
+      fs::remove(out / "model.safetensors");
+    }
+    save_actor(opts_.output_dir);
+  }
+}
+
+// ---- Checkpoints -------------------------------------------------------------------------------
+nlohmann::json RlhfTrainer::run_config() const {
+  // Everything that decides what the run computes; max_steps and the output settings may change
+  // between a run and its resumption.
+  nlohmann::json j;
+  j["algorithm"] = ppo_algorithm_name(opts_.algorithm);
+  PpoConfig c = cfg_;
+  c.visit([&](const char* name, const auto& v, const char*) { j[name] = v; });
+  j["actor_model"] = opts_.actor_model;
+  j["reward_model"] = opts_.reward_model;
+  j["cost_model"] = opts_.cost_model;
+  j["reward_critic_model"] = opts_.reward_critic_model;
+  j["cost_critic_model"] = opts_.cost_critic_model;
+  auto specs = [](const std::vector<DatasetSpec>& v) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& d : v) a.push_back(cat(d.path, ":", d.proportion));
+    return a;
+  };
+  j["train_datasets"] = specs(opts_.train_datasets);
+  j["ptx_datasets"] = specs(opts_.ptx_datasets);
+  return j;
+}
+
+void RlhfTrainer::save_state(const std::string& root, int64_t epoch, int64_t index,
+                             int64_t metrics_lines) const {
+  nlohmann::ordered_json j;
+  j["magic"] = "beaver-rlhf-state";
+  j["format_version"] = 1;
+  j["global_step"] = global_step_;
+  j["epoch"] = epoch;
+  j["index"] = index;
+  j["sequences_sampled"] = sequences_sampled_;
+  j["ptx_cycle"] = impl_->ptx_cycle;
+  j["ptx_position"] = impl_->ptx_pos;
+  j["metrics_lines"] = metrics_lines;
+  j["lagrange"] = nlohmann::json::parse(lagrange_->state_json());
+  j["run_config"] = run_config();
+  const std::string dir = write_checkpoint(
+      root, global_step_,
+      [&](const std::string& d) {
+        save_model(d + "/actor", *actor_, opts_.actor_model);
+        impl_->actor_opt->save(d + "/actor_optimizer");
+        save_model(d + "/reward_critic", *critic_r_, "");
+        impl_->critic_opt[0]->save(d + "/reward_critic_optimizer");
+        if (critic_c_) {
+          save_model(d + "/cost_critic", *critic_c_, "");
+          impl_->critic_opt[1]->save(d + "/cost_critic_optimizer");
+        }
+        write_text_file(d + "/rlhf_state.json", j.dump(2) + "\n");
+      },
+      opts_.keep_checkpoints);
+  log_info("train: checkpoint ", dir);
+}
+
+bool RlhfTrainer::load_state(const std::string& root, int64_t& epoch, int64_t& index,
+                             int64_t& metrics_lines) {
+  const std::string dir = latest_checkpoint(root);
+  if (dir.empty()) return false;
+  const std::string where = dir + "/rlhf_state.json";
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(where));
+  } catch (const nlohmann::json::exception& e) {
+    BEAVER_FAIL(where, ": not valid JSON (", e.what(), ")");
+  }
+  BEAVER_CHECK(j.is_object() && j.value("magic", "") == "beaver-rlhf-state", where,
+               ": not a Beaver RLHF state (magic)");
+  BEAVER_CHECK(j.value("format_version", 0) == 1, where, ": unsupported format_version");
+  const nlohmann::json want = run_config();
+  const nlohmann::json have = j.contains("run_config") ? j["run_config"] : nlohmann::json();
+  for (const auto& [k, v] : want.items()) {
+    const auto it = have.find(k);
+    BEAVER_CHECK(it != have.end() && *it == v, where, ": the run was started with ", k, " = ",
+                 it == have.end() ? std::string("(absent)") : it->dump(), ", this run has ",
+                 v.dump(), "; resume with the same settings");
+  }
+  auto integer = [&](const char* name) {
+    BEAVER_CHECK(j.contains(name) && j[name].is_number_integer() && j[name].get<int64_t>() >= 0,
+                 where, ": field \"", name, "\" must be a non-negative integer");
+    return j[name].get<int64_t>();
+  };
+  global_step_ = integer("global_step");
+  epoch = integer("epoch");
+  index = integer("index");
+  sequences_sampled_ = uint64_t(integer("sequences_sampled"));
+  impl_->ptx_cycle = uint64_t(integer("ptx_cycle"));
+  impl_->ptx_pos = size_t(integer("ptx_position"));
+  metrics_lines = integer("metrics_lines");
+  BEAVER_CHECK(j.contains("lagrange"), where, ": missing field \"lagrange\"");
+  lagrange_->restore_json(j["lagrange"].dump());
+  // The PTX order of the pass in progress is a function of (seed, pass).
+  if (impl_->ptx_cycle > 0)
+    impl_->ptx_order = shuffled_indices(impl_->ptx.size(), uint64_t(cfg_.seed),
+                                        0x7058ull + impl_->ptx_cycle - 1);
+  BEAVER_CHECK(impl_->ptx_pos <= impl_->ptx_order.size(), where, ": PTX position ",
+               impl_->ptx_pos, " is past the PTX set");
+  model::load_weights(*actor_, dir + "/actor");
+  impl_->actor_opt->load(dir + "/actor_optimizer");
+  model::load_weights(*critic_r_, dir + "/reward_critic");
+  impl_->critic_opt[0]->load(dir + "/reward_critic_optimizer");
+  if (critic_c_) {
+    model::load_weights(*critic_c_, dir + "/cost_critic");
+    impl_->critic_opt[1]->load(dir + "/cost_critic_optimizer");
+  }
+  log_info("train: resumed from ", dir, " (RL step ", global_step_, ", epoch ", epoch,
+           ", position ", index, ")");
+  return true;
 }
 
 void RlhfTrainer::save_actor(const std::string& dir) const {

@@ -20,10 +20,17 @@
 //      size accumulated into the same step) and one of each critic (clipped value loss).
 // Each step appends a record to <output>/metrics.jsonl (train/metrics.h); curves are drawn at
 // the end (and every plot_steps) into <output>/curves.png.
+//
+// Checkpoints (between RL steps) hold the actor and both critics (weights and optimiser
+// state), λ and its cost window, and the run's position: epoch, index into the epoch's seeded
+// prompt order, the number of sequences sampled (sampling seeds derive from it), the PTX
+// loader's pass and position, and the metrics lines written. Every random choice is a
+// function of these, so a resumed run continues the uninterrupted one bitwise on the CPU.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -54,6 +61,12 @@ struct RlhfOptions {
   int64_t max_steps = 0;     // RL steps to run at most (0: all epochs)
   int64_t plot_steps = 0;    // redraw the curves every N steps (0: at the end only)
   bool save_actor = true;    // write the trained actor into output_dir at the end
+  // Checkpoints under <output_dir>/checkpoints (train/checkpoint_dir.h): every save_steps RL
+  // steps (0: only at the end), the newest keep_checkpoints kept (0: all). resume continues
+  // from the latest one; without it, a folder that already holds checkpoints is an Error.
+  int64_t save_steps = 0;
+  int keep_checkpoints = 2;
+  bool resume = false;
 };
 
 // What one RL step measured (means over the rollout unless said otherwise).
@@ -133,6 +146,12 @@ class RlhfTrainer {
   void train_micro(const ScoredRollout& s, StepStats& acc, int64_t& train_tokens);
   void save_actor(const std::string& dir) const;
   void draw_curves() const;
+  nlohmann::json run_config() const;
+  void save_state(const std::string& root, int64_t epoch, int64_t index,
+                  int64_t metrics_lines) const;
+  // False when root holds no checkpoint.
+  bool load_state(const std::string& root, int64_t& epoch, int64_t& index,
+                  int64_t& metrics_lines);
 
   Context* ctx_;
   RlhfOptions opts_;
