@@ -509,5 +509,37 @@ TEST_F(RlhfTiny, ResumeContinuesBitwise) {
   EXPECT_NE(e.find("kl_coeff"), std::string::npos) << e;
 }
 
+// The updates optimise what they should: PPO raises the reward model's score, and PPO-Lag
+// with a large frozen λ lowers the cost model's (means over the first and last steps).
+TEST_F(RlhfTiny, UpdatesMoveTheScoresTheRightWay) {
+  auto run = [&](PpoAlgorithm algo, bool want_reward) {
+    RlhfOptions o = tiny_options(world, algo);
+    o.ppo.per_device_prompt_batch_size = 6;
+    o.ppo.per_device_train_batch_size = 6;
+    o.ppo.actor_lr = 3e-3;
+    o.ppo.actor_lr_scheduler_type = "constant";
+    o.ppo.actor_lr_warmup_ratio = 0.0;
+    o.ppo.critic_lr = 3e-3;
+    o.ppo.critic_lr_warmup_ratio = 0.0;
+    o.ppo.update_iters = 2;
+    o.ppo.lambda_init = 5.0;
+    o.ppo.lambda_lr = 0.0;
+    RlhfTrainer tr(ctx, o);
+    const int steps = 30, window = 6;
+    double first = 0, last = 0;
+    for (int k = 0; k < steps; ++k) {
+      const StepStats st = tr.step(tr.prompt_tokens());
+      const double v = want_reward ? st.reward : st.cost;
+      if (k < window) first += v / window;
+      if (k >= steps - window) last += v / window;
+    }
+    return std::pair{first, last};
+  };
+  const auto [r0, r1] = run(PpoAlgorithm::Ppo, true);
+  EXPECT_GT(r1, r0 + 0.5) << "PPO: reward " << r0 << " -> " << r1;
+  const auto [c0, c1] = run(PpoAlgorithm::PpoLag, false);
+  EXPECT_LT(c1, c0 - 0.3) << "PPO-Lag: cost " << c0 << " -> " << c1;
+}
+
 }  // namespace
 }  // namespace beaver::train
