@@ -255,9 +255,10 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   BEAVER_CHECK(!prompts_.empty(), "train: no prompt of the training set fits --max_length ",
                cfg_.max_length);
 
+  std::vector<SftExample> ptx;
   if (!opts_.ptx_datasets.empty())
-    ptx_ = load_sft_mixture(opts_.ptx_datasets, uint64_t(cfg_.seed), {opts_.bad_records});
-  BEAVER_CHECK(opts_.ptx_datasets.empty() || !ptx_.empty(), "train: the PTX set is empty");
+    ptx = load_sft_mixture(opts_.ptx_datasets, uint64_t(cfg_.seed), {opts_.bad_records});
+  BEAVER_CHECK(opts_.ptx_datasets.empty() || !ptx.empty(), "train: the PTX set is empty");
 
   // Six models. Micro-batches bound every batch (generation, scoring, training, PTX).
   const int64_t mb = std::min(cfg_.per_device_train_batch_size, cfg_.per_device_prompt_batch_size);
@@ -293,7 +294,7 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   // PTX samples with at least one answer token within max_length (a fully truncated answer
   // has nothing to learn from).
   size_t cut = 0;
-  for (const auto& e : ptx_) {
+  for (const auto& e : ptx) {
     SftSample smp = tokenize_sft(*tok_, e.prompt, e.answer, e.origin);
     if (smp.label_begin + 1 > std::min<int64_t>(int64_t(smp.ids.size()), cfg_.max_length)) {
       ++cut;
@@ -304,7 +305,7 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   if (cut > 0)
     log_warn("train: dropped ", cut, " PTX examples whose answer starts past --max_length ",
              cfg_.max_length);
-  BEAVER_CHECK(ptx_.empty() || !impl_->ptx.empty(), "train: no PTX example fits --max_length ",
+  BEAVER_CHECK(ptx.empty() || !impl_->ptx.empty(), "train: no PTX example fits --max_length ",
                cfg_.max_length);
 }
 
@@ -501,7 +502,7 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, StepStats& st, int64_t& tr
   st.actor_clip_fraction += al.clip_fraction;
   st.approx_kl += al.approx_kl;
   train_tokens += r.sequence_tokens();
-  if (!ptx_.empty()) {
+  if (!impl_->ptx.empty()) {
     int64_t tokens = 0;
     st.ptx_loss += impl_->ptx_backward(r.batch, &tokens);
     train_tokens += tokens;
@@ -556,7 +557,7 @@ void RlhfTrainer::train() {
   }
   MetricsLog log(metrics_path, total);
   log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(), " prompts, ",
-           total, " RL steps of ", Pb, " prompts", ptx_.empty() ? "" : cat(", PTX on ",
+           total, " RL steps of ", Pb, " prompts", impl_->ptx.empty() ? "" : cat(", PTX on ",
            impl_->ptx.size(), " SFT examples"), resumed ? cat(", resumed at step ", global_step_) : "");
   int64_t saved_at = resumed ? global_step_ : -1;
   // (epoch, index) is always the position of the next prompt batch.

@@ -162,8 +162,7 @@ class RlhfTrainer {
   std::unique_ptr<model::InferenceEngine> engine_;
   std::unique_ptr<LagrangeMultiplier> lagrange_;
   std::vector<std::vector<int32_t>> prompts_;
-  std::vector<SftExample> ptx_;
-  std::unique_ptr<Impl> impl_;  // optimisers, PTX loader, metrics log
+  std::unique_ptr<Impl> impl_;  // optimisers, PTX samples and loader
   int64_t global_step_ = 0;
   uint64_t sequences_sampled_ = 0;
 };
