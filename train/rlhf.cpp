@@ -646,12 +646,12 @@ void RlhfTrainer::save_state(const std::string& root, int64_t epoch, int64_t ind
   const std::string dir = write_checkpoint(
       root, global_step_,
       [&](const std::string& d) {
-        save_model(d + "/actor", *actor_, opts_.actor_model);
+        model::save_weights(*actor_, d + "/actor", DType::F32, opts_.actor_model);
         impl_->actor_opt->save(d + "/actor_optimizer");
-        save_model(d + "/reward_critic", *critic_r_, "");
+        model::save_weights(*critic_r_, d + "/reward_critic");
         impl_->critic_opt[0]->save(d + "/reward_critic_optimizer");
         if (critic_c_) {
-          save_model(d + "/cost_critic", *critic_c_, "");
+          model::save_weights(*critic_c_, d + "/cost_critic");
           impl_->critic_opt[1]->save(d + "/cost_critic_optimizer");
         }
         write_text_file(d + "/rlhf_state.json", j.dump(2) + "\n");
