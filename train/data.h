@@ -67,8 +67,8 @@ struct SafeRlhfRecord {
 
 struct PromptExample {
   std::string prompt;
-  std::string category;  // optional "category" field (a string when present), else ""
   std::string origin;
+  std::string category;  // optional "category" field (a string when present), else ""
 };
 
 // A helpfulness pair (reward model).
