@@ -44,6 +44,16 @@ TEST_F(EngineFixture, BatchedGreedyEqualsOneByOne) {
     EXPECT_EQ(single[0].tokens, batched[i].tokens) << "prompt " << i;
     EXPECT_EQ(batched[i].tokens.size(), 24u);
   }
+  // A training model (per-layer or recomputed activations) generates the same: PPO rolls
+  // out with the very model it trains.
+  for (bool recompute : {false, true}) {
+    LlamaModel train_model(ctx, cfg, LlamaOptions{Head::LM, 3, 12, true, recompute, 0});
+    load_weights(train_model, fixture_dir());
+    InferenceEngine eng2(train_model, 40);
+    const auto out = eng2.generate(prompts, go);
+    for (size_t i = 0; i < prompts.size(); ++i)
+      EXPECT_EQ(out[i].tokens, batched[i].tokens) << "recompute " << recompute << " prompt " << i;
+  }
 }
 
 TEST_F(EngineFixture, SeededSamplingDoesNotDependOnTheBatch) {
