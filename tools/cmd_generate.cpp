@@ -105,6 +105,7 @@ void run_generate(const GenerateArgs& a) {
       }
     });
     std::fputs("\n", stdout);
+    std::fflush(stdout);  // the answer ends before the timing line on stderr
   } else {
     const auto out = engine.generate(prompts, go);
     AtomicFile f(a.output);
