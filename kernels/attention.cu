@@ -393,7 +393,7 @@ __global__ void __launch_bounds__(WARPS * 32) attn_bwd_dkdv_kernel(const BwdPara
   bf16_t* sV = sK + BN * HD;
   bf16_t* sQ = sV + BN * HD;       // two buffers
   bf16_t* sdO = sQ + 2 * BM * HD;  // two buffers
-  float* sL = reinterpret_cast<float*>(sdO + 2 * BM * HD);  // lse·log2(e), two buffers
+  float* sL = reinterpret_cast<float*>(sdO + 2 * BM * HD);  // lse, two buffers
   float* sD = sL + 2 * BM;                                   // two buffers
 
   const int nb = int(blockIdx.x), hk = int(blockIdx.y), b = int(blockIdx.z);
@@ -481,7 +481,7 @@ __global__ void __launch_bounds__(WARPS * 32) attn_bwd_dkdv_kernel(const BwdPara
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int c = nt * 8 + (lane & 3) * 2 + (e & 1);
-        float pv = ex2(st[nt][e] * p.scale_log2 - l_s[c]);
+        float pv = ex2(st[nt][e] * p.scale_log2 - l_s[c] * kLog2e);
         if (need_mask) {
           const int i = i0 + c, j = key_a + 8 * (e >> 1);
           if (!(j >= begin && j <= i && i < end)) pv = 0.0f;

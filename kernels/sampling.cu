@@ -7,7 +7,8 @@
 //   eight 4-bit passes find the largest threshold τ whose mass Σ_{p ≥ τ} reaches top_p × kept
 //   mass, ties at τ again resolved in index order → inverse-CDF draw in index order over
 //   contiguous per-thread segments with u = philox_uniform(seed[b], step, 0).
-// Precision: fp32 throughout (bf16 logits are widened on load); p = exp((logit - max) / T).
+// Precision: fp32 throughout (bf16 logits are widened on load); p = exp((logit - max) · (1/T)),
+// the CPU twin's expression. A row with a NaN or without a finite maximum yields token -1.
 // Determinism: counts use integer atomics (order-free); every mass sum has a fixed order
 // (per-thread slots in shared memory, then a fixed tree), so a seed always gives the same token.
 #include <cuda_bf16.h>
@@ -33,6 +34,7 @@ struct SampleParams {
   int* tokens;
   int V;
   float temperature;
+  float inv_temperature;  // multiplied, as the CPU twin does
   int top_k;
   float top_p;
   uint64_t step;
@@ -115,8 +117,10 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
   // ---- 1. max and the lowest index holding it -------------------------------------------------
   float best = -INFINITY;
   int best_i = V;
+  bool has_nan = false;
   for (int i = tid; i < V; i += kThreads) {
     const float x = load_logit(row, i);
+    has_nan |= x != x;
     if (best_i == V || x > best) {
       best = x;
       best_i = i;
@@ -135,7 +139,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
     sh.red_f[warp] = best;
     sh.red_i[warp] = best_i;
   }
-  __syncthreads();
+  const bool bad_row = __syncthreads_or(has_nan);
   best = sh.red_f[0];
   best_i = sh.red_i[0];
   for (int w = 1; w < kWarps; ++w) {
@@ -147,11 +151,15 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
     }
   }
   __syncthreads();
+  if (bad_row || !isfinite(best)) {  // no distribution (NaN, +inf or all -inf): -1
+    if (tid == 0) p.tokens[b] = -1;
+    return;
+  }
   if (p.temperature == 0.0f) {
     if (tid == 0) p.tokens[b] = best_i < V ? best_i : 0;
     return;
   }
-  const float mx = best, temp = p.temperature;
+  const float mx = best, inv_t = p.inv_temperature;
 
   // ---- 2. top-k: the k-th largest logit key, and the last index kept among its ties ----------
   const bool use_k = p.top_k > 0 && p.top_k < V;
@@ -221,7 +229,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
     float part = 0.0f;
     for (int i = tid; i < V; i += kThreads) {
       const float x = load_logit(row, i);
-      if (kept_k(i, x)) part += expf((x - mx) / temp);
+      if (kept_k(i, x)) part += expf((x - mx) * inv_t);
     }
     const float target = p.top_p * block_sum(part, sh);
     uint32_t prefix = 0, mask = 0;
@@ -236,7 +244,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
       for (int i = tid; i < V; i += kThreads) {
         const float x = load_logit(row, i);
         if (!kept_k(i, x)) continue;
-        const float pv = expf((x - mx) / temp);
+        const float pv = expf((x - mx) * inv_t);
         const uint32_t key = __float_as_uint(pv);  // p >= 0: the bits order like the values
         if ((key & mask) == prefix) {
           const int d = int((key >> shift) & 15u);
@@ -298,7 +306,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
           V, need,
           [&](int i) {
             const float x = load_logit(row, i);
-            return kept_k(i, x) && __float_as_uint(expf((x - mx) / temp)) == tau_key;
+            return kept_k(i, x) && __float_as_uint(expf((x - mx) * inv_t)) == tau_key;
           },
           sh);
   }
@@ -316,7 +324,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
   int last_kept = -1;
   for (int i = lo; i < hi; ++i) {
     const float x = load_logit(row, i);
-    const float pv = expf((x - mx) / temp);
+    const float pv = expf((x - mx) * inv_t);
     if (kept(i, x, pv)) {
       own += pv;
       last_kept = i;
@@ -347,7 +355,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
   int found = V;
   for (int i = lo; i < hi; ++i) {
     const float x = load_logit(row, i);
-    const float pv = expf((x - mx) / temp);
+    const float pv = expf((x - mx) * inv_t);
     if (!kept(i, x, pv)) continue;
     c += pv;
     if (c > r) {
@@ -383,7 +391,8 @@ void sample(Context& ctx, const Tensor& logits, const SamplingConfig& cfg, const
                " must be in [1, 2^31)");
   if (B == 0) return;
   const SampleParams p{logits.data,     seeds.ptr<int64_t>(), tokens.ptr<int32_t>(), int(V),
-                       cfg.temperature, cfg.top_k,            cfg.top_p,              step};
+                       cfg.temperature, cfg.temperature > 0.0f ? 1.0f / cfg.temperature : 0.0f,
+                       cfg.top_k,       cfg.top_p,            step};
   const auto st = static_cast<cudaStream_t>(ctx.stream());
   if (logits.dtype == DType::F32)
     sample_kernel<float><<<unsigned(B), kThreads, 0, st>>>(p);
