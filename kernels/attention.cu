@@ -840,8 +840,13 @@ __global__ void kv_append_kernel(const V* k_new, const V* v_new, V* k_cache, V* 
 }
 
 // ---- Host side -----------------------------------------------------------------------------
+// bf16, and 16-byte aligned: the kernels move rows with 16-byte copies.
 void expect_bf16(std::initializer_list<std::pair<const Tensor*, const char*>> ts, const char* op) {
-  for (const auto& [t, name] : ts) expect_dtype(*t, DType::BF16, op, name);
+  for (const auto& [t, name] : ts) {
+    expect_dtype(*t, DType::BF16, op, name);
+    BEAVER_CHECK(reinterpret_cast<uintptr_t>(t->data) % 16 == 0, op, ": ", name,
+                 " must start on a 16-byte boundary for the CUDA backend");
+  }
 }
 
 cudaStream_t stream_of(Context& ctx) { return static_cast<cudaStream_t>(ctx.stream()); }
@@ -1001,8 +1006,10 @@ void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,
 void kv_append(Context& ctx, const Tensor& k_new, const Tensor& v_new, const Tensor& k_cache,
                const Tensor& v_cache, const Tensor& pos) {
   constexpr const char* op = "kv_append";
-  expect_bf16({{&k_new, "k_new"}, {&v_new, "v_new"}, {&k_cache, "k_cache"}, {&v_cache, "v_cache"}},
-              op);
+  expect_dtype(k_new, DType::BF16, op, "k_new");
+  expect_dtype(v_new, DType::BF16, op, "v_new");
+  expect_dtype(k_cache, DType::BF16, op, "k_cache");
+  expect_dtype(v_cache, DType::BF16, op, "v_cache");
   expect_dtype(pos, DType::I32, op, "pos");
   const int B = int(k_new.size(0)), n = int(k_new.size(1));
   const int Smax = int(k_cache.size(1));
@@ -1014,7 +1021,10 @@ void kv_append(Context& ctx, const Tensor& k_new, const Tensor& v_new, const Ten
     return dim3(unsigned(std::clamp<int64_t>((int64_t(n) * vecs + threads - 1) / threads, 1, 1024)),
                 unsigned(B), 2u);
   };
-  if (row % 8 == 0) {  // 16-byte vectors
+  bool aligned = row % 8 == 0;
+  for (const Tensor* t : {&k_new, &v_new, &k_cache, &v_cache})
+    aligned = aligned && reinterpret_cast<uintptr_t>(t->data) % 16 == 0;
+  if (aligned) {  // 16-byte vectors
     const int64_t vecs = row / 8;
     kv_append_kernel<uint4><<<grid_for(vecs), threads, 0, st>>>(
         static_cast<const uint4*>(k_new.data), static_cast<const uint4*>(v_new.data),

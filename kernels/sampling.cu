@@ -27,6 +27,7 @@ namespace {
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
 constexpr unsigned kFull = 0xffffffffu;
+static_assert(kWarps == 16, "the top-p pass gives each of the 16 digits one warp");
 
 struct SampleParams {
   const void* logits;
@@ -56,11 +57,19 @@ struct Shared {
   int red_i[kWarps];
   unsigned hist[256];
   float bin_mass[16];
-  int bin_cnt[16];
+  unsigned bin_cnt[16];
   float slots[16][kThreads];  // per-thread mass per 4-bit digit: fixed-order sums
   int result_i[4];
   float result_f[2];
 };
+
+// hist[bin] += 1 for every lane with bin >= 0, one atomic per distinct bin in the warp (many
+// lanes often share a bin: the leading key bits of similar logits agree). All lanes must call.
+template <typename C>
+__device__ __forceinline__ void aggregated_add(C* hist, int bin, int lane) {
+  const unsigned peers = __match_any_sync(kFull, bin);
+  if (bin >= 0 && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], C(__popc(peers)));
+}
 
 // Sum over the block in a fixed order; every thread gets the result.
 __device__ float block_sum(float v, Shared& sh) {
@@ -172,9 +181,11 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
       const int shift = 24 - 8 * pass;
       for (int i = tid; i < 256; i += kThreads) sh.hist[i] = 0;
       __syncthreads();
-      for (int i = tid; i < V; i += kThreads) {
-        const uint32_t key = order_key(load_logit(row, i));
-        if ((key & mask) == prefix) atomicAdd(&sh.hist[(key >> shift) & 255u], 1u);
+      for (int base = 0; base < V; base += kThreads) {  // uniform trip count for match_any
+        const int i = base + tid;
+        const uint32_t key = i < V ? order_key(load_logit(row, i)) : 0u;
+        const bool in = i < V && (key & mask) == prefix;
+        aggregated_add(sh.hist, in ? int((key >> shift) & 255u) : -1, lane);
       }
       __syncthreads();
       if (warp == 0) {
@@ -239,18 +250,23 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
       const int shift = 28 - 4 * pass;
 #pragma unroll
       for (int d = 0; d < 16; ++d) sh.slots[d][tid] = 0.0f;
-      if (tid < 16) sh.bin_cnt[tid] = 0;
+      if (tid < 16) sh.bin_cnt[tid] = 0u;
       __syncthreads();
-      for (int i = tid; i < V; i += kThreads) {
-        const float x = load_logit(row, i);
-        if (!kept_k(i, x)) continue;
-        const float pv = expf((x - mx) * inv_t);
-        const uint32_t key = __float_as_uint(pv);  // p >= 0: the bits order like the values
-        if ((key & mask) == prefix) {
-          const int d = int((key >> shift) & 15u);
-          sh.slots[d][tid] += pv;
-          atomicAdd(&sh.bin_cnt[d], 1);
+      for (int base = 0; base < V; base += kThreads) {  // uniform trip count for match_any
+        const int i = base + tid;
+        int d = -1;
+        if (i < V) {
+          const float x = load_logit(row, i);
+          if (kept_k(i, x)) {
+            const float pv = expf((x - mx) * inv_t);
+            const uint32_t key = __float_as_uint(pv);  // p >= 0: bits order like the values
+            if ((key & mask) == prefix) {
+              d = int((key >> shift) & 15u);
+              sh.slots[d][tid] += pv;
+            }
+          }
         }
+        aggregated_add(sh.bin_cnt, d, lane);
       }
       __syncthreads();
       {  // warp w sums digit w over all threads' slots in a fixed order
@@ -270,7 +286,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
         for (int d = 15; d >= 0; --d) {
           const float before = cum;
           cum += sh.bin_mass[d];
-          if (sh.bin_cnt[d] == 0) continue;
+          if (sh.bin_cnt[d] == 0u) continue;
           fallback = d;
           fallback_above = before;
           if (cum >= target) {
@@ -284,7 +300,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
           sel_above = fallback_above;
         }
         sh.result_i[1] = sel;
-        sh.result_i[2] = sh.bin_cnt[sel];
+        sh.result_i[2] = int(sh.bin_cnt[sel]);
         sh.result_f[0] = sel_above;
       }
       __syncthreads();
