@@ -8,5 +8,7 @@
 namespace beaver::tools {
 
 void add_info_command(CLI::App& app);
+void add_toyworld_command(CLI::App& app);
+void add_plot_command(CLI::App& app);
 
 }  // namespace beaver::tools

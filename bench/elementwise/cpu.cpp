@@ -1,0 +1,76 @@
+// CPU elementwise ops over T × 4096 elements (LLaMA-7B rows), in bytes/s.
+#include "bench_util.h"
+#include "csrc/ops/elementwise.h"
+
+namespace beaver {
+namespace {
+
+constexpr int64_t kH = 4096;
+
+void BM_add_cpu(benchmark::State& state) {
+  const int64_t n = state.range(0) * kH;
+  Context ctx = Context::cpu();
+  auto a = bench::random_f32(Shape{n}, 1), b = bench::random_f32(Shape{n}, 2);
+  OwnedTensor o(DType::F32, Shape{n});
+  for (auto _ : state) {
+    ops::add(ctx, a, b, o);
+    benchmark::ClobberMemory();
+  }
+  bench::set_bytes(state, 3.0 * double(n) * 4);
+}
+BENCHMARK(BM_add_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+
+void BM_axpy_cpu(benchmark::State& state) {
+  const int64_t n = state.range(0) * kH;
+  Context ctx = Context::cpu();
+  auto x = bench::random_f32(Shape{n}, 1), y = bench::random_f32(Shape{n}, 2);
+  for (auto _ : state) {
+    ops::axpy(ctx, 1e-3f, x, y);
+    benchmark::ClobberMemory();
+  }
+  bench::set_bytes(state, 3.0 * double(n) * 4);
+}
+BENCHMARK(BM_axpy_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+
+void BM_scale_fill_cpu(benchmark::State& state) {
+  const int64_t n = state.range(0) * kH;
+  Context ctx = Context::cpu();
+  auto x = bench::random_f32(Shape{n}, 1);
+  for (auto _ : state) {
+    ops::fill(ctx, x, 0.5f);
+    ops::scale(ctx, x, 1.5f);
+    benchmark::ClobberMemory();
+  }
+  bench::set_bytes(state, 3.0 * double(n) * 4);  // fill writes; scale reads and writes
+}
+BENCHMARK(BM_scale_fill_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+
+void BM_convert_f32_bf16_cpu(benchmark::State& state) {
+  const int64_t n = state.range(0) * kH;
+  Context ctx = Context::cpu();
+  auto src = bench::random_f32(Shape{n}, 1);
+  OwnedTensor dst(DType::BF16, Shape{n});
+  for (auto _ : state) {
+    ops::convert(ctx, src, dst);
+    benchmark::ClobberMemory();
+  }
+  bench::set_bytes(state, 6.0 * double(n));  // 4 bytes read, 2 written per element
+}
+BENCHMARK(BM_convert_f32_bf16_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+
+void BM_convert_bf16_f32_cpu(benchmark::State& state) {
+  const int64_t n = state.range(0) * kH;
+  Context ctx = Context::cpu();
+  auto f = bench::random_f32(Shape{n}, 1);
+  OwnedTensor src(DType::BF16, Shape{n}), dst(DType::F32, Shape{n});
+  ops::convert(ctx, f, src);
+  for (auto _ : state) {
+    ops::convert(ctx, src, dst);
+    benchmark::ClobberMemory();
+  }
+  bench::set_bytes(state, 6.0 * double(n));
+}
+BENCHMARK(BM_convert_bf16_f32_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+
+}  // namespace
+}  // namespace beaver

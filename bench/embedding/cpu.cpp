@@ -1,0 +1,46 @@
+// CPU embedding lookup and its deterministic backward at LLaMA-7B width (H = 4096), in bytes/s.
+// The vocabulary is kept small (2048 rows) so the table stays a few tens of MiB.
+#include "bench_util.h"
+#include "csrc/ops/embedding.h"
+
+namespace beaver {
+namespace {
+
+OwnedTensor token_ids(int64_t t, int64_t vocab) {
+  OwnedTensor ids(DType::I32, Shape{t});
+  PhiloxStream rng(3, 4);
+  for (int64_t i = 0; i < t; ++i) ids.ptr<int32_t>()[i] = int32_t(rng.next_u32() % uint32_t(vocab));
+  return ids;
+}
+
+void BM_embedding_fwd_cpu(benchmark::State& state) {
+  const int64_t t = state.range(0), h = state.range(1), v = 2048;
+  Context ctx = Context::cpu();
+  auto ids = token_ids(t, v);
+  auto table = bench::random_f32(Shape{v, h}, 1);
+  OwnedTensor out(DType::F32, Shape{t, h});
+  for (auto _ : state) {
+    ops::embedding_fwd(ctx, ids, table, out);
+    benchmark::ClobberMemory();
+  }
+  bench::set_bytes(state, 2.0 * double(t * h) * 4 + double(t) * 4);  // read rows, write out
+}
+BENCHMARK(BM_embedding_fwd_cpu)->ArgNames({"T", "H"})->Args({256, 4096})->Args({1024, 2048})
+    ->UseRealTime();
+
+void BM_embedding_bwd_cpu(benchmark::State& state) {
+  const int64_t t = state.range(0), h = state.range(1), v = 2048;
+  Context ctx = Context::cpu();
+  auto ids = token_ids(t, v);
+  auto dout = bench::random_f32(Shape{t, h}, 1);
+  OwnedTensor dtable(DType::F32, Shape{v, h});
+  for (auto _ : state) {
+    ops::embedding_bwd(ctx, ids, dout, dtable, true);
+    benchmark::ClobberMemory();
+  }
+  bench::set_bytes(state, 3.0 * double(t * h) * 4);  // read dout, read+write the rows it hits
+}
+BENCHMARK(BM_embedding_bwd_cpu)->ArgNames({"T", "H"})->Args({256, 4096})->UseRealTime();
+
+}  // namespace
+}  // namespace beaver

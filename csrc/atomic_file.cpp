@@ -1,0 +1,70 @@
+// See atomic_file.h: temp file + fsync + rename, removed again on failure.
+#include "csrc/atomic_file.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+#include "csrc/error.h"
+
+namespace beaver {
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  tmp_ = cat(path_, ".tmp.", ::getpid());
+  errno = 0;
+  f_ = std::fopen(tmp_.c_str(), "wb");
+  if (!f_) BEAVER_IO_FAIL(tmp_, "cannot create file");
+}
+
+AtomicFile::~AtomicFile() {
+  if (f_) {
+    std::fclose(f_);
+    std::remove(tmp_.c_str());
+  }
+}
+
+void AtomicFile::write(const void* data, size_t n) {
+  BEAVER_CHECK(f_ != nullptr, path_, ": write after commit");
+  if (n == 0) return;
+  errno = 0;
+  if (std::fwrite(data, 1, n, f_) != n) BEAVER_IO_FAIL(tmp_, "write of ", n, " bytes failed");
+}
+
+void AtomicFile::commit() {
+  BEAVER_CHECK(f_ != nullptr, path_, ": commit called twice");
+  errno = 0;
+  if (std::fflush(f_) != 0) BEAVER_IO_FAIL(tmp_, "flush failed");
+  if (::fsync(::fileno(f_)) != 0) BEAVER_IO_FAIL(tmp_, "fsync failed");
+  std::FILE* f = f_;
+  f_ = nullptr;
+  if (std::fclose(f) != 0) {
+    std::remove(tmp_.c_str());
+    BEAVER_IO_FAIL(tmp_, "close failed");
+  }
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp_.c_str());
+    errno = err;
+    BEAVER_IO_FAIL(path_, "cannot rename ", tmp_, " into place");
+  }
+}
+
+void write_text_file(const std::string& path, std::string_view text) {
+  AtomicFile f(path);
+  f.write(text);
+  f.commit();
+}
+
+std::string read_text_file(const std::string& path) {
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) BEAVER_IO_FAIL(path, "cannot open file");
+  std::ostringstream os;
+  os << in.rdbuf();
+  if (in.bad()) BEAVER_IO_FAIL(path, "read failed");
+  return os.str();
+}
+
+}  // namespace beaver

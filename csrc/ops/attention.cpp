@@ -1,0 +1,653 @@
+// Causal attention over a padded batch: argument checks, dispatch, and the CPU twin.
+// The CPU twin follows the GPU kernel's structure so both compute the same thing the same way:
+// query blocks × key blocks with an online softmax in the forward (no S×S matrix; each thread's
+// scratch is O(block · d); block products run as 4 × 8 register tiles), and a backward that
+// recomputes P from lse, with dk/dv owned by (sequence, kv head, key block) tasks and dq by
+// (sequence, head, query block) tasks. Every output element is written by exactly one task and
+// its sums run in a fixed order, so results are bitwise independent of the thread count.
+// Decode runs the forward's row code on one query, so a decode step reproduces the prefill's
+// row for the same token exactly.
+#include "csrc/ops/attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "csrc/ops/dispatch.h"
+
+namespace beaver::ops {
+namespace {
+
+struct AttnDims {
+  int64_t B, S, nh, nkv, d;
+};
+
+// q [B, S, nh, d], k and v [B, S, nkv, d], one float dtype; returns the sizes.
+AttnDims check_qkv(const Tensor& q, const Tensor& k, const Tensor& v, std::string_view op) {
+  expect_defined(q, op, "q");
+  expect_defined(k, op, "k");
+  expect_defined(v, op, "v");
+  expect_rank(q, 4, op, "q");
+  expect_rank(k, 4, op, "k");
+  const AttnDims s{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3)};
+  if (s.nh < 1 || s.d < 1)
+    BEAVER_FAIL(op, ": q has shape ", q.shape.str(), "; need at least one head and head dim >= 1");
+  if (s.nkv < 1) BEAVER_FAIL(op, ": k has shape ", k.shape.str(), "; need at least one kv head");
+  expect_shape(k, Shape{s.B, s.S, s.nkv, s.d}, op, "k");
+  expect_shape(v, k.shape, op, "v");
+  if (s.nh % s.nkv != 0)
+    BEAVER_FAIL(op, ": q has ", s.nh, " heads, not a multiple of the ", s.nkv,
+                " kv heads of k (nh % nkv must be 0)");
+  if (!is_float(q.dtype)) BEAVER_FAIL(op, ": q has dtype ", dtype_name(q.dtype), ", not a float");
+  expect_dtype(k, q.dtype, op, "k");
+  expect_dtype(v, q.dtype, op, "v");
+  return s;
+}
+
+// ranges i32 [B, 2]; on the host also the values: 0 <= begin <= end <= limit. (Device-resident
+// ranges are not read back here: that would synchronise every call, decode steps included.)
+void check_ranges(const Tensor& ranges, int64_t B, int64_t limit, std::string_view op) {
+  expect_defined(ranges, op, "ranges");
+  expect_shape(ranges, Shape{B, 2}, op, "ranges");
+  expect_dtype(ranges, DType::I32, op, "ranges");
+  if (ranges.device != Device::CPU) return;
+  const int32_t* r = ranges.ptr<int32_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t begin = r[2 * b], end = r[2 * b + 1];
+    if (!(0 <= begin && begin <= end && end <= limit))
+      BEAVER_FAIL(op, ": ranges[", b, "] = [", begin, ", ", end, ") is not a range within [0, ",
+                  limit, "] with begin <= end");
+  }
+}
+
+// Host-resident pos: every sequence's rows [pos[b], pos[b] + n) must lie within [0, Smax).
+void check_append_rows(const Tensor& pos, int64_t n, int64_t Smax) {
+  if (pos.device != Device::CPU) return;
+  const int32_t* pp = pos.ptr<int32_t>();
+  for (int64_t b = 0; b < pos.numel(); ++b) {
+    if (pp[b] < 0 || int64_t(pp[b]) + n > Smax)
+      BEAVER_FAIL("kv_append: pos[", b, "] = ", pp[b], " with ", n, " new rows writes rows [",
+                  pp[b], ", ", int64_t(pp[b]) + n, ") outside the cache's [0, ", Smax, ")");
+  }
+}
+
+void check_scale(float scale, std::string_view op) {
+  if (!std::isfinite(scale)) BEAVER_FAIL(op, ": scale is ", scale, ", not finite");
+}
+
+}  // namespace
+
+void attention_fwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& ranges, float scale, const Tensor& out, const Tensor& lse) {
+  constexpr std::string_view op = "attention_fwd";
+  const AttnDims s = check_qkv(q, k, v, op);
+  check_ranges(ranges, s.B, s.S, op);
+  check_scale(scale, op);
+  expect_defined(out, op, "out");
+  expect_defined(lse, op, "lse");
+  expect_shape(out, q.shape, op, "out");
+  expect_dtype(out, q.dtype, op, "out");
+  expect_shape(lse, Shape{s.B, s.nh, s.S}, op, "lse");
+  expect_dtype(lse, DType::F32, op, "lse");
+  expect_on(ctx, {&q, &k, &v, &ranges, &out, &lse}, op);
+  BEAVER_DISPATCH(ctx, attention_fwd, ctx, q, k, v, ranges, scale, out, lse);
+}
+
+void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& dout, const Tensor& lse,
+                   const Tensor& ranges, float scale, const Tensor& dq, const Tensor& dk,
+                   const Tensor& dv) {
+  constexpr std::string_view op = "attention_bwd";
+  const AttnDims s = check_qkv(q, k, v, op);
+  check_ranges(ranges, s.B, s.S, op);
+  check_scale(scale, op);
+  const std::pair<const Tensor*, std::string_view> like_q[] = {
+      {&out, "out"}, {&dout, "dout"}, {&dq, "dq"}};
+  for (const auto& [t, name] : like_q) {
+    expect_defined(*t, op, name);
+    expect_shape(*t, q.shape, op, name);
+    expect_dtype(*t, q.dtype, op, name);
+  }
+  const std::pair<const Tensor*, std::string_view> like_k[] = {{&dk, "dk"}, {&dv, "dv"}};
+  for (const auto& [t, name] : like_k) {
+    expect_defined(*t, op, name);
+    expect_shape(*t, k.shape, op, name);
+    expect_dtype(*t, q.dtype, op, name);
+  }
+  expect_defined(lse, op, "lse");
+  expect_shape(lse, Shape{s.B, s.nh, s.S}, op, "lse");
+  expect_dtype(lse, DType::F32, op, "lse");
+  expect_on(ctx, {&q, &k, &v, &out, &dout, &lse, &ranges, &dq, &dk, &dv}, op);
+  BEAVER_DISPATCH(ctx, attention_bwd, ctx, q, k, v, out, dout, lse, ranges, scale, dq, dk, dv);
+}
+
+void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,
+                      const Tensor& v_cache, const Tensor& ranges, float scale,
+                      const Tensor& out) {
+  constexpr std::string_view op = "decode_attention";
+  expect_defined(q, op, "q");
+  expect_defined(k_cache, op, "k_cache");
+  expect_defined(v_cache, op, "v_cache");
+  expect_rank(q, 3, op, "q");
+  expect_rank(k_cache, 4, op, "k_cache");
+  const int64_t B = q.size(0), nh = q.size(1), d = q.size(2);
+  const int64_t Smax = k_cache.size(1), nkv = k_cache.size(2);
+  if (nh < 1 || d < 1)
+    BEAVER_FAIL(op, ": q has shape ", q.shape.str(), "; need at least one head and head dim >= 1");
+  if (nkv < 1)
+    BEAVER_FAIL(op, ": k_cache has shape ", k_cache.shape.str(), "; need at least one kv head");
+  expect_shape(k_cache, Shape{B, Smax, nkv, d}, op, "k_cache");
+  expect_shape(v_cache, k_cache.shape, op, "v_cache");
+  if (nh % nkv != 0)
+    BEAVER_FAIL(op, ": q has ", nh, " heads, not a multiple of the ", nkv,
+                " kv heads of k_cache (nh % nkv must be 0)");
+  if (!is_float(q.dtype)) BEAVER_FAIL(op, ": q has dtype ", dtype_name(q.dtype), ", not a float");
+  expect_dtype(k_cache, q.dtype, op, "k_cache");
+  expect_dtype(v_cache, q.dtype, op, "v_cache");
+  check_ranges(ranges, B, Smax, op);
+  check_scale(scale, op);
+  expect_defined(out, op, "out");
+  expect_shape(out, q.shape, op, "out");
+  expect_dtype(out, q.dtype, op, "out");
+  expect_on(ctx, {&q, &k_cache, &v_cache, &ranges, &out}, op);
+  BEAVER_DISPATCH(ctx, decode_attention, ctx, q, k_cache, v_cache, ranges, scale, out);
+}
+
+void kv_append(Context& ctx, const Tensor& k_new, const Tensor& v_new, const Tensor& k_cache,
+               const Tensor& v_cache, const Tensor& pos) {
+  constexpr std::string_view op = "kv_append";
+  expect_defined(k_new, op, "k_new");
+  expect_defined(v_new, op, "v_new");
+  expect_defined(k_cache, op, "k_cache");
+  expect_defined(v_cache, op, "v_cache");
+  expect_defined(pos, op, "pos");
+  expect_rank(k_new, 4, op, "k_new");
+  expect_rank(k_cache, 4, op, "k_cache");
+  const int64_t B = k_new.size(0), n = k_new.size(1), nkv = k_new.size(2), d = k_new.size(3);
+  const int64_t Smax = k_cache.size(1);
+  expect_shape(v_new, k_new.shape, op, "v_new");
+  expect_shape(k_cache, Shape{B, Smax, nkv, d}, op, "k_cache");
+  expect_shape(v_cache, k_cache.shape, op, "v_cache");
+  expect_dtype(v_new, k_new.dtype, op, "v_new");
+  expect_dtype(k_cache, k_new.dtype, op, "k_cache");
+  expect_dtype(v_cache, k_new.dtype, op, "v_cache");
+  expect_shape(pos, Shape{B}, op, "pos");
+  expect_dtype(pos, DType::I32, op, "pos");
+  expect_on(ctx, {&k_new, &v_new, &k_cache, &v_cache, &pos}, op);
+  check_append_rows(pos, n, Smax);
+  BEAVER_DISPATCH(ctx, kv_append, ctx, k_new, v_new, k_cache, v_cache, pos);
+}
+
+// ============================================================================================
+// CPU twin (f32)
+// ============================================================================================
+namespace cpu {
+namespace {
+
+constexpr int64_t kBlockQ = 64;  // query rows per task
+constexpr int64_t kBlockK = 64;  // keys per inner block
+constexpr int64_t kTileR = 4;    // register tile: query rows ...
+constexpr int64_t kTileC = 8;    // ... by keys (scores) or head-dim columns (P V)
+// The backward stores Pᵀ and dSᵀ tiles [key][query] with a row stride of kBlockK.
+static_assert(kBlockQ <= kBlockK);
+
+// Floats rounded up to whole 64-byte cache lines.
+size_t padded(size_t floats) { return (floats + 15) / 16 * 16; }
+
+// Scratch from the context: `shared_floats` for all threads (returned in *shared), then
+// `floats_per_thread` for each of ctx.threads() threads, each slice on its own cache lines so
+// that threads never share one. Returns the first thread's slice.
+float* thread_scratch(Context& ctx, size_t floats_per_thread, size_t shared_floats,
+                      float** shared) {
+  const size_t per = padded(floats_per_thread), lead = padded(shared_floats);
+  auto* base = static_cast<float*>(
+      ctx.scratch((lead + per * size_t(std::max(ctx.threads(), 1))) * sizeof(float)));
+  if (shared) *shared = base;
+  return base + lead;
+}
+
+void require_f32(const Tensor& t, std::string_view op, std::string_view name) {
+  if (t.dtype != DType::F32)
+    BEAVER_FAIL(op, ": the CPU backend computes in f32, but ", name, " is ", t.str());
+}
+
+// y[0..n) += a * x[0..n): the inner loop of every product below. Restrict-qualified so the
+// compiler vectorises it without alias checks; the sum for each y element runs in call order.
+inline void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// Scores of one query row against keys [j0, j0 + n) of a block held transposed in kt
+// (kt[c * kBlockK + jj] = k[j0 + jj][c]): s[jj] = q · k_jj, summed over c in order. The
+// transposed block makes the inner loop a contiguous axpy that vectorises.
+inline void block_scores(const float* qr, const float* kt, int64_t n, int64_t d, float* s) {
+  for (int64_t jj = 0; jj < n; ++jj) s[jj] = 0.0f;
+  for (int64_t c = 0; c < d; ++c) {
+    axpy(s, kt + c * kBlockK, qr[c], n);
+  }
+}
+
+// Copies keys (or values) [j0, j0 + n) of one head, rows `stride` floats apart, transposed.
+// Columns up to the next multiple of kTileC are zeroed: the score tiles read them.
+inline void load_transposed(const float* src, int64_t stride, int64_t n, int64_t d, float* dst) {
+  for (int64_t jj = 0; jj < n; ++jj) {
+    const float* row = src + jj * stride;
+    for (int64_t c = 0; c < d; ++c) dst[c * kBlockK + jj] = row[c];
+  }
+  const int64_t padded_n = std::min(kBlockK, (n + kTileC - 1) / kTileC * kTileC);
+  for (int64_t c = 0; c < d; ++c)
+    for (int64_t jj = n; jj < padded_n; ++jj) dst[c * kBlockK + jj] = 0.0f;
+}
+
+// Four floats as one SSE register (GCC/Clang vector extension): the register tiles below are
+// written with it because the auto-vectoriser does not keep such tiles in registers. Element
+// arithmetic is the same as the scalar code's.
+typedef float f32x4 __attribute__((vector_size(16)));
+inline f32x4 load4(const float* p) {
+  f32x4 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store4(float* p, f32x4 v) { std::memcpy(p, &v, sizeof(v)); }
+
+// s[r * kBlockK + jj] = q_r · k_jj for rows r < nr and keys jj < nk (the last tile may write
+// a few more columns). Tiles of kTileR rows × kTileC keys stay in registers while c runs;
+// every element is still one sum over c in order, the same as block_scores.
+void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
+                 int64_t d, float* s) {
+  static_assert(kTileR == 4 && kTileC == 8, "the tiles below are written out for 4 x 8");
+  int64_t r0 = 0;
+  for (; r0 + kTileR <= nr; r0 += kTileR) {
+    const float* q0 = q + r0 * q_stride;
+    const float* q1 = q0 + q_stride;
+    const float* q2 = q1 + q_stride;
+    const float* q3 = q2 + q_stride;
+    for (int64_t j0 = 0; j0 < nk; j0 += kTileC) {
+      f32x4 t00{}, t01{}, t10{}, t11{}, t20{}, t21{}, t30{}, t31{};
+      for (int64_t c = 0; c < d; ++c) {
+        const f32x4 k0 = load4(kt + c * kBlockK + j0), k1 = load4(kt + c * kBlockK + j0 + 4);
+        t00 += q0[c] * k0;
+        t01 += q0[c] * k1;
+        t10 += q1[c] * k0;
+        t11 += q1[c] * k1;
+        t20 += q2[c] * k0;
+        t21 += q2[c] * k1;
+        t30 += q3[c] * k0;
+        t31 += q3[c] * k1;
+      }
+      float* s0 = s + r0 * kBlockK + j0;
+      store4(s0, t00);
+      store4(s0 + 4, t01);
+      store4(s0 + kBlockK, t10);
+      store4(s0 + kBlockK + 4, t11);
+      store4(s0 + 2 * kBlockK, t20);
+      store4(s0 + 2 * kBlockK + 4, t21);
+      store4(s0 + 3 * kBlockK, t30);
+      store4(s0 + 3 * kBlockK + 4, t31);
+    }
+  }
+  for (; r0 < nr; ++r0) block_scores(q + r0 * q_stride, kt, nk, d, s + r0 * kBlockK);
+}
+
+// acc[r][c] += sum over jj < nk, in order, of p[r * kBlockK + jj] * v_jj[c] (rows r < nr;
+// v_jj = v + jj * v_stride). Register tiles of kTileR rows × kTileC columns.
+void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
+             int64_t d, float* acc) {
+  const int64_t dfull = d / kTileC * kTileC;
+  int64_t r0 = 0;
+  for (; r0 + kTileR <= nr; r0 += kTileR) {
+    const float* p0 = p + r0 * kBlockK;
+    const float* p1 = p0 + kBlockK;
+    const float* p2 = p1 + kBlockK;
+    const float* p3 = p2 + kBlockK;
+    for (int64_t c0 = 0; c0 < dfull; c0 += kTileC) {
+      float* a0 = acc + r0 * d + c0;
+      float* a1 = a0 + d;
+      float* a2 = a1 + d;
+      float* a3 = a2 + d;
+      f32x4 t00 = load4(a0), t01 = load4(a0 + 4), t10 = load4(a1), t11 = load4(a1 + 4);
+      f32x4 t20 = load4(a2), t21 = load4(a2 + 4), t30 = load4(a3), t31 = load4(a3 + 4);
+      for (int64_t jj = 0; jj < nk; ++jj) {
+        const f32x4 v0 = load4(v + jj * v_stride + c0), v1 = load4(v + jj * v_stride + c0 + 4);
+        t00 += p0[jj] * v0;
+        t01 += p0[jj] * v1;
+        t10 += p1[jj] * v0;
+        t11 += p1[jj] * v1;
+        t20 += p2[jj] * v0;
+        t21 += p2[jj] * v1;
+        t30 += p3[jj] * v0;
+        t31 += p3[jj] * v1;
+      }
+      store4(a0, t00);
+      store4(a0 + 4, t01);
+      store4(a1, t10);
+      store4(a1 + 4, t11);
+      store4(a2, t20);
+      store4(a2 + 4, t21);
+      store4(a3, t30);
+      store4(a3 + 4, t31);
+    }
+    for (int64_t r = r0; r < r0 + kTileR; ++r)
+      for (int64_t c = dfull; c < d; ++c) {
+        float a = acc[r * d + c];
+        for (int64_t jj = 0; jj < nk; ++jj) a += p[r * kBlockK + jj] * v[jj * v_stride + c];
+        acc[r * d + c] = a;
+      }
+  }
+  for (; r0 < nr; ++r0)
+    for (int64_t jj = 0; jj < nk; ++jj)
+      axpy(acc + r0 * d, v + jj * v_stride, p[r0 * kBlockK + jj], d);
+}
+
+// The forward for query rows r = 0..nrows-1 of one (sequence, head) at positions
+// first + r: row r attends to keys [kbegin, first + r]. Rows are q + r * q_stride and
+// out + r * out_stride; keys/values of the head are k/v + j * kv_stride (j = position).
+// Keys go in blocks of kBlockK from kbegin: a score tile S = Q Kᵀ, the online softmax per row
+// (running max m, running sum l, rescaled accumulator; masked keys get P = 0), then
+// acc += P V. lse (optional) gets m + log(l) per row, contiguous.
+// Scratch: attend_scratch(nrows, d) floats.
+size_t attend_scratch(int64_t nrows, int64_t d) {
+  return size_t(d * kBlockK + nrows * kBlockK + nrows * d + 2 * nrows);
+}
+void attend_rows(const float* q, int64_t q_stride, int64_t nrows, int64_t first,
+                 const float* k, const float* v, int64_t kv_stride, int64_t kbegin, float scale,
+                 int64_t d, float* out, int64_t out_stride, float* lse, float* scratch) {
+  float* kt = scratch;
+  float* s = kt + d * kBlockK;
+  float* acc = s + nrows * kBlockK;
+  float* m = acc + nrows * d;
+  float* l = m + nrows;
+  for (int64_t r = 0; r < nrows; ++r) {
+    m[r] = -std::numeric_limits<float>::infinity();
+    l[r] = 0.0f;
+  }
+  std::fill(acc, acc + nrows * d, 0.0f);
+  const int64_t last = first + nrows - 1;
+  for (int64_t j0 = kbegin; j0 <= last; j0 += kBlockK) {
+    const int64_t nb = std::min(kBlockK, last + 1 - j0);
+    // Rows before j0 see none of this block: only rows [r_lo, nrows) take part.
+    const int64_t r_lo = std::max<int64_t>(0, j0 - first);
+    load_transposed(k + j0 * kv_stride, kv_stride, nb, d, kt);
+    tile_scores(q + r_lo * q_stride, q_stride, nrows - r_lo, kt, nb, d, s + r_lo * kBlockK);
+    for (int64_t r = r_lo; r < nrows; ++r) {
+      const int64_t n = std::min(nb, first + r + 1 - j0);  // causal: keys <= this query
+      float* sr = s + r * kBlockK;
+      float mx = m[r];
+      for (int64_t jj = 0; jj < n; ++jj) {
+        sr[jj] *= scale;
+        mx = std::max(mx, sr[jj]);
+      }
+      const float alpha = std::exp(m[r] - mx);  // 0 on the first block (m = -inf)
+      float sum = 0.0f;
+      for (int64_t jj = 0; jj < n; ++jj) {
+        sr[jj] = std::exp(sr[jj] - mx);
+        sum += sr[jj];
+      }
+      for (int64_t jj = n; jj < nb; ++jj) sr[jj] = 0.0f;
+      l[r] = l[r] * alpha + sum;
+      m[r] = mx;
+      float* a = acc + r * d;
+      for (int64_t c = 0; c < d; ++c) a[c] *= alpha;
+    }
+    tile_pv(s + r_lo * kBlockK, nrows - r_lo, nb, v + j0 * kv_stride, kv_stride, d,
+            acc + r_lo * d);
+  }
+  for (int64_t r = 0; r < nrows; ++r) {
+    const float inv = 1.0f / l[r];
+    const float* a = acc + r * d;
+    float* o = out + r * out_stride;
+    for (int64_t c = 0; c < d; ++c) o[c] = a[c] * inv;
+    if (lse) lse[r] = m[r] + std::log(l[r]);
+  }
+}
+
+}  // namespace
+
+void attention_fwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& ranges, float scale, const Tensor& out, const Tensor& lse) {
+  require_f32(q, "attention_fwd", "q");
+  const int64_t B = q.size(0), S = q.size(1), nh = q.size(2), d = q.size(3), nkv = k.size(2);
+  const int64_t group = nh / nkv;
+  const float* qp = q.ptr<float>();
+  const float* kp = k.ptr<float>();
+  const float* vp = v.ptr<float>();
+  float* op = out.ptr<float>();
+  float* lp = lse.ptr<float>();
+  const int32_t* rg = ranges.ptr<int32_t>();
+  const int64_t nqb = (S + kBlockQ - 1) / kBlockQ;
+  const int64_t tasks = B * nh * nqb;
+  const size_t per = padded(attend_scratch(kBlockQ, d));
+  float* scratch = thread_scratch(ctx, per, 0, nullptr);
+
+#pragma omp parallel num_threads(ctx.threads())
+  {
+    // Rows outside [begin, end): out = 0, lse = 0.
+#pragma omp for schedule(static)
+    for (int64_t bi = 0; bi < B * S; ++bi) {
+      const int64_t b = bi / S, i = bi % S;
+      if (i >= rg[2 * b] && i < rg[2 * b + 1]) continue;
+      std::fill(op + bi * nh * d, op + (bi + 1) * nh * d, 0.0f);
+      for (int64_t h = 0; h < nh; ++h) lp[(b * nh + h) * S + i] = 0.0f;
+    }
+    float* mine = scratch + per * size_t(omp_get_thread_num());
+    // Later query blocks attend to more keys: hand them out first for balance.
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t qb = nqb - 1 - t % nqb, bh = t / nqb, b = bh / nh, h = bh % nh;
+      const int64_t begin = rg[2 * b], end = rg[2 * b + 1];
+      const int64_t i0 = begin + qb * kBlockQ;
+      if (i0 >= end) continue;
+      const int64_t rows = std::min(kBlockQ, end - i0), g = h / group;
+      const int64_t qoff = ((b * S + i0) * nh + h) * d;
+      const int64_t kvoff = (b * S * nkv + g) * d;
+      attend_rows(qp + qoff, nh * d, rows, i0, kp + kvoff, vp + kvoff, nkv * d, begin, scale, d,
+                  op + qoff, nh * d, lp + (b * nh + h) * S + i0, mine);
+    }
+  }
+}
+
+void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& dout, const Tensor& lse,
+                   const Tensor& ranges, float scale, const Tensor& dq, const Tensor& dk,
+                   const Tensor& dv) {
+  require_f32(q, "attention_bwd", "q");
+  const int64_t B = q.size(0), S = q.size(1), nh = q.size(2), d = q.size(3), nkv = k.size(2);
+  const int64_t group = nh / nkv;
+  const float* qp = q.ptr<float>();
+  const float* kp = k.ptr<float>();
+  const float* vp = v.ptr<float>();
+  const float* outp = out.ptr<float>();
+  const float* dop = dout.ptr<float>();
+  const float* lp = lse.ptr<float>();
+  float* dqp = dq.ptr<float>();
+  float* dkp = dk.ptr<float>();
+  float* dvp = dv.ptr<float>();
+  const int32_t* rg = ranges.ptr<int32_t>();
+
+  // Tasks [0, n_kv): (b, kv head, key block) own rows of dk/dv; tasks [n_kv, n_kv + n_q):
+  // (b, head, query block) own rows of dq.
+  const int64_t nkb = (S + kBlockK - 1) / kBlockK, nqb = (S + kBlockQ - 1) / kBlockQ;
+  const int64_t n_kv = B * nkv * nkb, n_q = B * nh * nqb;
+  const int64_t accrows = std::max(kBlockK, kBlockQ);
+  const size_t per = padded(size_t(2 * d * kBlockK + 2 * kBlockQ * kBlockK +
+                                   2 * kBlockK * kBlockK + 2 * accrows * d));
+  float* D = nullptr;  // D[b, h, i] = rowsum(dout * out), laid out like lse
+  float* scratch = thread_scratch(ctx, per, size_t(B * nh * S), &D);
+
+#pragma omp parallel num_threads(ctx.threads())
+  {
+#pragma omp for schedule(static)
+    for (int64_t bi = 0; bi < B * S; ++bi) {
+      const int64_t b = bi / S, i = bi % S;
+      if (i >= rg[2 * b] && i < rg[2 * b + 1]) {
+        for (int64_t h = 0; h < nh; ++h) {
+          const float* o = outp + (bi * nh + h) * d;
+          const float* g = dop + (bi * nh + h) * d;
+          float acc = 0.0f;
+          for (int64_t c = 0; c < d; ++c) acc += o[c] * g[c];
+          D[(b * nh + h) * S + i] = acc;
+        }
+      } else {  // outside the range: no gradient
+        std::fill(dqp + bi * nh * d, dqp + (bi + 1) * nh * d, 0.0f);
+        std::fill(dkp + bi * nkv * d, dkp + (bi + 1) * nkv * d, 0.0f);
+        std::fill(dvp + bi * nkv * d, dvp + (bi + 1) * nkv * d, 0.0f);
+      }
+    }
+    // The implicit barrier above publishes D before any task reads it.
+    float* kt = scratch + per * size_t(omp_get_thread_num());
+    float* vt = kt + d * kBlockK;
+    float* s = vt + d * kBlockK;       // scores, then P or dS   [query][key]
+    float* dp = s + kBlockQ * kBlockK;  // dP = dO Vᵀ             [query][key]
+    float* pt = dp + kBlockQ * kBlockK;  // Pᵀ                    [key][query]
+    float* dst = pt + kBlockK * kBlockK;  // dSᵀ                  [key][query]
+    float* acc1 = dst + kBlockK * kBlockK;
+    float* acc2 = acc1 + accrows * d;
+
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < n_kv + n_q; ++t) {
+      if (t < n_kv) {
+        // dk, dv for keys [j0, j0 + nb) of kv head g: the group's query heads in order, then
+        // the queries that see these keys in blocks, in order.
+        const int64_t kb = t % nkb, bg = t / nkb, b = bg / nkv, g = bg % nkv;
+        const int64_t begin = rg[2 * b], end = rg[2 * b + 1];
+        const int64_t j0 = begin + kb * kBlockK;
+        if (j0 >= end) continue;
+        const int64_t nb = std::min(kBlockK, end - j0);
+        const int64_t kvoff = ((b * S + j0) * nkv + g) * d;
+        load_transposed(kp + kvoff, nkv * d, nb, d, kt);
+        load_transposed(vp + kvoff, nkv * d, nb, d, vt);
+        float* dK = acc1;
+        float* dV = acc2;
+        std::fill(dK, dK + nb * d, 0.0f);
+        std::fill(dV, dV + nb * d, 0.0f);
+        for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+          for (int64_t i0 = j0; i0 < end; i0 += kBlockQ) {
+            const int64_t rows = std::min(kBlockQ, end - i0);
+            const int64_t qoff = ((b * S + i0) * nh + h) * d;
+            tile_scores(qp + qoff, nh * d, rows, kt, nb, d, s);
+            tile_scores(dop + qoff, nh * d, rows, vt, nb, d, dp);
+            for (int64_t r = 0; r < rows; ++r) {
+              const int64_t i = i0 + r, n = std::min(nb, i + 1 - j0);  // n >= 1: i >= j0
+              const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
+              for (int64_t jj = 0; jj < n; ++jj) {
+                const float pv = std::exp(scale * s[r * kBlockK + jj] - L);
+                pt[jj * kBlockK + r] = pv;
+                dst[jj * kBlockK + r] = pv * (dp[r * kBlockK + jj] - Di);
+              }
+              for (int64_t jj = n; jj < nb; ++jj) {  // causally masked: no contribution
+                pt[jj * kBlockK + r] = 0.0f;
+                dst[jj * kBlockK + r] = 0.0f;
+              }
+            }
+            tile_pv(pt, nb, rows, dop + qoff, nh * d, d, dV);  // dV += Pᵀ dO
+            tile_pv(dst, nb, rows, qp + qoff, nh * d, d, dK);  // dK += dSᵀ Q (scaled below)
+          }
+        }
+        for (int64_t jj = 0; jj < nb; ++jj) {
+          float* dko = dkp + kvoff + jj * nkv * d;
+          float* dvo = dvp + kvoff + jj * nkv * d;
+          for (int64_t c = 0; c < d; ++c) dko[c] = scale * dK[jj * d + c];
+          for (int64_t c = 0; c < d; ++c) dvo[c] = dV[jj * d + c];
+        }
+      } else {
+        // dq for queries [i0, i0 + rows) of head h: key blocks in order.
+        const int64_t u = t - n_kv;
+        const int64_t qb = u % nqb, bh = u / nqb, b = bh / nh, h = bh % nh, g = h / group;
+        const int64_t begin = rg[2 * b], end = rg[2 * b + 1];
+        const int64_t i0 = begin + qb * kBlockQ;
+        if (i0 >= end) continue;
+        const int64_t rows = std::min(kBlockQ, end - i0), last = i0 + rows - 1;
+        const int64_t qoff = ((b * S + i0) * nh + h) * d;
+        float* dQ = acc1;
+        std::fill(dQ, dQ + rows * d, 0.0f);
+        for (int64_t j0 = begin; j0 <= last; j0 += kBlockK) {
+          const int64_t nb = std::min(kBlockK, last + 1 - j0);
+          const int64_t r_lo = std::max<int64_t>(0, j0 - i0);  // earlier rows see no key here
+          const int64_t kvoff = ((b * S + j0) * nkv + g) * d;
+          load_transposed(kp + kvoff, nkv * d, nb, d, kt);
+          load_transposed(vp + kvoff, nkv * d, nb, d, vt);
+          tile_scores(qp + qoff + r_lo * nh * d, nh * d, rows - r_lo, kt, nb, d,
+                      s + r_lo * kBlockK);
+          tile_scores(dop + qoff + r_lo * nh * d, nh * d, rows - r_lo, vt, nb, d,
+                      dp + r_lo * kBlockK);
+          for (int64_t r = r_lo; r < rows; ++r) {
+            const int64_t i = i0 + r, n = std::min(nb, i + 1 - j0);
+            const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
+            float* sr = s + r * kBlockK;
+            for (int64_t jj = 0; jj < n; ++jj) {
+              const float pv = std::exp(scale * sr[jj] - L);
+              sr[jj] = pv * (dp[r * kBlockK + jj] - Di);  // dS
+            }
+            for (int64_t jj = n; jj < nb; ++jj) sr[jj] = 0.0f;
+          }
+          // dQ += dS K (scaled below)
+          tile_pv(s + r_lo * kBlockK, rows - r_lo, nb, kp + kvoff, nkv * d, d, dQ + r_lo * d);
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+          float* o = dqp + ((b * S + i0 + r) * nh + h) * d;
+          for (int64_t c = 0; c < d; ++c) o[c] = scale * dQ[r * d + c];
+        }
+      }
+    }
+  }
+}
+
+void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,
+                      const Tensor& v_cache, const Tensor& ranges, float scale,
+                      const Tensor& out) {
+  require_f32(q, "decode_attention", "q");
+  const int64_t B = q.size(0), nh = q.size(1), d = q.size(2);
+  const int64_t Smax = k_cache.size(1), nkv = k_cache.size(2), group = nh / nkv;
+  const float* qp = q.ptr<float>();
+  const float* kp = k_cache.ptr<float>();
+  const float* vp = v_cache.ptr<float>();
+  float* op = out.ptr<float>();
+  const int32_t* rg = ranges.ptr<int32_t>();
+  const size_t per = padded(attend_scratch(1, d));
+  float* scratch = thread_scratch(ctx, per, 0, nullptr);
+
+#pragma omp parallel num_threads(ctx.threads())
+  {
+    float* mine = scratch + per * size_t(omp_get_thread_num());
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < B * nh; ++bh) {
+      const int64_t b = bh / nh, h = bh % nh, g = h / group;
+      const int64_t begin = rg[2 * b], end = rg[2 * b + 1];
+      if (begin == end) {
+        std::fill(op + bh * d, op + (bh + 1) * d, 0.0f);
+        continue;
+      }
+      // The newest token (position end - 1) attends to [begin, end - 1]: the prefill's row.
+      const int64_t kvoff = (b * Smax * nkv + g) * d;
+      attend_rows(qp + bh * d, d, 1, end - 1, kp + kvoff, vp + kvoff, nkv * d, begin, scale, d,
+                  op + bh * d, d, nullptr, mine);
+    }
+  }
+}
+
+void kv_append(Context& ctx, const Tensor& k_new, const Tensor& v_new, const Tensor& k_cache,
+               const Tensor& v_cache, const Tensor& pos) {
+  // A copy: any element type works, rows are moved as bytes.
+  const int64_t B = k_new.size(0), n = k_new.size(1), Smax = k_cache.size(1);
+  const size_t row = size_t(k_new.size(2) * k_new.size(3)) * dtype_size(k_new.dtype);
+  check_append_rows(pos, n, Smax);  // the twin writes through these offsets: check again
+  const int32_t* pp = pos.ptr<int32_t>();
+  const auto* kn = static_cast<const char*>(k_new.data);
+  const auto* vn = static_cast<const char*>(v_new.data);
+  auto* kc = static_cast<char*>(k_cache.data);
+  auto* vc = static_cast<char*>(v_cache.data);
+#pragma omp parallel for num_threads(ctx.threads()) schedule(static)
+  for (int64_t b = 0; b < B; ++b) {
+    if (n == 0) continue;
+    const size_t src = size_t(b * n) * row, dst = size_t(b * Smax + pp[b]) * row;
+    std::memcpy(kc + dst, kn + src, size_t(n) * row);
+    std::memcpy(vc + dst, vn + src, size_t(n) * row);
+  }
+}
+
+}  // namespace cpu
+}  // namespace beaver::ops

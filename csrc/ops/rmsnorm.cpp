@@ -1,0 +1,210 @@
+// Fused residual add + RMSNorm: argument checks, dispatch, and the CPU twin.
+// CPU precision: the sum of squares of a row and the row's backward dot product accumulate in
+// double over 8 fixed lanes (vectorisable, order fixed), everything else is fp32 in HF's order.
+// Aliasing: every element is read before the same element is written, so residual_out may
+// alias residual (and dx may alias dout, h or dresidual) without corrupting later reads.
+// dweight: rows are cut into fixed chunks of kRowChunk; each chunk sums its rows in increasing t
+// into its own partial row, and the partials are added in chunk order. The chunking does not
+// depend on the thread count, so dweight is bitwise the same for any number of threads.
+#include "csrc/ops/rmsnorm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "csrc/ops/dispatch.h"
+
+namespace beaver::ops {
+namespace {
+
+// H = last dimension, T = product of the leading ones.
+void row_dims(const Tensor& x, std::string_view op, int64_t& rows, int64_t& h) {
+  BEAVER_CHECK(x.rank() >= 1, op, ": x must have at least one dimension, got shape ",
+               x.shape.str());
+  h = x.size(-1);
+  BEAVER_CHECK(h > 0, op, ": the normalised dimension is empty (shape ", x.shape.str(), ")");
+  rows = x.numel() / h;
+}
+
+void expect_float(const Tensor& t, std::string_view op, std::string_view name) {
+  BEAVER_CHECK(is_float(t.dtype), op, ": ", name, " has dtype ", dtype_name(t.dtype),
+               " but expected a float dtype");
+}
+
+}  // namespace
+
+void rmsnorm_fwd(Context& ctx, const Tensor& x, const Tensor& residual, const Tensor& weight,
+                 float eps, const Tensor& out, const Tensor& residual_out, const Tensor& rstd) {
+  constexpr std::string_view op = "rmsnorm_fwd";
+  int64_t rows = 0, h = 0;
+  row_dims(x, op, rows, h);
+  expect_float(x, op, "x");
+  expect_defined(x, op, "x");
+  BEAVER_CHECK(std::isfinite(eps) && eps >= 0.0f, op, ": eps must be finite and >= 0, got ", eps);
+  if (residual.defined()) {
+    expect_shape(residual, x.shape, op, "residual");
+    expect_dtype(residual, x.dtype, op, "residual");
+  }
+  expect_shape(weight, Shape{h}, op, "weight");
+  expect_dtype(weight, x.dtype, op, "weight");
+  expect_defined(weight, op, "weight");
+  expect_shape(out, x.shape, op, "out");
+  expect_dtype(out, x.dtype, op, "out");
+  expect_defined(out, op, "out");
+  if (residual_out.defined()) {
+    expect_shape(residual_out, x.shape, op, "residual_out");
+    expect_dtype(residual_out, x.dtype, op, "residual_out");
+  }
+  if (rstd.defined()) {
+    expect_shape(rstd, Shape{rows}, op, "rstd");
+    expect_dtype(rstd, DType::F32, op, "rstd");
+  }
+  expect_on(ctx, {&x, &residual, &weight, &out, &residual_out, &rstd}, op);
+  BEAVER_DISPATCH(ctx, rmsnorm_fwd, ctx, x, residual, weight, eps, out, residual_out, rstd);
+}
+
+void rmsnorm_bwd(Context& ctx, const Tensor& dout, const Tensor& h, const Tensor& weight,
+                 const Tensor& rstd, const Tensor& dresidual, const Tensor& dx,
+                 const Tensor& dweight, bool accumulate_weight) {
+  constexpr std::string_view op = "rmsnorm_bwd";
+  int64_t rows = 0, width = 0;
+  row_dims(h, op, rows, width);
+  expect_float(h, op, "h");
+  expect_defined(h, op, "h");
+  expect_shape(dout, h.shape, op, "dout");
+  expect_dtype(dout, h.dtype, op, "dout");
+  expect_defined(dout, op, "dout");
+  expect_shape(weight, Shape{width}, op, "weight");
+  expect_dtype(weight, h.dtype, op, "weight");
+  expect_defined(weight, op, "weight");
+  expect_shape(rstd, Shape{rows}, op, "rstd");
+  expect_dtype(rstd, DType::F32, op, "rstd");
+  expect_defined(rstd, op, "rstd");
+  if (dresidual.defined()) {
+    expect_shape(dresidual, h.shape, op, "dresidual");
+    expect_dtype(dresidual, h.dtype, op, "dresidual");
+  }
+  expect_shape(dx, h.shape, op, "dx");
+  expect_dtype(dx, h.dtype, op, "dx");
+  expect_defined(dx, op, "dx");
+  expect_shape(dweight, Shape{width}, op, "dweight");
+  expect_dtype(dweight, DType::F32, op, "dweight");
+  expect_defined(dweight, op, "dweight");
+  expect_on(ctx, {&dout, &h, &weight, &rstd, &dresidual, &dx, &dweight}, op);
+  BEAVER_DISPATCH(ctx, rmsnorm_bwd, ctx, dout, h, weight, rstd, dresidual, dx, dweight,
+                  accumulate_weight);
+}
+
+namespace cpu {
+namespace {
+
+constexpr int kLanes = 8;
+constexpr int64_t kRowChunk = 16;
+
+// Sum of a[j] * b[j] in double, over 8 interleaved lanes then the lanes in order.
+double dot_lanes(const float* a, const float* b, int64_t n) {
+  double acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += double(a[j + l]) * double(b[j + l]);
+  for (; j < n; ++j) acc[j % kLanes] += double(a[j]) * double(b[j]);
+  double s = 0.0;
+  for (int l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
+}  // namespace
+
+void rmsnorm_fwd(Context& ctx, const Tensor& x, const Tensor& residual, const Tensor& weight,
+                 float eps, const Tensor& out, const Tensor& residual_out, const Tensor& rstd) {
+  constexpr std::string_view op = "rmsnorm_fwd (cpu)";
+  expect_dtype(x, DType::F32, op, "x");
+  const int64_t h = x.size(-1), rows = x.numel() / h;
+  const float* xp = x.ptr<float>();
+  const float* rp = residual.defined() ? residual.ptr<float>() : nullptr;
+  const float* wp = weight.ptr<float>();
+  float* op_ = out.ptr<float>();
+  float* hp = residual_out.defined() ? residual_out.ptr<float>() : nullptr;
+  float* sp = rstd.defined() ? rstd.ptr<float>() : nullptr;
+#pragma omp parallel num_threads(ctx.threads()) if (rows * h > 32768)
+  {
+    // h of one row when residual_out does not hold it (never aliases any argument).
+    std::vector<float> tmp(rp && !hp ? static_cast<size_t>(h) : 0u);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < rows; ++t) {
+      const float* xr = xp + t * h;
+      const float* hr = xr;
+      if (rp) {
+        const float* rr = rp + t * h;
+        float* dst = hp ? hp + t * h : tmp.data();
+        for (int64_t j = 0; j < h; ++j) dst[j] = xr[j] + rr[j];
+        hr = dst;
+      } else if (hp) {
+        float* dst = hp + t * h;
+        for (int64_t j = 0; j < h; ++j) dst[j] = xr[j];
+        hr = dst;
+      }
+      const float var = float(dot_lanes(hr, hr, h) / double(h));
+      const float r = 1.0f / std::sqrt(var + eps);
+      if (sp) sp[t] = r;
+      float* o = op_ + t * h;
+      for (int64_t j = 0; j < h; ++j) o[j] = (hr[j] * r) * wp[j];
+    }
+  }
+}
+
+void rmsnorm_bwd(Context& ctx, const Tensor& dout, const Tensor& h, const Tensor& weight,
+                 const Tensor& rstd, const Tensor& dresidual, const Tensor& dx,
+                 const Tensor& dweight, bool accumulate_weight) {
+  constexpr std::string_view op = "rmsnorm_bwd (cpu)";
+  expect_dtype(h, DType::F32, op, "h");
+  const int64_t width = h.size(-1), rows = h.numel() / width;
+  const float* gp = dout.ptr<float>();
+  const float* hp = h.ptr<float>();
+  const float* wp = weight.ptr<float>();
+  const float* sp = rstd.ptr<float>();
+  const float* drp = dresidual.defined() ? dresidual.ptr<float>() : nullptr;
+  float* dxp = dx.ptr<float>();
+  float* dwp = dweight.ptr<float>();
+  const int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
+  auto* partial =
+      static_cast<float*>(ctx.scratch(size_t(std::max<int64_t>(chunks, 1) * width) * 4));
+  const double inv_h = 1.0 / double(width);
+#pragma omp parallel num_threads(ctx.threads()) if (rows * width > 32768)
+  {
+    std::vector<float> wg(static_cast<size_t>(width)), hn(static_cast<size_t>(width));
+#pragma omp for schedule(static)
+    for (int64_t c = 0; c < chunks; ++c) {
+      float* pw = partial + c * width;
+      std::fill(pw, pw + width, 0.0f);
+      const int64_t t1 = std::min(rows, (c + 1) * kRowChunk);
+      for (int64_t t = c * kRowChunk; t < t1; ++t) {
+        const float r = sp[t];
+        const float* g = gp + t * width;
+        const float* hr = hp + t * width;
+        for (int64_t j = 0; j < width; ++j) {
+          hn[size_t(j)] = hr[j] * r;
+          wg[size_t(j)] = wp[j] * g[j];
+          pw[j] += g[j] * hn[size_t(j)];
+        }
+        const float m = float(dot_lanes(hn.data(), wg.data(), width) * inv_h);
+        const float* dr = drp ? drp + t * width : nullptr;
+        float* d = dxp + t * width;
+        for (int64_t j = 0; j < width; ++j) {
+          const float v = r * (wg[size_t(j)] - hn[size_t(j)] * m);
+          d[j] = dr ? dr[j] + v : v;
+        }
+      }
+    }
+    // Chunk partials in chunk order, parallel over columns.
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < width; ++j) {
+      double s = 0.0;
+      for (int64_t c = 0; c < chunks; ++c) s += double(partial[c * width + j]);
+      dwp[j] = accumulate_weight ? dwp[j] + float(s) : float(s);
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace beaver::ops

@@ -1,0 +1,110 @@
+// SwiGLU on the CPU: forward against a double reference, backward against finite differences,
+// in-place gradients (dgate over gate, dup over up), extreme gate values, bad arguments.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "csrc/ops/swiglu.h"
+#include "testutil.h"
+
+namespace beaver {
+namespace {
+
+using test::random_tensor;
+using test::to_double;
+
+template <typename F>
+void expect_error(F&& f, std::initializer_list<std::string_view> parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected a beaver::Error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    for (auto p : parts) EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
+  }
+}
+
+std::vector<double> ref(const std::vector<double>& g, const std::vector<double>& u) {
+  std::vector<double> o(g.size());
+  for (size_t i = 0; i < g.size(); ++i) o[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
+  return o;
+}
+
+TEST(SwiGlu, ForwardMatchesDouble) {
+  Context ctx = Context::cpu(2);
+  for (Shape s : {Shape{1, 1}, Shape{3, 7}, Shape{17, 1001}, Shape{40, 1000}}) {
+    SCOPED_TRACE(s.str());
+    auto g = random_tensor(s, 1, -6.0f, 6.0f);
+    auto u = random_tensor(s, 2);
+    OwnedTensor o(DType::F32, s);
+    test::poison(o);
+    ops::swiglu_fwd(ctx, g, u, o);
+    BEAVER_EXPECT_CLOSE(to_double(o), ref(to_double(g), to_double(u)), 1e-5, 1e-3);
+  }
+}
+
+TEST(SwiGlu, ExtremeGatesStayFinite) {
+  Context ctx = Context::cpu(1);
+  auto g = test::host_tensor({-200.0f, -90.0f, 0.0f, 90.0f, 200.0f}, Shape{5});
+  auto u = test::host_tensor({1.0f, 2.0f, 3.0f, 4.0f, 5.0f}, Shape{5});
+  auto d = test::host_tensor({1.0f, 1.0f, 1.0f, 1.0f, 1.0f}, Shape{5});
+  OwnedTensor o(DType::F32, Shape{5}), dg(DType::F32, Shape{5}), du(DType::F32, Shape{5});
+  ops::swiglu_fwd(ctx, g, u, o);
+  ops::swiglu_bwd(ctx, g, u, d, dg, du);
+  const std::vector<double> want_o = {0.0, 0.0, 0.0, 360.0, 1000.0};
+  const std::vector<double> want_dg = {0.0, 0.0, 1.5, 4.0, 5.0};
+  const std::vector<double> want_du = {0.0, 0.0, 0.0, 90.0, 200.0};
+  BEAVER_EXPECT_CLOSE(to_double(o), want_o, 1e-6, 1e-6);
+  BEAVER_EXPECT_CLOSE(to_double(dg), want_dg, 1e-6, 1e-6);
+  BEAVER_EXPECT_CLOSE(to_double(du), want_du, 1e-6, 1e-6);
+}
+
+TEST(SwiGlu, BackwardMatchesFiniteDifferencesAndWorksInPlace) {
+  Context ctx = Context::cpu(2);
+  for (Shape s : {Shape{1, 1}, Shape{5, 13}, Shape{9, 300}}) {
+    SCOPED_TRACE(s.str());
+    auto g = random_tensor(s, 1, -4.0f, 4.0f);
+    auto u = random_tensor(s, 2);
+    auto r = random_tensor(s, 3);
+    const auto gd = to_double(g), ud = to_double(u), rd = to_double(r);
+    auto loss = [&](const std::vector<double>& gg, const std::vector<double>& uu) {
+      const auto o = ref(gg, uu);
+      double acc = 0;
+      for (size_t i = 0; i < o.size(); ++i) acc += o[i] * rd[i];
+      return acc;
+    };
+    const auto want_g = test::finite_diff([&](const std::vector<double>& v) { return loss(v, ud); }, gd);
+    const auto want_u = test::finite_diff([&](const std::vector<double>& v) { return loss(gd, v); }, ud);
+    OwnedTensor dg(DType::F32, s), du(DType::F32, s);
+    test::poison(dg);
+    test::poison(du);
+    ops::swiglu_bwd(ctx, g, u, r, dg, du);
+    BEAVER_EXPECT_CLOSE(to_double(dg), want_g, 1e-4, 1e-2);
+    BEAVER_EXPECT_CLOSE(to_double(du), want_u, 1e-4, 1e-2);
+    ops::swiglu_bwd(ctx, g, u, r, g, u);  // gradients overwrite their inputs
+    BEAVER_EXPECT_CLOSE(to_double(g), want_g, 1e-4, 1e-2);
+    BEAVER_EXPECT_CLOSE(to_double(u), want_u, 1e-4, 1e-2);
+  }
+}
+
+TEST(SwiGlu, BadArgumentsNameOpAndArgument) {
+  Context ctx = Context::cpu(1);
+  auto g = random_tensor(Shape{4, 6}, 1);
+  OwnedTensor u_bad(DType::F32, Shape{4, 5}), o(DType::F32, Shape{4, 6}), o16(DType::BF16, Shape{4, 6});
+  expect_error([&] { ops::swiglu_fwd(ctx, g, u_bad, o); }, {"swiglu_fwd: up has shape [4, 5]"});
+  expect_error([&] { ops::swiglu_fwd(ctx, g, g, o16); }, {"swiglu_fwd: out has dtype bf16"});
+  OwnedTensor g16(DType::BF16, Shape{4, 6});
+  expect_error([&] { ops::swiglu_fwd(ctx, g16, g16, o16); }, {"swiglu_fwd (cpu): gate has dtype bf16"});
+  OwnedTensor gi(DType::I32, Shape{4, 6});
+  expect_error([&] { ops::swiglu_fwd(ctx, gi, gi, gi); }, {"swiglu_fwd: gate has dtype i32"});
+  const Tensor o_gpu(o.view().data, DType::F32, Shape{4, 6}, Device::CUDA);
+  expect_error([&] { ops::swiglu_fwd(ctx, g, g, o_gpu); }, {"swiglu_fwd", "not on the context's device"});
+  expect_error([&] { ops::swiglu_bwd(ctx, g, g, u_bad, o, o); }, {"swiglu_bwd: dout has shape [4, 5]"});
+  OwnedTensor o2(DType::F32, Shape{4, 6});
+  expect_error([&] { ops::swiglu_bwd(ctx, g, g, g, o, o); }, {"swiglu_bwd: dgate and dup"});
+  expect_error([&] { ops::swiglu_bwd(ctx, g, g, g, o, u_bad); }, {"swiglu_bwd: dup has shape"});
+}
+
+}  // namespace
+}  // namespace beaver

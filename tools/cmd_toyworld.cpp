@@ -1,0 +1,41 @@
+// `beaver toyworld`: writes the embedded default world (train/toyworld.h) into a folder.
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "csrc/log.h"
+#include "tools/commands.h"
+#include "train/toyworld.h"
+
+namespace beaver::tools {
+
+void add_toyworld_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("toyworld", "Write the seeded toy safety world's data sets");
+  auto cfg = std::make_shared<toyworld::WorldConfig>();
+  auto out = std::make_shared<std::string>();
+  cmd->add_option("--output,-o", *out, "Folder to write the world into")->required();
+  cmd->add_option("--seed", cfg->seed, "World seed (same seed, byte-identical files)");
+  cmd->add_option("--sft-examples", cfg->sft_examples, "SFT examples")->check(CLI::PositiveNumber);
+  cmd->add_option("--preference-pairs", cfg->preference_pairs, "Preference pairs")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--ppo-prompts", cfg->ppo_prompts, "Prompt-only set size")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--eval-prompts", cfg->eval_prompts, "Held-out evaluation prompts")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--label-noise", cfg->label_noise, "Chance a preference label is flipped")
+      ->check(CLI::Range(0.0, 0.5));
+  cmd->add_option("--harmful-fraction", cfg->harmful_fraction, "Share of harmful prompts")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--sft-compliance", cfg->sft_compliance,
+                  "Share of harmful SFT prompts answered by compliance")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->callback([cfg, out] {
+    toyworld::write_world(*cfg, *out);
+    log_info("toyworld: wrote seed ", cfg->seed, " world to ", *out, " (", cfg->sft_examples,
+             " SFT, ", cfg->preference_pairs, " pairs, ", cfg->ppo_prompts, " prompts, ",
+             cfg->eval_prompts, " eval)");
+  });
+}
+
+}  // namespace beaver::tools

@@ -1,0 +1,38 @@
+// Training curves and histograms as PNG files (csrc/image.h), so every run can be looked at
+// without Python: `beaver plot` turns a metrics JSONL file into stacked line panels, and the
+// evaluation writes cost histograms with the same code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace beaver::plot {
+
+struct Series {
+  std::string name;
+  std::vector<double> x, y;
+};
+
+// One panel per entry of `panels` (each may hold several series), stacked vertically.
+struct Panel {
+  std::string title;
+  std::vector<Series> series;
+};
+void line_panels(const std::string& png_path, const std::string& xlabel,
+                 const std::vector<Panel>& panels);
+
+// Overlaid histograms of several groups over a shared range, `bins` bins.
+struct Group {
+  std::string name;
+  std::vector<double> values;
+};
+void histogram(const std::string& png_path, const std::string& title,
+               const std::vector<Group>& groups, int bins = 30);
+
+// Reads a metrics JSONL file (one JSON object per line) and returns, for each y key, the
+// (x, y) pairs of the lines that carry both keys with numeric values. Lines that are not
+// valid JSON are an error naming the file and line.
+std::vector<Series> read_metrics(const std::string& jsonl_path, const std::string& xkey,
+                                 const std::vector<std::string>& ykeys);
+
+}  // namespace beaver::plot
