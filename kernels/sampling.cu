@@ -7,8 +7,9 @@
 //   eight 4-bit passes find the largest threshold τ whose mass Σ_{p ≥ τ} reaches top_p × kept
 //   mass, ties at τ again resolved in index order → inverse-CDF draw in index order over
 //   contiguous per-thread segments with u = philox_uniform(seed[b], step, 0).
-// Precision: fp32 throughout (bf16 logits are widened on load); p = exp((logit - max) · (1/T)),
-// the CPU twin's expression. A row with a NaN or without a finite maximum yields token -1.
+// Precision: fp32 throughout (bf16 logits are widened on load); p = exp((logit - max) / T), the
+// CPU twin's expression (a division: 1/T of a subnormal T would overflow). A row with a NaN or
+// without a finite maximum yields token -1, as on the CPU.
 // Determinism: counts use integer atomics (order-free); every mass sum has a fixed order
 // (per-thread slots in shared memory, then a fixed tree), so a seed always gives the same token.
 #include <cuda_bf16.h>
@@ -35,7 +36,6 @@ struct SampleParams {
   int* tokens;
   int V;
   float temperature;
-  float inv_temperature;  // multiplied, as the CPU twin does
   int top_k;
   float top_p;
   uint64_t step;
@@ -168,7 +168,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
     if (tid == 0) p.tokens[b] = best_i < V ? best_i : 0;
     return;
   }
-  const float mx = best, inv_t = p.inv_temperature;
+  const float mx = best, temp = p.temperature;
 
   // ---- 2. top-k: the k-th largest logit key, and the last index kept among its ties ----------
   const bool use_k = p.top_k > 0 && p.top_k < V;
@@ -240,7 +240,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
     float part = 0.0f;
     for (int i = tid; i < V; i += kThreads) {
       const float x = load_logit(row, i);
-      if (kept_k(i, x)) part += expf((x - mx) * inv_t);
+      if (kept_k(i, x)) part += expf((x - mx) / temp);
     }
     const float target = p.top_p * block_sum(part, sh);
     uint32_t prefix = 0, mask = 0;
@@ -258,7 +258,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
         if (i < V) {
           const float x = load_logit(row, i);
           if (kept_k(i, x)) {
-            const float pv = expf((x - mx) * inv_t);
+            const float pv = expf((x - mx) / temp);
             const uint32_t key = __float_as_uint(pv);  // p >= 0: bits order like the values
             if ((key & mask) == prefix) {
               d = int((key >> shift) & 15u);
@@ -322,7 +322,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
           V, need,
           [&](int i) {
             const float x = load_logit(row, i);
-            return kept_k(i, x) && __float_as_uint(expf((x - mx) * inv_t)) == tau_key;
+            return kept_k(i, x) && __float_as_uint(expf((x - mx) / temp)) == tau_key;
           },
           sh);
   }
@@ -340,7 +340,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
   int last_kept = -1;
   for (int i = lo; i < hi; ++i) {
     const float x = load_logit(row, i);
-    const float pv = expf((x - mx) * inv_t);
+    const float pv = expf((x - mx) / temp);
     if (kept(i, x, pv)) {
       own += pv;
       last_kept = i;
@@ -371,7 +371,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
   int found = V;
   for (int i = lo; i < hi; ++i) {
     const float x = load_logit(row, i);
-    const float pv = expf((x - mx) * inv_t);
+    const float pv = expf((x - mx) / temp);
     if (!kept(i, x, pv)) continue;
     c += pv;
     if (c > r) {
@@ -407,8 +407,7 @@ void sample(Context& ctx, const Tensor& logits, const SamplingConfig& cfg, const
                " must be in [1, 2^31)");
   if (B == 0) return;
   const SampleParams p{logits.data,     seeds.ptr<int64_t>(), tokens.ptr<int32_t>(), int(V),
-                       cfg.temperature, cfg.temperature > 0.0f ? 1.0f / cfg.temperature : 0.0f,
-                       cfg.top_k,       cfg.top_p,            step};
+                       cfg.temperature, cfg.top_k,            cfg.top_p,              step};
   const auto st = static_cast<cudaStream_t>(ctx.stream());
   if (logits.dtype == DType::F32)
     sample_kernel<float><<<unsigned(B), kThreads, 0, st>>>(p);
