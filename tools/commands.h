@@ -8,7 +8,10 @@
 namespace beaver::tools {
 
 void add_info_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
 void add_toyworld_command(CLI::App& app);
 void add_plot_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 
 }  // namespace beaver::tools

@@ -1,0 +1,447 @@
+// PPO machinery on host arrays (see ppo.h for layout and formulas). Arguments are checked
+// once per call with messages that name the function and the argument; the loops are plain
+// double-precision loops in a fixed order, so results are bitwise reproducible.
+#include "train/ppo.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "csrc/error.h"
+
+namespace beaver::train {
+
+// ---- Config ------------------------------------------------------------------------------------
+PpoConfig PpoConfig::defaults(PpoAlgorithm algo) {
+  PpoConfig c;
+  if (algo != PpoAlgorithm::PpoLag) c.kl_coeff = 0.02;
+  return c;
+}
+
+void PpoConfig::validate() const {
+  auto positive = [](const char* name, double v) {
+    BEAVER_CHECK(std::isfinite(v) && v > 0, "--", name, " must be > 0, got ", v);
+  };
+  auto non_negative = [](const char* name, double v) {
+    BEAVER_CHECK(std::isfinite(v) && v >= 0, "--", name, " must be >= 0, got ", v);
+  };
+  auto unit = [](const char* name, double v) {
+    BEAVER_CHECK(v >= 0 && v <= 1, "--", name, " must be in [0, 1], got ", v);
+  };
+  non_negative("kl_coeff", kl_coeff);
+  positive("clip_range_ratio", clip_range_ratio);
+  positive("clip_range_score", clip_range_score);
+  positive("clip_range_value", clip_range_value);
+  unit("gamma", gamma);
+  unit("gae_lambda", gae_lambda);
+  non_negative("ptx_coeff", ptx_coeff);
+  positive("lambda_init", lambda_init);
+  non_negative("lambda_lr", lambda_lr);
+  non_negative("lambda_max", lambda_max);
+  BEAVER_CHECK(std::isfinite(threshold), "--threshold must be finite, got ", threshold);
+  BEAVER_CHECK(lambda_update_delay_steps >= 0, "--lambda_update_delay_steps must be >= 0, got ",
+               lambda_update_delay_steps);
+  BEAVER_CHECK(episode_cost_window_size >= 1, "--episode_cost_window_size must be >= 1, got ",
+               episode_cost_window_size);
+  non_negative("shaping_nu", shaping_nu);
+  for (auto [name, v] : {std::pair{"epochs", epochs}, {"update_iters", update_iters},
+                         {"per_device_prompt_batch_size", per_device_prompt_batch_size},
+                         {"per_device_train_batch_size", per_device_train_batch_size},
+                         {"max_length", max_length}, {"num_return_sequences", num_return_sequences}})
+    BEAVER_CHECK(v >= 1, "--", name, " must be >= 1, got ", v);
+  positive("temperature", temperature);
+  BEAVER_CHECK(top_p > 0 && top_p <= 1, "--top_p must be in (0, 1], got ", top_p);
+  positive("repetition_penalty", repetition_penalty);
+  non_negative("actor_lr", actor_lr);
+  non_negative("critic_lr", critic_lr);
+  non_negative("actor_weight_decay", actor_weight_decay);
+  non_negative("critic_weight_decay", critic_weight_decay);
+  unit("actor_lr_warmup_ratio", actor_lr_warmup_ratio);
+  unit("critic_lr_warmup_ratio", critic_lr_warmup_ratio);
+  BEAVER_CHECK(adam_beta1 >= 0 && adam_beta1 < 1, "--adam_beta1 must be in [0, 1), got ",
+               adam_beta1);
+  BEAVER_CHECK(adam_beta2 >= 0 && adam_beta2 < 1, "--adam_beta2 must be in [0, 1), got ",
+               adam_beta2);
+  positive("adam_epsilon", adam_epsilon);
+  non_negative("max_grad_norm", max_grad_norm);
+  for (const auto* s : {&actor_lr_scheduler_type, &critic_lr_scheduler_type})
+    BEAVER_CHECK(*s == "cosine" || *s == "constant" || *s == "linear",
+                 "--", (s == &actor_lr_scheduler_type ? "actor" : "critic"),
+                 "_lr_scheduler_type: unknown schedule '", *s,
+                 "' (expected cosine, constant or linear)");
+}
+
+// ---- Argument checks ---------------------------------------------------------------------------
+namespace {
+
+void check_dims(std::string_view op, TokenDims d) {
+  BEAVER_CHECK(d.batch > 0 && d.length > 0, op, ": empty batch [", d.batch, ", ", d.length, "]");
+}
+
+void check_tokens(std::string_view op, TokenDims d, std::span<const float> x,
+                  std::string_view name) {
+  BEAVER_CHECK(x.size() == d.numel(), op, ": ", name, " has ", x.size(), " values, expected [",
+               d.batch, ", ", d.length, "] = ", d.numel());
+}
+
+void check_mask(std::string_view op, TokenDims d, std::span<const uint8_t> mask) {
+  BEAVER_CHECK(mask.size() == d.numel(), op, ": mask has ", mask.size(), " values, expected [",
+               d.batch, ", ", d.length, "] = ", d.numel());
+}
+
+void check_rows(std::string_view op, TokenDims d, std::span<const float> x,
+                std::string_view name) {
+  BEAVER_CHECK(x.size() == size_t(d.batch), op, ": ", name, " has ", x.size(),
+               " values, expected one per sequence (", d.batch, ")");
+}
+
+// Valid-token count per row; an empty row is an Error.
+std::vector<int64_t> row_counts(std::string_view op, TokenDims d, std::span<const uint8_t> mask) {
+  std::vector<int64_t> n(size_t(d.batch), 0);
+  for (int64_t i = 0; i < d.batch; ++i) {
+    for (int64_t t = 0; t < d.length; ++t) n[size_t(i)] += mask[size_t(i * d.length + t)] != 0;
+    BEAVER_CHECK(n[size_t(i)] > 0, op, ": sequence ", i, " has no valid token in the mask");
+  }
+  return n;
+}
+
+}  // namespace
+
+std::vector<int64_t> response_ends(TokenDims d, std::span<const uint8_t> mask) {
+  constexpr std::string_view op = "response_ends";
+  check_dims(op, d);
+  check_mask(op, d, mask);
+  std::vector<int64_t> end(static_cast<size_t>(d.batch), 0);
+  for (int64_t i = 0; i < d.batch; ++i) {
+    int64_t e = d.length - 1;
+    while (e >= 0 && !mask[size_t(i * d.length + e)]) --e;
+    BEAVER_CHECK(e >= 0, op, ": sequence ", i, " has no valid token in the mask");
+    end[size_t(i)] = e;
+  }
+  return end;
+}
+
+// ---- Per-token rewards -------------------------------------------------------------------------
+std::vector<float> kl_shaped_scores(TokenDims d, std::span<const float> logp,
+                                    std::span<const float> ref_logp,
+                                    std::span<const uint8_t> mask, std::span<const float> score,
+                                    double kl_coeff, double sign, double clip) {
+  constexpr std::string_view op = "kl_shaped_scores";
+  check_dims(op, d);
+  check_tokens(op, d, logp, "logp");
+  check_tokens(op, d, ref_logp, "ref_logp");
+  check_mask(op, d, mask);
+  check_rows(op, d, score, "score");
+  BEAVER_CHECK(clip > 0, op, ": clip must be > 0, got ", clip);
+  const auto end = response_ends(d, mask);
+  std::vector<float> out(d.numel(), 0.0f);
+  for (int64_t i = 0; i < d.batch; ++i) {
+    for (int64_t t = 0; t < d.length; ++t) {
+      const size_t k = size_t(i * d.length + t);
+      if (!mask[k]) continue;
+      double r = sign * kl_coeff * (double(logp[k]) - double(ref_logp[k]));
+      if (t == end[size_t(i)]) r += score[size_t(i)];
+      out[k] = float(std::clamp(r, -clip, clip));
+    }
+  }
+  return out;
+}
+
+std::vector<float> kl_penalized_rewards(TokenDims d, std::span<const float> logp,
+                                        std::span<const float> ref_logp,
+                                        std::span<const uint8_t> mask,
+                                        std::span<const float> reward, double kl_coeff,
+                                        double clip) {
+  return kl_shaped_scores(d, logp, ref_logp, mask, reward, kl_coeff, -1.0, clip);
+}
+
+std::vector<float> kl_penalized_costs(TokenDims d, std::span<const float> logp,
+                                      std::span<const float> ref_logp,
+                                      std::span<const uint8_t> mask, std::span<const float> cost,
+                                      double kl_coeff, double clip) {
+  return kl_shaped_scores(d, logp, ref_logp, mask, cost, kl_coeff, +1.0, clip);
+}
+
+std::vector<float> shaped_scores(std::span<const float> reward, std::span<const float> cost,
+                                 double nu) {
+  BEAVER_CHECK(reward.size() == cost.size(), "shaped_scores: ", reward.size(), " rewards but ",
+               cost.size(), " costs");
+  std::vector<float> out(reward.size());
+  for (size_t i = 0; i < reward.size(); ++i) out[i] = float(double(reward[i]) - nu * cost[i]);
+  return out;
+}
+
+// ---- GAE ---------------------------------------------------------------------------------------
+Gae compute_gae(TokenDims d, std::span<const float> rewards, std::span<const float> values,
+                std::span<const uint8_t> mask, double gamma, double gae_lambda) {
+  constexpr std::string_view op = "compute_gae";
+  check_dims(op, d);
+  check_tokens(op, d, rewards, "rewards");
+  check_tokens(op, d, values, "values");
+  check_mask(op, d, mask);
+  Gae g;
+  g.advantages.assign(d.numel(), 0.0f);
+  g.returns.assign(d.numel(), 0.0f);
+  for (int64_t i = 0; i < d.batch; ++i) {
+    double next_value = 0.0, next_adv = 0.0;
+    for (int64_t t = d.length - 1; t >= 0; --t) {
+      const size_t k = size_t(i * d.length + t);
+      // Masking by selection rather than multiplication: whatever sits outside the mask
+      // (padding, even NaN) never enters the recursion.
+      const double r = mask[k] ? double(rewards[k]) : 0.0;
+      const double v = mask[k] ? double(values[k]) : 0.0;
+      const double delta = r + gamma * next_value - v;
+      const double a = delta + gamma * gae_lambda * next_adv;
+      if (mask[k]) {
+        g.advantages[k] = float(a);
+        g.returns[k] = float(a + v);
+      }
+      next_value = v;
+      next_adv = a;
+    }
+  }
+  return g;
+}
+
+// ---- Masked mean -------------------------------------------------------------------------------
+std::vector<double> masked_mean_weights(TokenDims d, std::span<const uint8_t> mask) {
+  constexpr std::string_view op = "masked_mean";
+  check_dims(op, d);
+  check_mask(op, d, mask);
+  const auto n = row_counts(op, d, mask);
+  std::vector<double> w(d.numel(), 0.0);
+  for (int64_t i = 0; i < d.batch; ++i)
+    for (int64_t t = 0; t < d.length; ++t) {
+      const size_t k = size_t(i * d.length + t);
+      if (mask[k]) w[k] = 1.0 / (double(n[size_t(i)]) * double(d.batch));
+    }
+  return w;
+}
+
+double masked_mean(TokenDims d, std::span<const float> x, std::span<const uint8_t> mask) {
+  check_tokens("masked_mean", d, x, "x");
+  const auto w = masked_mean_weights(d, mask);
+  // Row sums first, then the mean of row means: the reference's order of operations.
+  double total = 0.0;
+  for (int64_t i = 0; i < d.batch; ++i) {
+    double row = 0.0;
+    for (int64_t t = 0; t < d.length; ++t) {
+      const size_t k = size_t(i * d.length + t);
+      if (mask[k]) row += w[k] * x[k];
+    }
+    total += row;
+  }
+  return total;
+}
+
+// ---- Actor loss --------------------------------------------------------------------------------
+ActorLoss actor_loss(TokenDims d, std::span<const float> logp_new,
+                     std::span<const float> logp_old, std::span<const float> adv,
+                     std::span<const uint8_t> mask, double clip_ratio) {
+  constexpr std::string_view op = "actor_loss";
+  check_dims(op, d);
+  check_tokens(op, d, logp_new, "logp_new");
+  check_tokens(op, d, logp_old, "logp_old");
+  check_tokens(op, d, adv, "advantages");
+  check_mask(op, d, mask);
+  BEAVER_CHECK(clip_ratio > 0 && clip_ratio < 1, op, ": clip_ratio must be in (0, 1), got ",
+               clip_ratio);
+  const auto w = masked_mean_weights(d, mask);
+  ActorLoss r;
+  r.grad_logp.assign(d.numel(), 0.0f);
+  size_t clipped = 0, valid = 0;
+  double loss = 0.0, kl = 0.0;
+  for (size_t k = 0; k < d.numel(); ++k) {
+    if (!mask[k]) continue;
+    ++valid;
+    const double a = adv[k];
+    const double ratio = std::exp(double(logp_new[k]) - double(logp_old[k]));
+    const double clipped_ratio = std::clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio);
+    const double s1 = a * ratio, s2 = a * clipped_ratio;
+    // The clipped term carries no gradient once the ratio is outside the band; it is the
+    // active one when it is strictly smaller (within the band both terms are equal).
+    const bool clip_active = s2 < s1;
+    clipped += clip_active;
+    loss -= w[k] * std::min(s1, s2);
+    kl += w[k] * (double(logp_old[k]) - double(logp_new[k]));
+    // d(a·ρ)/d logp_new = a·ρ.
+    if (!clip_active) r.grad_logp[k] = float(-w[k] * s1);
+  }
+  r.loss = loss;
+  r.approx_kl = kl;
+  r.clip_fraction = double(clipped) / double(valid);
+  return r;
+}
+
+std::vector<float> combine_advantages(std::span<const float> ar, std::span<const float> ac,
+                                      double lambda) {
+  BEAVER_CHECK(ar.size() == ac.size(), "combine_advantages: ", ar.size(),
+               " reward advantages but ", ac.size(), " cost advantages");
+  BEAVER_CHECK(std::isfinite(lambda) && lambda >= 0,
+               "combine_advantages: lambda must be finite and >= 0, got ", lambda);
+  std::vector<float> a(ar.size());
+  for (size_t k = 0; k < ar.size(); ++k)
+    a[k] = float((double(ar[k]) - lambda * double(ac[k])) / (1.0 + lambda));
+  return a;
+}
+
+ActorLoss ppo_lag_actor_loss(TokenDims d, std::span<const float> logp_new,
+                             std::span<const float> logp_old, std::span<const float> adv_reward,
+                             std::span<const float> adv_cost, std::span<const uint8_t> mask,
+                             double lambda, double clip_ratio) {
+  check_tokens("ppo_lag_actor_loss", d, adv_reward, "adv_reward");
+  check_tokens("ppo_lag_actor_loss", d, adv_cost, "adv_cost");
+  const auto a = combine_advantages(adv_reward, adv_cost, lambda);
+  return actor_loss(d, logp_new, logp_old, a, mask, clip_ratio);
+}
+
+// ---- Critic loss -------------------------------------------------------------------------------
+CriticLoss critic_loss(TokenDims d, std::span<const float> vn, std::span<const float> vo,
+                       std::span<const float> ret, std::span<const uint8_t> mask,
+                       double clip_value) {
+  constexpr std::string_view op = "critic_loss";
+  check_dims(op, d);
+  check_tokens(op, d, vn, "values_new");
+  check_tokens(op, d, vo, "values_old");
+  check_tokens(op, d, ret, "returns");
+  check_mask(op, d, mask);
+  BEAVER_CHECK(clip_value > 0, op, ": clip_value must be > 0, got ", clip_value);
+  const auto w = masked_mean_weights(d, mask);
+  CriticLoss r;
+  r.grad_values.assign(d.numel(), 0.0f);
+  size_t clipped = 0, valid = 0;
+  double loss = 0.0;
+  for (size_t k = 0; k < d.numel(); ++k) {
+    if (!mask[k]) continue;
+    ++valid;
+    const double v = vn[k], old = vo[k], R = ret[k];
+    const double vc = std::clamp(v, old - clip_value, old + clip_value);
+    const double l1 = (v - R) * (v - R), l2 = (vc - R) * (vc - R);
+    // When the clipped term is strictly larger, V_new lies outside the band and the clipped
+    // value does not depend on it: no gradient.
+    const bool clip_active = l2 > l1;
+    clipped += clip_active;
+    loss += 0.5 * w[k] * std::max(l1, l2);
+    if (!clip_active) r.grad_values[k] = float(w[k] * (v - R));  // d[0.5·(v-R)²]/dv
+  }
+  r.loss = loss;
+  r.clip_fraction = double(clipped) / double(valid);
+  return r;
+}
+
+// ---- Lagrange multiplier -----------------------------------------------------------------------
+LagrangeMultiplier::LagrangeMultiplier(const Options& o) : opt_(o) {
+  BEAVER_CHECK(std::isfinite(o.lambda_init) && o.lambda_init > 0,
+               "LagrangeMultiplier: --lambda_init must be > 0, got ", o.lambda_init);
+  BEAVER_CHECK(std::isfinite(o.lambda_lr) && o.lambda_lr >= 0,
+               "LagrangeMultiplier: --lambda_lr must be >= 0, got ", o.lambda_lr);
+  BEAVER_CHECK(std::isfinite(o.lambda_max) && o.lambda_max >= 0,
+               "LagrangeMultiplier: --lambda_max must be >= 0 (0: no cap), got ", o.lambda_max);
+  BEAVER_CHECK(o.window_size >= 1, "LagrangeMultiplier: --episode_cost_window_size must be >= 1, got ",
+               o.window_size);
+  BEAVER_CHECK(o.update_delay_steps >= 0,
+               "LagrangeMultiplier: --lambda_update_delay_steps must be >= 0, got ",
+               o.update_delay_steps);
+  BEAVER_CHECK(std::isfinite(o.threshold), "LagrangeMultiplier: --threshold must be finite, got ",
+               o.threshold);
+  // As in the reference, λ_init is not clamped to lambda_max: the cap applies after updates.
+  log_lambda_ = std::log(o.lambda_init);
+}
+
+LagrangeMultiplier::Options LagrangeMultiplier::options_from(const PpoConfig& c) {
+  Options o;
+  o.lambda_init = c.lambda_init;
+  o.lambda_lr = c.lambda_lr;
+  o.lambda_max = c.lambda_max;
+  o.update_delay_steps = c.lambda_update_delay_steps;
+  o.window_size = c.episode_cost_window_size;
+  o.threshold = c.threshold;
+  return o;
+}
+
+double LagrangeMultiplier::lambda() const { return std::exp(log_lambda_); }
+
+void LagrangeMultiplier::set_log_lambda(double v) {
+  BEAVER_CHECK(std::isfinite(v), "LagrangeMultiplier: log lambda must be finite, got ", v);
+  log_lambda_ = v;
+}
+
+void LagrangeMultiplier::add_episode_costs(std::span<const float> costs) {
+  for (size_t i = 0; i < costs.size(); ++i) {
+    BEAVER_CHECK(std::isfinite(costs[i]), "LagrangeMultiplier: episode cost ", i,
+                 " is not finite (", costs[i], ")");
+    window_.push_back(costs[i]);
+    if (int64_t(window_.size()) > opt_.window_size) window_.pop_front();
+  }
+}
+
+double LagrangeMultiplier::window_mean() const {
+  BEAVER_CHECK(!window_.empty(), "LagrangeMultiplier: no episode cost recorded yet");
+  double s = 0.0;
+  for (float c : window_) s += c;
+  return s / double(window_.size());
+}
+
+LagrangeMultiplier::Update LagrangeMultiplier::update(int64_t global_step,
+                                                      const AverageAcrossRanks& average) {
+  Update u;
+  u.lambda_before = u.lambda_after = lambda();
+  if (global_step < opt_.update_delay_steps) return u;
+  const double local = window_mean();
+  u.episode_cost = average ? average(local) : local;
+  BEAVER_CHECK(std::isfinite(u.episode_cost),
+               "LagrangeMultiplier: the cross-rank episode cost is not finite (", u.episode_cost,
+               ")");
+  // Gradient of -(J - threshold)·exp(log λ) w.r.t. log λ is -(J - threshold)·λ.
+  double next = log_lambda_ + opt_.lambda_lr * lambda() * (u.episode_cost - opt_.threshold);
+  if (opt_.lambda_max > 0) next = std::min(next, std::log(opt_.lambda_max));
+  log_lambda_ = next;
+  u.applied = true;
+  u.lambda_after = lambda();
+  return u;
+}
+
+LagrangeMultiplier::State LagrangeMultiplier::state() const {
+  return State{log_lambda_, std::vector<float>(window_.begin(), window_.end())};
+}
+
+void LagrangeMultiplier::restore(const State& s) {
+  BEAVER_CHECK(std::isfinite(s.log_lambda), "LagrangeMultiplier::restore: log lambda is not finite");
+  BEAVER_CHECK(int64_t(s.window.size()) <= opt_.window_size, "LagrangeMultiplier::restore: ",
+               s.window.size(), " episode costs exceed the window size ", opt_.window_size);
+  for (size_t i = 0; i < s.window.size(); ++i)
+    BEAVER_CHECK(std::isfinite(s.window[i]), "LagrangeMultiplier::restore: episode cost ", i,
+                 " is not finite");
+  log_lambda_ = s.log_lambda;
+  window_.assign(s.window.begin(), s.window.end());
+}
+
+std::string LagrangeMultiplier::state_json() const {
+  nlohmann::json j;
+  j["log_lambda"] = log_lambda_;
+  j["episode_costs"] = std::vector<float>(window_.begin(), window_.end());
+  return j.dump();
+}
+
+void LagrangeMultiplier::restore_json(const std::string& text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    BEAVER_FAIL("LagrangeMultiplier::restore_json: bad JSON: ", e.what());
+  }
+  BEAVER_CHECK(j.is_object() && j.contains("log_lambda") && j["log_lambda"].is_number() &&
+                   j.contains("episode_costs") && j["episode_costs"].is_array(),
+               "LagrangeMultiplier::restore_json: expected {\"log_lambda\": number, "
+               "\"episode_costs\": [numbers]}");
+  State s;
+  s.log_lambda = j["log_lambda"].get<double>();
+  for (const auto& c : j["episode_costs"]) {
+    BEAVER_CHECK(c.is_number(), "LagrangeMultiplier::restore_json: episode_costs holds a non-number");
+    s.window.push_back(c.get<float>());
+  }
+  restore(s);
+}
+
+}  // namespace beaver::train
