@@ -116,7 +116,7 @@ __device__ int block_nth(int V, int n, Pred pred, Shared& sh) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) {
+__global__ void __launch_bounds__(kThreads, 1) sample_kernel(const SampleParams p) {
   __shared__ Shared sh;
   const int b = int(blockIdx.x), tid = int(threadIdx.x);
   const int lane = tid & 31, warp = tid >> 5;
@@ -226,7 +226,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
       cut_k = block_nth(V, remaining, [&](int i) { return order_key(load_logit(row, i)) == kth; },
                         sh);
   }
-  auto kept_k = [&](int i, float x) {
+  auto kept_k = [=](int i, float x) {
     if (!use_k) return true;
     const uint32_t key = order_key(x);
     return key > kth || (key == kth && i <= cut_k);
@@ -326,7 +326,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const SampleParams p) 
           },
           sh);
   }
-  auto kept = [&](int i, float x, float pv) {
+  auto kept = [=](int i, float x, float pv) {
     if (!kept_k(i, x)) return false;
     if (!use_p) return true;
     const uint32_t key = __float_as_uint(pv);
