@@ -12,8 +12,10 @@
 // with per-sequence seeds: sequence i of a generate() call draws with seed + i and step =
 // number of tokens it has generated, so its output does not depend on which other prompts
 // share its batch. Each sequence stops at EOS (not included in its tokens) or after
-// max_new_tokens; the batch stops when all have. Prefill and decode times and token counts
-// are measured (decode tokens = tokens produced by decode steps for unfinished sequences).
+// max_new_tokens; the batch stops when all have (finished rows ride along until then: the
+// batch is not compacted, which keeps every step's shapes fixed). Prefill and decode times and
+// token counts are measured (decode tokens = tokens produced by decode steps for unfinished
+// sequences).
 #pragma once
 
 #include <cstdint>

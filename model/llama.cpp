@@ -36,22 +36,14 @@ void download_i32(std::vector<int32_t>& host, const Tensor& src) {
 
 LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions& opts)
     : ctx_(&ctx), cfg_(cfg), opts_(opts) {
+  cfg.validate("LlamaModel");  // sizes positive, heads divisible, head_dim even, ...
   H_ = cfg.hidden_size;
   I_ = cfg.intermediate_size;
   L_ = cfg.num_hidden_layers;
   nh_ = cfg.num_attention_heads;
-  nkv_ = cfg.num_key_value_heads > 0 ? cfg.num_key_value_heads : nh_;
+  nkv_ = cfg.num_key_value_heads;
+  hd_ = cfg.head_dim;
   V_ = cfg.vocab_size;
-  BEAVER_CHECK(H_ > 0 && I_ > 0 && L_ > 0 && nh_ > 0 && V_ > 0,
-               "LlamaModel: config needs positive hidden_size (", H_, "), intermediate_size (",
-               I_, "), num_hidden_layers (", L_, "), num_attention_heads (", nh_,
-               ") and vocab_size (", V_, ")");
-  hd_ = cfg.head_dim > 0 ? cfg.head_dim : H_ / nh_;
-  BEAVER_CHECK(cfg.head_dim > 0 || H_ % nh_ == 0, "LlamaModel: hidden_size ", H_,
-               " is not a multiple of num_attention_heads ", nh_, " and head_dim is not given");
-  BEAVER_CHECK(hd_ % 2 == 0, "LlamaModel: head_dim ", hd_, " must be even (rotary pairs)");
-  BEAVER_CHECK(nh_ % nkv_ == 0, "LlamaModel: num_attention_heads ", nh_,
-               " is not a multiple of num_key_value_heads ", nkv_);
   BEAVER_CHECK(opts.max_batch > 0 && opts.max_seq > 0, "LlamaModel: max_batch (",
                opts.max_batch, ") and max_seq (", opts.max_seq, ") must be positive");
   BEAVER_CHECK(!opts.recompute || opts.training,
@@ -361,6 +353,11 @@ void LlamaModel::forward(const Batch& batch, const KvSink& sink) {
     train_attend(l, q, k, v, att, lse);
     if (sink) sink(l, k.view({B_, S_, nkv_, hd_}), v.view({B_, S_, nkv_, hd_}));
   };
+  run_layers(T, positions, attend);
+  have_forward_ = true;
+}
+
+void LlamaModel::run_layers(int64_t T, const Tensor& positions, const AttendFn& attend) {
   for (int l = 0; l < int(L_); ++l) {
     if (l == 0)
       layer_forward(0, T, positions, resid(0).slice(0, T), Tensor{}, Tensor{}, attend);
@@ -368,10 +365,9 @@ void LlamaModel::forward(const Batch& batch, const KvSink& sink) {
       layer_forward(l, T, positions, proj_out_.slice(0, T), acts(l - 1).hmid.slice(0, T),
                     resid(l).slice(0, T), attend);
   }
-  ops::rmsnorm_fwd(c, proj_out_.slice(0, T), acts(int(L_) - 1).hmid.slice(0, T),
+  ops::rmsnorm_fwd(*ctx_, proj_out_.slice(0, T), acts(int(L_) - 1).hmid.slice(0, T),
                    params_[index_.at("model.norm.weight")], eps_, xnf_.slice(0, T),
                    resid(int(L_)).slice(0, T), rstdf_.slice(0, T));
-  have_forward_ = true;
 }
 
 Tensor LlamaModel::hidden(int l) const {
@@ -621,31 +617,26 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
     ops::decode_attention(c, q.view({B, nh_, hd_}), kc, vc, cache_ranges, scale_,
                           att.view({B, nh_, hd_}));
   };
-  for (int l = 0; l < int(L_); ++l) {
-    if (l == 0)
-      layer_forward(0, B, positions, resid(0).slice(0, B), Tensor{}, Tensor{}, attend);
-    else
-      layer_forward(l, B, positions, proj_out_.slice(0, B), acts(l - 1).hmid.slice(0, B),
-                    resid(l).slice(0, B), attend);
-  }
-  ops::rmsnorm_fwd(c, proj_out_.slice(0, B), acts(int(L_) - 1).hmid.slice(0, B),
-                   params_[index_.at("model.norm.weight")], eps_, xnf_.slice(0, B),
-                   resid(int(L_)).slice(0, B), rstdf_.slice(0, B));
+  run_layers(B, positions, attend);
   ops::linear_fwd(c, xnf_.slice(0, B), lm_weight(params_), out_logits);
 }
 
 std::vector<int32_t> next_token_targets(const std::vector<int32_t>& tokens,
                                         const std::vector<int32_t>& ranges, int64_t B,
-                                        int64_t S) {
+                                        int64_t S, const std::vector<int32_t>& label_begin) {
   BEAVER_CHECK(int64_t(tokens.size()) == B * S && int64_t(ranges.size()) == 2 * B,
                "next_token_targets: ", tokens.size(), " tokens and ", ranges.size(),
                " range values for a [", B, ", ", S, "] batch");
+  BEAVER_CHECK(label_begin.empty() || int64_t(label_begin.size()) == B, "next_token_targets: ",
+               label_begin.size(), " label_begin values for ", B, " rows");
   std::vector<int32_t> t(size_t(B * S), ops::kIgnoreIndex);
   for (int64_t b = 0; b < B; ++b) {
     const int64_t begin = ranges[size_t(2 * b)], end = ranges[size_t(2 * b + 1)];
     BEAVER_CHECK(0 <= begin && begin <= end && end <= S, "next_token_targets: row ", b,
                  " has range [", begin, ", ", end, ")");
-    for (int64_t i = begin; i + 1 < end; ++i) t[size_t(b * S + i)] = tokens[size_t(b * S + i + 1)];
+    const int64_t first = label_begin.empty() ? begin : std::max<int64_t>(begin, label_begin[size_t(b)]);
+    for (int64_t i = std::max<int64_t>(begin, first - 1); i + 1 < end; ++i)
+      t[size_t(b * S + i)] = tokens[size_t(b * S + i + 1)];
   }
   return t;
 }

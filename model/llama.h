@@ -174,6 +174,8 @@ class LlamaModel {
   // be undefined) and is stored in resid_out when defined.
   void layer_forward(int l, int64_t rows, const Tensor& positions, const Tensor& x,
                      const Tensor& residual, const Tensor& resid_out, const AttendFn& attend);
+  // All layers and the final norm on T tokens whose embeddings are in resid(0).
+  void run_layers(int64_t T, const Tensor& positions, const AttendFn& attend);
   void train_attend(int l, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& att,
                     const Tensor& lse);
   // Backward from the gradient of the final-norm output (dxnf [T,H]) to every parameter.
@@ -212,9 +214,11 @@ class LlamaModel {
 };
 
 // Next-token targets for a padded batch: targets[b,t] = tokens[b,t+1] for begin <= t < end-1,
-// else -100. Host vectors (row-major [B,S]); ranges [B,2].
+// else -100. Host vectors (row-major [B,S]); ranges [B,2]. With label_begin (one column index
+// per row, e.g. where the answer starts), only tokens at t+1 >= label_begin[b] are targets:
+// the label mask of supervised fine-tuning, where prompt tokens carry no loss.
 std::vector<int32_t> next_token_targets(const std::vector<int32_t>& tokens,
                                         const std::vector<int32_t>& ranges, int64_t B,
-                                        int64_t S);
+                                        int64_t S, const std::vector<int32_t>& label_begin = {});
 
 }  // namespace beaver::model

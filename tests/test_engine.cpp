@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "llama_fixture.h"
+#include "model/loader.h"
 #include "model/engine.h"
 #include "model/llama.h"
 #include "testutil.h"
@@ -23,11 +23,11 @@ std::string fixture_dir() {
 
 struct EngineFixture : ::testing::Test {
   Context ctx = Context::cpu(1);
-  LlamaConfig cfg = fixture_config(fixture_dir());
+  LlamaConfig cfg = checkpoint_config(fixture_dir());
   LlamaModel model{ctx, cfg, LlamaOptions{Head::LM, 3, 12, false, false, 0}};
   std::vector<std::vector<int32_t>> prompts = {
       {1, 40, 7, 99}, {1, 5, 88, 23, 61, 17, 3, 70, 12}, {1, 120, 64}};
-  EngineFixture() { load_fixture_weights(model, fixture_dir()); }
+  EngineFixture() { load_weights(model, fixture_dir()); }
 };
 
 TEST_F(EngineFixture, BatchedGreedyEqualsOneByOne) {
@@ -121,7 +121,7 @@ TEST_F(EngineFixture, BadPromptsAreNamedErrors) {
 
 TEST(LlamaModelErrors, BadBatchesAreNamedErrors) {
   Context ctx = Context::cpu(1);
-  const LlamaConfig cfg = fixture_config(fixture_dir());
+  const LlamaConfig cfg = checkpoint_config(fixture_dir());
   LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, 2, 8, true, false, 0});
   const OwnedTensor tok = test::int_tensor(std::vector<int32_t>(16, 3), {2, 8});
   const OwnedTensor pos = test::int_tensor(std::vector<int32_t>(16, 0), {2, 8});
@@ -152,9 +152,9 @@ TEST(LlamaModelErrors, BadBatchesAreNamedErrors) {
 // Gradient accumulation: two backward passes over the same batch give twice the gradient.
 TEST(LlamaModelGrads, BackwardAccumulates) {
   Context ctx = Context::cpu(1);
-  const LlamaConfig cfg = fixture_config(fixture_dir());
+  const LlamaConfig cfg = checkpoint_config(fixture_dir());
   LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, 2, 6, true, false, 0});
-  load_fixture_weights(m, fixture_dir());
+  load_weights(m, fixture_dir());
   const std::vector<int32_t> tokens = {1, 9, 8, 7, 6, 5, 1, 44, 45, 0, 0, 0};
   const std::vector<int32_t> ranges = {0, 6, 0, 3};
   const OwnedTensor tok = test::int_tensor(tokens, {2, 6}), rng = test::int_tensor(ranges, {2, 2}),
@@ -177,6 +177,19 @@ TEST(LlamaModelGrads, BackwardAccumulates) {
   // Pad positions of row 1 get no gradient: the embedding row of token 0 stays zero.
   const auto ge = to_host_f32(m.grad("model.embed_tokens.weight"));
   for (int64_t j = 0; j < cfg.hidden_size; ++j) EXPECT_EQ(ge[size_t(j)], 0.0f);
+}
+
+TEST(Targets, NextTokenTargetsWithLabelMask) {
+  // Row 0 right-padded (len 5), row 1 left-padded (begin 2).
+  const std::vector<int32_t> tokens = {1, 10, 11, 12, 13, 0, 0, 0, 1, 20, 21, 22};
+  const std::vector<int32_t> ranges = {0, 5, 2, 6};
+  const int32_t X = -100;
+  EXPECT_EQ(next_token_targets(tokens, ranges, 2, 6),
+            (std::vector<int32_t>{10, 11, 12, 13, X, X, X, X, 20, 21, 22, X}));
+  // Labels start at column 3 (row 0) and 4 (row 1): earlier tokens are prompt.
+  EXPECT_EQ(next_token_targets(tokens, ranges, 2, 6, {3, 4}),
+            (std::vector<int32_t>{X, X, 12, 13, X, X, X, X, X, 21, 22, X}));
+  EXPECT_THROW(next_token_targets(tokens, ranges, 2, 6, {3}), Error);
 }
 
 }  // namespace

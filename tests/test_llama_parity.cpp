@@ -11,13 +11,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "csrc/context.h"
 #include "csrc/safetensors.h"
-#include "llama_fixture.h"
+#include "model/loader.h"
 #include "model/engine.h"
 #include "model/llama.h"
 #include "testutil.h"
@@ -95,10 +96,19 @@ double max_abs_of(const std::vector<double>& v) {
   return m;
 }
 
-struct Fixture {
-  LlamaConfig cfg;
-  std::string dir;
-};
+// Every parameter gradient of m against "<prefix><name>" of a golden file. Tolerance relative
+// to each tensor's largest entry: a gradient element is a sum over all tokens of products
+// that partly cancel, so its fp32 rounding error scales with the magnitude of the terms (~ the
+// tensor's largest entries), not with its own value; a per-element relative bound would fail
+// on entries that cancel to near zero.
+void expect_grads_match(const LlamaModel& m, const SafeTensorsFile& golden,
+                        const std::string& label) {
+  for (const auto& p : m.params()) {
+    const auto want = as_double(golden.at("grad." + p.name).tensor());
+    EXPECT_ALLCLOSE(label + " grad " + p.name, as_double(m.grad(p.name)), want, 1e-4,
+                    1e-5 * max_abs_of(want));
+  }
+}
 
 // Copies the batch of a golden file into owned tensors.
 struct GoldenBatch {
@@ -123,11 +133,11 @@ class Parity : public ::testing::TestWithParam<const char*> {};
 TEST_P(Parity, ForwardLossGradientsMatchTransformers) {
   Context ctx = Context::cpu(1);
   const std::string dir = golden_dir(GetParam());
-  const LlamaConfig cfg = fixture_config(dir);
+  const LlamaConfig cfg = checkpoint_config(dir);
   SafeTensorsFile g(dir + "/golden.safetensors");
   GoldenBatch gb(g);
   LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, gb.B, gb.S, true, false, 0});
-  load_fixture_weights(m, dir);
+  load_weights(m, dir);
 
   m.forward(gb.batch());
   OwnedTensor logits(DType::F32, {gb.B, gb.S, cfg.vocab_size});
@@ -153,22 +163,13 @@ TEST_P(Parity, ForwardLossGradientsMatchTransformers) {
 
   m.zero_grads();
   m.cross_entropy_backward();
-  // Gradients: tolerance relative to each tensor's largest entry. A gradient element is a
-  // sum over all tokens of products that partly cancel, so its fp32 rounding error scales
-  // with the magnitude of the terms (~ the tensor's largest entries), not with its own value;
-  // a per-element relative bound would fail on entries that cancel to near zero.
-  for (const auto& p : m.params()) {
-    const auto want = as_double(g.at("grad." + p.name).tensor());
-    const double scale = max_abs_of(want);
-    EXPECT_ALLCLOSE(name + " grad " + p.name, as_double(m.grad(p.name)), want, 1e-4,
-                    1e-5 * scale);
-  }
+  expect_grads_match(m, g, name);
 }
 
 TEST_P(Parity, GreedyGenerationIsTokenIdentical) {
   Context ctx = Context::cpu(1);
   const std::string dir = golden_dir(GetParam());
-  const LlamaConfig cfg = fixture_config(dir);
+  const LlamaConfig cfg = checkpoint_config(dir);
   SafeTensorsFile g(dir + "/golden.safetensors");
   std::vector<std::vector<int32_t>> prompts, want;
   for (int i = 0; g.find(cat("prompt.", i)); ++i) {
@@ -179,7 +180,7 @@ TEST_P(Parity, GreedyGenerationIsTokenIdentical) {
   int64_t longest = 0;
   for (const auto& p : prompts) longest = std::max<int64_t>(longest, int64_t(p.size()));
   LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, 3, longest, false, false, 0});
-  load_fixture_weights(m, dir);
+  load_weights(m, dir);
   InferenceEngine eng(m, longest + 40);
   GenerateOptions go;
   go.sampling.temperature = 0.0f;
@@ -197,11 +198,43 @@ TEST_P(Parity, GreedyGenerationIsTokenIdentical) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, Parity, ::testing::Values("mha", "gqa", "tied_llama3"),
                          [](const auto& p) { return std::string(p.param); });
 
+// The same batch left-padded (positions counted from each row's begin) gives HF's loss and
+// gradients too: padding side is a layout choice, not a change of the function.
+TEST(LlamaModel, LeftPaddedBatchMatchesTransformers) {
+  Context ctx = Context::cpu(1);
+  const std::string dir = golden_dir("gqa");
+  const LlamaConfig cfg = checkpoint_config(dir);
+  SafeTensorsFile g(dir + "/golden.safetensors");
+  GoldenBatch gb(g);
+  const int64_t B = gb.B, S = gb.S;
+  std::vector<int32_t> tok(size_t(B * S), 0), pos(size_t(B * S), 0), rng(size_t(2 * B));
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = gb.h_ranges[size_t(2 * b + 1)], shift = S - n;
+    for (int64_t i = 0; i < n; ++i) {
+      tok[size_t(b * S + shift + i)] = gb.h_tokens[size_t(b * S + i)];
+      pos[size_t(b * S + shift + i)] = int32_t(i);
+    }
+    rng[size_t(2 * b)] = int32_t(shift);
+    rng[size_t(2 * b + 1)] = int32_t(S);
+  }
+  const OwnedTensor t = test::int_tensor(tok, {B, S}), r = test::int_tensor(rng, {B, 2}),
+                    p = test::int_tensor(pos, {B, S}),
+                    tg = test::int_tensor(next_token_targets(tok, rng, B, S), {B, S});
+  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, B, S, true, true, 0});
+  load_weights(m, dir);
+  m.forward(Batch{t, r, p});
+  const double loss = m.cross_entropy(tg);
+  EXPECT_ALLCLOSE("left-padded loss", std::vector<double>{loss},
+                  as_double(g.at("loss").tensor()), 1e-5, 0.0);
+  m.cross_entropy_backward();
+  expect_grads_match(m, g, "left-padded");
+}
+
 // Gradients with per-layer recomputation are bitwise those without it.
 TEST(LlamaModel, RecomputationGivesIdenticalGradients) {
   Context ctx = Context::cpu(1);
   const std::string dir = golden_dir("gqa");
-  const LlamaConfig cfg = fixture_config(dir);
+  const LlamaConfig cfg = checkpoint_config(dir);
   SafeTensorsFile g(dir + "/golden.safetensors");
   GoldenBatch gb(g);
   const auto targets = next_token_targets(gb.h_tokens, gb.h_ranges, gb.B, gb.S);
@@ -210,7 +243,7 @@ TEST(LlamaModel, RecomputationGivesIdenticalGradients) {
   std::vector<double> losses;
   for (bool recompute : {false, true}) {
     LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, gb.B, gb.S, true, recompute, 0});
-    load_fixture_weights(m, dir);
+    load_weights(m, dir);
     m.forward(gb.batch());
     losses.push_back(m.cross_entropy(tg));
     m.cross_entropy_backward();
@@ -229,11 +262,11 @@ TEST(LlamaModel, RecomputationGivesIdenticalGradients) {
 TEST(LlamaModel, ChunkedLogprobsMatchFullLogits) {
   Context ctx = Context::cpu(1);
   const std::string dir = golden_dir("mha");
-  const LlamaConfig cfg = fixture_config(dir);
+  const LlamaConfig cfg = checkpoint_config(dir);
   SafeTensorsFile g(dir + "/golden.safetensors");
   GoldenBatch gb(g);
   LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, gb.B, gb.S, true, false, 5});
-  load_fixture_weights(m, dir);
+  load_weights(m, dir);
   m.forward(gb.batch());
   const auto targets = next_token_targets(gb.h_tokens, gb.h_ranges, gb.B, gb.S);
   const OwnedTensor tg = test::int_tensor(targets, {gb.B, gb.S});
@@ -260,12 +293,13 @@ TEST(LlamaModel, ChunkedLogprobsMatchFullLogits) {
 TEST(ScoreHead, MatchesPyTorchScoreModel) {
   Context ctx = Context::cpu(1);
   const std::string dir = golden_dir("gqa");
-  const LlamaConfig cfg = fixture_config(dir);
+  const LlamaConfig cfg = checkpoint_config(dir);
   SafeTensorsFile g(dir + "/golden.safetensors");
   SafeTensorsFile sg(dir + "/score_golden.safetensors");
   GoldenBatch gb(g);
   LlamaModel m(ctx, cfg, LlamaOptions{Head::Score, gb.B, gb.S, true, false, 0});
-  load_fixture_weights(m, dir);  // the LM head of the checkpoint is dropped
+  // Built from a causal LM: the LM head is dropped and a fresh head made (replaced below).
+  EXPECT_TRUE(load_weights(m, dir).fresh_score_head);
   copy_tensor(m.param("score_head.weight"), sg.at("score_head.weight").tensor());
   copy_tensor(m.param("score_head.bias"), sg.at("score_head.bias").tensor());
   m.forward(gb.batch());
@@ -282,18 +316,14 @@ TEST(ScoreHead, MatchesPyTorchScoreModel) {
   copy_tensor(coef, sg.at("coef").tensor());
   m.zero_grads();
   m.scores_backward(Tensor{}, coef);
-  for (const auto& p : m.params()) {
-    const auto want = as_double(sg.at("grad." + p.name).tensor());
-    EXPECT_ALLCLOSE("score grad " + p.name, as_double(m.grad(p.name)), want, 1e-4,
-                    1e-5 * max_abs_of(want));
-  }
+  expect_grads_match(m, sg, "score");
 }
 
 // The end score is the score of the last valid token, whatever the padding side.
 TEST(ScoreHead, EndScoreIndependentOfPaddingSide) {
   Context ctx = Context::cpu(1);
   const std::string dir = golden_dir("gqa");
-  const LlamaConfig cfg = fixture_config(dir);
+  const LlamaConfig cfg = checkpoint_config(dir);
   const std::vector<std::vector<int32_t>> seqs = {
       {1, 17, 5, 88, 42, 9, 61}, {1, 30, 2}, {1, 4, 50, 77, 12, 90, 33, 21, 8, 2}};
   const int64_t B = 3, S = 12;
@@ -311,7 +341,7 @@ TEST(ScoreHead, EndScoreIndependentOfPaddingSide) {
       rng[size_t(2 * b + 1)] = int32_t(begin + n);
     }
     LlamaModel m(ctx, cfg, LlamaOptions{Head::Score, B, S, false, false, 0});
-    load_fixture_weights(m, dir);
+    load_weights(m, dir);
     m.init_score_head(3);
     const OwnedTensor t = test::int_tensor(tok, {B, S}), r = test::int_tensor(rng, {B, 2}),
                       p = test::int_tensor(pos, {B, S});
@@ -332,10 +362,85 @@ TEST(ScoreHead, EndScoreIndependentOfPaddingSide) {
   EXPECT_NE(ends[0][0], ends[0][1]);
 }
 
+// The other stored layouts of the fixtures (pytorch_model.bin; sharded safetensors with an
+// index) load to exactly the same parameters; a model with one more vocabulary row (the added
+// <pad>) gets the mean of the stored rows there.
+TEST(Loader, BinAndShardedFoldersGiveTheSameParameters) {
+  Context ctx = Context::cpu(1);
+  for (const auto& [base, other] : {std::pair{"mha", "mha_bin"}, std::pair{"gqa", "gqa_sharded"}}) {
+    const LlamaConfig cfg = checkpoint_config(golden_dir(base));
+    LlamaModel a(ctx, cfg, LlamaOptions{Head::LM, 1, 1, false, false, 0});
+    LlamaModel b(ctx, cfg, LlamaOptions{Head::LM, 1, 1, false, false, 0});
+    EXPECT_EQ(load_weights(a, golden_dir(base)).source, "model.safetensors");
+    const LoadReport rep = load_weights(b, golden_dir(other));
+    EXPECT_NE(rep.source, "model.safetensors") << other;
+    const auto pa = to_host_f32(a.flat_params()), pb = to_host_f32(b.flat_params());
+    ASSERT_EQ(pa.size(), pb.size());
+    EXPECT_EQ(std::memcmp(pa.data(), pb.data(), pa.size() * 4), 0) << other;
+  }
+}
+
+TEST(Loader, AddedVocabularyRowIsTheMean) {
+  Context ctx = Context::cpu(1);
+  const std::string dir = golden_dir("mha");
+  LlamaConfig cfg = checkpoint_config(dir);
+  const int64_t V = cfg.vocab_size, H = cfg.hidden_size;
+  cfg.vocab_size = V + 1;
+  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, 1, 1, false, false, 0});
+  EXPECT_EQ(load_weights(m, dir).added_vocab_rows, 1);
+  SafeTensorsFile f(dir + "/model.safetensors");
+  for (const char* name : {"model.embed_tokens.weight", "lm_head.weight"}) {
+    const auto stored = as_double(f.at(name).tensor());
+    const auto got = to_host_f32(m.param(name));
+    ASSERT_EQ(int64_t(got.size()), (V + 1) * H);
+    for (int64_t j = 0; j < H; ++j) {
+      double mean = 0;
+      for (int64_t r = 0; r < V; ++r) mean += stored[size_t(r * H + j)];
+      EXPECT_EQ(got[size_t(V * H + j)], float(mean / double(V))) << name << " column " << j;
+      EXPECT_EQ(got[size_t(j)], float(stored[size_t(j)]));
+    }
+  }
+  // Sizes that differ otherwise are refused, naming the field.
+  LlamaConfig wrong = checkpoint_config(dir);
+  wrong.intermediate_size += 1;
+  LlamaModel w(ctx, wrong, LlamaOptions{Head::LM, 1, 1, false, false, 0});
+  try {
+    load_weights(w, dir);
+    ADD_FAILURE() << "loaded into a model of another size";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("intermediate_size"), std::string::npos) << e.what();
+  }
+}
+
+// save_weights → load_weights round trip: a score model (fresh head) comes back bit-identical
+// and as a score model; a score-model checkpoint cannot make a causal LM.
+TEST(Loader, ScoreModelRoundTripsThroughABeaverCheckpoint) {
+  Context ctx = Context::cpu(1);
+  const std::string src = golden_dir("tied_llama3");
+  const LlamaConfig cfg = checkpoint_config(src);
+  LlamaModel a(ctx, cfg, LlamaOptions{Head::Score, 1, 1, false, false, 0});
+  load_weights(a, src, 9);
+  const std::string dir = testing::TempDir() + "/beaver_score_roundtrip";
+  std::filesystem::remove_all(dir);
+  save_weights(a, dir);
+  ModelKind kind{};
+  (void)checkpoint_config(dir, &kind);
+  EXPECT_EQ(kind, ModelKind::ScoreModel);
+  LlamaModel b(ctx, cfg, LlamaOptions{Head::Score, 1, 1, false, false, 0});
+  const LoadReport rep = load_weights(b, dir);
+  EXPECT_FALSE(rep.fresh_score_head);
+  const auto pa = to_host_f32(a.flat_params()), pb = to_host_f32(b.flat_params());
+  ASSERT_EQ(pa.size(), pb.size());
+  EXPECT_EQ(std::memcmp(pa.data(), pb.data(), pa.size() * 4), 0);
+  LlamaModel lm(ctx, cfg, LlamaOptions{Head::LM, 1, 1, false, false, 0});
+  EXPECT_THROW(load_weights(lm, dir), Error);
+  std::filesystem::remove_all(dir);
+}
+
 // A fresh score head: weight ~ N(0, 0.02) (Philox, seeded), bias 0.
 TEST(ScoreHead, FreshHeadInitialisation) {
   Context ctx = Context::cpu(1);
-  LlamaConfig cfg = fixture_config(golden_dir("mha"));
+  LlamaConfig cfg = checkpoint_config(golden_dir("mha"));
   cfg.hidden_size = 4096;  // enough draws for the moments; one tiny layer otherwise
   cfg.num_attention_heads = 32;
   cfg.num_key_value_heads = 32;

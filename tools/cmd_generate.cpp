@@ -13,7 +13,7 @@
 #include "csrc/atomic_file.h"
 #include "csrc/context.h"
 #include "csrc/log.h"
-#include "model/checkpoint.h"
+#include "model/loader.h"
 #include "model/config.h"
 #include "model/engine.h"
 #include "model/llama.h"
@@ -72,10 +72,24 @@ void run_generate(const GenerateArgs& a) {
   BEAVER_CHECK(a.prompts_file.empty() || !a.output.empty(),
                "generate: --prompts needs --output FILE.jsonl");
   model::Tokenizer tok = model::Tokenizer::from_file(a.model + "/tokenizer.model");
-  const model::LlamaConfig cfg = model::load_config(a.model);
+  model::ModelKind kind{};
+  const model::LlamaConfig cfg = model::checkpoint_config(a.model, &kind);
+  BEAVER_CHECK(kind == model::ModelKind::CausalLM, "generate: ", a.model,
+               " holds a score model; generation needs a causal LM");
   if (cfg.vocab_size == tok.vocab_size() + 1) tok.add_pad_token();  // safe-rlhf's added <pad>
   BEAVER_CHECK(tok.vocab_size() <= cfg.vocab_size, "generate: the tokenizer has ",
                tok.vocab_size(), " tokens, the model only ", cfg.vocab_size);
+
+  if (cfg.vocab_size > tok.vocab_size())
+    log_warn("generate: the model has ", cfg.vocab_size, " tokens, the tokenizer ",
+             tok.vocab_size(), "; ids past the tokenizer print as <unk>");
+  // Text of generated ids; ids the tokenizer does not know (a padded model vocabulary) print
+  // as <unk> instead of failing the whole run.
+  auto text_of = [&tok](std::vector<int32_t> ids) {
+    for (auto& id : ids)
+      if (id >= tok.vocab_size()) id = tok.unk_id();
+    return tok.decode(ids);
+  };
 
   const std::vector<std::string> texts =
       a.prompt.empty() ? read_prompts(a.prompts_file) : std::vector<std::string>{a.prompt};
@@ -104,11 +118,11 @@ void run_generate(const GenerateArgs& a) {
     // only turn into text reliably in context: a leading "▁" becomes a space, bytes merge).
     std::vector<int32_t> so_far;
     std::string printed;
-    std::fputs(texts[0].c_str(), stdout);
+    std::printf("%s\n", texts[0].c_str());
     std::fflush(stdout);
     engine.generate(prompts, go, [&](size_t, int32_t t) {
       so_far.push_back(t);
-      const std::string text = tok.decode(so_far);
+      const std::string text = text_of(so_far);
       if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
         std::fputs(text.c_str() + printed.size(), stdout);
         std::fflush(stdout);
@@ -122,7 +136,7 @@ void run_generate(const GenerateArgs& a) {
     for (size_t i = 0; i < out.size(); ++i) {
       nlohmann::json j;
       j["prompt"] = texts[i];
-      j["response"] = tok.decode(out[i].tokens);
+      j["response"] = text_of(out[i].tokens);
       j["tokens"] = out[i].tokens.size();
       j["stopped_at_eos"] = out[i].stopped_at_eos;
       f.write(j.dump() + "\n");
