@@ -1,0 +1,76 @@
+// GPU tests of SwiGLU (kernels/swiglu.cu) against the CPU twin: forward and backward in f32
+// (1e-5 relative) and bf16 (the bf16 rule), odd shapes, and the in-place backward.
+#include <gtest/gtest.h>
+
+#include "csrc/ops/swiglu.h"
+#include "gpu/gpu_testutil.h"
+
+namespace beaver::test {
+namespace {
+
+struct Dims {
+  int64_t T, I;
+};
+const Dims kShapes[] = {{1, 1}, {3, 17}, {5, 256}, {33, 1000}, {64, 2752}};
+constexpr DType kFloat[] = {DType::F32, DType::BF16};
+
+struct Ref {
+  std::vector<float> out, dgate, dup;
+};
+
+Ref cpu_ref(Context& c, const std::vector<float>& gate, const std::vector<float>& up,
+            const std::vector<float>& dout, Shape s) {
+  const OwnedTensor hg = host_tensor(gate, s), hu = host_tensor(up, s), hd = host_tensor(dout, s);
+  const OwnedTensor ho(DType::F32, s), hdg(DType::F32, s), hdu(DType::F32, s);
+  ops::cpu::swiglu_fwd(c, hg, hu, ho);
+  ops::cpu::swiglu_bwd(c, hg, hu, hd, hdg, hdu);
+  return {to_host_f32(ho), to_host_f32(hdg), to_host_f32(hdu)};
+}
+
+TEST(GpuSwiglu, ForwardBackwardMatchCpu) {
+  BEAVER_REQUIRE_CUDA();
+  Context g = Context::cuda();
+  Context c = Context::cpu(2);
+  uint64_t seed = 10;
+  for (DType d : kFloat)
+    for (const Dims& sh : kShapes) {
+      const Shape s{sh.T, sh.I};
+      SCOPED_TRACE(dtype_str(d) + " " + s.str());
+      const size_t n = size_t(s.numel());
+      const auto gate = random_vec(n, ++seed, -6.0f, 6.0f);
+      const auto up = random_vec(n, ++seed, -2.0f, 2.0f);
+      const auto dout = random_vec(n, ++seed, -1.0f, 1.0f);
+      const Ref ref = cpu_ref(c, gate, up, dout, s);
+      const Ref naive = cpu_ref(c, round_bf16(gate), round_bf16(up), round_bf16(dout), s);
+
+      const OwnedTensor dg = upload(gate, s, d), du = upload(up, s, d), dd = upload(dout, s, d);
+      const OwnedTensor out(d, s, Device::CUDA), dgate(d, s, Device::CUDA), dup(d, s, Device::CUDA);
+      poison_device(g, out);
+      poison_device(g, dgate);
+      poison_device(g, dup);
+      ops::cuda::swiglu_fwd(g, dg, du, out);
+      ops::cuda::swiglu_bwd(g, dg, du, dd, dgate, dup);
+      expect_matches(d, download(g, out), round_bf16(naive.out), ref.out, 2.0, 1e-5, "out");
+      expect_matches(d, download(g, dgate), round_bf16(naive.dgate), ref.dgate, 2.0, 1e-5,
+                     "dgate", 1e-5, 1e-2);
+      expect_matches(d, download(g, dup), round_bf16(naive.dup), ref.dup, 2.0, 1e-5, "dup");
+    }
+}
+
+TEST(GpuSwiglu, BackwardInPlace) {
+  BEAVER_REQUIRE_CUDA();
+  Context g = Context::cuda();
+  Context c = Context::cpu(2);
+  const Shape s{7, 129};
+  const size_t n = size_t(s.numel());
+  const auto gate = random_vec(n, 41, -4.0f, 4.0f), up = random_vec(n, 42), dout = random_vec(n, 43);
+  const Ref ref = cpu_ref(c, gate, up, dout, s);
+  const OwnedTensor dg = upload(gate, s, DType::F32), du = upload(up, s, DType::F32);
+  const OwnedTensor dd = upload(dout, s, DType::F32);
+  ops::cuda::swiglu_bwd(g, dg, du, dd, dg, du);  // gradients overwrite their inputs
+  expect_close_f32(download(g, dg), ref.dgate, 1e-5, 1e-2, "dgate in place");
+  expect_close_f32(download(g, du), ref.dup, 1e-5, 1e-3, "dup in place");
+}
+
+}  // namespace
+}  // namespace beaver::test
