@@ -1,98 +1,45 @@
-// GPU sampling benchmark: B = 64 rows of V = 32000 logits (f32 and bf16), temperature 1,
-// top-k 50 with top-p 0.9, and top-p 0.9 alone. Bytes count one read of the logits. Each
-// iteration times `kReps` launches with CUDA events and reports their median. Without a
-// device the GPU cases are not registered and one line says why.
-#include <benchmark/benchmark.h>
-#include <cuda_runtime.h>
-
-#include <algorithm>
-#include <cstdio>
-#include <string>
+// GPU cases of bench_sampling: B = 64 rows of V = 32000 logits (f32 and bf16), temperature 1,
+// top-k 50 with top-p 0.9, and top-p 0.9 alone. Bytes: one read of the logits (the kernel reads
+// the row once per pass, from L1/L2 after the first). Logits are spread over [-8, 8) like a
+// language model's. bench/torch_attention_baseline.py times the sort-based PyTorch sampler.
 #include <vector>
 
-#include "bench_util.h"
-#include "csrc/context.h"
-#include "csrc/cuda_check.h"
-#include "csrc/device.h"
 #include "csrc/ops/sampling.h"
+#include "gpu_util.h"
 
-namespace beaver::bench {
 namespace {
 
-constexpr int kReps = 50;
+using namespace beaver;
+using namespace beaver::bench;
 
-template <typename Fn>
-double median_seconds(Context& ctx, Fn&& fn) {
-  const auto st = static_cast<cudaStream_t>(ctx.stream());
-  std::vector<cudaEvent_t> ev(2 * kReps);
-  for (auto& e : ev) BEAVER_CUDA_CHECK(cudaEventCreate(&e));
-  for (int r = 0; r < kReps; ++r) {
-    BEAVER_CUDA_CHECK(cudaEventRecord(ev[size_t(2 * r)], st));
-    fn();
-    BEAVER_CUDA_CHECK(cudaEventRecord(ev[size_t(2 * r + 1)], st));
-  }
-  BEAVER_CUDA_CHECK(cudaEventSynchronize(ev.back()));
-  std::vector<float> ms(kReps);
-  for (int r = 0; r < kReps; ++r)
-    BEAVER_CUDA_CHECK(cudaEventElapsedTime(&ms[size_t(r)], ev[size_t(2 * r)], ev[size_t(2 * r + 1)]));
-  for (auto& e : ev) BEAVER_CUDA_CHECK(cudaEventDestroy(e));
-  std::nth_element(ms.begin(), ms.begin() + kReps / 2, ms.end());
-  return double(ms[size_t(kReps / 2)]) * 1e-3;
-}
-
-// Args: top_k, top_p × 100, logits dtype (0 = f32, 1 = bf16).
-void BM_SampleCuda(benchmark::State& state) {
+void gpu_sample(benchmark::State& state, DType dt, int top_k, float top_p) {
+  auto ctx = gpu_or_skip(state);
+  if (!ctx) return;
   const int64_t B = 64, V = 32000;
-  const ops::SamplingConfig cfg{1.0f, int(state.range(0)), float(state.range(1)) / 100.0f};
-  const DType dt = state.range(2) == 0 ? DType::F32 : DType::BF16;
-  Context ctx = Context::cuda();
-  // Logits spread like a language model's: a few large values over a wide tail.
-  OwnedTensor f = random_f32(Shape{B, V}, 9);
-  for (int64_t i = 0; i < f.numel(); ++i) f.ptr<float>()[i] *= 8.0f;
-  OwnedTensor host(dt, Shape{B, V});
-  for (int64_t i = 0; i < f.numel(); ++i) {
-    if (dt == DType::F32)
-      host.ptr<float>()[i] = f.ptr<float>()[i];
-    else
-      host.ptr<bf16>()[i] = to_bf16(f.ptr<float>()[i]);
-  }
-  OwnedTensor logits(dt, Shape{B, V}, Device::CUDA);
-  copy_tensor(logits, host);
-  OwnedTensor seeds_h(DType::I64, Shape{B});
+  const double bytes = double(B * V) * double(dtype_size(dt));
+  std::vector<OwnedTensor> sets;
+  for (int i = rotation_count(*ctx, bytes); i > 0; --i)
+    sets.push_back(device_random(*ctx, dt, {B, V}, 30 + uint64_t(i), -8.0f, 8.0f));
+  OwnedTensor seeds_h(DType::I64, {B});
   for (int64_t b = 0; b < B; ++b) seeds_h.ptr<int64_t>()[b] = 1000 + b;
-  OwnedTensor seeds(DType::I64, Shape{B}, Device::CUDA), tokens(DType::I32, Shape{B}, Device::CUDA);
+  const OwnedTensor seeds(DType::I64, {B}, Device::CUDA), tokens(DType::I32, {B}, Device::CUDA);
   copy_tensor(seeds, seeds_h);
-  uint64_t step = 0;
-  auto run = [&] { ops::sample(ctx, logits, cfg, seeds, step++, tokens); };
-  run();
-  ctx.synchronize();
-  for (auto _ : state) state.SetIterationTime(median_seconds(ctx, run));
-  set_bytes(state, double(B * V) * double(dtype_size(dt)));
-  state.SetLabel(std::string("B=64 V=32000 ") + std::string(dtype_name(dt)) +
-                 " top_k=" + std::to_string(cfg.top_k) + " top_p=" + std::to_string(cfg.top_p));
+  const ops::SamplingConfig cfg{1.0f, top_k, top_p};
+  time_calls(state, *ctx, 20, [&](int64_t call) {
+    ops::cuda::sample(*ctx, sets[size_t(call) % sets.size()], cfg, seeds, uint64_t(call),
+                      tokens);
+  });
+  report_bytes(state, bytes);
 }
-
-struct Register {
-  Register() {
-    std::string why;
-    if (!cuda_available(&why)) {
-      std::fprintf(stderr, "bench_sampling: GPU cases skipped, no usable CUDA device (%s)\n",
-                   why.c_str());
-      return;
-    }
-    for (const int64_t dt : {0, 1}) {
-      benchmark::RegisterBenchmark("SampleCuda", BM_SampleCuda)
-          ->Args({50, 90, dt})
-          ->UseManualTime()
-          ->Unit(benchmark::kMicrosecond);
-      benchmark::RegisterBenchmark("SampleCuda", BM_SampleCuda)
-          ->Args({0, 90, dt})
-          ->UseManualTime()
-          ->Unit(benchmark::kMicrosecond);
-    }
-  }
-};
-const Register register_gpu_cases;
 
 }  // namespace
-}  // namespace beaver::bench
+
+BEAVER_GPU_CEILINGS();
+BENCHMARK_CAPTURE(gpu_sample, f32_B64_V32000_k50_p0.9, beaver::DType::F32, 50, 0.9f)
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(gpu_sample, f32_B64_V32000_p0.9, beaver::DType::F32, 0, 0.9f)
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(gpu_sample, bf16_B64_V32000_k50_p0.9, beaver::DType::BF16, 50, 0.9f)
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(gpu_sample, bf16_B64_V32000_p0.9, beaver::DType::BF16, 0, 0.9f)
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
