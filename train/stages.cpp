@@ -529,13 +529,14 @@ StageResult run_stage(const StageArgs& args) {
     prog.index = 0;  // the loop ended: epoch == epochs
     save_state();
   }
-  if (a.write_final_model && !stop) {
-    if (fs::exists(a.output_dir + "/beaver.json")) {
-      log_info("train ", name, ": ", a.output_dir, " already holds the final model");
-    } else {
-      save_model(a.output_dir, *r.m, a.model_name_or_path);
-      log_info("train ", name, ": final model written to ", a.output_dir);
+  if (a.write_final_model) {
+    // A resumed run replaces the final model an earlier (shorter, --max_steps) run wrote.
+    if (resumed && fs::exists(a.output_dir + "/beaver.json")) {
+      fs::remove(a.output_dir + "/beaver.json");
+      fs::remove(a.output_dir + "/model.safetensors");
     }
+    save_model(a.output_dir, *r.m, a.model_name_or_path);
+    log_info("train ", name, ": final model written to ", a.output_dir);
     res.final_model_dir = a.output_dir;
   }
   log_info("train ", name, ": ", res.steps, " steps, ", res.train_tokens, " tokens in ",
