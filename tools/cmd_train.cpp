@@ -100,6 +100,12 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
   cmd->add_option("--device", f->device, "cpu | cuda");
   cmd->add_flag("--resume", a.resume, "Continue the run in --output_dir from its latest checkpoint");
 
+  // A scalar flag given twice takes its last value, so the stage scripts' defaults can be
+  // overridden by appending flags ("$@").
+  for (CLI::Option* o : cmd->get_options())
+    if (o->get_expected_max() == 1 && o->get_type_size_max() <= 1)
+      o->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+
   cmd->callback([f] {
     train::StageArgs args = f->args;
     args.lr_scheduler_type = train::parse_schedule(f->scheduler);
