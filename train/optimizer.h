@@ -65,6 +65,9 @@ class Optimizer {
   // Gradient norm before clipping of the last step (read from the device on demand).
   double last_grad_norm() const;
   const std::vector<ops::ParamSegment>& decay_segments() const { return segments_; }
+  // AdamW moments (f32 [N], the flat parameter layout), for inspection and tests.
+  const Tensor& exp_avg() const { return m_.view(); }
+  const Tensor& exp_avg_sq() const { return v_.view(); }
 
   void save(const std::string& dir) const;
   // Restores m, v and the step counter; fails naming the file when the sizes differ.
