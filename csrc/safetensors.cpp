@@ -122,6 +122,11 @@ Tensor SafeTensorInfo::tensor() const {
                ", which Beaver cannot compute with");
   BEAVER_CHECK(shape.size() <= size_t(kMaxDims), "tensor '", name, "' has rank ", shape.size(),
                ", more than the ", kMaxDims, " Beaver supports");
+  // Typed access to a misaligned element is undefined behaviour; writers that follow the format
+  // never produce one, so refuse rather than hand out such a view.
+  BEAVER_CHECK(reinterpret_cast<uintptr_t>(data) % dtype_size(*dtype) == 0, "tensor '", name,
+               "' starts at a byte offset that is not a multiple of its ", dtype_size(*dtype),
+               "-byte element size");
   return Tensor(const_cast<uint8_t*>(data), *dtype, Shape(shape), Device::CPU);
 }
 
@@ -302,10 +307,18 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorsEnt
     for (const auto& [k, v] : metadata) m[k] = v;
     h["__metadata__"] = std::move(m);
   }
+  // Larger elements first (stable otherwise), as the reference writer does: with the buffer
+  // 8-byte aligned, every tensor then starts aligned to its element size.
+  std::vector<const SafeTensorsEntry*> order;
+  for (const auto& e : entries) order.push_back(&e);
+  std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+    return dtype_size(a->dtype) > dtype_size(b->dtype);
+  });
   std::set<std::string> names;
   std::vector<uint64_t> sizes;
   uint64_t offset = 0;
-  for (const auto& e : entries) {
+  for (const SafeTensorsEntry* ep : order) {
+    const SafeTensorsEntry& e = *ep;
     BEAVER_CHECK(!e.name.empty() && e.name != "__metadata__", path,
                  ": invalid tensor name '", e.name, "'");
     BEAVER_CHECK(names.insert(e.name).second, path, ": duplicate tensor name '", e.name, "'");
@@ -332,9 +345,9 @@ void write_safetensors(const std::string& path, const std::vector<SafeTensorsEnt
   f.write(len, 8);
   f.write(header);
   std::vector<uint8_t> buf;
-  for (size_t i = 0; i < entries.size(); ++i) {
+  for (size_t i = 0; i < order.size(); ++i) {
     buf.assign(size_t(sizes[i]), 0);
-    entries[i].fill(std::span<uint8_t>(buf));
+    order[i]->fill(std::span<uint8_t>(buf));
     f.write(buf.data(), buf.size());
   }
   f.commit();

@@ -66,8 +66,8 @@ struct SafeTensorInfo {
 
   uint64_t nbytes() const { return end - begin; }
   int64_t numel() const;
-  // A CPU view of the bytes; fails (naming the tensor) when the dtype has no Beaver
-  // counterpart or the rank exceeds kMaxDims.
+  // A CPU view of the bytes (read-only memory when mapped); fails, naming the tensor, when the
+  // dtype has no Beaver counterpart, the rank exceeds kMaxDims or the data is misaligned.
   Tensor tensor() const;
 };
 
@@ -117,8 +117,9 @@ struct SafeTensorsEntry {
 };
 
 // Writes a valid safetensors file atomically: to `path`.tmp.<pid> first, then rename(2), so a
-// crash never leaves a half-written file under the final name. Tensors are laid out in the
-// given order; the header is padded with spaces so the data buffer starts 8-byte aligned.
+// crash never leaves a half-written file under the final name. Tensors are laid out by element
+// size, largest first, otherwise in the given order, and the header is padded with spaces so
+// the data buffer starts 8-byte aligned: every tensor is then aligned to its element size.
 void write_safetensors(const std::string& path, const std::vector<SafeTensorsEntry>& entries,
                        const std::map<std::string, std::string>& metadata = {});
 // Convenience: tensors already in memory (CPU or CUDA; device tensors are copied to the host).

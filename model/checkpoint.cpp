@@ -3,6 +3,8 @@
 // source plus one tensor's buffer, not a second copy of the model.
 #include "model/checkpoint.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>

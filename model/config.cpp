@@ -68,8 +68,10 @@ struct Fields {
     if (!v.is_boolean()) bad(key, cat("must be true or false, got ", v.dump()));
     return v.get<bool>();
   }
-  // A token id: integer, null/absent (→ -1) or, for eos, a list whose first entry is the id.
-  int64_t token(std::string_view key, std::vector<int64_t>* extra = nullptr) const {
+  // A token id: integer, null (→ -1), absent (→ HF's default) or, for eos, a list whose first
+  // entry is the id.
+  int64_t token(std::string_view key, int64_t absent, std::vector<int64_t>* extra = nullptr) const {
+    if (j.find(key) == j.end()) return absent;
     if (!present(key)) return -1;
     const json& v = j.at(std::string(key));
     if (v.is_array() && extra) {
@@ -164,9 +166,9 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& where) {
   c.vocab_size = f.integer("vocab_size");
   c.max_position_embeddings = f.integer("max_position_embeddings");
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
-  c.bos_token_id = f.token("bos_token_id");
-  c.eos_token_id = f.token("eos_token_id", &c.extra_eos_token_ids);
-  c.pad_token_id = f.token("pad_token_id");
+  c.bos_token_id = f.token("bos_token_id", 1);  // transformers' LlamaConfig defaults
+  c.eos_token_id = f.token("eos_token_id", 2, &c.extra_eos_token_ids);
+  c.pad_token_id = f.token("pad_token_id", -1);
   for (const char* k : {"torch_dtype", "dtype"})  // transformers v5 renamed it to dtype
     if (f.present(k) && c.torch_dtype.empty()) {
       if (!j[k].is_string()) f.bad(k, "must be a string");

@@ -7,10 +7,10 @@
 // high_freq_factor, original_max_position_embeddings}; transformers v5 writes the same keys,
 // plus rope_theta, under rope_parameters, which is read too (and must agree with the legacy
 // fields when both are present). Other scaling types are refused rather than silently ignored
-// (they change every position's angle). Token ids that are null or
-// absent (or negative, as some early LLaMA conversions wrote) are stored as -1. torch_dtype is
-// informational: checkpoints are trusted by their tensor headers. Every validation error
-// names the file and the field.
+// (they change every position's angle). Absent token ids take transformers' defaults (bos 1,
+// eos 2, no pad); null or negative ones (some early LLaMA conversions wrote pad_token_id -1)
+// are stored as -1, meaning none. torch_dtype (v5: dtype) is informational: checkpoints are
+// trusted by their tensor headers. Every validation error names the file and the field.
 #pragma once
 
 #include <cstdint>
@@ -35,7 +35,7 @@ struct LlamaConfig {
   double rms_norm_eps = 1e-6, rope_theta = 10000.0;
   ops::RopeScaling rope_scaling;  // llama3 == false: no scaling
   bool tie_word_embeddings = false;
-  int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;  // -1: none
+  int64_t bos_token_id = 1, eos_token_id = 2, pad_token_id = -1;  // -1: none
   std::vector<int64_t> extra_eos_token_ids;  // Llama 3.1 lists several; the first is eos_token_id
   std::string torch_dtype;                   // informational only
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -122,6 +123,27 @@ TEST(HfCheckpoint, LoadsTorchBinSingleAndSharded) {
   const auto y = values(b.at("model.layers.1.mlp.down_proj.weight"));
   ASSERT_EQ(x.size(), y.size());
   for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(x[i], to_f32(to_f16(y[i])));
+}
+
+TEST(HfCheckpoint, LoadsWhatTransformersWrites) {
+  // One tiny model saved by transformers (config.json with rope_parameters, its safetensors
+  // writer) and as torch.save(model.state_dict()) (OrderedDict with _metadata): same tensors.
+  const HfCheckpoint st(data_dir() + "/torch_bin/hf_transformers");
+  const HfCheckpoint bin(data_dir() + "/torch_bin/hf_transformers_bin");
+  EXPECT_EQ(st.source(), "model.safetensors");
+  EXPECT_EQ(bin.source(), "pytorch_model.bin");
+  EXPECT_EQ(st.config().num_key_value_heads, 1);
+  EXPECT_EQ(st.config().rope_theta, 10000.0);
+  ASSERT_EQ(st.tensors().size(), 21u);
+  ASSERT_EQ(bin.tensors().size(), 21u);
+  for (size_t i = 0; i < st.tensors().size(); ++i) {
+    const auto& a = st.tensors()[i];
+    const auto& b = bin.tensors()[i];
+    EXPECT_EQ(a.name, b.name);
+    EXPECT_EQ(a.dtype_name, "F32");
+    ASSERT_EQ(a.nbytes(), b.nbytes()) << a.name;
+    EXPECT_EQ(std::memcmp(a.data, b.data, size_t(a.nbytes())), 0) << a.name;
+  }
 }
 
 TEST(HfCheckpoint, ShardIndexMustMatchShards) {

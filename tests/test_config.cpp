@@ -46,8 +46,14 @@ TEST(LlamaConfig, AppliesHfDefaults) {
   EXPECT_EQ(c.num_key_value_heads, 32);
   EXPECT_EQ(c.rope_theta, 10000.0);
   EXPECT_FALSE(c.tie_word_embeddings);
-  EXPECT_EQ(c.bos_token_id, -1);
+  EXPECT_EQ(c.bos_token_id, 1);  // transformers' default when absent
   EXPECT_EQ(c.pad_token_id, -1);
+  j["bos_token_id"] = nullptr;  // explicitly none
+  j.erase("eos_token_id");
+  const auto d = LlamaConfig::from_json(j, "config.json");
+  EXPECT_EQ(d.bos_token_id, -1);
+  EXPECT_EQ(d.eos_token_id, 2);
+  EXPECT_TRUE(d.to_json()["bos_token_id"].is_null());
 }
 
 TEST(LlamaConfig, ParsesLlama3RopeScalingAndEosList) {

@@ -81,6 +81,18 @@ TEST(SafeTensors, KeepsDtypesBeaverLacksByName) {
   expect_error([&] { f.at("q").tensor(); }, {"tensor 'q'", "F8_E4M3"});
 }
 
+TEST(SafeTensors, MisalignedTensorsAreNotViewed) {
+  TempDir dir;
+  // Header length 63 puts the buffer at byte 71; an F32 tensor at offset 1 is misaligned.
+  std::string h = R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                  R"("b":{"dtype":"F32","shape":[1],"data_offsets":[1,5]}})";
+  h.append((8 - (8 + h.size()) % 8) % 8, ' ');
+  write_bytes(dir / "m.safetensors", raw_safetensors(h, 5));
+  SafeTensorsFile f(dir / "m.safetensors");
+  EXPECT_EQ(f.at("a").tensor().numel(), 1);
+  expect_error([&] { f.at("b").tensor(); }, {"tensor 'b'", "not a multiple of its 4-byte"});
+}
+
 TEST(SafeTensors, HeaderPaddedWithSpacesIsAccepted) {
   TempDir dir;
   const std::string h = R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})" + std::string(5, ' ');

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Beaver: Safe RLHF on LLaMA models, from scratch in C++20/CUDA"};
   app.require_subcommand(1);
   beaver::tools::add_info_command(app);
+  beaver::tools::add_generate_command(app);
   beaver::tools::add_toyworld_command(app);
   beaver::tools::add_plot_command(app);
   beaver::tools::add_convert_command(app);

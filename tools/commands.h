@@ -8,6 +8,7 @@
 namespace beaver::tools {
 
 void add_info_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
 void add_toyworld_command(CLI::App& app);
 void add_plot_command(CLI::App& app);
 void add_convert_command(CLI::App& app);

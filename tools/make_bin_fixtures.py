@@ -13,6 +13,10 @@ Fixtures:
   misc.bin             dtypes f32/f16/bf16/i64/i32/u8/bool, a 0-d and an empty tensor, a view
                        with a storage offset, two names sharing one storage, an nn.Parameter
   noncontiguous.bin    a transposed tensor (must be refused)
+  hf_transformers/     a tiny LlamaForCausalLM saved by transformers' own save_pretrained
+                       (its config.json and model.safetensors writer, whatever version runs)
+  hf_transformers_bin/ the same model's config.json + torch.save(model.state_dict()), which
+                       pickles the OrderedDict _metadata attribute (BUILD) as HF's .bin did
   malicious.bin        a pickle whose reduce calls os.system (must be refused, never run)
   compressed.bin       a deflate-compressed archive (must be refused)
 """
@@ -150,6 +154,25 @@ def main():
     misc["param"] = torch.nn.Parameter(torch.tensor([1.5, -2.0]))
     expected["misc"] = describe(misc)
     torch.save(misc, os.path.join(ROOT, "misc.bin"))
+
+    # Real transformers output, safetensors and .bin, of one tiny model.
+    import shutil
+    import transformers
+    torch.manual_seed(0)
+    tcfg = transformers.LlamaConfig(hidden_size=8, intermediate_size=12, num_hidden_layers=2,
+                                    num_attention_heads=2, num_key_value_heads=1, vocab_size=16,
+                                    max_position_embeddings=64)
+    model = transformers.LlamaForCausalLM(tcfg)
+    d = os.path.join(ROOT, "hf_transformers")
+    shutil.rmtree(d, ignore_errors=True)
+    model.save_pretrained(d)
+    for extra in os.listdir(d):
+        if extra not in ("config.json", "model.safetensors"):
+            os.remove(os.path.join(d, extra))
+    db = os.path.join(ROOT, "hf_transformers_bin")
+    os.makedirs(db, exist_ok=True)
+    shutil.copy(os.path.join(d, "config.json"), db)
+    torch.save(model.state_dict(), os.path.join(db, "pytorch_model.bin"))
 
     torch.save({"t": base.t()}, os.path.join(ROOT, "noncontiguous.bin"))
 

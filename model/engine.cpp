@@ -1,0 +1,200 @@
+// Batched prefill + KV-cache decode (see engine.h for the layout of the batch and the cache).
+#include "model/engine.h"
+
+#include <algorithm>
+#include <sstream>
+
+#include "csrc/log.h"
+#include "csrc/ops/attention.h"
+#include "csrc/timer.h"
+
+namespace beaver::model {
+
+namespace {
+
+template <typename T>
+void upload(const Tensor& dst, std::vector<T>& host, Shape shape) {
+  copy_tensor(dst, Tensor(host.data(), dtype_of<T>::value, shape, Device::CPU));
+}
+
+}  // namespace
+
+InferenceEngine::InferenceEngine(LlamaModel& model, int64_t max_total_len)
+    : model_(&model),
+      max_batch_(model.options().max_batch),
+      max_prompt_(model.options().max_seq),
+      max_total_(max_total_len) {
+  BEAVER_CHECK(model.head() == Head::LM, "InferenceEngine: the model has a score head");
+  BEAVER_CHECK(max_total_len >= 1, "InferenceEngine: max_total_len ", max_total_len,
+               " must be positive");
+  const int64_t Bm = max_batch_, L = model.num_layers(), nkv = model.num_kv_heads(),
+                hd = model.head_dim(), V = model.vocab_size();
+  std::vector<size_t> hk, hv;
+  for (int64_t l = 0; l < L; ++l) {
+    hk.push_back(plan_.add(cat("kv_cache.k.L", l), DType::F32, {Bm, max_total_, nkv, hd}));
+    hv.push_back(plan_.add(cat("kv_cache.v.L", l), DType::F32, {Bm, max_total_, nkv, hd}));
+  }
+  const size_t h_tok = plan_.add("decode.tokens", DType::I32, {Bm});
+  const size_t h_pos = plan_.add("decode.positions", DType::I32, {Bm});
+  const size_t h_app = plan_.add("decode.append_pos", DType::I32, {Bm});
+  const size_t h_rng = plan_.add("decode.ranges", DType::I32, {Bm, 2});
+  const size_t h_seed = plan_.add("decode.seeds", DType::I64, {Bm});
+  const size_t h_log = plan_.add("decode.logits", DType::F32, {Bm, V});
+  const size_t h_next = plan_.add("decode.next", DType::I32, {Bm});
+  const size_t h_pt = plan_.add("prefill.tokens", DType::I32, {Bm * max_prompt_});
+  const size_t h_pr = plan_.add("prefill.ranges", DType::I32, {Bm, 2});
+  const size_t h_pp = plan_.add("prefill.positions", DType::I32, {Bm * max_prompt_});
+  const size_t h_rows = plan_.add("prefill.last_rows", DType::I32, {Bm});
+  arena_ = Arena(plan_, model.context().device());
+  arena_.zero();
+  for (int64_t l = 0; l < L; ++l) {
+    cache_.k.push_back(arena_[hk[size_t(l)]]);
+    cache_.v.push_back(arena_[hv[size_t(l)]]);
+  }
+  tokens_ = arena_[h_tok];
+  positions_ = arena_[h_pos];
+  append_pos_ = arena_[h_app];
+  ranges_ = arena_[h_rng];
+  seeds_ = arena_[h_seed];
+  logits_ = arena_[h_log];
+  next_ = arena_[h_next];
+  p_tokens_ = arena_[h_pt];
+  p_ranges_ = arena_[h_pr];
+  p_positions_ = arena_[h_pp];
+  p_rows_ = arena_[h_rows];
+  log_info(budget());
+}
+
+std::string InferenceEngine::budget() const {
+  std::ostringstream os;
+  plan_.print_budget(os, cat("inference engine (batch ", max_batch_, ", prompt <= ", max_prompt_,
+                             ", total length <= ", max_total_, ")"));
+  return os.str();
+}
+
+std::vector<Generation> InferenceEngine::generate(const std::vector<std::vector<int32_t>>& prompts,
+                                                  const GenerateOptions& opts,
+                                                  const TokenCallback& on_token) {
+  const int64_t V = model_->vocab_size();
+  BEAVER_CHECK(opts.max_new_tokens >= 1, "generate: max_new_tokens ", opts.max_new_tokens,
+               " must be at least 1");
+  BEAVER_CHECK(opts.pad_id >= 0 && opts.pad_id < V, "generate: pad_id ", opts.pad_id,
+               " outside the vocabulary [0, ", V, ")");
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto& p = prompts[i];
+    BEAVER_CHECK(!p.empty(), "generate: prompt ", i, " is empty");
+    BEAVER_CHECK(int64_t(p.size()) <= max_prompt_, "generate: prompt ", i, " has ", p.size(),
+                 " tokens, the engine takes at most ", max_prompt_);
+    BEAVER_CHECK(int64_t(p.size()) + opts.max_new_tokens - 1 <= max_total_, "generate: prompt ",
+                 i, " (", p.size(), " tokens) + max_new_tokens ", opts.max_new_tokens,
+                 " exceeds the cache length ", max_total_);
+    for (size_t j = 0; j < p.size(); ++j)
+      BEAVER_CHECK(p[j] >= 0 && p[j] < V, "generate: prompt ", i, " token ", j, " is ", p[j],
+                   ", outside the vocabulary [0, ", V, ")");
+  }
+  std::vector<Generation> out(prompts.size());
+  for (size_t first = 0; first < prompts.size(); first += size_t(max_batch_)) {
+    const size_t count = std::min(prompts.size() - first, size_t(max_batch_));
+    run_batch(prompts, first, count, opts, on_token, out);
+  }
+  return out;
+}
+
+void InferenceEngine::run_batch(const std::vector<std::vector<int32_t>>& prompts, size_t first,
+                                size_t count, const GenerateOptions& opts,
+                                const TokenCallback& on_token, std::vector<Generation>& out) {
+  Context& ctx = model_->context();
+  const int64_t B = int64_t(count);
+  int64_t Sp = 0;
+  for (size_t i = 0; i < count; ++i) Sp = std::max<int64_t>(Sp, int64_t(prompts[first + i].size()));
+
+  // ---- prefill: left-padded batch, k/v of every layer written into the cache --------------
+  Timer t_prefill;
+  h_tokens_.assign(size_t(B * Sp), opts.pad_id);
+  h_positions_.assign(size_t(B * Sp), 0);
+  h_ranges_.assign(size_t(2 * B), 0);
+  h_rows_.assign(size_t(B), 0);
+  h_seeds_.assign(size_t(B), 0);
+  std::vector<int64_t> len(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& p = prompts[first + size_t(b)];
+    len[size_t(b)] = int64_t(p.size());
+    const int64_t begin = Sp - len[size_t(b)];
+    for (int64_t t = begin; t < Sp; ++t) {
+      h_tokens_[size_t(b * Sp + t)] = p[size_t(t - begin)];
+      h_positions_[size_t(b * Sp + t)] = int32_t(t - begin);
+    }
+    h_ranges_[size_t(2 * b)] = int32_t(begin);
+    h_ranges_[size_t(2 * b + 1)] = int32_t(Sp);
+    h_rows_[size_t(b)] = int32_t(b * Sp + Sp - 1);
+    h_seeds_[size_t(b)] = int64_t(opts.seed + first + size_t(b));
+    stats_.prefill_tokens += len[size_t(b)];
+  }
+  const Tensor tok = p_tokens_.slice(0, B * Sp).view({B, Sp});
+  const Tensor pos = p_positions_.slice(0, B * Sp).view({B, Sp});
+  const Tensor rng = p_ranges_.slice(0, B);
+  upload(tok, h_tokens_, {B, Sp});
+  upload(pos, h_positions_, {B, Sp});
+  upload(rng, h_ranges_, {B, 2});
+  upload(p_rows_.slice(0, B), h_rows_, {B});
+  upload(seeds_.slice(0, B), h_seeds_, {B});
+  h_append_.assign(size_t(B), 0);
+  upload(append_pos_.slice(0, B), h_append_, {B});
+  const Tensor append0 = append_pos_.slice(0, B);
+  model_->forward(Batch{tok, rng, pos}, [&](int l, const Tensor& k, const Tensor& v) {
+    ops::kv_append(ctx, k, v, cache_.k[size_t(l)].slice(0, B), cache_.v[size_t(l)].slice(0, B),
+                   append0);
+  });
+  const Tensor logits = logits_.slice(0, B), next = next_.slice(0, B), seeds = seeds_.slice(0, B);
+  model_->logits_at(p_rows_.slice(0, B), logits);
+
+  // ---- decode: step s samples the s-th new token ------------------------------------------
+  std::vector<bool> done(size_t(B), false);
+  int64_t active = B;
+  Timer t_decode;
+  for (int64_t s = 0; s < opts.max_new_tokens && active > 0; ++s) {
+    if (s > 0) {
+      for (int64_t b = 0; b < B; ++b) {
+        h_positions_[size_t(b)] = int32_t(len[size_t(b)] + s - 1);
+        h_append_[size_t(b)] = int32_t(Sp + s - 1);
+        h_ranges_[size_t(2 * b)] = int32_t(Sp - len[size_t(b)]);
+        h_ranges_[size_t(2 * b + 1)] = int32_t(Sp + s);
+      }
+      upload(positions_.slice(0, B), h_positions_, {B});
+      upload(append_pos_.slice(0, B), h_append_, {B});
+      upload(ranges_.slice(0, B), h_ranges_, {B, 2});
+      copy_tensor(tokens_.slice(0, B), next);
+      // CUDA path: this step (embedding → layers with kv_append + decode_attention → head →
+      // sample) has fixed shapes for a given B, so it is the piece to capture once as a CUDA
+      // graph and replay per step, with positions/append_pos/ranges updated in place.
+      model_->decode_step(tokens_.slice(0, B), positions_.slice(0, B), cache_,
+                          append_pos_.slice(0, B), ranges_.slice(0, B), logits);
+      stats_.decode_tokens += active;
+    }
+    ops::sample(ctx, logits, opts.sampling, seeds, uint64_t(s), next);
+    h_next_.resize(size_t(B));
+    copy_tensor(Tensor(h_next_.data(), DType::I32, Shape{B}, Device::CPU), next);
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[size_t(b)]) continue;
+      const int32_t t = h_next_[size_t(b)];
+      Generation& g = out[first + size_t(b)];
+      if (opts.eos_id >= 0 && t == opts.eos_id) {
+        g.stopped_at_eos = true;
+        done[size_t(b)] = true;
+        --active;
+        continue;
+      }
+      g.tokens.push_back(t);
+      if (on_token) on_token(first + size_t(b), t);
+    }
+    if (s == 0) {
+      ctx.synchronize();
+      stats_.prefill_s += t_prefill.elapsed_s();
+      t_decode.reset();
+    }
+  }
+  ctx.synchronize();
+  stats_.decode_s += t_decode.elapsed_s();
+}
+
+}  // namespace beaver::model

@@ -1,0 +1,85 @@
+// The inference engine: batched generation with a KV cache on top of the LLaMA graph.
+//
+// Prompts of different lengths are left-padded into one batch of width Sp (the longest
+// prompt): row b's valid tokens are [Sp - len_b, Sp), its positions count from 0 at the first
+// valid token. The prefill runs the training forward once (its k/v, after rotary, go straight
+// into the cache rows [0, Sp)); every decode step then appends one token per row at cache row
+// Sp + step - 1 (the same row for all sequences, thanks to the left padding) and attends to
+// cache rows [Sp - len_b, Sp + step). The KV cache is one Arena, per layer k and v
+// [B, Smax, nkv, head_dim].
+//
+// Sampling is ops::sample (greedy at temperature 0, otherwise temperature / top-k / top-p)
+// with per-sequence seeds: sequence i of a generate() call draws with seed + i and step =
+// number of tokens it has generated, so its output does not depend on which other prompts
+// share its batch. Each sequence stops at EOS (not included in its tokens) or after
+// max_new_tokens; the batch stops when all have (finished rows ride along until then: the
+// batch is not compacted, which keeps every step's shapes fixed). Prefill and decode times and
+// token counts are measured (decode tokens = tokens produced by decode steps for unfinished
+// sequences).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "csrc/arena.h"
+#include "csrc/ops/sampling.h"
+#include "model/llama.h"
+
+namespace beaver::model {
+
+struct GenerateOptions {
+  ops::SamplingConfig sampling{};
+  int64_t max_new_tokens = 128;
+  int32_t eos_id = 2;  // < 0: never stop before max_new_tokens
+  uint64_t seed = 0;   // sequence i samples with seed + i
+  int32_t pad_id = 0;  // token id written into the left padding (never attended to)
+};
+
+struct Generation {
+  std::vector<int32_t> tokens;  // generated tokens, EOS excluded
+  bool stopped_at_eos = false;
+};
+
+struct GenerateStats {
+  int64_t prefill_tokens = 0, decode_tokens = 0;
+  double prefill_s = 0.0, decode_s = 0.0;
+  double prefill_tokens_per_s() const { return prefill_s > 0 ? prefill_tokens / prefill_s : 0.0; }
+  double decode_tokens_per_s() const { return decode_s > 0 ? decode_tokens / decode_s : 0.0; }
+};
+
+// Called for every generated token of every sequence (sequence = prompt index), in order;
+// not called for the EOS that stops a sequence.
+using TokenCallback = std::function<void(size_t sequence, int32_t token)>;
+
+class InferenceEngine {
+ public:
+  // The model must have an LM head; its max_batch is the engine's batch and its max_seq the
+  // longest prompt. max_total_len bounds prompt + generated tokens (the cache length Smax).
+  InferenceEngine(LlamaModel& model, int64_t max_total_len);
+
+  std::vector<Generation> generate(const std::vector<std::vector<int32_t>>& prompts,
+                                   const GenerateOptions& opts, const TokenCallback& on_token = {});
+  // Totals over all generate() calls so far.
+  const GenerateStats& stats() const { return stats_; }
+  std::string budget() const;
+
+ private:
+  void run_batch(const std::vector<std::vector<int32_t>>& prompts, size_t first, size_t count,
+                 const GenerateOptions& opts, const TokenCallback& on_token,
+                 std::vector<Generation>& out);
+
+  LlamaModel* model_;
+  int64_t max_batch_, max_prompt_, max_total_;
+  ArenaPlan plan_;
+  Arena arena_;
+  KvCache cache_;
+  Tensor tokens_, positions_, append_pos_, ranges_, seeds_, logits_, next_;
+  Tensor p_tokens_, p_ranges_, p_positions_, p_rows_;
+  std::vector<int32_t> h_tokens_, h_positions_, h_append_, h_ranges_, h_next_, h_rows_;
+  std::vector<int64_t> h_seeds_;
+  GenerateStats stats_;
+};
+
+}  // namespace beaver::model

@@ -1,0 +1,644 @@
+// The LLaMA graph (see llama.h for the memory layout and the conventions). Every numeric step
+// is an op from csrc/ops, so the same code runs on the CPU twins and the CUDA kernels.
+#include "model/llama.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "csrc/log.h"
+#include "csrc/ops/attention.h"
+#include "csrc/ops/elementwise.h"
+#include "csrc/ops/embedding.h"
+#include "csrc/ops/gemm.h"
+#include "csrc/ops/logprob.h"
+#include "csrc/ops/rmsnorm.h"
+#include "csrc/ops/rope.h"
+#include "csrc/ops/swiglu.h"
+#include "csrc/philox.h"
+
+namespace beaver::model {
+
+namespace {
+
+std::string layer_name(int64_t l, const char* leaf) { return cat("model.layers.", l, ".", leaf); }
+
+// Host ↔ device copies of small index tensors (a plain copy on the CPU).
+void upload_i32(const Tensor& dst, std::vector<int32_t>& host, int64_t n) {
+  copy_tensor(dst.slice(0, n), Tensor(host.data(), DType::I32, Shape{n}, Device::CPU));
+}
+void download_i32(std::vector<int32_t>& host, const Tensor& src) {
+  host.resize(size_t(src.numel()));
+  copy_tensor(Tensor(host.data(), DType::I32, src.shape, Device::CPU), src);
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions& opts)
+    : ctx_(&ctx), cfg_(cfg), opts_(opts) {
+  cfg.validate("LlamaModel");  // sizes positive, heads divisible, head_dim even, ...
+  H_ = cfg.hidden_size;
+  I_ = cfg.intermediate_size;
+  L_ = cfg.num_hidden_layers;
+  nh_ = cfg.num_attention_heads;
+  nkv_ = cfg.num_key_value_heads;
+  hd_ = cfg.head_dim;
+  V_ = cfg.vocab_size;
+  BEAVER_CHECK(opts.max_batch > 0 && opts.max_seq > 0, "LlamaModel: max_batch (",
+               opts.max_batch, ") and max_seq (", opts.max_seq, ") must be positive");
+  BEAVER_CHECK(!opts.recompute || opts.training,
+               "LlamaModel: activation recomputation needs training = true");
+  qdim_ = nh_ * hd_;
+  kvdim_ = nkv_ * hd_;
+  eps_ = float(cfg.rms_norm_eps);
+  scale_ = float(1.0 / std::sqrt(double(hd_)));
+
+  plan_params();
+  params_ = Arena(param_plan_, ctx.device());
+  params_.zero();
+  if (opts.training) {
+    grads_ = Arena(param_plan_, ctx.device());
+    grads_.zero();
+  }
+  plan_acts();
+  const std::vector<float> inv = ops::rope_inv_freq(int(hd_), cfg.rope_theta, cfg.rope_scaling);
+  copy_tensor(inv_freq_, Tensor(const_cast<float*>(inv.data()), DType::F32,
+                                Shape{int64_t(inv.size())}, Device::CPU));
+  if (opts.head == Head::Score) ops::fill(ctx, ones_, 1.0f);
+  host_ranges_.resize(size_t(opts.max_batch) * 2);
+  host_idx_.resize(size_t(opts.max_batch));
+  log_info(budget());
+}
+
+void LlamaModel::plan_params() {
+  auto add = [&](const std::string& name, Shape s, bool is_norm = false, bool is_bias = false) {
+    const size_t h = param_plan_.add(name, DType::F32, s);
+    infos_.push_back(ParamInfo{name, s, is_bias, is_norm});
+    index_[name] = h;
+  };
+  add("model.embed_tokens.weight", {V_, H_});
+  for (int64_t l = 0; l < L_; ++l) {
+    add(layer_name(l, "input_layernorm.weight"), {H_}, true);
+    add(layer_name(l, "self_attn.q_proj.weight"), {qdim_, H_});
+    add(layer_name(l, "self_attn.k_proj.weight"), {kvdim_, H_});
+    add(layer_name(l, "self_attn.v_proj.weight"), {kvdim_, H_});
+    add(layer_name(l, "self_attn.o_proj.weight"), {H_, qdim_});
+    add(layer_name(l, "post_attention_layernorm.weight"), {H_}, true);
+    add(layer_name(l, "mlp.gate_proj.weight"), {I_, H_});
+    add(layer_name(l, "mlp.up_proj.weight"), {I_, H_});
+    add(layer_name(l, "mlp.down_proj.weight"), {H_, I_});
+  }
+  add("model.norm.weight", {H_}, true);
+  if (opts_.head == Head::LM) {
+    if (!cfg_.tie_word_embeddings) add("lm_head.weight", {V_, H_});
+  } else {
+    add("score_head.weight", {1, H_});
+    add("score_head.bias", {1}, false, true);
+  }
+}
+
+void LlamaModel::plan_acts() {
+  const int64_t T = opts_.max_batch * opts_.max_seq;
+  const int64_t Bm = opts_.max_batch;
+  ArenaPlan& p = act_plan_;
+  std::vector<size_t> resid_h;
+  const int64_t n_resid = opts_.training ? L_ + 1 : 1;
+  for (int64_t l = 0; l < n_resid; ++l) resid_h.push_back(p.add(cat("resid.", l), DType::F32, {T, H_}));
+  const bool per_layer = opts_.training && !opts_.recompute;
+  struct ActHandles {
+    size_t xn1, rstd1, q, k, v, att, lse, hmid, rstd2, xn2, gate, up, act;
+  };
+  std::vector<ActHandles> ah;
+  for (int64_t l = 0; l < (per_layer ? L_ : 1); ++l) {
+    const std::string s = per_layer ? cat(".L", l) : std::string(".shared");
+    ah.push_back(ActHandles{
+        p.add("xn1" + s, DType::F32, {T, H_}), p.add("rstd1" + s, DType::F32, {T}),
+        p.add("q" + s, DType::F32, {T, qdim_}), p.add("k" + s, DType::F32, {T, kvdim_}),
+        p.add("v" + s, DType::F32, {T, kvdim_}), p.add("att" + s, DType::F32, {T, qdim_}),
+        p.add("lse" + s, DType::F32, {T * nh_}), p.add("hmid" + s, DType::F32, {T, H_}),
+        p.add("rstd2" + s, DType::F32, {T}), p.add("xn2" + s, DType::F32, {T, H_}),
+        p.add("gate" + s, DType::F32, {T, I_}), p.add("up" + s, DType::F32, {T, I_}),
+        p.add("act" + s, DType::F32, {T, I_})});
+  }
+  const size_t h_inv = p.add("rope.inv_freq", DType::F32, {hd_ / 2});
+  const size_t h_proj = p.add("proj_out", DType::F32, {T, H_});
+  const size_t h_xnf = p.add("final.xn", DType::F32, {T, H_});
+  const size_t h_rstdf = p.add("final.rstd", DType::F32, {T});
+  const size_t h_gath = p.add("final.gathered", DType::F32, {Bm, H_});
+  std::vector<size_t> bwd;
+  if (opts_.training) {
+    bwd = {p.add("grad_act.dresid", DType::F32, {T, H_}),
+           p.add("grad_act.dhmid", DType::F32, {T, H_}),
+           p.add("grad_act.dxn", DType::F32, {T, H_}),
+           p.add("grad_act.dact", DType::F32, {T, I_}),
+           p.add("grad_act.datt", DType::F32, {T, qdim_}),
+           p.add("grad_act.dq", DType::F32, {T, qdim_}),
+           p.add("grad_act.dk", DType::F32, {T, kvdim_}),
+           p.add("grad_act.dv", DType::F32, {T, kvdim_})};
+  }
+  std::vector<size_t> head;
+  if (opts_.head == Head::LM) {
+    int64_t chunk = opts_.logits_chunk_rows;
+    if (chunk <= 0) chunk = std::max<int64_t>(1, (int64_t(64) << 20) / (4 * V_));
+    chunk = std::min(chunk, T);
+    head = {p.add("lm_head.lse", DType::F32, {T}), p.add("lm_head.logp", DType::F32, {T}),
+            p.add("lm_head.targets", DType::I32, {T}), p.add("lm_head.dlogp", DType::F32, {T}),
+            p.add("lm_head.logits_chunk", DType::F32, {chunk, V_})};
+  } else {
+    head = {p.add("score_head.ones", DType::F32, {T, 1}),
+            p.add("score_head.dscores", DType::F32, {T, 1}),
+            p.add("score_head.end_index", DType::I32, {Bm})};
+  }
+
+  acts_arena_ = Arena(p, ctx_->device());
+  for (size_t h : resid_h) resid_.push_back(acts_arena_[h]);
+  for (const auto& a : ah) {
+    const Arena& A = acts_arena_;
+    layer_acts_.push_back(LayerActs{A[a.xn1], A[a.rstd1], A[a.q], A[a.k], A[a.v], A[a.att],
+                                    A[a.lse], A[a.hmid], A[a.rstd2], A[a.xn2], A[a.gate],
+                                    A[a.up], A[a.act]});
+  }
+  inv_freq_ = acts_arena_[h_inv];
+  proj_out_ = acts_arena_[h_proj];
+  xnf_ = acts_arena_[h_xnf];
+  rstdf_ = acts_arena_[h_rstdf];
+  gath_ = acts_arena_[h_gath];
+  if (opts_.training) {
+    dresid_ = acts_arena_[bwd[0]];
+    dhmid_ = acts_arena_[bwd[1]];
+    dxn_ = acts_arena_[bwd[2]];
+    dact_ = acts_arena_[bwd[3]];
+    datt_ = acts_arena_[bwd[4]];
+    dq_ = acts_arena_[bwd[5]];
+    dk_ = acts_arena_[bwd[6]];
+    dv_ = acts_arena_[bwd[7]];
+  }
+  if (opts_.head == Head::LM) {
+    head_lse_ = acts_arena_[head[0]];
+    head_logp_ = acts_arena_[head[1]];
+    head_targets_ = acts_arena_[head[2]];
+    head_dlogp_ = acts_arena_[head[3]];
+    logits_chunk_ = acts_arena_[head[4]];
+  } else {
+    ones_ = acts_arena_[head[0]];
+    dscore_ = acts_arena_[head[1]];
+    end_idx_ = acts_arena_[head[2]];
+  }
+}
+
+std::string LlamaModel::budget() const {
+  std::ostringstream os;
+  param_plan_.print_budget(os, cat("parameters (fp32, ", infos_.size(), " tensors)"));
+  if (opts_.training) param_plan_.print_budget(os, "gradients (fp32, same layout)");
+  act_plan_.print_budget(os, cat("activations (max batch ", opts_.max_batch, " x ",
+                                 opts_.max_seq, opts_.training ? "" : ", inference",
+                                 opts_.recompute ? ", recomputation" : "", ")"));
+  return os.str();
+}
+
+// ---- parameters ------------------------------------------------------------------------------
+
+bool LlamaModel::has_param(const std::string& name) const { return index_.count(name) > 0; }
+
+Tensor LlamaModel::param(const std::string& name) const {
+  const auto it = index_.find(name);
+  if (it == index_.end())
+    BEAVER_FAIL("LlamaModel: no parameter named '", name, "' (",
+                opts_.head == Head::LM ? "LM" : "score", " head, ", L_, " layers)");
+  return params_[it->second];
+}
+
+Tensor LlamaModel::grad(const std::string& name) const {
+  require_training("grad");
+  const auto it = index_.find(name);
+  if (it == index_.end()) BEAVER_FAIL("LlamaModel: no gradient for '", name, "'");
+  return grads_[it->second];
+}
+
+Tensor LlamaModel::flat_params() const {
+  return Tensor(params_[0].data, DType::F32, Shape{int64_t(param_plan_.total_bytes() / 4)},
+                params_.device());
+}
+
+Tensor LlamaModel::flat_grads() const {
+  require_training("flat_grads");
+  return Tensor(grads_[0].data, DType::F32, Shape{int64_t(param_plan_.total_bytes() / 4)},
+                grads_.device());
+}
+
+std::vector<ops::ParamSegment> LlamaModel::decay_segments(bool decay_norms) const {
+  std::vector<ops::ParamSegment> segs;
+  const auto& es = param_plan_.entries();
+  for (size_t i = 0; i < es.size(); ++i) {
+    if (infos_[i].is_bias || (infos_[i].is_norm && !decay_norms)) continue;
+    segs.push_back(ops::ParamSegment{int64_t(es[i].offset / 4), es[i].shape.numel()});
+  }
+  return segs;
+}
+
+void LlamaModel::zero_grads() const {
+  require_training("zero_grads");
+  grads_.zero();
+}
+
+void LlamaModel::init_score_head(uint64_t seed) const {
+  BEAVER_CHECK(opts_.head == Head::Score, "init_score_head: this model has an LM head");
+  PhiloxStream rng(seed, 0x5c0e);
+  std::vector<float> w(static_cast<size_t>(H_));
+  for (auto& x : w) x = 0.02f * rng.normal();
+  copy_tensor(param("score_head.weight"), Tensor(w.data(), DType::F32, Shape{1, H_}, Device::CPU));
+  zero_tensor(param("score_head.bias"));
+}
+
+LlamaModel::LayerParams LlamaModel::layer_params(const Arena& arena, int l) const {
+  // Handles follow plan_params(): embed, then 9 per layer.
+  const size_t b = 1 + size_t(l) * 9;
+  return LayerParams{arena[b], arena[b + 1], arena[b + 2], arena[b + 3], arena[b + 4],
+                     arena[b + 5], arena[b + 6], arena[b + 7], arena[b + 8]};
+}
+
+Tensor LlamaModel::lm_weight(const Arena& arena) const {
+  return cfg_.tie_word_embeddings ? arena[0] : arena[index_.at("lm_head.weight")];
+}
+
+const LlamaModel::LayerActs& LlamaModel::acts(int l) const {
+  return layer_acts_.size() == 1 ? layer_acts_[0] : layer_acts_[size_t(l)];
+}
+
+Tensor LlamaModel::resid(int l) const { return resid_.size() == 1 ? resid_[0] : resid_[size_t(l)]; }
+
+void LlamaModel::require_training(const char* what) const {
+  BEAVER_CHECK(opts_.training, "LlamaModel::", what,
+               ": the model was built for inference (training = false)");
+}
+
+void LlamaModel::require_forward(const char* what) const {
+  BEAVER_CHECK(have_forward_, "LlamaModel::", what, ": call forward() first (the last "
+               "forward's activations are gone after decode_step or a backward)");
+}
+
+// ---- trunk -----------------------------------------------------------------------------------
+
+void LlamaModel::set_batch(const Batch& batch) {
+  const char* op = "LlamaModel::forward";
+  expect_rank(batch.tokens, 2, op, "tokens");
+  expect_dtype(batch.tokens, DType::I32, op, "tokens");
+  const int64_t B = batch.tokens.size(0), S = batch.tokens.size(1);
+  BEAVER_CHECK(B >= 1 && B <= opts_.max_batch && S >= 1 && S <= opts_.max_seq, op,
+               ": batch [", B, ", ", S, "] exceeds the planned maximum [", opts_.max_batch, ", ",
+               opts_.max_seq, "]");
+  expect_shape(batch.ranges, {B, 2}, op, "ranges");
+  expect_dtype(batch.ranges, DType::I32, op, "ranges");
+  expect_shape(batch.positions, {B, S}, op, "positions");
+  expect_dtype(batch.positions, DType::I32, op, "positions");
+  common_device({&batch.tokens, &batch.ranges, &batch.positions}, op);
+  BEAVER_CHECK(batch.tokens.device == ctx_->device(), op, ": batch is on ",
+               device_name(batch.tokens.device), ", the model on ", device_name(ctx_->device()));
+  copy_tensor(Tensor(host_ranges_.data(), DType::I32, Shape{B, 2}, Device::CPU), batch.ranges);
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t begin = host_ranges_[size_t(2 * b)], end = host_ranges_[size_t(2 * b + 1)];
+    BEAVER_CHECK(0 <= begin && begin <= end && end <= S, op, ": row ", b, " has range [", begin,
+                 ", ", end, ") outside [0, ", S, "]");
+  }
+  B_ = B;
+  S_ = S;
+  T_ = B * S;
+  batch_ = batch;
+}
+
+void LlamaModel::train_attend(int l, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& att, const Tensor& lse) {
+  (void)l;
+  ops::attention_fwd(*ctx_, q.view({B_, S_, nh_, hd_}), k.view({B_, S_, nkv_, hd_}),
+                     v.view({B_, S_, nkv_, hd_}), batch_.ranges, scale_,
+                     att.view({B_, S_, nh_, hd_}), lse.view({B_, nh_, S_}));
+}
+
+void LlamaModel::layer_forward(int l, int64_t T, const Tensor& positions, const Tensor& x,
+                               const Tensor& residual, const Tensor& resid_out,
+                               const AttendFn& attend) {
+  Context& c = *ctx_;
+  const LayerActs& a = acts(l);
+  const LayerParams P = layer_params(params_, l);
+  BEAVER_CHECK(!residual.defined() || resid_out.defined(),
+               "layer_forward: a residual input needs somewhere to store the stream");
+  const Tensor stream = resid_out.defined() ? resid_out : x;
+  const Tensor xn1 = a.xn1.slice(0, T), q = a.q.slice(0, T), k = a.k.slice(0, T),
+               v = a.v.slice(0, T), att = a.att.slice(0, T), hmid = a.hmid.slice(0, T),
+               xn2 = a.xn2.slice(0, T), gate = a.gate.slice(0, T), up = a.up.slice(0, T),
+               act = a.act.slice(0, T), proj = proj_out_.slice(0, T);
+
+  ops::rmsnorm_fwd(c, x, residual, P.in_norm, eps_, xn1, resid_out, a.rstd1.slice(0, T));
+  ops::linear_fwd(c, xn1, P.wq, q);
+  ops::linear_fwd(c, xn1, P.wk, k);
+  ops::linear_fwd(c, xn1, P.wv, v);
+  ops::rope_fwd(c, q.view({T, nh_, hd_}), k.view({T, nkv_, hd_}), positions, inv_freq_);
+  attend(l, q, k, v, att, a.lse.slice(0, T * nh_));
+  ops::linear_fwd(c, att, P.wo, proj);
+  ops::rmsnorm_fwd(c, proj, stream, P.post_norm, eps_, xn2, hmid, a.rstd2.slice(0, T));
+  ops::linear_fwd(c, xn2, P.wg, gate);
+  ops::linear_fwd(c, xn2, P.wu, up);
+  ops::swiglu_fwd(c, gate, up, act);
+  ops::linear_fwd(c, act, P.wd, proj);  // the MLP output, added to hmid by the next norm
+}
+
+void LlamaModel::forward(const Batch& batch, const KvSink& sink) {
+  set_batch(batch);
+  Context& c = *ctx_;
+  const int64_t T = T_;
+  const Tensor positions = batch.positions.view({T});
+  ops::embedding_fwd(c, batch.tokens.view({T}), params_[0], resid(0).slice(0, T));
+  const AttendFn attend = [&](int l, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& att, const Tensor& lse) {
+    train_attend(l, q, k, v, att, lse);
+    if (sink) sink(l, k.view({B_, S_, nkv_, hd_}), v.view({B_, S_, nkv_, hd_}));
+  };
+  run_layers(T, positions, attend);
+  have_forward_ = true;
+}
+
+void LlamaModel::run_layers(int64_t T, const Tensor& positions, const AttendFn& attend) {
+  for (int l = 0; l < int(L_); ++l) {
+    if (l == 0)
+      layer_forward(0, T, positions, resid(0).slice(0, T), Tensor{}, Tensor{}, attend);
+    else
+      layer_forward(l, T, positions, proj_out_.slice(0, T), acts(l - 1).hmid.slice(0, T),
+                    resid(l).slice(0, T), attend);
+  }
+  ops::rmsnorm_fwd(*ctx_, proj_out_.slice(0, T), acts(int(L_) - 1).hmid.slice(0, T),
+                   params_[index_.at("model.norm.weight")], eps_, xnf_.slice(0, T),
+                   resid(int(L_)).slice(0, T), rstdf_.slice(0, T));
+}
+
+Tensor LlamaModel::hidden(int l) const {
+  require_training("hidden");
+  require_forward("hidden");
+  BEAVER_CHECK(l >= 0 && l <= L_, "LlamaModel::hidden: layer ", l, " outside [0, ", L_, "]");
+  return resid(l).slice(0, T_).view({B_, S_, H_});
+}
+
+Tensor LlamaModel::final_hidden() const {
+  require_forward("final_hidden");
+  return xnf_.slice(0, T_).view({B_, S_, H_});
+}
+
+void LlamaModel::trunk_backward(const Tensor& dxnf) {
+  Context& c = *ctx_;
+  const int64_t T = T_;
+  const Tensor positions = batch_.positions.view({T});
+  const Tensor dresid = dresid_.slice(0, T), dhmid = dhmid_.slice(0, T), dxn = dxn_.slice(0, T),
+               dact = dact_.slice(0, T), datt = datt_.slice(0, T), dq = dq_.slice(0, T),
+               dk = dk_.slice(0, T), dv = dv_.slice(0, T);
+  const size_t norm_h = index_.at("model.norm.weight");
+  ops::rmsnorm_bwd(c, dxnf, resid(int(L_)).slice(0, T), params_[norm_h], rstdf_.slice(0, T),
+                   Tensor{}, dresid, grads_[norm_h], true);
+  const AttendFn attend = [&](int l, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& att, const Tensor& lse) {
+    train_attend(l, q, k, v, att, lse);
+  };
+  for (int l = int(L_) - 1; l >= 0; --l) {
+    // Recomputation: re-run the layer from its stored input. The last layer's activations
+    // are still in the shared buffers from the forward.
+    if (opts_.recompute && l != int(L_) - 1)
+      layer_forward(l, T, positions, resid(l).slice(0, T), Tensor{}, Tensor{}, attend);
+    const LayerActs& a = acts(l);
+    const LayerParams P = layer_params(params_, l);
+    const LayerParams G = layer_params(grads_, l);
+    const Tensor xn1 = a.xn1.slice(0, T), q = a.q.slice(0, T), k = a.k.slice(0, T),
+                 v = a.v.slice(0, T), att = a.att.slice(0, T), hmid = a.hmid.slice(0, T),
+                 xn2 = a.xn2.slice(0, T), gate = a.gate.slice(0, T), up = a.up.slice(0, T),
+                 act = a.act.slice(0, T);
+    // MLP: resid_out = hmid + down(swiglu(gate(xn2), up(xn2))).
+    ops::linear_bwd_input(c, dresid, P.wd, dact, false);
+    ops::linear_bwd_weight(c, dresid, act, G.wd, true);
+    ops::swiglu_bwd(c, gate, up, dact, gate, up);  // gradients overwrite gate/up
+    ops::linear_bwd_input(c, gate, P.wg, dxn, false);
+    ops::linear_bwd_input(c, up, P.wu, dxn, true);
+    ops::linear_bwd_weight(c, gate, xn2, G.wg, true);
+    ops::linear_bwd_weight(c, up, xn2, G.wu, true);
+    ops::rmsnorm_bwd(c, dxn, hmid, P.post_norm, a.rstd2.slice(0, T), dresid, dhmid, G.post_norm,
+                     true);
+    // Attention: hmid = stream + o(attention(rope(q(xn1)), rope(k(xn1)), v(xn1))).
+    ops::linear_bwd_input(c, dhmid, P.wo, datt, false);
+    ops::linear_bwd_weight(c, dhmid, att, G.wo, true);
+    ops::attention_bwd(c, q.view({B_, S_, nh_, hd_}), k.view({B_, S_, nkv_, hd_}),
+                       v.view({B_, S_, nkv_, hd_}), att.view({B_, S_, nh_, hd_}),
+                       datt.view({B_, S_, nh_, hd_}), a.lse.slice(0, T * nh_).view({B_, nh_, S_}),
+                       batch_.ranges, scale_, dq.view({B_, S_, nh_, hd_}),
+                       dk.view({B_, S_, nkv_, hd_}), dv.view({B_, S_, nkv_, hd_}));
+    ops::rope_bwd(c, dq.view({T, nh_, hd_}), dk.view({T, nkv_, hd_}), positions, inv_freq_);
+    ops::linear_bwd_input(c, dq, P.wq, dxn, false);
+    ops::linear_bwd_input(c, dk, P.wk, dxn, true);
+    ops::linear_bwd_input(c, dv, P.wv, dxn, true);
+    ops::linear_bwd_weight(c, dq, xn1, G.wq, true);
+    ops::linear_bwd_weight(c, dk, xn1, G.wk, true);
+    ops::linear_bwd_weight(c, dv, xn1, G.wv, true);
+    ops::rmsnorm_bwd(c, dxn, resid(l).slice(0, T), P.in_norm, a.rstd1.slice(0, T), dhmid, dresid,
+                     G.in_norm, true);
+  }
+  ops::embedding_bwd(c, batch_.tokens.view({T}), dresid, grads_[0], true);
+  have_forward_ = false;
+}
+
+// ---- LM head ---------------------------------------------------------------------------------
+
+void LlamaModel::logits(const Tensor& out) {
+  BEAVER_CHECK(opts_.head == Head::LM, "LlamaModel::logits: this model has a score head");
+  require_forward("logits");
+  expect_shape(out, {B_, S_, V_}, "LlamaModel::logits", "out");
+  ops::linear_fwd(*ctx_, xnf_.slice(0, T_), lm_weight(params_), out.view({T_, V_}));
+}
+
+void LlamaModel::logits_at(const Tensor& rows, const Tensor& out) {
+  BEAVER_CHECK(opts_.head == Head::LM, "LlamaModel::logits_at: this model has a score head");
+  require_forward("logits_at");
+  expect_rank(rows, 1, "LlamaModel::logits_at", "rows");
+  const int64_t n = rows.size(0);
+  BEAVER_CHECK(n >= 1 && n <= opts_.max_batch, "LlamaModel::logits_at: ", n,
+               " rows requested, at most max_batch = ", opts_.max_batch);
+  expect_shape(out, {n, V_}, "LlamaModel::logits_at", "out");
+  // The embedding lookup doubles as a row gather (it checks every index against T).
+  ops::embedding_fwd(*ctx_, rows, xnf_.slice(0, T_), gath_.slice(0, n));
+  ops::linear_fwd(*ctx_, gath_.slice(0, n), lm_weight(params_), out);
+}
+
+void LlamaModel::lm_chunks(bool backward, const Tensor& dlogp) {
+  Context& c = *ctx_;
+  const Tensor W = lm_weight(params_);
+  const int64_t C = logits_chunk_.size(0);
+  for (int64_t r0 = 0; r0 < T_; r0 += C) {
+    const int64_t r1 = std::min(T_, r0 + C);
+    const Tensor x = xnf_.slice(r0, r1), lg = logits_chunk_.slice(0, r1 - r0),
+                 tg = head_targets_.slice(r0, r1), lse = head_lse_.slice(r0, r1);
+    ops::linear_fwd(c, x, W, lg);
+    if (!backward) {
+      ops::logprob_fwd(c, lg, tg, head_logp_.slice(r0, r1), lse);
+    } else {
+      ops::logprob_bwd(c, lg, tg, lse, dlogp.slice(r0, r1), lg);  // dlogits overwrite logits
+      ops::linear_bwd_input(c, lg, W, dxn_.slice(r0, r1), false);
+      ops::linear_bwd_weight(c, lg, x, lm_weight(grads_), true);
+    }
+  }
+}
+
+void LlamaModel::token_logprobs(const Tensor& targets, const Tensor& logp) {
+  const char* op = "LlamaModel::token_logprobs";
+  BEAVER_CHECK(opts_.head == Head::LM, op, ": this model has a score head");
+  require_forward("token_logprobs");
+  expect_shape(targets, {B_, S_}, op, "targets");
+  expect_dtype(targets, DType::I32, op, "targets");
+  copy_tensor(head_targets_.slice(0, T_), targets.view({T_}));
+  lm_chunks(false, Tensor{});
+  if (logp.defined()) {
+    expect_shape(logp, {B_, S_}, op, "logp");
+    copy_tensor(logp.view({T_}), head_logp_.slice(0, T_));
+  }
+}
+
+void LlamaModel::token_logprobs_backward(const Tensor& dlogp) {
+  require_training("token_logprobs_backward");
+  require_forward("token_logprobs_backward");
+  expect_shape(dlogp, {B_, S_}, "LlamaModel::token_logprobs_backward", "dlogp");
+  lm_chunks(true, dlogp.view({T_}));
+  trunk_backward(dxn_.slice(0, T_));
+}
+
+double LlamaModel::cross_entropy(const Tensor& targets) {
+  token_logprobs(targets, Tensor{});
+  download_i32(host_targets_, head_targets_.slice(0, T_));
+  host_f32_ = to_host_f32(head_logp_.slice(0, T_));
+  double sum = 0.0;
+  int64_t n = 0;
+  for (int64_t t = 0; t < T_; ++t) {
+    if (host_targets_[size_t(t)] == ops::kIgnoreIndex) continue;
+    sum -= double(host_f32_[size_t(t)]);
+    ++n;
+  }
+  BEAVER_CHECK(n > 0, "LlamaModel::cross_entropy: every target is ignored (-100); no loss");
+  ce_count_ = n;
+  return sum / double(n);
+}
+
+void LlamaModel::cross_entropy_backward(float scale) {
+  BEAVER_CHECK(ce_count_ > 0, "LlamaModel::cross_entropy_backward: call cross_entropy() first");
+  host_f32_.assign(size_t(T_), 0.0f);
+  const float g = -scale / float(ce_count_);
+  for (int64_t t = 0; t < T_; ++t)
+    if (host_targets_[size_t(t)] != ops::kIgnoreIndex) host_f32_[size_t(t)] = g;
+  copy_tensor(head_dlogp_.slice(0, T_),
+              Tensor(host_f32_.data(), DType::F32, Shape{T_}, Device::CPU));
+  ce_count_ = 0;
+  token_logprobs_backward(head_dlogp_.slice(0, T_).view({B_, S_}));
+}
+
+// ---- score head ------------------------------------------------------------------------------
+
+void LlamaModel::scores(const Tensor& scores, const Tensor& end_scores) {
+  const char* op = "LlamaModel::scores";
+  BEAVER_CHECK(opts_.head == Head::Score, op, ": this model has an LM head");
+  require_forward("scores");
+  expect_shape(scores, {B_, S_}, op, "scores");
+  Context& c = *ctx_;
+  const Tensor sc = scores.view({T_, 1});
+  ops::linear_fwd(c, xnf_.slice(0, T_), param("score_head.weight"), sc);
+  // + bias: a K = 1 GEMM with a column of ones, so no broadcast op is needed.
+  ops::gemm(c, ones_.slice(0, T_), false, param("score_head.bias").view({1, 1}), false, sc, 1.0f,
+            1.0f);
+  if (end_scores.defined()) {
+    expect_shape(end_scores, {B_}, op, "end_scores");
+    for (int64_t b = 0; b < B_; ++b) {
+      const int32_t begin = host_ranges_[size_t(2 * b)], end = host_ranges_[size_t(2 * b + 1)];
+      BEAVER_CHECK(end > begin, op, ": row ", b, " is empty (range [", begin, ", ", end,
+                   ")): it has no end score");
+      host_idx_[size_t(b)] = int32_t(b * S_ + end - 1);
+    }
+    upload_i32(end_idx_, host_idx_, B_);
+    ops::embedding_fwd(c, end_idx_.slice(0, B_), sc, end_scores.view({B_, 1}));
+  }
+}
+
+void LlamaModel::scores_backward(const Tensor& dscores, const Tensor& dend_scores) {
+  const char* op = "LlamaModel::scores_backward";
+  BEAVER_CHECK(opts_.head == Head::Score, op, ": this model has an LM head");
+  require_training("scores_backward");
+  require_forward("scores_backward");
+  Context& c = *ctx_;
+  const Tensor ds = dscore_.slice(0, T_);
+  if (dscores.defined()) {
+    expect_shape(dscores, {B_, S_}, op, "dscores");
+    copy_tensor(ds, dscores.view({T_, 1}));
+  } else {
+    ops::fill(c, ds, 0.0f);
+  }
+  if (dend_scores.defined()) {
+    expect_shape(dend_scores, {B_}, op, "dend_scores");
+    for (int64_t b = 0; b < B_; ++b) {
+      const int32_t begin = host_ranges_[size_t(2 * b)], end = host_ranges_[size_t(2 * b + 1)];
+      BEAVER_CHECK(end > begin, op, ": row ", b, " is empty: it has no end score");
+      host_idx_[size_t(b)] = int32_t(b * S_ + end - 1);
+    }
+    upload_i32(end_idx_, host_idx_, B_);
+    // Scatter-add of the end-score gradients into their positions (deterministic).
+    ops::embedding_bwd(c, end_idx_.slice(0, B_), dend_scores.view({B_, 1}), ds, true);
+  }
+  const Tensor x = xnf_.slice(0, T_);
+  ops::linear_bwd_weight(c, ds, x, grad("score_head.weight"), true);
+  ops::gemm(c, ds, true, ones_.slice(0, T_), false, grad("score_head.bias").view({1, 1}), 1.0f,
+            1.0f);
+  ops::linear_bwd_input(c, ds, param("score_head.weight"), dxn_.slice(0, T_), false);
+  trunk_backward(dxn_.slice(0, T_));
+}
+
+// ---- decode ----------------------------------------------------------------------------------
+
+void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, const KvCache& cache,
+                             const Tensor& append_pos, const Tensor& cache_ranges,
+                             const Tensor& out_logits) {
+  const char* op = "LlamaModel::decode_step";
+  BEAVER_CHECK(opts_.head == Head::LM, op, ": this model has a score head");
+  expect_rank(tokens, 1, op, "tokens");
+  const int64_t B = tokens.size(0);
+  BEAVER_CHECK(B >= 1 && B <= opts_.max_batch, op, ": batch ", B, " exceeds max_batch ",
+               opts_.max_batch);
+  expect_shape(positions, {B}, op, "positions");
+  expect_shape(append_pos, {B}, op, "append_pos");
+  expect_shape(cache_ranges, {B, 2}, op, "cache_ranges");
+  expect_shape(out_logits, {B, V_}, op, "logits");
+  BEAVER_CHECK(int64_t(cache.k.size()) == L_ && int64_t(cache.v.size()) == L_, op, ": cache has ",
+               cache.k.size(), "/", cache.v.size(), " layers, the model ", L_);
+  Context& c = *ctx_;
+  have_forward_ = false;
+  ops::embedding_fwd(c, tokens, params_[0], resid(0).slice(0, B));
+  const AttendFn attend = [&](int l, const Tensor& q, const Tensor& k, const Tensor& v,
+                              const Tensor& att, const Tensor& lse) {
+    (void)lse;
+    const Tensor kc = cache.k[size_t(l)].slice(0, B), vc = cache.v[size_t(l)].slice(0, B);
+    ops::kv_append(c, k.view({B, 1, nkv_, hd_}), v.view({B, 1, nkv_, hd_}), kc, vc, append_pos);
+    ops::decode_attention(c, q.view({B, nh_, hd_}), kc, vc, cache_ranges, scale_,
+                          att.view({B, nh_, hd_}));
+  };
+  run_layers(B, positions, attend);
+  ops::linear_fwd(c, xnf_.slice(0, B), lm_weight(params_), out_logits);
+}
+
+std::vector<int32_t> next_token_targets(const std::vector<int32_t>& tokens,
+                                        const std::vector<int32_t>& ranges, int64_t B,
+                                        int64_t S, const std::vector<int32_t>& label_begin) {
+  BEAVER_CHECK(int64_t(tokens.size()) == B * S && int64_t(ranges.size()) == 2 * B,
+               "next_token_targets: ", tokens.size(), " tokens and ", ranges.size(),
+               " range values for a [", B, ", ", S, "] batch");
+  BEAVER_CHECK(label_begin.empty() || int64_t(label_begin.size()) == B, "next_token_targets: ",
+               label_begin.size(), " label_begin values for ", B, " rows");
+  std::vector<int32_t> t(size_t(B * S), ops::kIgnoreIndex);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t begin = ranges[size_t(2 * b)], end = ranges[size_t(2 * b + 1)];
+    BEAVER_CHECK(0 <= begin && begin <= end && end <= S, "next_token_targets: row ", b,
+                 " has range [", begin, ", ", end, ")");
+    const int64_t first = label_begin.empty() ? begin : std::max<int64_t>(begin, label_begin[size_t(b)]);
+    for (int64_t i = std::max<int64_t>(begin, first - 1); i + 1 < end; ++i)
+      t[size_t(b * S + i)] = tokens[size_t(b * S + i + 1)];
+  }
+  return t;
+}
+
+}  // namespace beaver::model

@@ -1,0 +1,224 @@
+// The LLaMA graph: one implementation serving every role of Safe RLHF. The actor and the
+// reference model use the LM head; the reward model, the cost model and both critics use the
+// score head (Linear(H, 1) with bias, safe-rlhf.md section 2). Only the head differs.
+//
+// Memory is explicit and planned at construction for a maximum batch (B, S):
+//   params  one Arena, fp32 on the CPU, HF tensor names (model.embed_tokens.weight, ...);
+//   grads   a second Arena with the same plan (same offsets), so AdamW and the gradient norm
+//           run over one flat vector each (flat_params / flat_grads; the 256-byte alignment
+//           gaps between tensors are zero in both and stay zero);
+//   acts    one Arena for activations, backward buffers and head buffers.
+// The three budgets are logged at construction.
+//
+// Training forward over a padded batch: tokens i32 [B,S], ranges i32 [B,2] (valid tokens
+// [begin, end) of each row: right padding has end < S, left padding begin > 0) and positions
+// i32 [B,S] (rotary position ids; right padding 0..len-1, left padding counted from begin).
+// Pad positions are computed but never read by valid ones (attention masks them), and get
+// zero gradient as long as the head gradient is zero there (ignored targets, zero dscores).
+//
+// Activation storage per layer (training, no recomputation): the layer input (residual
+// stream), both norm outputs and rstd, q/k (after rotary), v, attention output and lse, the
+// residual after attention, gate/up and the SwiGLU output. With recomputation only the layer
+// inputs are kept per layer; one set of layer buffers is shared and the backward re-runs each
+// layer's forward from its stored input (the last layer's activations are still in place).
+// The recomputed forward evaluates exactly the same ops on the same inputs, so gradients are
+// bitwise identical with and without it. Inference (training = false) keeps one residual
+// stream and one set of layer buffers.
+//
+// Backward: every weight gradient accumulates (+=) into the grads arena, so several
+// backward calls add up (gradient accumulation); zero_grads() clears them. A backward consumes
+// the stored activations (gate/up are overwritten by their gradients).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "csrc/arena.h"
+#include "csrc/context.h"
+#include "csrc/ops/adamw.h"
+#include "model/config.h"
+
+namespace beaver::model {
+
+enum class Head { LM, Score };
+
+struct LlamaOptions {
+  Head head = Head::LM;
+  int64_t max_batch = 1;
+  int64_t max_seq = 0;      // required (> 0)
+  bool training = true;     // plan gradients and backward buffers
+  bool recompute = false;   // per-layer activation recomputation (training only)
+  // Rows of logits materialised at once by the fused log-prob / cross-entropy path
+  // (0: min(B*S, enough rows for ~64 MiB of logits)). Memory: rows * V floats.
+  int64_t logits_chunk_rows = 0;
+};
+
+// A padded batch (all on the model's device). B <= max_batch, S <= max_seq.
+struct Batch {
+  Tensor tokens;     // i32 [B, S]
+  Tensor ranges;     // i32 [B, 2]
+  Tensor positions;  // i32 [B, S]
+};
+
+struct ParamInfo {
+  std::string name;  // HF name
+  Shape shape;
+  bool is_bias = false;  // score_head.bias
+  bool is_norm = false;  // RMSNorm weights
+};
+
+// The KV cache of the inference engine: per layer k and v [B, Smax, nkv, head_dim].
+struct KvCache {
+  std::vector<Tensor> k, v;
+};
+
+// Called during forward() for every layer with k (after rotary) and v [B, S, nkv, head_dim]:
+// the engine's prefill writes them into its cache.
+using KvSink = std::function<void(int layer, const Tensor& k, const Tensor& v)>;
+
+class LlamaModel {
+ public:
+  LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions& opts);
+  LlamaModel(const LlamaModel&) = delete;
+  LlamaModel& operator=(const LlamaModel&) = delete;
+
+  const LlamaConfig& config() const { return cfg_; }
+  const LlamaOptions& options() const { return opts_; }
+  Head head() const { return opts_.head; }
+  Context& context() const { return *ctx_; }
+  int64_t num_layers() const { return L_; }
+  int64_t num_kv_heads() const { return nkv_; }
+  int64_t head_dim() const { return hd_; }
+  int64_t vocab_size() const { return V_; }
+  // The three memory plans as a table (also logged at construction).
+  std::string budget() const;
+
+  // ---- parameters and gradients ---------------------------------------------------------------
+  const std::vector<ParamInfo>& params() const { return infos_; }
+  bool has_param(const std::string& name) const;
+  Tensor param(const std::string& name) const;  // throws naming the missing parameter
+  Tensor grad(const std::string& name) const;   // training only
+  Tensor flat_params() const;                   // f32 [N] over the whole params arena
+  Tensor flat_grads() const;                    // f32 [N], same layout
+  // Offsets (in elements of the flat vectors) of the tensors that get weight decay: every
+  // parameter except biases; norm weights too unless decay_norms is false. (safe-rlhf
+  // excludes names containing "bias" or "LayerNorm.weight", which LLaMA's RMSNorm weights
+  // do not match, so they do decay there.)
+  std::vector<ops::ParamSegment> decay_segments(bool decay_norms = true) const;
+  void zero_grads() const;
+  // A fresh score head: weight ~ N(0, 0.02) from Philox(seed, stream 0x5c0e), bias 0.
+  void init_score_head(uint64_t seed) const;
+
+  // ---- trunk ----------------------------------------------------------------------------------
+  // Embedding, all layers and the final norm; keeps what the backward needs.
+  void forward(const Batch& batch, const KvSink& sink = {});
+  // Residual stream entering layer l ([B,S,H] of the last forward), l in [0, L]: l = 0 is the
+  // embedding output, l = L the stream before the final norm (training only).
+  Tensor hidden(int l) const;
+  // Output of the final norm [B,S,H].
+  Tensor final_hidden() const;
+
+  // ---- LM head --------------------------------------------------------------------------------
+  // All logits [B,S,V] of the last forward.
+  void logits(const Tensor& out);
+  // Logits [n,V] of n chosen rows (flat indices b*S + t, i32 [n] on the device).
+  void logits_at(const Tensor& rows, const Tensor& out);
+  // logp[b,t] = log softmax(logits[b,t])[targets[b,t]] (0 where targets == -100), without
+  // keeping all logits (chunks of logits_chunk_rows rows).
+  void token_logprobs(const Tensor& targets, const Tensor& logp);
+  // Backward of token_logprobs for dlogp f32 [B,S] (the targets of the last call).
+  void token_logprobs_backward(const Tensor& dlogp);
+  // Mean cross-entropy over the non-ignored targets (HF's loss when targets are the next
+  // tokens); remembers the count for cross_entropy_backward.
+  double cross_entropy(const Tensor& targets);
+  // Backward of scale * (the mean cross-entropy of the last call).
+  void cross_entropy_backward(float scale = 1.0f);
+
+  // ---- score head -----------------------------------------------------------------------------
+  // scores f32 [B,S] at every position; end_scores f32 [B] (optional) = scores[b, end_b - 1],
+  // the last valid token of each row whatever the padding side.
+  void scores(const Tensor& scores, const Tensor& end_scores);
+  // Backward for gradients of the scores (dscores [B,S]) and/or of the end scores
+  // (dend_scores [B]); either may be undefined.
+  void scores_backward(const Tensor& dscores, const Tensor& dend_scores);
+
+  // ---- decode (inference engine) ---------------------------------------------------------------
+  // One new token per sequence: tokens, positions, append_pos i32 [B]; the token's k/v go to
+  // cache rows append_pos[b]; attention reads cache rows cache_ranges[b] = [begin, end) (the new
+  // row included). Writes logits [B,V]. Uses the layer buffers (a training forward's
+  // activations are no longer valid afterwards).
+  void decode_step(const Tensor& tokens, const Tensor& positions, const KvCache& cache,
+                   const Tensor& append_pos, const Tensor& cache_ranges, const Tensor& logits);
+
+ private:
+  struct LayerParams {
+    Tensor in_norm, wq, wk, wv, wo, post_norm, wg, wu, wd;
+  };
+  struct LayerActs {
+    Tensor xn1, rstd1, q, k, v, att, lse, hmid, rstd2, xn2, gate, up, act;
+  };
+  using AttendFn = std::function<void(int layer, const Tensor& q, const Tensor& k,
+                                      const Tensor& v, const Tensor& att, const Tensor& lse)>;
+
+  void plan_params();
+  void plan_acts();
+  LayerParams layer_params(const Arena& arena, int l) const;
+  Tensor lm_weight(const Arena& arena) const;
+  const LayerActs& acts(int l) const;
+  Tensor resid(int l) const;
+  void set_batch(const Batch& batch);
+  // Runs layer l on T = rows tokens: the input residual stream is x + residual (residual may
+  // be undefined) and is stored in resid_out when defined.
+  void layer_forward(int l, int64_t rows, const Tensor& positions, const Tensor& x,
+                     const Tensor& residual, const Tensor& resid_out, const AttendFn& attend);
+  // All layers and the final norm on T tokens whose embeddings are in resid(0).
+  void run_layers(int64_t T, const Tensor& positions, const AttendFn& attend);
+  void train_attend(int l, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& att,
+                    const Tensor& lse);
+  // Backward from the gradient of the final-norm output (dxnf [T,H]) to every parameter.
+  void trunk_backward(const Tensor& dxnf);
+  void lm_chunks(bool backward, const Tensor& dlogp);
+  void require_training(const char* what) const;
+  void require_forward(const char* what) const;
+
+  Context* ctx_;
+  LlamaConfig cfg_;
+  LlamaOptions opts_;
+  int64_t H_, I_, L_, nh_, nkv_, hd_, V_, qdim_, kvdim_;
+  float eps_, scale_;
+
+  std::vector<ParamInfo> infos_;
+  std::map<std::string, size_t> index_;  // name → plan handle (= index into infos_)
+  ArenaPlan param_plan_, act_plan_;
+  Arena params_, grads_, acts_arena_;
+  std::vector<LayerActs> layer_acts_;
+  std::vector<Tensor> resid_;
+  Tensor inv_freq_, proj_out_, xnf_, rstdf_, gath_;
+  // backward buffers
+  Tensor dresid_, dhmid_, dxn_, dact_, datt_, dq_, dk_, dv_;
+  // LM head
+  Tensor head_lse_, head_logp_, head_targets_, head_dlogp_, logits_chunk_;
+  // score head
+  Tensor ones_, dscore_, end_idx_;
+
+  // The current batch (views of the caller's tensors) and host copies of its ranges.
+  int64_t B_ = 0, S_ = 0, T_ = 0;
+  Batch batch_;
+  std::vector<int32_t> host_ranges_, host_targets_, host_idx_;
+  std::vector<float> host_f32_;
+  bool have_forward_ = false;
+  int64_t ce_count_ = 0;
+};
+
+// Next-token targets for a padded batch: targets[b,t] = tokens[b,t+1] for begin <= t < end-1,
+// else -100. Host vectors (row-major [B,S]); ranges [B,2]. With label_begin (one column index
+// per row, e.g. where the answer starts), only tokens at t+1 >= label_begin[b] are targets:
+// the label mask of supervised fine-tuning, where prompt tokens carry no loss.
+std::vector<int32_t> next_token_targets(const std::vector<int32_t>& tokens,
+                                        const std::vector<int32_t>& ranges, int64_t B,
+                                        int64_t S, const std::vector<int32_t>& label_begin = {});
+
+}  // namespace beaver::model

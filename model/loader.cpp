@@ -1,0 +1,113 @@
+// Checkpoint folder → LlamaModel parameters (see loader.h for what may differ).
+#include "model/loader.h"
+
+#include <filesystem>
+#include <optional>
+#include <span>
+
+#include "csrc/log.h"
+#include "model/checkpoint.h"
+#include "model/tokenizer.h"
+
+namespace beaver::model {
+
+namespace {
+
+bool is_beaver_dir(const std::string& dir) {
+  return std::filesystem::exists(std::filesystem::path(dir) / "beaver.json");
+}
+
+// Stored tensor → fp32 host tensor of the stored shape.
+OwnedTensor to_f32(const SafeTensorInfo& t) {
+  OwnedTensor out(DType::F32, Shape(t.shape));
+  convert_float_bytes(t, DType::F32,
+                      std::span<uint8_t>(static_cast<uint8_t*>(out.view().data), out.view().nbytes()));
+  return out;
+}
+
+}  // namespace
+
+LlamaConfig checkpoint_config(const std::string& dir, ModelKind* kind) {
+  if (is_beaver_dir(dir)) {
+    BeaverCheckpoint ck(dir);
+    if (kind) *kind = ck.kind();
+    return ck.config();
+  }
+  const LlamaConfig c = LlamaConfig::load((std::filesystem::path(dir) / "config.json").string());
+  if (kind) *kind = c.kind();
+  return c;
+}
+
+LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_head_seed) {
+  std::optional<BeaverCheckpoint> bk;
+  std::optional<HfCheckpoint> hf;
+  LoadReport rep;
+  if (is_beaver_dir(dir)) {
+    bk.emplace(dir);
+    rep.stored_kind = bk->kind();
+    rep.source = cat("beaver checkpoint (", dtype_name(bk->dtype()), ")");
+  } else {
+    hf.emplace(dir);
+    rep.stored_kind = hf->kind();
+    rep.source = hf->source();
+  }
+  const LlamaConfig& s = bk ? bk->config() : hf->config();
+  const LlamaConfig& c = m.config();
+  auto same = [&](const char* field, int64_t a, int64_t b) {
+    BEAVER_CHECK(a == b, dir, ": ", field, " is ", a, " in the checkpoint but ", b,
+                 " in the model");
+  };
+  same("hidden_size", s.hidden_size, c.hidden_size);
+  same("intermediate_size", s.intermediate_size, c.intermediate_size);
+  same("num_hidden_layers", s.num_hidden_layers, c.num_hidden_layers);
+  same("num_attention_heads", s.num_attention_heads, c.num_attention_heads);
+  same("num_key_value_heads", s.num_key_value_heads, c.num_key_value_heads);
+  same("head_dim", s.head_dim, c.head_dim);
+  BEAVER_CHECK(c.vocab_size >= s.vocab_size, dir, ": the checkpoint has ", s.vocab_size,
+               " tokens, the model only ", c.vocab_size);
+  rep.added_vocab_rows = c.vocab_size - s.vocab_size;
+  const bool lm_model = m.head() == Head::LM;
+  BEAVER_CHECK(!lm_model || rep.stored_kind == ModelKind::CausalLM, dir,
+               ": a score-model checkpoint has no LM head to build a causal LM from");
+  if (lm_model)
+    BEAVER_CHECK(s.tie_word_embeddings == c.tie_word_embeddings, dir,
+                 ": tie_word_embeddings is ", s.tie_word_embeddings, " in the checkpoint but ",
+                 c.tie_word_embeddings, " in the model");
+
+  auto stored = [&](const std::string& name) -> const SafeTensorInfo& {
+    return bk ? bk->weights().at(name) : hf->at(name);
+  };
+  for (const auto& p : m.params()) {
+    const bool score_param = p.name.rfind("score_head.", 0) == 0;
+    if (score_param && rep.stored_kind == ModelKind::CausalLM) continue;  // fresh below
+    const SafeTensorInfo& t = stored(p.name);
+    const OwnedTensor host = to_f32(t);
+    const bool vocab_rows = p.name == "model.embed_tokens.weight" || p.name == "lm_head.weight";
+    if (vocab_rows && rep.added_vocab_rows > 0) {
+      grow_rows_with_mean(host, m.param(p.name));
+    } else {
+      BEAVER_CHECK(Shape(t.shape) == p.shape, dir, ": tensor ", p.name, " has shape ",
+                   Shape(t.shape).str(), ", the model expects ", p.shape.str());
+      copy_tensor(m.param(p.name), host);
+    }
+  }
+  if (!lm_model && rep.stored_kind == ModelKind::CausalLM) {
+    m.init_score_head(score_head_seed);
+    rep.fresh_score_head = true;
+  }
+  log_info("loaded ", m.params().size(), " tensors from ", dir, " (", rep.source, ")",
+           rep.fresh_score_head ? ", fresh score head" : "",
+           rep.added_vocab_rows > 0 ? cat(", ", rep.added_vocab_rows, " vocabulary rows added")
+                                    : std::string());
+  return rep;
+}
+
+void save_weights(const LlamaModel& m, const std::string& dir, DType dtype,
+                  const std::string& tokenizer_dir) {
+  std::vector<TensorSource> sources;
+  for (const auto& p : m.params()) sources.push_back(tensor_source(p.name, m.param(p.name)));
+  const ModelKind kind = m.head() == Head::LM ? ModelKind::CausalLM : ModelKind::ScoreModel;
+  write_beaver_checkpoint(dir, m.config(), kind, dtype, sources, tokenizer_dir);
+}
+
+}  // namespace beaver::model

@@ -1,0 +1,38 @@
+// Filling a LlamaModel from a checkpoint folder (and writing one back): a Beaver checkpoint (beaver.json) or a
+// Hugging Face LLaMA folder (any of the layouts model/checkpoint.h reads). Stored tensors of
+// any float dtype are converted to the model's fp32.
+//
+// What may differ between the folder and the model:
+//   - a score model built from a causal-LM checkpoint: the LM head is dropped and the score
+//     head is fresh (LlamaModel::init_score_head(score_head_seed));
+//   - a larger vocabulary in the model (e.g. 32000 → 32001 for the added <pad>): the new
+//     rows of the embedding and of the untied LM head are the mean of the stored rows.
+// Everything else (sizes, heads, tying) must agree; errors name the folder and the field.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "model/config.h"
+#include "model/llama.h"
+
+namespace beaver::model {
+
+// Config and kind of a checkpoint folder, without mapping its weights' data.
+LlamaConfig checkpoint_config(const std::string& dir, ModelKind* kind = nullptr);
+
+struct LoadReport {
+  std::string source;            // "beaver checkpoint (bf16)", "model.safetensors", ...
+  ModelKind stored_kind = ModelKind::CausalLM;
+  bool fresh_score_head = false;
+  int64_t added_vocab_rows = 0;
+};
+
+LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_head_seed = 0);
+
+// Writes the model's parameters as a Beaver checkpoint folder (kind from the model's head,
+// tensors stored in `dtype`), copying the tokenizer files found in tokenizer_dir (may be empty).
+void save_weights(const LlamaModel& m, const std::string& dir, DType dtype = DType::F32,
+                  const std::string& tokenizer_dir = "");
+
+}  // namespace beaver::model

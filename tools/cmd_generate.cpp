@@ -1,0 +1,175 @@
+// `beaver generate`: text generation with the inference engine (model/engine.h).
+// One --prompt streams its tokens to the terminal as they are sampled; --prompts FILE.jsonl
+// (objects with "prompt", or Alpaca's "instruction" + optional "input") writes one JSON object
+// per prompt to --output. Prompts are wrapped in the conversation template unless
+// --no-template. Prefill and decode tokens/s are printed at the end.
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "csrc/atomic_file.h"
+#include "csrc/context.h"
+#include "csrc/log.h"
+#include "model/loader.h"
+#include "model/config.h"
+#include "model/engine.h"
+#include "model/llama.h"
+#include "model/tokenizer.h"
+#include "tools/commands.h"
+
+namespace beaver::tools {
+
+namespace {
+
+struct GenerateArgs {
+  std::string model, prompt, prompts_file, output;
+  bool no_template = false;
+  float temperature = 1.0f;
+  int top_k = 0;
+  float top_p = 1.0f;
+  uint64_t seed = 42;
+  int64_t max_new_tokens = 128;
+  int64_t batch_size = 8;
+  int threads = 0;
+};
+
+// Prompt texts of a JSONL file; errors name the file and line.
+std::vector<std::string> read_prompts(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) BEAVER_IO_FAIL(path, "cannot open the prompts file");
+  std::vector<std::string> out;
+  std::string line;
+  for (int64_t n = 1; std::getline(f, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      BEAVER_FAIL(path, ":", n, ": not valid JSON (", e.what(), ")");
+    }
+    if (!j.is_object()) BEAVER_FAIL(path, ":", n, ": expected a JSON object");
+    if (j.contains("prompt") && j["prompt"].is_string()) {
+      out.push_back(j["prompt"].get<std::string>());
+    } else if (j.contains("instruction") && j["instruction"].is_string()) {
+      std::string text = j["instruction"].get<std::string>();
+      if (j.contains("input") && j["input"].is_string() && !j["input"].get<std::string>().empty())
+        text += " " + j["input"].get<std::string>();
+      out.push_back(text);
+    } else {
+      BEAVER_FAIL(path, ":", n, ": no string field \"prompt\" (or \"instruction\")");
+    }
+  }
+  BEAVER_CHECK(!out.empty(), path, ": no prompts");
+  return out;
+}
+
+void run_generate(const GenerateArgs& a) {
+  BEAVER_CHECK(a.prompt.empty() != a.prompts_file.empty(),
+               "generate: give exactly one of --prompt and --prompts");
+  BEAVER_CHECK(a.prompts_file.empty() || !a.output.empty(),
+               "generate: --prompts needs --output FILE.jsonl");
+  model::Tokenizer tok = model::Tokenizer::from_file(a.model + "/tokenizer.model");
+  model::ModelKind kind{};
+  const model::LlamaConfig cfg = model::checkpoint_config(a.model, &kind);
+  BEAVER_CHECK(kind == model::ModelKind::CausalLM, "generate: ", a.model,
+               " holds a score model; generation needs a causal LM");
+  if (cfg.vocab_size == tok.vocab_size() + 1) tok.add_pad_token();  // safe-rlhf's added <pad>
+  BEAVER_CHECK(tok.vocab_size() <= cfg.vocab_size, "generate: the tokenizer has ",
+               tok.vocab_size(), " tokens, the model only ", cfg.vocab_size);
+
+  if (cfg.vocab_size > tok.vocab_size())
+    log_warn("generate: the model has ", cfg.vocab_size, " tokens, the tokenizer ",
+             tok.vocab_size(), "; ids past the tokenizer print as <unk>");
+  // Text of generated ids; ids the tokenizer does not know (a padded model vocabulary) print
+  // as <unk> instead of failing the whole run.
+  auto text_of = [&tok](std::vector<int32_t> ids) {
+    for (auto& id : ids)
+      if (id >= tok.vocab_size()) id = tok.unk_id();
+    return tok.decode(ids);
+  };
+
+  const std::vector<std::string> texts =
+      a.prompt.empty() ? read_prompts(a.prompts_file) : std::vector<std::string>{a.prompt};
+  std::vector<std::vector<int32_t>> prompts;
+  int64_t longest = 0;
+  for (const auto& t : texts) {
+    prompts.push_back(tok.encode(a.no_template ? t : model::format_prompt(t)));
+    longest = std::max<int64_t>(longest, int64_t(prompts.back().size()));
+  }
+
+  Context ctx = Context::cpu(a.threads);
+  const int64_t batch = std::min<int64_t>(a.batch_size, int64_t(prompts.size()));
+  model::LlamaModel m(ctx, cfg, model::LlamaOptions{model::Head::LM, batch, longest, false,
+                                                    false, 0});
+  model::load_weights(m, a.model);
+  model::InferenceEngine engine(m, longest + a.max_new_tokens);
+  model::GenerateOptions go;
+  go.sampling = ops::SamplingConfig{a.temperature, a.top_k, a.top_p};
+  go.max_new_tokens = a.max_new_tokens;
+  go.eos_id = tok.eos_id();
+  go.seed = a.seed;
+  go.pad_id = tok.pad_id() >= 0 ? tok.pad_id() : tok.eos_id();
+
+  if (a.prompts_file.empty()) {
+    // Streaming: decode the whole answer so far and print what is new (sentencepiece pieces
+    // only turn into text reliably in context: a leading "▁" becomes a space, bytes merge).
+    std::vector<int32_t> so_far;
+    std::string printed;
+    std::printf("%s\n", texts[0].c_str());
+    std::fflush(stdout);
+    engine.generate(prompts, go, [&](size_t, int32_t t) {
+      so_far.push_back(t);
+      const std::string text = text_of(so_far);
+      if (text.size() > printed.size() && text.compare(0, printed.size(), printed) == 0) {
+        std::fputs(text.c_str() + printed.size(), stdout);
+        std::fflush(stdout);
+        printed = text;
+      }
+    });
+    std::fputs("\n", stdout);
+  } else {
+    const auto out = engine.generate(prompts, go);
+    AtomicFile f(a.output);
+    for (size_t i = 0; i < out.size(); ++i) {
+      nlohmann::json j;
+      j["prompt"] = texts[i];
+      j["response"] = text_of(out[i].tokens);
+      j["tokens"] = out[i].tokens.size();
+      j["stopped_at_eos"] = out[i].stopped_at_eos;
+      f.write(j.dump() + "\n");
+    }
+    f.commit();
+    log_info("generate: wrote ", out.size(), " responses to ", a.output);
+  }
+  const auto& s = engine.stats();
+  std::fprintf(stderr, "prefill: %lld tokens, %.1f tokens/s; decode: %lld tokens, %.1f tokens/s\n",
+               static_cast<long long>(s.prefill_tokens), s.prefill_tokens_per_s(),
+               static_cast<long long>(s.decode_tokens), s.decode_tokens_per_s());
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "Generate answers with a model (KV-cache engine)");
+  auto a = std::make_shared<GenerateArgs>();
+  cmd->add_option("--model", a->model, "Beaver checkpoint or HF LLaMA folder")->required();
+  cmd->add_option("--prompt", a->prompt, "One prompt; its answer streams to the terminal");
+  cmd->add_option("--prompts", a->prompts_file, "JSONL file of prompts (\"prompt\" field)");
+  cmd->add_option("--output", a->output, "JSONL file for the answers to --prompts");
+  cmd->add_flag("--no-template", a->no_template, "Use the prompt text as is");
+  cmd->add_option("--temperature", a->temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--top-k", a->top_k, "0 = off")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-p", a->top_p, "1 = off")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--seed", a->seed, "Sequence i samples with seed + i");
+  cmd->add_option("--max-new-tokens", a->max_new_tokens, "Per prompt")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", a->batch_size, "Prompts per batch")->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", a->threads, "CPU threads (0 = OpenMP default)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->callback([a] { run_generate(*a); });
+}
+
+}  // namespace beaver::tools
