@@ -14,9 +14,9 @@
 #include "csrc/philox.h"
 #include "model/config.h"
 #include "model/llama.h"
+#include "model/loader.h"
 #include "model/tokenizer.h"
 #include "train/init_model.h"
-#include "train/trainer_state.h"
 
 namespace beaver::test {
 
@@ -118,7 +118,7 @@ inline int64_t write_tiny_model(const std::string& dir, uint64_t seed, int vocab
   o.training = false;
   model::LlamaModel m(ctx, tiny_config(vocab), o);
   train::random_init(m, seed);
-  train::save_model(dir, m, dir + "_tok");
+  model::save_weights(m, dir, DType::F32, dir + "_tok");
   return vocab;
 }
 

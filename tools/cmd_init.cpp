@@ -12,10 +12,10 @@
 #include "csrc/log.h"
 #include "model/config.h"
 #include "model/llama.h"
+#include "model/loader.h"
 #include "model/tokenizer.h"
 #include "tools/commands.h"
 #include "train/init_model.h"
-#include "train/trainer_state.h"
 
 namespace beaver::tools {
 
@@ -69,7 +69,7 @@ void run_init(const InitArgs& a) {
   o.training = false;
   model::LlamaModel m(ctx, c, o);
   train::random_init(m, a.seed, a.init_std);
-  train::save_model(a.output, m, a.vocab_from);
+  model::save_weights(m, a.output, DType::F32, a.vocab_from);
   int64_t n = 0;
   for (const auto& p : m.params()) n += p.shape.numel();
   log_info("init: ", n, " parameters (hidden ", c.hidden_size, ", ", c.num_hidden_layers,

@@ -535,7 +535,7 @@ StageResult run_stage(const StageArgs& args) {
       fs::remove(a.output_dir + "/beaver.json");
       fs::remove(a.output_dir + "/model.safetensors");
     }
-    save_model(a.output_dir, *r.m, a.model_name_or_path);
+    model::save_weights(*r.m, a.output_dir, DType::F32, a.model_name_or_path);
     log_info("train ", name, ": final model written to ", a.output_dir);
     res.final_model_dir = a.output_dir;
   }

@@ -43,23 +43,13 @@ T field(const nlohmann::json& j, const char* name, const std::string& where) {
 }
 }  // namespace
 
-void save_model(const std::string& dir, const model::LlamaModel& m,
-                const std::string& tokenizer_dir) {
-  const model::ModelKind kind =
-      m.head() == model::Head::LM ? model::ModelKind::CausalLM : model::ModelKind::ScoreModel;
-  std::vector<model::TensorSource> src;
-  for (const auto& spec : model::expected_tensors(m.config(), kind))
-    src.push_back(model::tensor_source(spec.name, m.param(spec.name)));
-  model::write_beaver_checkpoint(dir, m.config(), kind, DType::F32, src, tokenizer_dir);
-}
-
 std::string save_trainer_state(const std::string& root, const model::LlamaModel& m,
                                const Optimizer& opt, const TrainerProgress& progress,
                                const std::string& tokenizer_dir, int keep) {
   return write_checkpoint(
       root, opt.step(),
       [&](const std::string& dir) {
-        save_model(dir + "/model", m, tokenizer_dir);
+        model::save_weights(m, dir + "/model", DType::F32, tokenizer_dir);
         opt.save(dir + "/optimizer");
         write_text_file(dir + "/trainer_state.json", to_json(progress).dump(2) + "\n");
       },

@@ -37,11 +37,6 @@ struct TrainerProgress {
   nlohmann::json run_config;   // the flags that must match on resume (stage-defined)
 };
 
-// Writes the model's weights as a Beaver checkpoint (f32) into `dir`, copying the tokenizer
-// files found in tokenizer_dir (may be empty). The kind follows the model's head.
-void save_model(const std::string& dir, const model::LlamaModel& m,
-                const std::string& tokenizer_dir);
-
 // Writes one checkpoint for `progress` under root (root/step-<optimizer step>) and publishes it;
 // keeps the newest `keep` (0 = all). Returns the checkpoint directory.
 std::string save_trainer_state(const std::string& root, const model::LlamaModel& m,
