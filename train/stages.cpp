@@ -318,7 +318,7 @@ Values evaluate(Run& r, int64_t step) {
   }
   fs::create_directories(a.output_dir + "/eval");
   const std::string png = cat(a.output_dir, "/eval/cost-histogram-step-", step, ".png");
-  plot::histogram(png, cat("end cost of eval responses, step ", step, " (cost > 0: unsafe)"),
+  plot::histogram(png, cat("eval end costs, step ", step, " (> 0: unsafe)"),
                   {safe, unsafe});
   if (!l.inconsistent_pairs.empty()) {
     std::string which;
