@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   beaver::tools::add_plot_command(app);
   beaver::tools::add_convert_command(app);
   beaver::tools::add_export_command(app);
+  beaver::tools::add_train_command(app);
+  beaver::tools::add_tokenizer_command(app);
+  beaver::tools::add_init_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

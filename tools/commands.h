@@ -13,5 +13,8 @@ void add_toyworld_command(CLI::App& app);
 void add_plot_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_export_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_tokenizer_command(CLI::App& app);
+void add_init_command(CLI::App& app);
 
 }  // namespace beaver::tools
