@@ -1,4 +1,4 @@
-// Sentencepiece wrapper and conversation template (see tokenizer.h for the conventions).
+// Sentencepiece wrapper (see tokenizer.h for the conventions).
 #include "model/tokenizer.h"
 
 #include <sentencepiece_processor.h>
@@ -155,22 +155,6 @@ std::string train_sentencepiece(const std::vector<std::string>& lines, int vocab
   const auto st = sentencepiece::SentencePieceTrainer::Train(args, &it, &proto);
   if (!st.ok()) BEAVER_FAIL("train_sentencepiece: ", st.ToString());
   return proto;
-}
-
-std::string format_prompt(std::string_view input) {
-  return cat("BEGINNING OF CONVERSATION: USER: ", input, " ASSISTANT:");
-}
-
-std::string format_conversation(const std::vector<std::pair<std::string, std::string>>& turns,
-                                std::string_view input) {
-  std::string s = "BEGINNING OF CONVERSATION: ";
-  for (const auto& [u, a] : turns) s += cat("USER: ", u, " ASSISTANT:", a, kEosString);
-  s += cat("USER: ", input, " ASSISTANT:");
-  return s;
-}
-
-std::string format_training_text(std::string_view prompt, std::string_view answer) {
-  return cat(prompt, answer, kEosString);
 }
 
 void grow_rows_with_mean(const Tensor& src, const Tensor& dst) {

@@ -1,5 +1,5 @@
-// The LLaMA tokenizer (a sentencepiece model, tokenizer.model) as the reference sets it up, and
-// the conversation template every stage formats text with.
+// The LLaMA tokenizer (a sentencepiece model, tokenizer.model) as the reference sets it up.
+// (The conversation template strings live in train/template.h.)
 //
 // Special tokens: <s> (BOS), </s> (EOS) and <unk> come from the sentencepiece model; LLaMA has
 // no pad token, so add_pad_token() appends <pad> with id = the old vocabulary size (LLaMA:
@@ -15,7 +15,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include "csrc/tensor.h"
@@ -71,16 +70,6 @@ class Tokenizer {
 // normalisation: the LLaMA id layout) and returns the serialized model. For tests and toy runs.
 std::string train_sentencepiece(const std::vector<std::string>& lines, int vocab_size,
                                 const std::string& model_type = "bpe");
-
-// ---- Conversation template (safe-rlhf, exact strings) ---------------------------------------
-// "BEGINNING OF CONVERSATION: USER: {input} ASSISTANT:"
-std::string format_prompt(std::string_view input);
-// Multi-turn: one "BEGINNING OF CONVERSATION: ", then "USER: {u} ASSISTANT:{a}</s>" for each
-// earlier (user, assistant) turn, then "USER: {input} ASSISTANT:".
-std::string format_conversation(const std::vector<std::pair<std::string, std::string>>& turns,
-                                std::string_view input);
-// Training text = prompt + answer + EOS string (no space after "ASSISTANT:").
-std::string format_training_text(std::string_view prompt, std::string_view answer);
 
 // Copies table rows src [V_old, H] (any float dtype, any device) into dst [V_new, H]
 // (V_new >= V_old, any float dtype, any device) and sets rows [V_old, V_new) to the mean of

@@ -1,13 +1,15 @@
 // Tokenizer wrapper and conversation template: a tiny sentencepiece model is trained at test
 // time on generated text (LLaMA id layout: unk 0, BOS 1, EOS 2), then encode/decode, special
-// tokens, the added <pad>, the exact template strings and the mean-row growth are checked.
+// tokens, the added <pad>, the template's tokens and the mean-row growth are checked.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "model/tokenizer.h"
 #include "testutil.h"
+#include "train/template.h"
 
 namespace beaver::model {
 namespace {
@@ -109,29 +111,25 @@ TEST(Tokenizer, BadInputsAreNamedErrors) {
   }
 }
 
-TEST(Template, SingleTurnExactString) {
-  EXPECT_EQ(format_prompt("How do beavers build dams?"),
-            "BEGINNING OF CONVERSATION: USER: How do beavers build dams? ASSISTANT:");
-}
-
-TEST(Template, MultiTurnExactString) {
-  const std::vector<std::pair<std::string, std::string>> turns = {{"Hi", " Hello."},
-                                                                  {"Who are you?", " A bot."}};
-  EXPECT_EQ(format_conversation(turns, "Bye"),
-            "BEGINNING OF CONVERSATION: USER: Hi ASSISTANT: Hello.</s>USER: Who are you? "
-            "ASSISTANT: A bot.</s>USER: Bye ASSISTANT:");
-  EXPECT_EQ(format_conversation({}, "Bye"), format_prompt("Bye"));
-}
-
-TEST(Template, TrainingTextEndsWithEosToken) {
+// The template strings (train/template.h, pinned in test_data) tokenise as the reference
+// expects: BOS first, the EOS text after each answer becomes the EOS id.
+TEST(TemplateTokens, TrainingTextEndsWithEosToken) {
   const auto& t = tok();
-  const std::string prompt = format_prompt("the river");
-  const std::string text = format_training_text(prompt, " a dam of wood.");
-  EXPECT_EQ(text, "BEGINNING OF CONVERSATION: USER: the river ASSISTANT: a dam of wood.</s>");
+  const std::string prompt = train::format_prompt("the river");
+  const std::string text = train::format_training_text(prompt, " a dam of wood.");
   const auto ids = t.encode(text);
   EXPECT_EQ(ids.front(), t.bos_id());
   EXPECT_EQ(ids.back(), t.eos_id());
   EXPECT_EQ(ids, t.encode(prompt + " a dam of wood.", true, true));
+}
+
+TEST(TemplateTokens, MultiTurnAnswersEndWithEosIds) {
+  const auto& t = tok();
+  const std::vector<std::string> turns = {"the river", " a dam.", "the fish", " swim.", "and?"};
+  const auto ids = t.encode(train::format_dialogue(turns));
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), t.eos_id()), 2);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), t.bos_id()), 1);
+  EXPECT_NE(ids.back(), t.eos_id());  // the open question has no answer yet
 }
 
 TEST(GrowRows, NewRowsAreTheMeanOfOldRows) {

@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   beaver::tools::add_plot_command(app);
   beaver::tools::add_convert_command(app);
   beaver::tools::add_export_command(app);
+  beaver::tools::add_train_command(app);
+  beaver::tools::add_tokenizer_command(app);
+  beaver::tools::add_init_command(app);
   beaver::tools::add_eval_command(app);
   // After every other `train` stage, so that the RL algorithms join its `train` subcommand.
   beaver::tools::add_rlhf_command(app);

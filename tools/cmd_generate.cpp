@@ -1,10 +1,9 @@
 // `beaver generate`: text generation with the inference engine (model/engine.h).
-// One --prompt streams its tokens to the terminal as they are sampled; --prompts FILE.jsonl
-// (objects with "prompt", or Alpaca's "instruction" + optional "input") writes one JSON object
-// per prompt to --output. Prompts are wrapped in the conversation template unless
+// One --prompt streams its tokens to the terminal as they are sampled; --prompts FILE (JSONL or
+// a JSON array; "prompt" fields, or Alpaca's instruction + input, read by train/data.h) writes
+// one JSON object per prompt to --output. Prompts are wrapped in the conversation template unless
 // --no-template. Prefill and decode tokens/s are printed at the end.
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -19,6 +18,8 @@
 #include "model/llama.h"
 #include "model/tokenizer.h"
 #include "tools/commands.h"
+#include "train/data.h"
+#include "train/template.h"
 
 namespace beaver::tools {
 
@@ -35,36 +36,6 @@ struct GenerateArgs {
   int64_t batch_size = 8;
   int threads = 0;
 };
-
-// Prompt texts of a JSONL file; errors name the file and line.
-std::vector<std::string> read_prompts(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) BEAVER_IO_FAIL(path, "cannot open the prompts file");
-  std::vector<std::string> out;
-  std::string line;
-  for (int64_t n = 1; std::getline(f, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      BEAVER_FAIL(path, ":", n, ": not valid JSON (", e.what(), ")");
-    }
-    if (!j.is_object()) BEAVER_FAIL(path, ":", n, ": expected a JSON object");
-    if (j.contains("prompt") && j["prompt"].is_string()) {
-      out.push_back(j["prompt"].get<std::string>());
-    } else if (j.contains("instruction") && j["instruction"].is_string()) {
-      std::string text = j["instruction"].get<std::string>();
-      if (j.contains("input") && j["input"].is_string() && !j["input"].get<std::string>().empty())
-        text += " " + j["input"].get<std::string>();
-      out.push_back(text);
-    } else {
-      BEAVER_FAIL(path, ":", n, ": no string field \"prompt\" (or \"instruction\")");
-    }
-  }
-  BEAVER_CHECK(!out.empty(), path, ": no prompts");
-  return out;
-}
 
 void run_generate(const GenerateArgs& a) {
   BEAVER_CHECK(a.prompt.empty() != a.prompts_file.empty(),
@@ -91,12 +62,16 @@ void run_generate(const GenerateArgs& a) {
     return tok.decode(ids);
   };
 
-  const std::vector<std::string> texts =
-      a.prompt.empty() ? read_prompts(a.prompts_file) : std::vector<std::string>{a.prompt};
+  std::vector<std::string> texts;
+  if (a.prompt.empty()) {
+    for (auto& p : train::read_prompts(a.prompts_file)) texts.push_back(std::move(p.prompt));
+  } else {
+    texts.push_back(a.prompt);
+  }
   std::vector<std::vector<int32_t>> prompts;
   int64_t longest = 0;
   for (const auto& t : texts) {
-    prompts.push_back(tok.encode(a.no_template ? t : model::format_prompt(t)));
+    prompts.push_back(tok.encode(a.no_template ? t : train::format_prompt(t)));
     longest = std::max<int64_t>(longest, int64_t(prompts.back().size()));
   }
 
@@ -158,7 +133,8 @@ void add_generate_command(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   cmd->add_option("--model", a->model, "Beaver checkpoint or HF LLaMA folder")->required();
   cmd->add_option("--prompt", a->prompt, "One prompt; its answer streams to the terminal");
-  cmd->add_option("--prompts", a->prompts_file, "JSONL file of prompts (\"prompt\" field)");
+  cmd->add_option("--prompts", a->prompts_file,
+                  "JSONL or JSON file of prompts (\"prompt\", or instruction + input)");
   cmd->add_option("--output", a->output, "JSONL file for the answers to --prompts");
   cmd->add_flag("--no-template", a->no_template, "Use the prompt text as is");
   cmd->add_option("--temperature", a->temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));

@@ -13,6 +13,9 @@ void add_toyworld_command(CLI::App& app);
 void add_plot_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_export_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_tokenizer_command(CLI::App& app);
+void add_init_command(CLI::App& app);
 // `train ppo-lag|ppo|ppo-shaping`; joins an existing `train` subcommand or creates it.
 void add_rlhf_command(CLI::App& app);
 // `eval` and `arena`.

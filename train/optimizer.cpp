@@ -1,0 +1,139 @@
+// AdamW + clipping + schedule + accumulation over a LlamaModel's flat vectors (optimizer.h).
+#include "train/optimizer.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "csrc/atomic_file.h"
+#include "csrc/error.h"
+#include "csrc/ops/gradnorm.h"
+#include "csrc/safetensors.h"
+
+namespace beaver::train {
+
+namespace {
+constexpr const char* kStateMagic = "beaver-optimizer";
+constexpr int kStateVersion = 1;
+}  // namespace
+
+Optimizer::Optimizer(model::LlamaModel& model, const OptimizerConfig& cfg)
+    : model_(&model), cfg_(cfg) {
+  BEAVER_CHECK(model.options().training, "Optimizer: the model was built for inference");
+  BEAVER_CHECK(cfg.accumulation >= 1, "Optimizer: gradient accumulation must be >= 1, got ",
+               cfg.accumulation);
+  BEAVER_CHECK(cfg.schedule.total_steps >= 1, "Optimizer: total steps must be >= 1, got ",
+               cfg.schedule.total_steps);
+  BEAVER_CHECK(cfg.schedule.base_lr >= 0.0, "Optimizer: learning rate must be >= 0, got ",
+               cfg.schedule.base_lr);
+  BEAVER_CHECK(cfg.weight_decay >= 0.0, "Optimizer: weight decay must be >= 0, got ",
+               cfg.weight_decay);
+  const Tensor p = model.flat_params();
+  const Device dev = p.device;
+  m_ = OwnedTensor(DType::F32, p.shape, dev);
+  v_ = OwnedTensor(DType::F32, p.shape, dev);
+  norm_ = OwnedTensor(DType::F32, Shape{1}, dev);
+  coef_ = OwnedTensor(DType::F32, Shape{1}, dev);
+  zero_tensor(m_);
+  zero_tensor(v_);
+  segments_ = model.decay_segments(cfg.decay_norms);
+}
+
+bool Optimizer::micro_step() {
+  ++micro_;
+  if (micro_ < cfg_.accumulation) return false;
+  apply();
+  return true;
+}
+
+bool Optimizer::flush() {
+  if (micro_ == 0) return false;
+  apply();
+  return true;
+}
+
+void Optimizer::apply() {
+  Context& ctx = model_->context();
+  const Tensor grads = model_->flat_grads();
+  const Tensor gs[] = {grads};
+  Tensor scale;
+  if (cfg_.max_grad_norm > 0.0) {
+    ops::clip_grad_norm(ctx, gs, float(cfg_.max_grad_norm), norm_, coef_, /*apply=*/false);
+    scale = coef_;
+  } else {
+    ops::grad_norm(ctx, gs, norm_);
+  }
+  have_norm_ = true;
+  ops::AdamWConfig ac;
+  last_lr_ = cfg_.schedule.lr(step_);
+  ac.lr = float(last_lr_);
+  ac.beta1 = cfg_.beta1;
+  ac.beta2 = cfg_.beta2;
+  ac.eps = cfg_.eps;
+  ac.weight_decay = float(cfg_.weight_decay);
+  ac.step = step_ + 1;
+  ops::adamw_step(ctx, model_->flat_params(), grads, m_, v_, Tensor{}, scale, segments_, ac);
+  model_->zero_grads();
+  ++step_;
+  micro_ = 0;
+}
+
+double Optimizer::last_grad_norm() const {
+  if (!have_norm_) return 0.0;
+  return double(to_host_f32(norm_)[0]);
+}
+
+void Optimizer::save(const std::string& dir) const {
+  BEAVER_CHECK(micro_ == 0, "Optimizer::save: ", micro_,
+               " micro-batches are accumulated but not applied; save between steps");
+  std::filesystem::create_directories(dir);
+  write_safetensors(dir + "/optimizer.safetensors",
+                    std::vector<std::pair<std::string, Tensor>>{{"m", m_.view()}, {"v", v_.view()}},
+                    {{"format", kStateMagic}});
+  nlohmann::ordered_json j;
+  j["magic"] = kStateMagic;
+  j["format_version"] = kStateVersion;
+  j["step"] = step_;
+  j["numel"] = m_.numel();
+  j["lr"] = cfg_.schedule.base_lr;
+  j["schedule_total_steps"] = cfg_.schedule.total_steps;
+  j["weight_decay"] = cfg_.weight_decay;
+  j["beta1"] = cfg_.beta1;
+  j["beta2"] = cfg_.beta2;
+  j["eps"] = cfg_.eps;
+  j["max_grad_norm"] = cfg_.max_grad_norm;
+  j["accumulation"] = cfg_.accumulation;
+  write_text_file(dir + "/optimizer.json", j.dump(2) + "\n");
+}
+
+void Optimizer::load(const std::string& dir) {
+  const std::string jpath = dir + "/optimizer.json";
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(jpath));
+  } catch (const nlohmann::json::exception& e) {
+    BEAVER_FAIL(jpath, ": not valid JSON (", e.what(), ")");
+  }
+  BEAVER_CHECK(j.is_object() && j.value("magic", "") == kStateMagic, jpath,
+               ": not a Beaver optimizer state (magic)");
+  BEAVER_CHECK(j.value("format_version", 0) == kStateVersion, jpath,
+               ": unsupported format_version ", j.value("format_version", 0));
+  BEAVER_CHECK(j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() >= 0,
+               jpath, ": field \"step\" must be a non-negative integer");
+  BEAVER_CHECK(j.value("numel", int64_t(-1)) == m_.numel(), jpath, ": state for ",
+               j.value("numel", int64_t(-1)), " parameters, the model has ", m_.numel());
+  const std::string spath = dir + "/optimizer.safetensors";
+  SafeTensorsFile f(spath);
+  for (const auto& [name, dst] : {std::pair<const char*, const OwnedTensor*>{"m", &m_},
+                                  std::pair<const char*, const OwnedTensor*>{"v", &v_}}) {
+    const SafeTensorInfo& t = f.at(name);
+    BEAVER_CHECK(t.dtype == DType::F32 && t.numel() == dst->numel(), spath, ": tensor '", name,
+                 "' must be f32 [", dst->numel(), "]");
+    copy_tensor(*dst, t.tensor());
+  }
+  step_ = j["step"].get<int64_t>();
+  micro_ = 0;
+  have_norm_ = false;
+  model_->zero_grads();
+}
+
+}  // namespace beaver::train

@@ -1,0 +1,88 @@
+// The training optimizer of one LlamaModel: AdamW over the model's flat parameter vector (the
+// fp32 master weights ARE the model's params arena), global-norm gradient clipping, a
+// learning-rate schedule with warmup, and gradient accumulation.
+//
+// One optimizer step, after `accumulation` micro-batch backwards have added into the model's
+// grads arena (each scaled by loss_scale() = 1/accumulation, so the step sees the mean of the
+// micro-batch losses, as DeepSpeed does):
+//   norm  = ||grads||_2                    (ops::grad_norm, deterministic)
+//   coef  = min(1, max_grad_norm / (norm + 1e-6))  fed to AdamW as grad_scale (no host sync)
+//   AdamW with lr = schedule.lr(step), decoupled weight decay only inside decay segments
+//   grads zeroed, step += 1
+// Decay segments: every parameter except biases (score_head.bias) and, by default, except the
+// RMSNorm weights (safe-rlhf.md section 5: "no weight decay on biases and on the per-layer norm
+// weights"). decay_norms = true restores decay on norms.
+//
+// State on disk (save/load): <dir>/optimizer.safetensors holds m and v (f32 [N], N = the flat
+// parameter count), <dir>/optimizer.json the step counter and the hyper-parameters it was
+// made with, so a resume with different sizes or a different model is refused by name.
+// Checkpoints are taken between optimizer steps only (no accumulated gradient is pending).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "csrc/ops/adamw.h"
+#include "csrc/tensor.h"
+#include "model/llama.h"
+#include "train/schedule.h"
+
+namespace beaver::train {
+
+struct OptimizerConfig {
+  Schedule schedule;               // base lr, kind, warmup ratio, total optimizer steps
+  double weight_decay = 0.0;       // --weight_decay
+  float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f;
+  double max_grad_norm = 1.0;      // --max_grad_norm; <= 0: no clipping (norm still measured)
+  int64_t accumulation = 1;        // --gradient_accumulation_steps (micro-batches per step)
+  bool decay_norms = false;        // weight decay on RMSNorm weights too
+};
+
+class Optimizer {
+ public:
+  // The model must be built for training. m and v live on the model's device, zeroed.
+  Optimizer(model::LlamaModel& model, const OptimizerConfig& cfg);
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  const OptimizerConfig& config() const { return cfg_; }
+  // Multiply each micro-batch's loss (its backward seed) by this: 1 / accumulation.
+  float loss_scale() const { return 1.0f / float(cfg_.accumulation); }
+
+  // Call once after each micro-batch's backward. Every `accumulation`-th call performs the
+  // optimizer step and returns true; the others return false.
+  bool micro_step();
+  // Performs the step now with whatever has accumulated (the tail of a run whose micro-batch
+  // count is not a multiple of accumulation). Returns false when nothing is pending.
+  bool flush();
+
+  int64_t step() const { return step_; }            // optimizer steps done
+  int64_t pending_micro() const { return micro_; }  // micro-batches since the last step
+  // Learning rate of the next step and of the last one taken.
+  double next_lr() const { return cfg_.schedule.lr(step_); }
+  double last_lr() const { return last_lr_; }
+  // Gradient norm before clipping of the last step (read from the device on demand).
+  double last_grad_norm() const;
+  const std::vector<ops::ParamSegment>& decay_segments() const { return segments_; }
+  // AdamW moments (f32 [N], the flat parameter layout), for inspection and tests.
+  const Tensor& exp_avg() const { return m_.view(); }
+  const Tensor& exp_avg_sq() const { return v_.view(); }
+
+  void save(const std::string& dir) const;
+  // Restores m, v and the step counter; fails naming the file when the sizes differ.
+  void load(const std::string& dir);
+
+ private:
+  void apply();
+
+  model::LlamaModel* model_;
+  OptimizerConfig cfg_;
+  std::vector<ops::ParamSegment> segments_;
+  OwnedTensor m_, v_, norm_, coef_;
+  int64_t step_ = 0, micro_ = 0;
+  double last_lr_ = 0.0;
+  bool have_norm_ = false;
+};
+
+}  // namespace beaver::train

@@ -1,0 +1,84 @@
+// The first three stages of Safe RLHF (safe-rlhf.md sections 1-4) as library calls, so that the
+// `beaver train sft|rm|cm` subcommands and the tests run the same code:
+//
+//   SFT  causal LM, mean cross-entropy over answer tokens (BOS + prompt + answer + EOS, right
+//        padding); eval: token-weighted loss and perplexity on the eval set.
+//   RM   score model (LM head dropped, fresh score head when starting from a causal LM),
+//        helpfulness pairs, L = pairwise -log σ(r_b - r_w) + reg·mean(r²) (train/losses.h);
+//        eval: ranking accuracy, reward mean/std.
+//   CM   score model, harmlessness pairs, pairwise + both sign terms + reg; eval: ranking
+//        accuracy, sign accuracy, inconsistent pairs, and a PNG histogram of the end costs of
+//        safe vs unsafe responses.
+//
+// Output folder layout:
+//   <output_dir>/metrics.jsonl               one record per optimizer step ("loss", "lr", ...)
+//                                            and per evaluation ("eval_*" keys)
+//   <output_dir>/checkpoints/step-N, latest  resumable checkpoints (train/trainer_state.h)
+//   <output_dir>/beaver.json, model.safetensors, tokenizer files: the final model
+//   <output_dir>/eval/cost-histogram-step-N.png (CM)
+// Steps are optimizer steps (one per gradient_accumulation_steps micro-batches, accumulation
+// carries over epoch boundaries, a partial tail is applied at the end). save_interval and
+// eval_interval count optimizer steps; eval_interval 0 evaluates at the end of every epoch.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "train/data.h"
+#include "train/losses.h"
+#include "train/schedule.h"
+
+namespace beaver::train {
+
+enum class Stage { SFT, RM, CM };
+std::string_view stage_name(Stage s);  // "sft" | "rm" | "cm"
+
+struct StageArgs {
+  Stage stage = Stage::SFT;
+  std::string model_name_or_path;           // Beaver checkpoint or HF folder (+ tokenizer.model)
+  std::vector<std::string> train_datasets;  // path[:proportion]
+  std::vector<std::string> eval_datasets;   // empty: split eval_split_ratio off the train set
+  double eval_split_ratio = 0.0;
+  int64_t max_length = 512;
+  int64_t epochs = 3;
+  int64_t per_device_train_batch_size = 4;  // pairs for RM/CM (2x rows)
+  int64_t per_device_eval_batch_size = 4;
+  int64_t gradient_accumulation_steps = 1;
+  double learning_rate = 2e-5;
+  ScheduleKind lr_scheduler_type = ScheduleKind::Cosine;
+  double lr_warmup_ratio = 0.03;
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9, adam_beta2 = 0.95;
+  double max_grad_norm = 1.0;
+  uint64_t seed = 42;
+  std::string output_dir;
+  int64_t save_interval = 0;  // optimizer steps between checkpoints (0: only at the end)
+  int64_t eval_interval = 0;  // optimizer steps between evaluations (0: once per epoch)
+  ScoreLossConfig score_loss;  // RM/CM: --loss_type, --regularization
+  BadRecordPolicy bad_record = BadRecordPolicy::Stop;
+  int threads = 0;            // CPU threads (0: OpenMP default)
+  bool use_cuda = false;
+  bool resume = false;        // continue from <output_dir>/checkpoints/latest
+  int64_t max_steps = 0;      // stop after this many optimizer steps in total (0: no limit)
+  int64_t log_interval = 1;   // progress line every N steps
+  int keep_checkpoints = 2;   // newest checkpoints kept (0: all)
+  bool write_final_model = true;
+};
+
+struct StageResult {
+  int64_t steps = 0;                      // optimizer steps at the end
+  double first_loss = 0.0, last_loss = 0.0;  // train loss of the first and last step of this run
+  std::map<std::string, double> eval;     // last evaluation ("eval_loss", "eval_accuracy", ...)
+  int64_t train_tokens = 0;               // valid tokens processed by this invocation
+  double seconds = 0.0;                   // wall time of the training loop
+  double tokens_per_s() const { return seconds > 0 ? double(train_tokens) / seconds : 0.0; }
+  std::string final_model_dir;
+};
+
+// Runs one stage end to end. Errors (bad flags, bad data under --bad_record stop, a model
+// that does not fit) throw beaver::Error naming what and where.
+StageResult run_stage(const StageArgs& args);
+
+}  // namespace beaver::train
