@@ -64,7 +64,7 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--plot_steps", o.plot_steps, "Redraw curves.png every N steps (0: at the end)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--save_steps", o.save_steps,
+  cmd->add_option("--save_interval", o.save_interval,
                   "RL steps between checkpoints (0: only at the end)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--keep_checkpoints", o.keep_checkpoints, "Newest checkpoints kept (0: all)")

@@ -588,7 +588,7 @@ void RlhfTrainer::train() {
                                 {"train_s", st.training_s}},
                                tps));
     if (opts_.plot_steps > 0 && global_step_ % opts_.plot_steps == 0) draw_curves();
-    if (write && opts_.save_steps > 0 && global_step_ % opts_.save_steps == 0) {
+    if (write && opts_.save_interval > 0 && global_step_ % opts_.save_interval == 0) {
       save_state(ckpt_root, epoch, index, count_lines(metrics_path));
       saved_at = global_step_;
     }

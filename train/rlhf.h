@@ -61,10 +61,10 @@ struct RlhfOptions {
   int64_t max_steps = 0;     // RL steps to run at most (0: all epochs)
   int64_t plot_steps = 0;    // redraw the curves every N steps (0: at the end only)
   bool save_actor = true;    // write the trained actor into output_dir at the end
-  // Checkpoints under <output_dir>/checkpoints (train/checkpoint_dir.h): every save_steps RL
+  // Checkpoints under <output_dir>/checkpoints (train/checkpoint_dir.h): every save_interval RL
   // steps (0: only at the end), the newest keep_checkpoints kept (0: all). resume continues
   // from the latest one; without it, a folder that already holds checkpoints is an Error.
-  int64_t save_steps = 0;
+  int64_t save_interval = 0;
   int keep_checkpoints = 2;
   bool resume = false;
 };
