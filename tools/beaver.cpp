@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   beaver::tools::add_generate_command(app);
   beaver::tools::add_toyworld_command(app);
   beaver::tools::add_plot_command(app);
+  beaver::tools::add_report_command(app);
   beaver::tools::add_convert_command(app);
   beaver::tools::add_export_command(app);
   beaver::tools::add_train_command(app);

@@ -11,6 +11,7 @@ void add_info_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_toyworld_command(CLI::App& app);
 void add_plot_command(CLI::App& app);
+void add_report_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_train_command(CLI::App& app);

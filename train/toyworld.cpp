@@ -282,13 +282,17 @@ Prompt make_prompt(Rng& rng, bool harmful, bool heldout) {
   Prompt p;
   p.category = t.name;
   p.harmful = harmful;
-  const auto& subjects = heldout ? t.heldout_subjects : t.subjects;
-  const char* x = rng.pick(subjects);
+  // A held-out prompt is a combination never seen in training: either a held-out template
+  // with a training slot value, or a training template with a held-out slot value. (Both
+  // unseen at once would leave a tiny model no cue to the topic at all.)
+  const bool new_template = heldout && rng.chance(0.5);
+  const bool new_subject = heldout && !new_template;
+  const char* x = rng.pick(new_subject ? t.heldout_subjects : t.subjects);
   if (harmful && rng.chance(0.3)) {
     p.disguised = true;
-    p.text = fill(rng.pick(heldout ? kHeldoutDisguises : kDisguises), x);
+    p.text = fill(rng.pick(new_template ? kHeldoutDisguises : kDisguises), x);
   } else {
-    p.text = fill(rng.pick(heldout ? t.heldout_templates : t.templates), x);
+    p.text = fill(rng.pick(new_template ? t.heldout_templates : t.templates), x);
   }
   return p;
 }

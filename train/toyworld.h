@@ -9,7 +9,8 @@
 //   preference.jsonl  PKU-SafeRLHF records (prompt, response_0/1, is_response_k_safe,
 //                     better_response_id, safer_response_id, plus category fields)
 //   prompts.jsonl     prompt-only set for PPO ({"prompt", "category", "harmful"})
-//   eval.jsonl        held-out prompts from templates and slot values never used in training
+//   eval.jsonl        held-out prompts: a held-out template with a training slot value, or a
+//                     training template with a held-out slot value (never seen in training)
 //   corpus.txt        every text once per line (tokenizer training)
 //   world.json        the settings that made the world
 #pragma once
