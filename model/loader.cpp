@@ -84,17 +84,21 @@ LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_he
     const OwnedTensor host = to_f32(t);
     const bool vocab_rows = p.name == "model.embed_tokens.weight" || p.name == "lm_head.weight";
     if (vocab_rows && rep.added_vocab_rows > 0) {
-      grow_rows_with_mean(host, m.param(p.name));
+      const OwnedTensor grown(DType::F32, p.shape);
+      grow_rows_with_mean(host, grown);
+      m.context().copy(m.param(p.name), grown);
     } else {
       BEAVER_CHECK(Shape(t.shape) == p.shape, dir, ": tensor ", p.name, " has shape ",
                    Shape(t.shape).str(), ", the model expects ", p.shape.str());
-      copy_tensor(m.param(p.name), host);
+      // Ordered on the model's stream (a CUDA model's master params live on the device).
+      m.context().copy(m.param(p.name), host);
     }
   }
   if (!lm_model && rep.stored_kind == ModelKind::CausalLM) {
     m.init_score_head(score_head_seed);
     rep.fresh_score_head = true;
   }
+  m.sync_working_params();  // the bf16 working copy of a CUDA model (no-op on the CPU)
   log_info("loaded ", m.params().size(), " tensors from ", dir, " (", rep.source, ")",
            rep.fresh_score_head ? ", fresh score head" : "",
            rep.added_vocab_rows > 0 ? cat(", ", rep.added_vocab_rows, " vocabulary rows added")
@@ -104,6 +108,7 @@ LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_he
 
 void save_weights(const LlamaModel& m, const std::string& dir, DType dtype,
                   const std::string& tokenizer_dir) {
+  m.context().synchronize();  // the master params are read back through the legacy stream
   std::vector<TensorSource> sources;
   for (const auto& p : m.params()) sources.push_back(tensor_source(p.name, m.param(p.name)));
   const ModelKind kind = m.head() == Head::LM ? ModelKind::CausalLM : ModelKind::ScoreModel;
