@@ -2,8 +2,10 @@
 # One command for the device machine: unpack the carried Debian packages (scripts/gpu-carry.sh
 # fetched them into .device-carry/ here), configure and build the GPU tests and benches for
 # sm_90 only, run `ctest -L gpu`, run every bench_* binary's GPU cases (median of repetitions),
-# run the PyTorch baselines, and print a compact table last. Full logs and JSON go to $OUT when
-# it is set (else ./gpu-check-out). Meant to finish in well under 8 minutes.
+# run the PyTorch baselines, and print a compact table last. Full logs and JSON go to
+# ./gpu-check-out; when $OUT is set (the device tool), they are packed into $OUT/gpu-check.tar.gz
+# and the table is copied to $OUT/table.txt (the tool returns at most 8 files).
+# Meant to finish in well under 8 minutes.
 #
 # Environment: BEAVER_DEPS_DIR (default /tmp/deps) where the packages are unpacked;
 # BEAVER_GPU_BUILD (default build-gpu) the build folder; BEAVER_BENCH_REPS (default 5);
@@ -11,7 +13,7 @@
 # check the dependency wiring on a machine without a GPU).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-out=${OUT:-$root/gpu-check-out}
+out=$root/gpu-check-out
 build=${BEAVER_GPU_BUILD:-$root/build-gpu}
 deps=${BEAVER_DEPS_DIR:-/tmp/deps}
 reps=${BEAVER_BENCH_REPS:-5}
@@ -125,8 +127,19 @@ if ! python3 "$root/bench/hf_generate_baseline.py" --json "$out/hf_generate.json
 fi
 stamp "HF generate baseline done"
 
+if ! python3 "$root/bench/torch_attention_baseline.py" >"$out/torch_attention.txt" 2>&1; then
+  tail -20 "$out/torch_attention.txt"
+  stamp "attention baselines FAILED (log: $out/torch_attention.txt)"
+fi
+stamp "attention baselines done"
+
 # ---- 6. the compact table (last) -------------------------------------------------------------
+cat "$out/torch_attention.txt"
 python3 "$root/bench/summarize.py" "$out" | tee "$out/table.txt"
 cat "$out/hf_generate.txt" 2>/dev/null | tee -a "$out/table.txt"
+if [[ -n "${OUT:-}" ]]; then
+  tar -czf "$OUT/gpu-check.tar.gz" -C "$out" .
+  cp "$out/table.txt" "$OUT/table.txt"
+fi
 stamp "total"
 exit $status
