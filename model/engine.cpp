@@ -211,6 +211,11 @@ void InferenceEngine::decode(int64_t B, bool graph_ready_to_capture) {
     return;
   }
   auto it = graphs_.find(B);
+  if (it != graphs_.end() && it->second.scratch != ctx.scratch(0)) {
+    graphs_.erase(it);  // the scratch moved: recapture (after an eager step that sizes it)
+    it = graphs_.end();
+    graph_ready_to_capture = false;
+  }
   if (it == graphs_.end()) {
     // The first step of a new batch size runs eagerly: it sizes the context's scratch (a
     // scratch that grows synchronises, which a capture forbids) and warms cuBLASLt.
@@ -218,18 +223,19 @@ void InferenceEngine::decode(int64_t B, bool graph_ready_to_capture) {
       step();
       return;
     }
-    CudaGraph g;
+    DecodeGraph g;
     try {
-      g.capture(ctx, step);
+      g.graph.capture(ctx, step);
     } catch (const Error& e) {
       log_warn("decode: CUDA graph capture failed, decoding eagerly from now on: ", e.what());
       use_graphs_ = false;
       step();
       return;
     }
+    g.scratch = ctx.scratch(0);
     it = graphs_.emplace(B, std::move(g)).first;
   }
-  it->second.replay(ctx);
+  it->second.graph.replay(ctx);
   ++stats_.graph_replays;
 }
 

@@ -103,7 +103,15 @@ class InferenceEngine {
   std::vector<int64_t> h_seeds_;
   GenerateStats stats_;
   bool use_graphs_ = false;
-  std::map<int64_t, CudaGraph> graphs_;  // decode graph per batch size
+  // Decode graph per batch size, with the context scratch pointer its kernels captured (split-KV
+  // decode attention keeps partials in ctx.scratch): when other work (a training backward, a
+  // larger batch) has grown the scratch since, the graph would read freed memory, so it is
+  // dropped and captured again.
+  struct DecodeGraph {
+    CudaGraph graph;
+    void* scratch = nullptr;
+  };
+  std::map<int64_t, DecodeGraph> graphs_;
 };
 
 }  // namespace beaver::model
