@@ -17,6 +17,7 @@ Run on the GPU machine:
 """
 import argparse
 import json
+import re
 import time
 
 import torch
@@ -80,7 +81,7 @@ def print_beaver(path, hf):
         name = r.get("name", "")
         if not name.startswith("gpu_llama7b/") or "decode tok/s" not in r:
             continue
-        case = name.split("/iterations")[0]
+        case = re.sub(r"(/\d+)*/iterations.*$", "", name)  # drop the args and suffixes
         ratio = ""
         if case in hf and hf[case]["decode_tok_s"] > 0:
             ratio = f"{r['decode tok/s'] / hf[case]['decode_tok_s']:6.2f}"
