@@ -41,7 +41,7 @@ Tensor arena_bytes(const Arena& a) {
 }  // namespace
 
 LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions& opts)
-    : ctx_(&ctx), cfg_(cfg), opts_(opts), prec_(PrecisionPlan::for_device(ctx.device())) {
+    : ctx_(&ctx), cfg_(cfg), opts_(opts), prec_(PrecisionPlan::for_device(ctx.device(), opts.training)) {
   cfg.validate("LlamaModel");  // sizes positive, heads divisible, head_dim even, ...
   H_ = cfg.hidden_size;
   I_ = cfg.intermediate_size;
@@ -67,11 +67,12 @@ LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions&
   if (prec_.working_copy()) {
     // Same element offsets as the master (flat index i ↔ master element i), so AdamW's lowp
     // output over the flat vector writes exactly these views.
-    const int64_t n = int64_t(param_plan_.total_bytes() / 4);
+    const int64_t n = num_flat();
     work_buf_ = Buffer(size_t(n) * dtype_size(prec_.work), ctx.device());
     auto* base = static_cast<uint8_t*>(work_buf_.data());
     for (size_t i = 0; i < es.size(); ++i)
-      wv_.push_back(Tensor(base + es[i].offset / 4 * dtype_size(prec_.work), prec_.work,
+      wv_.push_back(Tensor(base + es[i].offset / dtype_size(prec_.master) * dtype_size(prec_.work),
+                           prec_.work,
                            es[i].shape, ctx.device()));
     sync_working_params();
   } else {
@@ -94,7 +95,7 @@ LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions&
 
 void LlamaModel::plan_params() {
   auto add = [&](const std::string& name, Shape s, bool is_norm = false, bool is_bias = false) {
-    const size_t h = param_plan_.add(name, DType::F32, s);
+    const size_t h = param_plan_.add(name, prec_.master, s);
     infos_.push_back(ParamInfo{name, s, is_bias, is_norm});
     index_[name] = h;
   };
@@ -172,7 +173,8 @@ void LlamaModel::plan_acts() {
     if (opts_.training && prec_.logits != act)
       head.push_back(p.add("lm_head.dlogits_chunk", act, {chunk, V_}));
   } else {
-    head = {p.add("score_head.ones", DType::F32, {T, 1}),
+    // The bias GEMM reads the ones with the master bias (same dtype), writing fp32 scores.
+    head = {p.add("score_head.ones", prec_.master, {T, 1}),
             p.add("score_head.dscores", DType::F32, {T, 1}),
             p.add("score_head.end_index", DType::I32, {Bm})};
     if (opts_.training && act != DType::F32) head.push_back(p.add("score_head.dscores_act", act, {T, 1}));
@@ -259,13 +261,13 @@ Tensor LlamaModel::grad(const std::string& name) const {
 }
 
 Tensor LlamaModel::flat_params() const {
-  return Tensor(params_[0].data, DType::F32, Shape{int64_t(param_plan_.total_bytes() / 4)},
+  return Tensor(params_[0].data, prec_.master, Shape{num_flat()},
                 params_.device());
 }
 
 Tensor LlamaModel::flat_working_params() const {
   if (!prec_.working_copy()) return Tensor{};
-  return Tensor(work_buf_.data(), prec_.work, Shape{int64_t(param_plan_.total_bytes() / 4)},
+  return Tensor(work_buf_.data(), prec_.work, Shape{num_flat()},
                 work_buf_.device());
 }
 
@@ -275,7 +277,7 @@ void LlamaModel::sync_working_params() const {
 
 Tensor LlamaModel::flat_grads() const {
   require_training("flat_grads");
-  return Tensor(grads_[0].data, DType::F32, Shape{int64_t(param_plan_.total_bytes() / 4)},
+  return Tensor(grads_[0].data, prec_.grads, Shape{num_flat()},
                 grads_.device());
 }
 
@@ -284,7 +286,8 @@ std::vector<ops::ParamSegment> LlamaModel::decay_segments(bool decay_norms) cons
   const auto& es = param_plan_.entries();
   for (size_t i = 0; i < es.size(); ++i) {
     if (infos_[i].is_bias || (infos_[i].is_norm && !decay_norms)) continue;
-    segs.push_back(ops::ParamSegment{int64_t(es[i].offset / 4), es[i].shape.numel()});
+    segs.push_back(ops::ParamSegment{int64_t(es[i].offset / dtype_size(prec_.master)),
+                                     es[i].shape.numel()});
   }
   return segs;
 }
@@ -299,7 +302,16 @@ void LlamaModel::init_score_head(uint64_t seed) const {
   PhiloxStream rng(seed, 0x5c0e);
   std::vector<float> w(static_cast<size_t>(H_));
   for (auto& x : w) x = 0.02f * rng.normal();
-  ctx_->copy(param("score_head.weight"), Tensor(w.data(), DType::F32, Shape{1, H_}, Device::CPU));
+  const Tensor dst = param("score_head.weight");
+  if (dst.dtype == DType::F32) {
+    ctx_->copy(dst, Tensor(w.data(), DType::F32, Shape{1, H_}, Device::CPU));
+  } else {  // a bf16 master (inference on CUDA): round on the host
+    BEAVER_CHECK(dst.dtype == DType::BF16, "init_score_head: master dtype ",
+                 dtype_name(dst.dtype), " is not f32 or bf16");
+    std::vector<bf16> wb(w.size());
+    for (size_t i = 0; i < w.size(); ++i) wb[i] = to_bf16(w[i]);
+    ctx_->copy(dst, Tensor(wb.data(), DType::BF16, Shape{1, H_}, Device::CPU));
+  }
   ctx_->zero(param("score_head.bias"));
   sync_working_params();
 }

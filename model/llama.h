@@ -3,7 +3,8 @@
 // score head (Linear(H, 1) with bias, safe-rlhf.md section 2). Only the head differs.
 //
 // Memory is explicit and planned at construction for a maximum batch (B, S):
-//   params  one Arena of fp32 master parameters, HF tensor names (model.embed_tokens.weight, ...);
+//   params  one Arena of master parameters (fp32; bf16 for a CUDA model built for inference
+//           only, which then has no separate working copy), HF tensor names;
 //   work    on CUDA, a bf16 working copy of the params with the same element offsets
 //           (flat_working_params), which is what the ops read; on the CPU the ops read the
 //           master directly. AdamW writes it as its lowp output; after writing the master any
@@ -107,11 +108,13 @@ class LlamaModel {
   // ---- parameters and gradients ---------------------------------------------------------------
   const std::vector<ParamInfo>& params() const { return infos_; }
   bool has_param(const std::string& name) const;
-  Tensor param(const std::string& name) const;  // fp32 master; throws naming the missing one
+  Tensor param(const std::string& name) const;  // master; throws naming the missing one
   Tensor working_param(const std::string& name) const;  // what the ops read (= param on CPU)
   Tensor grad(const std::string& name) const;   // training only
-  Tensor flat_params() const;                   // f32 [N] over the whole params arena
-  Tensor flat_grads() const;                    // f32 [N], same layout
+  // The master params as one vector [N] (f32; bf16 for a CUDA inference model) over the whole
+  // params arena, and the grads (f32 [N], same layout).
+  Tensor flat_params() const;
+  Tensor flat_grads() const;
   // The working copy as one vector [N] in the plan's work dtype, same layout (AdamW's lowp
   // output); undefined when the plan has no working copy (CPU).
   Tensor flat_working_params() const;
@@ -180,6 +183,9 @@ class LlamaModel {
                                       const Tensor& v, const Tensor& att, const Tensor& lse)>;
 
   void plan_params();
+  int64_t num_flat() const {
+    return int64_t(param_plan_.total_bytes() / dtype_size(prec_.master));
+  }
   void plan_acts();
   LayerParams layer_params(const std::vector<Tensor>& views, int l) const;
   Tensor lm_weight(const std::vector<Tensor>& views) const;

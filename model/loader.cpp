@@ -17,10 +17,10 @@ bool is_beaver_dir(const std::string& dir) {
   return std::filesystem::exists(std::filesystem::path(dir) / "beaver.json");
 }
 
-// Stored tensor → fp32 host tensor of the stored shape.
-OwnedTensor to_f32(const SafeTensorInfo& t) {
-  OwnedTensor out(DType::F32, Shape(t.shape));
-  convert_float_bytes(t, DType::F32,
+// Stored tensor → host tensor of the stored shape in dtype d (the model's master dtype).
+OwnedTensor to_dtype(const SafeTensorInfo& t, DType d) {
+  OwnedTensor out(d, Shape(t.shape));
+  convert_float_bytes(t, d,
                       std::span<uint8_t>(static_cast<uint8_t*>(out.view().data), out.view().nbytes()));
   return out;
 }
@@ -81,10 +81,10 @@ LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_he
     const bool score_param = p.name.rfind("score_head.", 0) == 0;
     if (score_param && rep.stored_kind == ModelKind::CausalLM) continue;  // fresh below
     const SafeTensorInfo& t = stored(p.name);
-    const OwnedTensor host = to_f32(t);
+    const OwnedTensor host = to_dtype(t, m.param(p.name).dtype);
     const bool vocab_rows = p.name == "model.embed_tokens.weight" || p.name == "lm_head.weight";
     if (vocab_rows && rep.added_vocab_rows > 0) {
-      const OwnedTensor grown(DType::F32, p.shape);
+      const OwnedTensor grown(m.param(p.name).dtype, p.shape);
       grow_rows_with_mean(host, grown);
       m.context().copy(m.param(p.name), grown);
     } else {

@@ -19,6 +19,9 @@
 //                          loss, where bf16 logits would cost ~3 significant digits); its
 //                          gradient is rounded to a bf16 chunk for the two backward GEMMs;
 //   score head             scores fp32; the bias add runs on the fp32 master bias.
+// A CUDA model built for inference only (training = false: the reference, reward and cost
+// models of PPO) has no optimizer step, so it keeps one bf16 copy of the parameters as its
+// master (loaded straight into bf16) and no fp32 copy: 2 instead of 6 bytes per parameter.
 #pragma once
 
 #include "csrc/tensor.h"
@@ -34,11 +37,12 @@ struct PrecisionPlan {
   // True when work != master: a separate working copy exists and must be kept in sync.
   bool working_copy() const { return work != master; }
 
-  static PrecisionPlan for_device(Device d) {
+  static PrecisionPlan for_device(Device d, bool training = true) {
     PrecisionPlan p;
     if (d == Device::CUDA) {
       p.work = DType::BF16;
       p.act = DType::BF16;
+      if (!training) p.master = DType::BF16;
     }
     return p;
   }

@@ -38,6 +38,12 @@ TEST(PrecisionPlan, PerDevice) {
   EXPECT_EQ(gpu.act, DType::BF16);
   EXPECT_EQ(gpu.logits, DType::F32);
   EXPECT_TRUE(gpu.working_copy());
+  // Inference on CUDA: one bf16 copy is both master and working params.
+  const PrecisionPlan gpu_inf = PrecisionPlan::for_device(Device::CUDA, false);
+  EXPECT_EQ(gpu_inf.master, DType::BF16);
+  EXPECT_EQ(gpu_inf.work, DType::BF16);
+  EXPECT_FALSE(gpu_inf.working_copy());
+  EXPECT_EQ(PrecisionPlan::for_device(Device::CPU, false).master, DType::F32);
 }
 
 TEST(PrecisionPlan, CpuModelReadsTheMasterAndSaysSo) {

@@ -13,7 +13,7 @@
 //                   of the measured bf16 GEMM ceiling.
 // The manual time of a case is its decode time per token. bench/hf_generate_baseline.py times
 // HF transformers generate on the same shapes and prints the same columns.
-// Memory (H100, 80 GB): fp32 master 27 GB + bf16 working copy 13.5 GB + KV cache (B=64,
+// Memory (H100, 80 GB): an inference model keeps only bf16 params (13.5 GB) + KV cache (B=64,
 // 512 rows) 17 GB + activations ~1.5 GB.
 #include <string>
 #include <vector>
