@@ -92,6 +92,25 @@ size_t Context::gemm_workspace_bytes() const { return cuda_ ? cuda_->workspace.s
 void Context::synchronize() const {
   if (cuda_) BEAVER_CUDA_CHECK(cudaStreamSynchronize(cuda_->stream));
 }
+void Context::copy(const Tensor& dst, const Tensor& src) const {
+  BEAVER_CHECK(dst.nbytes() == src.nbytes() && dst.dtype == src.dtype, "Context::copy from ",
+               src.str(), " to ", dst.str(), ": sizes or dtypes differ");
+  if (!cuda_ || (dst.device == Device::CPU && src.device == Device::CPU)) {
+    copy_tensor(dst, src);
+    return;
+  }
+  if (dst.nbytes() == 0) return;
+  BEAVER_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDefault,
+                                    cuda_->stream));
+  if (dst.device == Device::CPU) synchronize();
+}
+void Context::zero(const Tensor& t) const {
+  if (!cuda_ || t.device == Device::CPU) {
+    zero_tensor(t);
+    return;
+  }
+  if (t.nbytes()) BEAVER_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.nbytes(), cuda_->stream));
+}
 #else
 void* Context::stream() const { cpu_context("stream()"); }
 void* Context::cublas() const { cpu_context("cublas()"); }
@@ -99,6 +118,8 @@ void* Context::cublaslt() const { cpu_context("cublaslt()"); }
 void* Context::gemm_workspace() const { cpu_context("gemm_workspace()"); }
 size_t Context::gemm_workspace_bytes() const { return 0; }
 void Context::synchronize() const {}
+void Context::copy(const Tensor& dst, const Tensor& src) const { copy_tensor(dst, src); }
+void Context::zero(const Tensor& t) const { zero_tensor(t); }
 #endif
 
 void* Context::scratch(size_t bytes) {

@@ -43,6 +43,12 @@ class Context {
 
   // Waits for all work queued on this context (no-op on CPU).
   void synchronize() const;
+  // Copies (sizes and dtypes must match) and zero-fills ordered on this context's stream:
+  // copy_tensor / zero_tensor use the legacy default stream, which the context's non-blocking
+  // stream does not wait for. A copy into host memory waits for the stream (the host reads the
+  // result next); host-to-device and device-to-device copies do not block the host.
+  void copy(const Tensor& dst, const Tensor& src) const;
+  void zero(const Tensor& t) const;
 
  private:
   explicit Context(Device d);

@@ -12,49 +12,53 @@ namespace beaver::model {
 
 namespace {
 
+// Host → device, ordered on the context's stream (no host sync).
 template <typename T>
-void upload(const Tensor& dst, std::vector<T>& host, Shape shape) {
-  copy_tensor(dst, Tensor(host.data(), dtype_of<T>::value, shape, Device::CPU));
+void upload(const Context& ctx, const Tensor& dst, std::vector<T>& host, Shape shape) {
+  ctx.copy(dst, Tensor(host.data(), dtype_of<T>::value, shape, Device::CPU));
 }
 
 }  // namespace
 
-InferenceEngine::InferenceEngine(LlamaModel& model, int64_t max_total_len)
+InferenceEngine::InferenceEngine(LlamaModel& model, int64_t max_total_len, bool cuda_graphs)
     : model_(&model),
       max_batch_(model.options().max_batch),
       max_prompt_(model.options().max_seq),
-      max_total_(max_total_len) {
+      max_total_(max_total_len),
+      use_graphs_(cuda_graphs && !model.context().is_cpu()) {
   BEAVER_CHECK(model.head() == Head::LM, "InferenceEngine: the model has a score head");
   BEAVER_CHECK(max_total_len >= 1, "InferenceEngine: max_total_len ", max_total_len,
                " must be positive");
   const int64_t Bm = max_batch_, L = model.num_layers(), nkv = model.num_kv_heads(),
                 hd = model.head_dim(), V = model.vocab_size();
+  const PrecisionPlan& prec = model.precision();
   std::vector<size_t> hk, hv;
   for (int64_t l = 0; l < L; ++l) {
-    hk.push_back(plan_.add(cat("kv_cache.k.L", l), DType::F32, {Bm, max_total_, nkv, hd}));
-    hv.push_back(plan_.add(cat("kv_cache.v.L", l), DType::F32, {Bm, max_total_, nkv, hd}));
+    hk.push_back(plan_.add(cat("kv_cache.k.L", l), prec.act, {Bm, max_total_, nkv, hd}));
+    hv.push_back(plan_.add(cat("kv_cache.v.L", l), prec.act, {Bm, max_total_, nkv, hd}));
   }
   const size_t h_tok = plan_.add("decode.tokens", DType::I32, {Bm});
-  const size_t h_pos = plan_.add("decode.positions", DType::I32, {Bm});
-  const size_t h_app = plan_.add("decode.append_pos", DType::I32, {Bm});
-  const size_t h_rng = plan_.add("decode.ranges", DType::I32, {Bm, 2});
+  const size_t h_step = plan_.add("decode.step_inputs", DType::I32, {4 * Bm});
   const size_t h_seed = plan_.add("decode.seeds", DType::I64, {Bm});
-  const size_t h_log = plan_.add("decode.logits", DType::F32, {Bm, V});
+  const size_t h_log = plan_.add("decode.logits", prec.logits, {Bm, V});
   const size_t h_next = plan_.add("decode.next", DType::I32, {Bm});
   const size_t h_pt = plan_.add("prefill.tokens", DType::I32, {Bm * max_prompt_});
   const size_t h_pr = plan_.add("prefill.ranges", DType::I32, {Bm, 2});
   const size_t h_pp = plan_.add("prefill.positions", DType::I32, {Bm * max_prompt_});
   const size_t h_rows = plan_.add("prefill.last_rows", DType::I32, {Bm});
   arena_ = Arena(plan_, model.context().device());
-  arena_.zero();
+  model.context().zero(Tensor(arena_[0].data, DType::U8, Shape{int64_t(arena_.bytes())},
+                              arena_.device()));
   for (int64_t l = 0; l < L; ++l) {
     cache_.k.push_back(arena_[hk[size_t(l)]]);
     cache_.v.push_back(arena_[hv[size_t(l)]]);
   }
   tokens_ = arena_[h_tok];
-  positions_ = arena_[h_pos];
-  append_pos_ = arena_[h_app];
-  ranges_ = arena_[h_rng];
+  step_inputs_ = arena_[h_step];
+  positions_ = step_inputs_.slice(0, Bm);
+  append_pos_ = step_inputs_.slice(Bm, 2 * Bm);
+  ranges_ = step_inputs_.slice(2 * Bm, 4 * Bm).view({Bm, 2});
+  h_step_.assign(size_t(4 * Bm), 0);
   seeds_ = arena_[h_seed];
   logits_ = arena_[h_log];
   next_ = arena_[h_next];
@@ -68,7 +72,9 @@ InferenceEngine::InferenceEngine(LlamaModel& model, int64_t max_total_len)
 std::string InferenceEngine::budget() const {
   std::ostringstream os;
   plan_.print_budget(os, cat("inference engine (batch ", max_batch_, ", prompt <= ", max_prompt_,
-                             ", total length <= ", max_total_, ")"));
+                             ", total length <= ", max_total_, ", KV cache ",
+                             dtype_name(model_->precision().act),
+                             use_graphs_ ? ", CUDA-graph decode" : "", ")"));
   return os.str();
 }
 
@@ -133,13 +139,13 @@ void InferenceEngine::run_batch(const std::vector<std::vector<int32_t>>& prompts
   const Tensor tok = p_tokens_.slice(0, B * Sp).view({B, Sp});
   const Tensor pos = p_positions_.slice(0, B * Sp).view({B, Sp});
   const Tensor rng = p_ranges_.slice(0, B);
-  upload(tok, h_tokens_, {B, Sp});
-  upload(pos, h_positions_, {B, Sp});
-  upload(rng, h_ranges_, {B, 2});
-  upload(p_rows_.slice(0, B), h_rows_, {B});
-  upload(seeds_.slice(0, B), h_seeds_, {B});
+  upload(ctx, tok, h_tokens_, {B, Sp});
+  upload(ctx, pos, h_positions_, {B, Sp});
+  upload(ctx, rng, h_ranges_, {B, 2});
+  upload(ctx, p_rows_.slice(0, B), h_rows_, {B});
+  upload(ctx, seeds_.slice(0, B), h_seeds_, {B});
   h_append_.assign(size_t(B), 0);
-  upload(append_pos_.slice(0, B), h_append_, {B});
+  upload(ctx, append_pos_.slice(0, B), h_append_, {B});
   const Tensor append0 = append_pos_.slice(0, B);
   model_->forward(Batch{tok, rng, pos}, [&](int l, const Tensor& k, const Tensor& v) {
     ops::kv_append(ctx, k, v, cache_.k[size_t(l)].slice(0, B), cache_.v[size_t(l)].slice(0, B),
@@ -154,26 +160,22 @@ void InferenceEngine::run_batch(const std::vector<std::vector<int32_t>>& prompts
   Timer t_decode;
   for (int64_t s = 0; s < opts.max_new_tokens && active > 0; ++s) {
     if (s > 0) {
+      // Step inputs, packed so that one upload updates them in place.
+      const size_t Bm = size_t(max_batch_);
       for (int64_t b = 0; b < B; ++b) {
-        h_positions_[size_t(b)] = int32_t(len[size_t(b)] + s - 1);
-        h_append_[size_t(b)] = int32_t(Sp + s - 1);
-        h_ranges_[size_t(2 * b)] = int32_t(Sp - len[size_t(b)]);
-        h_ranges_[size_t(2 * b + 1)] = int32_t(Sp + s);
+        h_step_[size_t(b)] = int32_t(len[size_t(b)] + s - 1);             // position
+        h_step_[Bm + size_t(b)] = int32_t(Sp + s - 1);                    // append row
+        h_step_[2 * Bm + size_t(2 * b)] = int32_t(Sp - len[size_t(b)]);   // cache range
+        h_step_[2 * Bm + size_t(2 * b + 1)] = int32_t(Sp + s);
       }
-      upload(positions_.slice(0, B), h_positions_, {B});
-      upload(append_pos_.slice(0, B), h_append_, {B});
-      upload(ranges_.slice(0, B), h_ranges_, {B, 2});
-      copy_tensor(tokens_.slice(0, B), next);
-      // CUDA path: this step (embedding → layers with kv_append + decode_attention → head →
-      // sample) has fixed shapes for a given B, so it is the piece to capture once as a CUDA
-      // graph and replay per step, with positions/append_pos/ranges updated in place.
-      model_->decode_step(tokens_.slice(0, B), positions_.slice(0, B), cache_,
-                          append_pos_.slice(0, B), ranges_.slice(0, B), logits);
+      upload(ctx, step_inputs_, h_step_, {4 * max_batch_});
+      decode(B, s > 1);
       stats_.decode_tokens += active;
     }
     ops::sample(ctx, logits, opts.sampling, seeds, uint64_t(s), next);
     h_next_.resize(size_t(B));
-    copy_tensor(Tensor(h_next_.data(), DType::I32, Shape{B}, Device::CPU), next);
+    // The host sync of the step: the sampled ids decide EOS and feed the callback.
+    ctx.copy(Tensor(h_next_.data(), DType::I32, Shape{B}, Device::CPU), next);
     for (int64_t b = 0; b < B; ++b) {
       if (done[size_t(b)]) continue;
       const int32_t t = h_next_[size_t(b)];
@@ -195,6 +197,46 @@ void InferenceEngine::run_batch(const std::vector<std::vector<int32_t>>& prompts
   }
   ctx.synchronize();
   stats_.decode_s += t_decode.elapsed_s();
+}
+
+void InferenceEngine::decode(int64_t B, bool graph_ready_to_capture) {
+  Context& ctx = model_->context();
+  const auto step = [&] {
+    ctx.copy(tokens_.slice(0, B), next_.slice(0, B));
+    model_->decode_step(tokens_.slice(0, B), positions_.slice(0, B), cache_,
+                        append_pos_.slice(0, B), ranges_.slice(0, B), logits_.slice(0, B));
+  };
+  if (!use_graphs_) {
+    step();
+    return;
+  }
+  auto it = graphs_.find(B);
+  if (it != graphs_.end() && it->second.scratch != ctx.scratch(0)) {
+    graphs_.erase(it);  // the scratch moved: recapture (after an eager step that sizes it)
+    it = graphs_.end();
+    graph_ready_to_capture = false;
+  }
+  if (it == graphs_.end()) {
+    // The first step of a new batch size runs eagerly: it sizes the context's scratch (a
+    // scratch that grows synchronises, which a capture forbids) and warms cuBLASLt.
+    if (!graph_ready_to_capture) {
+      step();
+      return;
+    }
+    DecodeGraph g;
+    try {
+      g.graph.capture(ctx, step);
+    } catch (const Error& e) {
+      log_warn("decode: CUDA graph capture failed, decoding eagerly from now on: ", e.what());
+      use_graphs_ = false;
+      step();
+      return;
+    }
+    g.scratch = ctx.scratch(0);
+    it = graphs_.emplace(B, std::move(g)).first;
+  }
+  it->second.graph.replay(ctx);
+  ++stats_.graph_replays;
 }
 
 }  // namespace beaver::model

@@ -16,14 +16,28 @@
 // batch is not compacted, which keeps every step's shapes fixed). Prefill and decode times and
 // token counts are measured (decode tokens = tokens produced by decode steps for unfinished
 // sequences).
+//
+// CUDA: the KV cache and the activations take the model's PrecisionPlan dtypes (bf16). A decode
+// step (tokens ← last sampled ids, embedding → layers with kv_append + decode_attention → LM
+// head) has fixed shapes and fixed buffers for a given batch B (the cache length Smax is fixed
+// per engine), so it is captured once per B as a CUDA graph (after one eager step, which sizes
+// the scratch areas and warms cuBLASLt) and replayed every later step; positions, append rows
+// and cache ranges are updated in place in one packed device buffer before each replay.
+// Sampling (ops::sample, on the device) runs after the graph, eagerly, because its step counter
+// is a launch argument. Per step the host uploads the packed step inputs (4·B int32) and
+// downloads the B sampled ids: that download is the one host sync of the decode loop (EOS and
+// the token callback need the ids). Graphs can be disabled (eager steps, same numbers); a
+// capture that fails (a kernel that is not graph-safe) logs a warning and falls back to eager.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "csrc/arena.h"
+#include "csrc/cuda_graph.h"
 #include "csrc/ops/sampling.h"
 #include "model/llama.h"
 
@@ -44,6 +58,7 @@ struct Generation {
 
 struct GenerateStats {
   int64_t prefill_tokens = 0, decode_tokens = 0;
+  int64_t graph_replays = 0;  // decode steps run as a CUDA graph replay
   double prefill_s = 0.0, decode_s = 0.0;
   double prefill_tokens_per_s() const { return prefill_s > 0 ? prefill_tokens / prefill_s : 0.0; }
   double decode_tokens_per_s() const { return decode_s > 0 ? decode_tokens / decode_s : 0.0; }
@@ -57,18 +72,24 @@ class InferenceEngine {
  public:
   // The model must have an LM head; its max_batch is the engine's batch and its max_seq the
   // longest prompt. max_total_len bounds prompt + generated tokens (the cache length Smax).
-  InferenceEngine(LlamaModel& model, int64_t max_total_len);
+  // cuda_graphs: capture and replay decode steps on a CUDA context (ignored on the CPU).
+  InferenceEngine(LlamaModel& model, int64_t max_total_len, bool cuda_graphs = true);
 
   std::vector<Generation> generate(const std::vector<std::vector<int32_t>>& prompts,
                                    const GenerateOptions& opts, const TokenCallback& on_token = {});
   // Totals over all generate() calls so far.
   const GenerateStats& stats() const { return stats_; }
   std::string budget() const;
+  // Whether decode steps will use CUDA graphs (false on the CPU, when disabled, or after a
+  // failed capture).
+  bool uses_cuda_graphs() const { return use_graphs_; }
 
  private:
   void run_batch(const std::vector<std::vector<int32_t>>& prompts, size_t first, size_t count,
                  const GenerateOptions& opts, const TokenCallback& on_token,
                  std::vector<Generation>& out);
+  // One decode step for batch B: tokens ← next, then the model's decode_step into logits_.
+  void decode(int64_t B, bool graph_ready_to_capture);
 
   LlamaModel* model_;
   int64_t max_batch_, max_prompt_, max_total_;
@@ -76,10 +97,21 @@ class InferenceEngine {
   Arena arena_;
   KvCache cache_;
   Tensor tokens_, positions_, append_pos_, ranges_, seeds_, logits_, next_;
+  Tensor step_inputs_;  // i32 [4·Bm]: positions [0, Bm), append_pos [Bm, 2Bm), ranges after
   Tensor p_tokens_, p_ranges_, p_positions_, p_rows_;
-  std::vector<int32_t> h_tokens_, h_positions_, h_append_, h_ranges_, h_next_, h_rows_;
+  std::vector<int32_t> h_tokens_, h_positions_, h_append_, h_ranges_, h_next_, h_rows_, h_step_;
   std::vector<int64_t> h_seeds_;
   GenerateStats stats_;
+  bool use_graphs_ = false;
+  // Decode graph per batch size, with the context scratch pointer its kernels captured (split-KV
+  // decode attention keeps partials in ctx.scratch): when other work (a training backward, a
+  // larger batch) has grown the scratch since, the graph would read freed memory, so it is
+  // dropped and captured again.
+  struct DecodeGraph {
+    CudaGraph graph;
+    void* scratch = nullptr;
+  };
+  std::map<int64_t, DecodeGraph> graphs_;
 };
 
 }  // namespace beaver::model

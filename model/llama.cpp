@@ -23,19 +23,25 @@ namespace {
 
 std::string layer_name(int64_t l, const char* leaf) { return cat("model.layers.", l, ".", leaf); }
 
-// Host ↔ device copies of small index tensors (a plain copy on the CPU).
-void upload_i32(const Tensor& dst, std::vector<int32_t>& host, int64_t n) {
-  copy_tensor(dst.slice(0, n), Tensor(host.data(), DType::I32, Shape{n}, Device::CPU));
+// Host ↔ device copies of small index tensors, ordered on the context's stream (a plain copy
+// on the CPU). A download waits for the stream.
+void upload_i32(const Context& ctx, const Tensor& dst, std::vector<int32_t>& host, int64_t n) {
+  ctx.copy(dst.slice(0, n), Tensor(host.data(), DType::I32, Shape{n}, Device::CPU));
 }
-void download_i32(std::vector<int32_t>& host, const Tensor& src) {
+void download_i32(const Context& ctx, std::vector<int32_t>& host, const Tensor& src) {
   host.resize(size_t(src.numel()));
-  copy_tensor(Tensor(host.data(), DType::I32, src.shape, Device::CPU), src);
+  ctx.copy(Tensor(host.data(), DType::I32, src.shape, Device::CPU), src);
+}
+
+// The whole arena as bytes, for a stream-ordered zero fill.
+Tensor arena_bytes(const Arena& a) {
+  return Tensor(a[0].data, DType::U8, Shape{int64_t(a.bytes())}, a.device());
 }
 
 }  // namespace
 
 LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions& opts)
-    : ctx_(&ctx), cfg_(cfg), opts_(opts) {
+    : ctx_(&ctx), cfg_(cfg), opts_(opts), prec_(PrecisionPlan::for_device(ctx.device(), opts.training)) {
   cfg.validate("LlamaModel");  // sizes positive, heads divisible, head_dim even, ...
   H_ = cfg.hidden_size;
   I_ = cfg.intermediate_size;
@@ -55,15 +61,32 @@ LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions&
 
   plan_params();
   params_ = Arena(param_plan_, ctx.device());
-  params_.zero();
+  ctx.zero(arena_bytes(params_));
+  const auto& es = param_plan_.entries();
+  for (size_t i = 0; i < es.size(); ++i) pv_.push_back(params_[i]);
+  if (prec_.working_copy()) {
+    // Same element offsets as the master (flat index i ↔ master element i), so AdamW's lowp
+    // output over the flat vector writes exactly these views.
+    const int64_t n = num_flat();
+    work_buf_ = Buffer(size_t(n) * dtype_size(prec_.work), ctx.device());
+    auto* base = static_cast<uint8_t*>(work_buf_.data());
+    for (size_t i = 0; i < es.size(); ++i)
+      wv_.push_back(Tensor(base + es[i].offset / dtype_size(prec_.master) * dtype_size(prec_.work),
+                           prec_.work,
+                           es[i].shape, ctx.device()));
+    sync_working_params();
+  } else {
+    wv_ = pv_;
+  }
   if (opts.training) {
     grads_ = Arena(param_plan_, ctx.device());
-    grads_.zero();
+    ctx.zero(arena_bytes(grads_));
+    for (size_t i = 0; i < es.size(); ++i) gv_.push_back(grads_[i]);
   }
   plan_acts();
   const std::vector<float> inv = ops::rope_inv_freq(int(hd_), cfg.rope_theta, cfg.rope_scaling);
-  copy_tensor(inv_freq_, Tensor(const_cast<float*>(inv.data()), DType::F32,
-                                Shape{int64_t(inv.size())}, Device::CPU));
+  ctx.copy(inv_freq_, Tensor(const_cast<float*>(inv.data()), DType::F32,
+                             Shape{int64_t(inv.size())}, Device::CPU));
   if (opts.head == Head::Score) ops::fill(ctx, ones_, 1.0f);
   host_ranges_.resize(size_t(opts.max_batch) * 2);
   host_idx_.resize(size_t(opts.max_batch));
@@ -72,7 +95,7 @@ LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions&
 
 void LlamaModel::plan_params() {
   auto add = [&](const std::string& name, Shape s, bool is_norm = false, bool is_bias = false) {
-    const size_t h = param_plan_.add(name, DType::F32, s);
+    const size_t h = param_plan_.add(name, prec_.master, s);
     infos_.push_back(ParamInfo{name, s, is_bias, is_norm});
     index_[name] = h;
   };
@@ -103,7 +126,8 @@ void LlamaModel::plan_acts() {
   ArenaPlan& p = act_plan_;
   std::vector<size_t> resid_h;
   const int64_t n_resid = opts_.training ? L_ + 1 : 1;
-  for (int64_t l = 0; l < n_resid; ++l) resid_h.push_back(p.add(cat("resid.", l), DType::F32, {T, H_}));
+  const DType act = prec_.act;
+  for (int64_t l = 0; l < n_resid; ++l) resid_h.push_back(p.add(cat("resid.", l), act, {T, H_}));
   const bool per_layer = opts_.training && !opts_.recompute;
   struct ActHandles {
     size_t xn1, rstd1, q, k, v, att, lse, hmid, rstd2, xn2, gate, up, act;
@@ -112,42 +136,48 @@ void LlamaModel::plan_acts() {
   for (int64_t l = 0; l < (per_layer ? L_ : 1); ++l) {
     const std::string s = per_layer ? cat(".L", l) : std::string(".shared");
     ah.push_back(ActHandles{
-        p.add("xn1" + s, DType::F32, {T, H_}), p.add("rstd1" + s, DType::F32, {T}),
-        p.add("q" + s, DType::F32, {T, qdim_}), p.add("k" + s, DType::F32, {T, kvdim_}),
-        p.add("v" + s, DType::F32, {T, kvdim_}), p.add("att" + s, DType::F32, {T, qdim_}),
-        p.add("lse" + s, DType::F32, {T * nh_}), p.add("hmid" + s, DType::F32, {T, H_}),
-        p.add("rstd2" + s, DType::F32, {T}), p.add("xn2" + s, DType::F32, {T, H_}),
-        p.add("gate" + s, DType::F32, {T, I_}), p.add("up" + s, DType::F32, {T, I_}),
-        p.add("act" + s, DType::F32, {T, I_})});
+        p.add("xn1" + s, act, {T, H_}), p.add("rstd1" + s, DType::F32, {T}),
+        p.add("q" + s, act, {T, qdim_}), p.add("k" + s, act, {T, kvdim_}),
+        p.add("v" + s, act, {T, kvdim_}), p.add("att" + s, act, {T, qdim_}),
+        p.add("lse" + s, DType::F32, {T * nh_}), p.add("hmid" + s, act, {T, H_}),
+        p.add("rstd2" + s, DType::F32, {T}), p.add("xn2" + s, act, {T, H_}),
+        p.add("gate" + s, act, {T, I_}), p.add("up" + s, act, {T, I_}),
+        p.add("act" + s, act, {T, I_})});
   }
   const size_t h_inv = p.add("rope.inv_freq", DType::F32, {hd_ / 2});
-  const size_t h_proj = p.add("proj_out", DType::F32, {T, H_});
-  const size_t h_xnf = p.add("final.xn", DType::F32, {T, H_});
+  const size_t h_proj = p.add("proj_out", act, {T, H_});
+  const size_t h_xnf = p.add("final.xn", act, {T, H_});
   const size_t h_rstdf = p.add("final.rstd", DType::F32, {T});
-  const size_t h_gath = p.add("final.gathered", DType::F32, {Bm, H_});
+  const size_t h_gath = p.add("final.gathered", act, {Bm, H_});
   std::vector<size_t> bwd;
   if (opts_.training) {
-    bwd = {p.add("grad_act.dresid", DType::F32, {T, H_}),
-           p.add("grad_act.dhmid", DType::F32, {T, H_}),
-           p.add("grad_act.dxn", DType::F32, {T, H_}),
-           p.add("grad_act.dact", DType::F32, {T, I_}),
-           p.add("grad_act.datt", DType::F32, {T, qdim_}),
-           p.add("grad_act.dq", DType::F32, {T, qdim_}),
-           p.add("grad_act.dk", DType::F32, {T, kvdim_}),
-           p.add("grad_act.dv", DType::F32, {T, kvdim_})};
+    bwd = {p.add("grad_act.dresid", act, {T, H_}),
+           p.add("grad_act.dhmid", act, {T, H_}),
+           p.add("grad_act.dxn", act, {T, H_}),
+           p.add("grad_act.dact", act, {T, I_}),
+           p.add("grad_act.datt", act, {T, qdim_}),
+           p.add("grad_act.dq", act, {T, qdim_}),
+           p.add("grad_act.dk", act, {T, kvdim_}),
+           p.add("grad_act.dv", act, {T, kvdim_})};
   }
   std::vector<size_t> head;
   if (opts_.head == Head::LM) {
     int64_t chunk = opts_.logits_chunk_rows;
-    if (chunk <= 0) chunk = std::max<int64_t>(1, (int64_t(64) << 20) / (4 * V_));
+    if (chunk <= 0)
+      chunk = std::max<int64_t>(1, (int64_t(64) << 20) / (int64_t(dtype_size(prec_.logits)) * V_));
     chunk = std::min(chunk, T);
     head = {p.add("lm_head.lse", DType::F32, {T}), p.add("lm_head.logp", DType::F32, {T}),
             p.add("lm_head.targets", DType::I32, {T}), p.add("lm_head.dlogp", DType::F32, {T}),
-            p.add("lm_head.logits_chunk", DType::F32, {chunk, V_})};
+            p.add("lm_head.logits_chunk", prec_.logits, {chunk, V_})};
+    // The two backward GEMMs read the logits' gradient in the activation dtype.
+    if (opts_.training && prec_.logits != act)
+      head.push_back(p.add("lm_head.dlogits_chunk", act, {chunk, V_}));
   } else {
-    head = {p.add("score_head.ones", DType::F32, {T, 1}),
+    // The bias GEMM reads the ones with the master bias (same dtype), writing fp32 scores.
+    head = {p.add("score_head.ones", prec_.master, {T, 1}),
             p.add("score_head.dscores", DType::F32, {T, 1}),
             p.add("score_head.end_index", DType::I32, {Bm})};
+    if (opts_.training && act != DType::F32) head.push_back(p.add("score_head.dscores_act", act, {T, 1}));
   }
 
   acts_arena_ = Arena(p, ctx_->device());
@@ -179,19 +209,28 @@ void LlamaModel::plan_acts() {
     head_targets_ = acts_arena_[head[2]];
     head_dlogp_ = acts_arena_[head[3]];
     logits_chunk_ = acts_arena_[head[4]];
+    dlogits_chunk_ = head.size() > 5 ? acts_arena_[head[5]] : logits_chunk_;
   } else {
     ones_ = acts_arena_[head[0]];
     dscore_ = acts_arena_[head[1]];
     end_idx_ = acts_arena_[head[2]];
+    dscore_act_ = head.size() > 3 ? acts_arena_[head[3]] : dscore_;
   }
 }
 
 std::string LlamaModel::budget() const {
   std::ostringstream os;
-  param_plan_.print_budget(os, cat("parameters (fp32, ", infos_.size(), " tensors)"));
-  if (opts_.training) param_plan_.print_budget(os, "gradients (fp32, same layout)");
-  act_plan_.print_budget(os, cat("activations (max batch ", opts_.max_batch, " x ",
-                                 opts_.max_seq, opts_.training ? "" : ", inference",
+  param_plan_.print_budget(os, cat("parameters (", dtype_name(prec_.master), " master, ",
+                                   infos_.size(), " tensors)"));
+  if (prec_.working_copy())
+    os << "working copy of the parameters (" << dtype_name(prec_.work)
+       << ", same element layout): " << format_bytes(work_buf_.size()) << "\n";
+  if (opts_.training)
+    param_plan_.print_budget(os, cat("gradients (", dtype_name(prec_.grads), ", same layout)"));
+  act_plan_.print_budget(os, cat("activations (", dtype_name(prec_.act), "; rstd, lse f32; ",
+                                 "logits ", dtype_name(prec_.logits), "; max batch ",
+                                 opts_.max_batch, " x ", opts_.max_seq,
+                                 opts_.training ? "" : ", inference",
                                  opts_.recompute ? ", recomputation" : "", ")"));
   return os.str();
 }
@@ -205,24 +244,40 @@ Tensor LlamaModel::param(const std::string& name) const {
   if (it == index_.end())
     BEAVER_FAIL("LlamaModel: no parameter named '", name, "' (",
                 opts_.head == Head::LM ? "LM" : "score", " head, ", L_, " layers)");
-  return params_[it->second];
+  return pv_[it->second];
+}
+
+Tensor LlamaModel::working_param(const std::string& name) const {
+  const auto it = index_.find(name);
+  if (it == index_.end()) BEAVER_FAIL("LlamaModel: no parameter named '", name, "'");
+  return wv_[it->second];
 }
 
 Tensor LlamaModel::grad(const std::string& name) const {
   require_training("grad");
   const auto it = index_.find(name);
   if (it == index_.end()) BEAVER_FAIL("LlamaModel: no gradient for '", name, "'");
-  return grads_[it->second];
+  return gv_[it->second];
 }
 
 Tensor LlamaModel::flat_params() const {
-  return Tensor(params_[0].data, DType::F32, Shape{int64_t(param_plan_.total_bytes() / 4)},
+  return Tensor(params_[0].data, prec_.master, Shape{num_flat()},
                 params_.device());
+}
+
+Tensor LlamaModel::flat_working_params() const {
+  if (!prec_.working_copy()) return Tensor{};
+  return Tensor(work_buf_.data(), prec_.work, Shape{num_flat()},
+                work_buf_.device());
+}
+
+void LlamaModel::sync_working_params() const {
+  if (prec_.working_copy()) ops::convert(*ctx_, flat_params(), flat_working_params());
 }
 
 Tensor LlamaModel::flat_grads() const {
   require_training("flat_grads");
-  return Tensor(grads_[0].data, DType::F32, Shape{int64_t(param_plan_.total_bytes() / 4)},
+  return Tensor(grads_[0].data, prec_.grads, Shape{num_flat()},
                 grads_.device());
 }
 
@@ -231,14 +286,15 @@ std::vector<ops::ParamSegment> LlamaModel::decay_segments(bool decay_norms) cons
   const auto& es = param_plan_.entries();
   for (size_t i = 0; i < es.size(); ++i) {
     if (infos_[i].is_bias || (infos_[i].is_norm && !decay_norms)) continue;
-    segs.push_back(ops::ParamSegment{int64_t(es[i].offset / 4), es[i].shape.numel()});
+    segs.push_back(ops::ParamSegment{int64_t(es[i].offset / dtype_size(prec_.master)),
+                                     es[i].shape.numel()});
   }
   return segs;
 }
 
 void LlamaModel::zero_grads() const {
   require_training("zero_grads");
-  grads_.zero();
+  ctx_->zero(arena_bytes(grads_));
 }
 
 void LlamaModel::init_score_head(uint64_t seed) const {
@@ -246,18 +302,28 @@ void LlamaModel::init_score_head(uint64_t seed) const {
   PhiloxStream rng(seed, 0x5c0e);
   std::vector<float> w(static_cast<size_t>(H_));
   for (auto& x : w) x = 0.02f * rng.normal();
-  copy_tensor(param("score_head.weight"), Tensor(w.data(), DType::F32, Shape{1, H_}, Device::CPU));
-  zero_tensor(param("score_head.bias"));
+  const Tensor dst = param("score_head.weight");
+  if (dst.dtype == DType::F32) {
+    ctx_->copy(dst, Tensor(w.data(), DType::F32, Shape{1, H_}, Device::CPU));
+  } else {  // a bf16 master (inference on CUDA): round on the host
+    BEAVER_CHECK(dst.dtype == DType::BF16, "init_score_head: master dtype ",
+                 dtype_name(dst.dtype), " is not f32 or bf16");
+    std::vector<bf16> wb(w.size());
+    for (size_t i = 0; i < w.size(); ++i) wb[i] = to_bf16(w[i]);
+    ctx_->copy(dst, Tensor(wb.data(), DType::BF16, Shape{1, H_}, Device::CPU));
+  }
+  ctx_->zero(param("score_head.bias"));
+  sync_working_params();
 }
 
-LlamaModel::LayerParams LlamaModel::layer_params(const Arena& arena, int l) const {
+LlamaModel::LayerParams LlamaModel::layer_params(const std::vector<Tensor>& arena, int l) const {
   // Handles follow plan_params(): embed, then 9 per layer.
   const size_t b = 1 + size_t(l) * 9;
   return LayerParams{arena[b], arena[b + 1], arena[b + 2], arena[b + 3], arena[b + 4],
                      arena[b + 5], arena[b + 6], arena[b + 7], arena[b + 8]};
 }
 
-Tensor LlamaModel::lm_weight(const Arena& arena) const {
+Tensor LlamaModel::lm_weight(const std::vector<Tensor>& arena) const {
   return cfg_.tie_word_embeddings ? arena[0] : arena[index_.at("lm_head.weight")];
 }
 
@@ -294,7 +360,9 @@ void LlamaModel::set_batch(const Batch& batch) {
   common_device({&batch.tokens, &batch.ranges, &batch.positions}, op);
   BEAVER_CHECK(batch.tokens.device == ctx_->device(), op, ": batch is on ",
                device_name(batch.tokens.device), ", the model on ", device_name(ctx_->device()));
-  copy_tensor(Tensor(host_ranges_.data(), DType::I32, Shape{B, 2}, Device::CPU), batch.ranges);
+  // Host sync: the ranges are validated on the host (a bad range must not reach a kernel) and
+  // kept for the score head's end indices.
+  ctx_->copy(Tensor(host_ranges_.data(), DType::I32, Shape{B, 2}, Device::CPU), batch.ranges);
   for (int64_t b = 0; b < B; ++b) {
     const int32_t begin = host_ranges_[size_t(2 * b)], end = host_ranges_[size_t(2 * b + 1)];
     BEAVER_CHECK(0 <= begin && begin <= end && end <= S, op, ": row ", b, " has range [", begin,
@@ -319,7 +387,7 @@ void LlamaModel::layer_forward(int l, int64_t T, const Tensor& positions, const 
                                const AttendFn& attend) {
   Context& c = *ctx_;
   const LayerActs& a = acts(l);
-  const LayerParams P = layer_params(params_, l);
+  const LayerParams P = layer_params(wv_, l);
   BEAVER_CHECK(!residual.defined() || resid_out.defined(),
                "layer_forward: a residual input needs somewhere to store the stream");
   const Tensor stream = resid_out.defined() ? resid_out : x;
@@ -347,7 +415,7 @@ void LlamaModel::forward(const Batch& batch, const KvSink& sink) {
   Context& c = *ctx_;
   const int64_t T = T_;
   const Tensor positions = batch.positions.view({T});
-  ops::embedding_fwd(c, batch.tokens.view({T}), params_[0], resid(0).slice(0, T));
+  ops::embedding_fwd(c, batch.tokens.view({T}), wv_[0], resid(0).slice(0, T));
   const AttendFn attend = [&](int l, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& att, const Tensor& lse) {
     train_attend(l, q, k, v, att, lse);
@@ -366,7 +434,7 @@ void LlamaModel::run_layers(int64_t T, const Tensor& positions, const AttendFn& 
                     resid(l).slice(0, T), attend);
   }
   ops::rmsnorm_fwd(*ctx_, proj_out_.slice(0, T), acts(int(L_) - 1).hmid.slice(0, T),
-                   params_[index_.at("model.norm.weight")], eps_, xnf_.slice(0, T),
+                   wv_[index_.at("model.norm.weight")], eps_, xnf_.slice(0, T),
                    resid(int(L_)).slice(0, T), rstdf_.slice(0, T));
 }
 
@@ -390,8 +458,8 @@ void LlamaModel::trunk_backward(const Tensor& dxnf) {
                dact = dact_.slice(0, T), datt = datt_.slice(0, T), dq = dq_.slice(0, T),
                dk = dk_.slice(0, T), dv = dv_.slice(0, T);
   const size_t norm_h = index_.at("model.norm.weight");
-  ops::rmsnorm_bwd(c, dxnf, resid(int(L_)).slice(0, T), params_[norm_h], rstdf_.slice(0, T),
-                   Tensor{}, dresid, grads_[norm_h], true);
+  ops::rmsnorm_bwd(c, dxnf, resid(int(L_)).slice(0, T), wv_[norm_h], rstdf_.slice(0, T),
+                   Tensor{}, dresid, gv_[norm_h], true);
   const AttendFn attend = [&](int l, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& att, const Tensor& lse) {
     train_attend(l, q, k, v, att, lse);
@@ -402,8 +470,8 @@ void LlamaModel::trunk_backward(const Tensor& dxnf) {
     if (opts_.recompute && l != int(L_) - 1)
       layer_forward(l, T, positions, resid(l).slice(0, T), Tensor{}, Tensor{}, attend);
     const LayerActs& a = acts(l);
-    const LayerParams P = layer_params(params_, l);
-    const LayerParams G = layer_params(grads_, l);
+    const LayerParams P = layer_params(wv_, l);
+    const LayerParams G = layer_params(gv_, l);
     const Tensor xn1 = a.xn1.slice(0, T), q = a.q.slice(0, T), k = a.k.slice(0, T),
                  v = a.v.slice(0, T), att = a.att.slice(0, T), hmid = a.hmid.slice(0, T),
                  xn2 = a.xn2.slice(0, T), gate = a.gate.slice(0, T), up = a.up.slice(0, T),
@@ -436,7 +504,7 @@ void LlamaModel::trunk_backward(const Tensor& dxnf) {
     ops::rmsnorm_bwd(c, dxn, resid(l).slice(0, T), P.in_norm, a.rstd1.slice(0, T), dhmid, dresid,
                      G.in_norm, true);
   }
-  ops::embedding_bwd(c, batch_.tokens.view({T}), dresid, grads_[0], true);
+  ops::embedding_bwd(c, batch_.tokens.view({T}), dresid, gv_[0], true);
   have_forward_ = false;
 }
 
@@ -446,7 +514,7 @@ void LlamaModel::logits(const Tensor& out) {
   BEAVER_CHECK(opts_.head == Head::LM, "LlamaModel::logits: this model has a score head");
   require_forward("logits");
   expect_shape(out, {B_, S_, V_}, "LlamaModel::logits", "out");
-  ops::linear_fwd(*ctx_, xnf_.slice(0, T_), lm_weight(params_), out.view({T_, V_}));
+  ops::linear_fwd(*ctx_, xnf_.slice(0, T_), lm_weight(wv_), out.view({T_, V_}));
 }
 
 void LlamaModel::logits_at(const Tensor& rows, const Tensor& out) {
@@ -459,13 +527,14 @@ void LlamaModel::logits_at(const Tensor& rows, const Tensor& out) {
   expect_shape(out, {n, V_}, "LlamaModel::logits_at", "out");
   // The embedding lookup doubles as a row gather (it checks every index against T).
   ops::embedding_fwd(*ctx_, rows, xnf_.slice(0, T_), gath_.slice(0, n));
-  ops::linear_fwd(*ctx_, gath_.slice(0, n), lm_weight(params_), out);
+  ops::linear_fwd(*ctx_, gath_.slice(0, n), lm_weight(wv_), out);
 }
 
 void LlamaModel::lm_chunks(bool backward, const Tensor& dlogp) {
   Context& c = *ctx_;
-  const Tensor W = lm_weight(params_);
+  const Tensor W = lm_weight(wv_);
   const int64_t C = logits_chunk_.size(0);
+  const bool round_dlogits = dlogits_chunk_.data != logits_chunk_.data;
   for (int64_t r0 = 0; r0 < T_; r0 += C) {
     const int64_t r1 = std::min(T_, r0 + C);
     const Tensor x = xnf_.slice(r0, r1), lg = logits_chunk_.slice(0, r1 - r0),
@@ -475,8 +544,10 @@ void LlamaModel::lm_chunks(bool backward, const Tensor& dlogp) {
       ops::logprob_fwd(c, lg, tg, head_logp_.slice(r0, r1), lse);
     } else {
       ops::logprob_bwd(c, lg, tg, lse, dlogp.slice(r0, r1), lg);  // dlogits overwrite logits
-      ops::linear_bwd_input(c, lg, W, dxn_.slice(r0, r1), false);
-      ops::linear_bwd_weight(c, lg, x, lm_weight(grads_), true);
+      const Tensor dlg = round_dlogits ? dlogits_chunk_.slice(0, r1 - r0) : lg;
+      if (round_dlogits) ops::convert(c, lg, dlg);
+      ops::linear_bwd_input(c, dlg, W, dxn_.slice(r0, r1), false);
+      ops::linear_bwd_weight(c, dlg, x, lm_weight(gv_), true);
     }
   }
 }
@@ -487,11 +558,11 @@ void LlamaModel::token_logprobs(const Tensor& targets, const Tensor& logp) {
   require_forward("token_logprobs");
   expect_shape(targets, {B_, S_}, op, "targets");
   expect_dtype(targets, DType::I32, op, "targets");
-  copy_tensor(head_targets_.slice(0, T_), targets.view({T_}));
+  ctx_->copy(head_targets_.slice(0, T_), targets.view({T_}));
   lm_chunks(false, Tensor{});
   if (logp.defined()) {
     expect_shape(logp, {B_, S_}, op, "logp");
-    copy_tensor(logp.view({T_}), head_logp_.slice(0, T_));
+    ctx_->copy(logp.view({T_}), head_logp_.slice(0, T_));
   }
 }
 
@@ -505,8 +576,10 @@ void LlamaModel::token_logprobs_backward(const Tensor& dlogp) {
 
 double LlamaModel::cross_entropy(const Tensor& targets) {
   token_logprobs(targets, Tensor{});
-  download_i32(host_targets_, head_targets_.slice(0, T_));
-  host_f32_ = to_host_f32(head_logp_.slice(0, T_));
+  // Host sync: the loss is a host number.
+  download_i32(*ctx_, host_targets_, head_targets_.slice(0, T_));
+  host_f32_.resize(size_t(T_));
+  ctx_->copy(Tensor(host_f32_.data(), DType::F32, Shape{T_}, Device::CPU), head_logp_.slice(0, T_));
   double sum = 0.0;
   int64_t n = 0;
   for (int64_t t = 0; t < T_; ++t) {
@@ -525,8 +598,8 @@ void LlamaModel::cross_entropy_backward(float scale) {
   const float g = -scale / float(ce_count_);
   for (int64_t t = 0; t < T_; ++t)
     if (host_targets_[size_t(t)] != ops::kIgnoreIndex) host_f32_[size_t(t)] = g;
-  copy_tensor(head_dlogp_.slice(0, T_),
-              Tensor(host_f32_.data(), DType::F32, Shape{T_}, Device::CPU));
+  ctx_->copy(head_dlogp_.slice(0, T_),
+             Tensor(host_f32_.data(), DType::F32, Shape{T_}, Device::CPU));
   ce_count_ = 0;
   token_logprobs_backward(head_dlogp_.slice(0, T_).view({B_, S_}));
 }
@@ -540,7 +613,7 @@ void LlamaModel::scores(const Tensor& scores, const Tensor& end_scores) {
   expect_shape(scores, {B_, S_}, op, "scores");
   Context& c = *ctx_;
   const Tensor sc = scores.view({T_, 1});
-  ops::linear_fwd(c, xnf_.slice(0, T_), param("score_head.weight"), sc);
+  ops::linear_fwd(c, xnf_.slice(0, T_), working_param("score_head.weight"), sc);
   // + bias: a K = 1 GEMM with a column of ones, so no broadcast op is needed.
   ops::gemm(c, ones_.slice(0, T_), false, param("score_head.bias").view({1, 1}), false, sc, 1.0f,
             1.0f);
@@ -552,7 +625,7 @@ void LlamaModel::scores(const Tensor& scores, const Tensor& end_scores) {
                    ")): it has no end score");
       host_idx_[size_t(b)] = int32_t(b * S_ + end - 1);
     }
-    upload_i32(end_idx_, host_idx_, B_);
+    upload_i32(c, end_idx_, host_idx_, B_);
     ops::embedding_fwd(c, end_idx_.slice(0, B_), sc, end_scores.view({B_, 1}));
   }
 }
@@ -566,7 +639,7 @@ void LlamaModel::scores_backward(const Tensor& dscores, const Tensor& dend_score
   const Tensor ds = dscore_.slice(0, T_);
   if (dscores.defined()) {
     expect_shape(dscores, {B_, S_}, op, "dscores");
-    copy_tensor(ds, dscores.view({T_, 1}));
+    c.copy(ds, dscores.view({T_, 1}));
   } else {
     ops::fill(c, ds, 0.0f);
   }
@@ -577,15 +650,19 @@ void LlamaModel::scores_backward(const Tensor& dscores, const Tensor& dend_score
       BEAVER_CHECK(end > begin, op, ": row ", b, " is empty: it has no end score");
       host_idx_[size_t(b)] = int32_t(b * S_ + end - 1);
     }
-    upload_i32(end_idx_, host_idx_, B_);
+    upload_i32(c, end_idx_, host_idx_, B_);
     // Scatter-add of the end-score gradients into their positions (deterministic).
     ops::embedding_bwd(c, end_idx_.slice(0, B_), dend_scores.view({B_, 1}), ds, true);
   }
   const Tensor x = xnf_.slice(0, T_);
-  ops::linear_bwd_weight(c, ds, x, grad("score_head.weight"), true);
+  // The weight GEMMs read the score gradient in the activation dtype; the bias gradient
+  // (fp32 ones) reads it in fp32.
+  const Tensor dsa = dscore_act_.slice(0, T_);
+  if (dsa.data != ds.data) ops::convert(c, ds, dsa);
+  ops::linear_bwd_weight(c, dsa, x, grad("score_head.weight"), true);
   ops::gemm(c, ds, true, ones_.slice(0, T_), false, grad("score_head.bias").view({1, 1}), 1.0f,
             1.0f);
-  ops::linear_bwd_input(c, ds, param("score_head.weight"), dxn_.slice(0, T_), false);
+  ops::linear_bwd_input(c, dsa, working_param("score_head.weight"), dxn_.slice(0, T_), false);
   trunk_backward(dxn_.slice(0, T_));
 }
 
@@ -608,7 +685,7 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
                cache.k.size(), "/", cache.v.size(), " layers, the model ", L_);
   Context& c = *ctx_;
   have_forward_ = false;
-  ops::embedding_fwd(c, tokens, params_[0], resid(0).slice(0, B));
+  ops::embedding_fwd(c, tokens, wv_[0], resid(0).slice(0, B));
   const AttendFn attend = [&](int l, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& att, const Tensor& lse) {
     (void)lse;
@@ -618,7 +695,7 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
                           att.view({B, nh_, hd_}));
   };
   run_layers(B, positions, attend);
-  ops::linear_fwd(c, xnf_.slice(0, B), lm_weight(params_), out_logits);
+  ops::linear_fwd(c, xnf_.slice(0, B), lm_weight(wv_), out_logits);
 }
 
 std::vector<int32_t> next_token_targets(const std::vector<int32_t>& tokens,

@@ -3,12 +3,19 @@
 // score head (Linear(H, 1) with bias, safe-rlhf.md section 2). Only the head differs.
 //
 // Memory is explicit and planned at construction for a maximum batch (B, S):
-//   params  one Arena, fp32 on the CPU, HF tensor names (model.embed_tokens.weight, ...);
+//   params  one Arena of master parameters (fp32; bf16 for a CUDA model built for inference
+//           only, which then has no separate working copy), HF tensor names;
+//   work    on CUDA, a bf16 working copy of the params with the same element offsets
+//           (flat_working_params), which is what the ops read; on the CPU the ops read the
+//           master directly. AdamW writes it as its lowp output; after writing the master any
+//           other way call sync_working_params();
 //   grads   a second Arena with the same plan (same offsets), so AdamW and the gradient norm
 //           run over one flat vector each (flat_params / flat_grads; the 256-byte alignment
 //           gaps between tensors are zero in both and stay zero);
 //   acts    one Arena for activations, backward buffers and head buffers.
-// The three budgets are logged at construction.
+// Every dtype comes from the PrecisionPlan of the context's device (model/precision.h): fp32
+// everywhere on the CPU; bf16 activations and working params with fp32 master, grads, rstd,
+// lse and logits on CUDA. The budgets (with their dtypes) are logged at construction.
 //
 // Training forward over a padded batch: tokens i32 [B,S], ranges i32 [B,2] (valid tokens
 // [begin, end) of each row: right padding has end < S, left padding begin > 0) and positions
@@ -40,6 +47,7 @@
 #include "csrc/context.h"
 #include "csrc/ops/adamw.h"
 #include "model/config.h"
+#include "model/precision.h"
 
 namespace beaver::model {
 
@@ -89,6 +97,7 @@ class LlamaModel {
   const LlamaOptions& options() const { return opts_; }
   Head head() const { return opts_.head; }
   Context& context() const { return *ctx_; }
+  const PrecisionPlan& precision() const { return prec_; }
   int64_t num_layers() const { return L_; }
   int64_t num_kv_heads() const { return nkv_; }
   int64_t head_dim() const { return hd_; }
@@ -99,10 +108,19 @@ class LlamaModel {
   // ---- parameters and gradients ---------------------------------------------------------------
   const std::vector<ParamInfo>& params() const { return infos_; }
   bool has_param(const std::string& name) const;
-  Tensor param(const std::string& name) const;  // throws naming the missing parameter
+  Tensor param(const std::string& name) const;  // master; throws naming the missing one
+  Tensor working_param(const std::string& name) const;  // what the ops read (= param on CPU)
   Tensor grad(const std::string& name) const;   // training only
-  Tensor flat_params() const;                   // f32 [N] over the whole params arena
-  Tensor flat_grads() const;                    // f32 [N], same layout
+  // The master params as one vector [N] (f32; bf16 for a CUDA inference model) over the whole
+  // params arena, and the grads (f32 [N], same layout).
+  Tensor flat_params() const;
+  Tensor flat_grads() const;
+  // The working copy as one vector [N] in the plan's work dtype, same layout (AdamW's lowp
+  // output); undefined when the plan has no working copy (CPU).
+  Tensor flat_working_params() const;
+  // Working copy = master rounded (nearest-even); a no-op without a working copy. The loader
+  // and init_score_head call it; so must anything else that writes master params directly.
+  void sync_working_params() const;
   // Offsets (in elements of the flat vectors) of the tensors that get weight decay: every
   // parameter except biases; norm weights too unless decay_norms is false. (safe-rlhf
   // excludes names containing "bias" or "LayerNorm.weight", which LLaMA's RMSNorm weights
@@ -116,7 +134,8 @@ class LlamaModel {
   // Embedding, all layers and the final norm; keeps what the backward needs.
   void forward(const Batch& batch, const KvSink& sink = {});
   // Residual stream entering layer l ([B,S,H] of the last forward), l in [0, L]: l = 0 is the
-  // embedding output, l = L the stream before the final norm (training only).
+  // embedding output, l = L the stream before the final norm (training only). Activations
+  // are in precision().act (bf16 on CUDA).
   Tensor hidden(int l) const;
   // Output of the final norm [B,S,H].
   Tensor final_hidden() const;
@@ -164,9 +183,12 @@ class LlamaModel {
                                       const Tensor& v, const Tensor& att, const Tensor& lse)>;
 
   void plan_params();
+  int64_t num_flat() const {
+    return int64_t(param_plan_.total_bytes() / dtype_size(prec_.master));
+  }
   void plan_acts();
-  LayerParams layer_params(const Arena& arena, int l) const;
-  Tensor lm_weight(const Arena& arena) const;
+  LayerParams layer_params(const std::vector<Tensor>& views, int l) const;
+  Tensor lm_weight(const std::vector<Tensor>& views) const;
   const LayerActs& acts(int l) const;
   Tensor resid(int l) const;
   void set_batch(const Batch& batch);
@@ -187,6 +209,7 @@ class LlamaModel {
   Context* ctx_;
   LlamaConfig cfg_;
   LlamaOptions opts_;
+  PrecisionPlan prec_;
   int64_t H_, I_, L_, nh_, nkv_, hd_, V_, qdim_, kvdim_;
   float eps_, scale_;
 
@@ -194,6 +217,8 @@ class LlamaModel {
   std::map<std::string, size_t> index_;  // name → plan handle (= index into infos_)
   ArenaPlan param_plan_, act_plan_;
   Arena params_, grads_, acts_arena_;
+  Buffer work_buf_;                    // working copy (empty without one)
+  std::vector<Tensor> pv_, wv_, gv_;   // per-parameter views: master, working, grads
   std::vector<LayerActs> layer_acts_;
   std::vector<Tensor> resid_;
   Tensor inv_freq_, proj_out_, xnf_, rstdf_, gath_;
@@ -201,8 +226,10 @@ class LlamaModel {
   Tensor dresid_, dhmid_, dxn_, dact_, datt_, dq_, dk_, dv_;
   // LM head
   Tensor head_lse_, head_logp_, head_targets_, head_dlogp_, logits_chunk_;
+  Tensor dlogits_chunk_;  // = logits_chunk_ unless the logits dtype differs from the acts'
   // score head
   Tensor ones_, dscore_, end_idx_;
+  Tensor dscore_act_;     // = dscore_ unless the acts are not fp32
 
   // The current batch (views of the caller's tensors) and host copies of its ranges.
   int64_t B_ = 0, S_ = 0, T_ = 0;

@@ -17,10 +17,10 @@ bool is_beaver_dir(const std::string& dir) {
   return std::filesystem::exists(std::filesystem::path(dir) / "beaver.json");
 }
 
-// Stored tensor → fp32 host tensor of the stored shape.
-OwnedTensor to_f32(const SafeTensorInfo& t) {
-  OwnedTensor out(DType::F32, Shape(t.shape));
-  convert_float_bytes(t, DType::F32,
+// Stored tensor → host tensor of the stored shape in dtype d (the model's master dtype).
+OwnedTensor to_dtype(const SafeTensorInfo& t, DType d) {
+  OwnedTensor out(d, Shape(t.shape));
+  convert_float_bytes(t, d,
                       std::span<uint8_t>(static_cast<uint8_t*>(out.view().data), out.view().nbytes()));
   return out;
 }
@@ -81,20 +81,24 @@ LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_he
     const bool score_param = p.name.rfind("score_head.", 0) == 0;
     if (score_param && rep.stored_kind == ModelKind::CausalLM) continue;  // fresh below
     const SafeTensorInfo& t = stored(p.name);
-    const OwnedTensor host = to_f32(t);
+    const OwnedTensor host = to_dtype(t, m.param(p.name).dtype);
     const bool vocab_rows = p.name == "model.embed_tokens.weight" || p.name == "lm_head.weight";
     if (vocab_rows && rep.added_vocab_rows > 0) {
-      grow_rows_with_mean(host, m.param(p.name));
+      const OwnedTensor grown(m.param(p.name).dtype, p.shape);
+      grow_rows_with_mean(host, grown);
+      m.context().copy(m.param(p.name), grown);
     } else {
       BEAVER_CHECK(Shape(t.shape) == p.shape, dir, ": tensor ", p.name, " has shape ",
                    Shape(t.shape).str(), ", the model expects ", p.shape.str());
-      copy_tensor(m.param(p.name), host);
+      // Ordered on the model's stream (a CUDA model's master params live on the device).
+      m.context().copy(m.param(p.name), host);
     }
   }
   if (!lm_model && rep.stored_kind == ModelKind::CausalLM) {
     m.init_score_head(score_head_seed);
     rep.fresh_score_head = true;
   }
+  m.sync_working_params();  // the bf16 working copy of a CUDA model (no-op on the CPU)
   log_info("loaded ", m.params().size(), " tensors from ", dir, " (", rep.source, ")",
            rep.fresh_score_head ? ", fresh score head" : "",
            rep.added_vocab_rows > 0 ? cat(", ", rep.added_vocab_rows, " vocabulary rows added")
@@ -104,6 +108,7 @@ LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_he
 
 void save_weights(const LlamaModel& m, const std::string& dir, DType dtype,
                   const std::string& tokenizer_dir) {
+  m.context().synchronize();  // the master params are read back through the legacy stream
   std::vector<TensorSource> sources;
   for (const auto& p : m.params()) sources.push_back(tensor_source(p.name, m.param(p.name)));
   const ModelKind kind = m.head() == Head::LM ? ModelKind::CausalLM : ModelKind::ScoreModel;

@@ -1,6 +1,7 @@
 // Filling a LlamaModel from a checkpoint folder (and writing one back): a Beaver checkpoint (beaver.json) or a
 // Hugging Face LLaMA folder (any of the layouts model/checkpoint.h reads). Stored tensors of
-// any float dtype are converted to the model's fp32.
+// any float dtype are converted to the model's master parameters (fp32; bf16 for a CUDA
+// inference model), on the model's device (a CUDA model's bf16 working copy is refreshed).
 //
 // What may differ between the folder and the model:
 //   - a score model built from a causal-LM checkpoint: the LM head is dropped and the score

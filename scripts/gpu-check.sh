@@ -97,8 +97,12 @@ fi
 for bin in "$build"/bench_*; do
   [[ -x "$bin" ]] || continue
   name=$(basename "$bin")
-  if ! "$bin" --benchmark_filter='^gpu_' --benchmark_repetitions="$reps" \
-       --benchmark_report_aggregates_only=true --benchmark_min_time=0.05 \
+  # bench_model's cases are whole generate runs (hundreds of decode steps, a 7B model built
+  # per case): one repetition each keeps gpu-check within its time budget.
+  r=$reps agg=true
+  [[ "$name" == bench_model ]] && r=1 agg=false
+  if ! "$bin" --benchmark_filter='^gpu_' --benchmark_repetitions="$r" \
+       --benchmark_report_aggregates_only="$agg" --benchmark_min_time=0.05 \
        --benchmark_out="$out/$name.json" --benchmark_out_format=json \
        >"$out/$name.txt" 2>&1; then
     status=1
@@ -114,6 +118,15 @@ if ! python3 "$root/bench/torch_baselines.py" --json "$out/torch.json" >"$out/to
 fi
 stamp "baselines done"
 
+# HF transformers generate on the LLaMA-7B shapes of bench_model (random bf16 weights), printed
+# beside Beaver's rows.
+if ! python3 "$root/bench/hf_generate_baseline.py" --json "$out/hf_generate.json" \
+     --beaver "$out/bench_model.json" >"$out/hf_generate.txt" 2>&1; then
+  tail -20 "$out/hf_generate.txt"
+  stamp "HF generate baseline FAILED (log: $out/hf_generate.txt)"
+fi
+stamp "HF generate baseline done"
+
 if ! python3 "$root/bench/torch_attention_baseline.py" >"$out/torch_attention.txt" 2>&1; then
   tail -20 "$out/torch_attention.txt"
   stamp "attention baselines FAILED (log: $out/torch_attention.txt)"
@@ -123,6 +136,7 @@ stamp "attention baselines done"
 # ---- 6. the compact table (last) -------------------------------------------------------------
 cat "$out/torch_attention.txt"
 python3 "$root/bench/summarize.py" "$out" | tee "$out/table.txt"
+cat "$out/hf_generate.txt" 2>/dev/null | tee -a "$out/table.txt"
 if [[ -n "${OUT:-}" ]]; then
   tar -czf "$OUT/gpu-check.tar.gz" -C "$out" .
   cp "$out/table.txt" "$OUT/table.txt"

@@ -18,13 +18,15 @@ safetensors with an index in gqa_sharded/. mha/ carries a sentencepiece tokenize
 (decoder + Linear(H, 1, bias)) with its end scores on the batch and the gradients of
 sum_b c_b * end_score_b.
 
-Run from the repository root: python3 tools/make_golden.py   (PyTorch + transformers)
+Run from the repository root: python3 tools/make_golden.py [NAME ...]  (PyTorch +
+transformers; names select fixtures, none = all)
 """
 import io
 import json
 import os
 import random
 import shutil
+import sys
 from collections import OrderedDict
 
 import torch
@@ -58,6 +60,19 @@ FIXTURES = {
                                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                       "original_max_position_embeddings": 64},
                         rms_norm_eps=1e-5, seed=13, embed_std=0.3),
+    # (d), (e) head_dim 64 and 128, the sizes the CUDA attention kernels take (the GPU tests
+    # run the model on these): GQA untied, and MHA tied with llama3 scaling.
+    "cuda_gqa": dict(hidden_size=128, intermediate_size=176, num_hidden_layers=2,
+                     num_attention_heads=2, num_key_value_heads=1, vocab_size=151,
+                     tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=None,
+                     rms_norm_eps=1e-5, seed=14),
+    "cuda_tied": dict(hidden_size=128, intermediate_size=160, num_hidden_layers=2,
+                      num_attention_heads=1, num_key_value_heads=1, vocab_size=200,
+                      tie_word_embeddings=True, rope_theta=500000.0,
+                      rope_scaling={"rope_type": "llama3", "factor": 4.0,
+                                    "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                    "original_max_position_embeddings": 64},
+                      rms_norm_eps=1e-5, seed=15, embed_std=0.3),
 }
 
 
@@ -291,7 +306,9 @@ def score_golden(name, cfg, md, inputs):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for name, cfg in FIXTURES.items():
+    names = sys.argv[1:] or list(FIXTURES)
+    for name in names:
+        cfg = FIXTURES[name]
         sd, md, inputs = make(name, cfg)
         if name == "mha":
             train_tokenizer(os.path.join(OUT, name, "tokenizer.model"), cfg["vocab_size"])
