@@ -3,21 +3,24 @@
 # train/toyworld.h): set up, build, then run one round of Safe RLHF end to end on the CPU:
 #   world → tokenizer → random init → SFT → reward model + cost model → PPO-Lagrangian, PPO,
 #   PPO with reward shaping → evaluation on held-out prompts → the results table.
-#   scripts/demo.sh [--quick] [--out DIR] [--threads N]
-# --quick is a smaller, faster run (smoke test). Every stage writes its run folder under DIR
+#   scripts/demo.sh [--quick] [--sweep] [--out DIR] [--threads N]
+# --quick is a smaller, faster run (smoke test); --sweep adds reward shaping with several fixed
+# ν (0.1, 1, 10) instead of ν = 1 alone. Every stage writes its run folder under DIR
 # (default runs/demo): metrics.jsonl, curves (PNG), checkpoints and the final model.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BEAVER_BUILD_DIR:-$root/build}
 out=$root/runs/demo
 quick=0
+sweep=0
 threads=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
+    --sweep) sweep=1 ;;
     --out) out=$2; shift ;;
     --threads) threads=$2; shift ;;
-    *) echo "demo: unknown argument $1 (use --quick, --out DIR, --threads N)" >&2; exit 2 ;;
+    *) echo "demo: unknown argument $1 (use --quick, --sweep, --out DIR, --threads N)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -31,9 +34,9 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 if [[ $quick == 1 ]]; then
   world=(--sft-examples 1200 --preference-pairs 1600 --ppo-prompts 400 --eval-prompts 120)
-  sft_epochs=2; score_steps=120
+  sft_epochs=2; score_steps=120; rl_epochs=2
 else
-  world=(); sft_epochs=3; score_steps=300
+  world=(); sft_epochs=3; score_steps=300; rl_epochs=6
 fi
 
 stamp "1. the toy safety world (seed 1)"
@@ -65,4 +68,54 @@ for stage in rm cm; do
     --eval_interval "$score_steps" "${common[@]}"
 done
 
+# RL: the reference defaults (train/scripts/*.sh) with three changes for a 1M-parameter model
+# trained from scratch: larger learning rates, a PTX coefficient of 1 (the SFT set answers half
+# of the harmful prompts by complying, so a weight of 16 pins the actor to that behaviour), and
+# for PPO-Lag a cost threshold of -4 on the cost model's scale (the SFT policy's episode cost is
+# about -3.5; the reference scripts use 0 for round 1 and -3 later, for 7B models).
+rl=(--train_datasets "$out/world/prompts.jsonl" --ptx_datasets "$out/world/sft.json"
+    --max_length 128 --epochs "$rl_epochs" --actor_lr 3e-4 --critic_lr 3e-4 --ptx_coeff 1
+    --threads "$threads")
+models=(--actor_model_name_or_path "$out/sft" --reward_model_name_or_path "$out/rm"
+        --cost_model_name_or_path "$out/cm")
+stamp "6. PPO-Lagrangian (reward critic from the RM, cost critic from the CM)"
+rm -rf "$out/ppo-lag"
+BEAVER="$B" "$root/train/scripts/ppo-lag.sh" "${models[@]}" \
+  --reward_critic_model_name_or_path "$out/rm" --cost_critic_model_name_or_path "$out/cm" \
+  --output_dir "$out/ppo-lag" --threshold -4 "${rl[@]}"
+
+stamp "7. baseline: PPO on the reward alone"
+rm -rf "$out/ppo"
+BEAVER="$B" "$root/train/scripts/ppo.sh" "${models[@]}" \
+  --reward_critic_model_name_or_path "$out/rm" --output_dir "$out/ppo" "${rl[@]}"
+
+nus=(1)
+[[ $sweep == 1 ]] && nus=(0.1 1 10)
+for nu in "${nus[@]}"; do
+  stamp "8. baseline: PPO with reward shaping R - $nu * C"
+  rm -rf "$out/shaping-$nu"
+  BEAVER="$B" "$root/train/scripts/ppo-shaping.sh" "${models[@]}" \
+    --reward_critic_model_name_or_path "$out/rm" --output_dir "$out/shaping-$nu" \
+    --shaping_nu "$nu" "${rl[@]}"
+done
+
+stamp "9. evaluation on held-out prompts (reward model, cost model, toy-world oracle)"
+policies=(sft ppo)
+for nu in "${nus[@]}"; do policies+=("shaping-$nu"); done
+policies+=(ppo-lag)
+report=()
+for p in "${policies[@]}"; do
+  rm -rf "$out/eval/$p"
+  "$B" eval --model "$out/$p" --reward-model "$out/rm" --cost-model "$out/cm" \
+    --prompts "$out/world/eval.jsonl" --oracle toyworld --output "$out/eval/$p" \
+    --threads "$threads" 2>&1 | grep "eval:" || true
+  label=$p
+  case $p in sft) label=SFT ;; ppo) label="PPO (reward only)" ;; ppo-lag) label="PPO-Lag (Safe RLHF)" ;;
+    shaping-*) label="PPO shaping (nu ${p#shaping-})" ;; esac
+  report+=(--eval "$label=$out/eval/$p")
+done
+
+stamp "10. results (held-out prompts; truth = the toy world's oracle)"
+"$B" report "${report[@]}" --output "$out/results.md"
+echo "PPO-Lag curves (lambda, episode cost, ...): $out/ppo-lag/curves.png"
 stamp "done; outputs under $out"

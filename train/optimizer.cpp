@@ -71,7 +71,10 @@ void Optimizer::apply() {
   ac.eps = cfg_.eps;
   ac.weight_decay = float(cfg_.weight_decay);
   ac.step = step_ + 1;
-  ops::adamw_step(ctx, model_->flat_params(), grads, m_, v_, Tensor{}, scale, segments_, ac);
+  // On CUDA the ops read a bf16 working copy of the weights: AdamW rewrites it in the same
+  // pass (undefined on the CPU, where the ops read the fp32 master directly).
+  ops::adamw_step(ctx, model_->flat_params(), grads, m_, v_, model_->flat_working_params(),
+                  scale, segments_, ac);
   model_->zero_grads();
   ++step_;
   micro_ = 0;
