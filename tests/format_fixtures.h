@@ -15,6 +15,8 @@
 
 #include "csrc/error.h"
 
+#include "testutil.h"
+
 namespace beaver::test {
 
 class TempDir {
@@ -61,20 +63,6 @@ inline std::vector<uint8_t> raw_safetensors(const std::string& header, size_t bu
   b.insert(b.end(), header.begin(), header.end());
   for (size_t i = 0; i < buffer_bytes; ++i) b.push_back(uint8_t(i * 7 + 1));
   return b;
-}
-
-// Runs f, expects beaver::Error, and checks every substring occurs in the message.
-template <typename F>
-void expect_error(F&& f, std::initializer_list<std::string> substrings) {
-  try {
-    f();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    for (const auto& s : substrings)
-      EXPECT_NE(msg.find(s), std::string::npos) << "message lacks '" << s << "': " << msg;
-    return;
-  }
-  ADD_FAILURE() << "expected beaver::Error";
 }
 
 }  // namespace beaver::test

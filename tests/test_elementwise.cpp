@@ -14,17 +14,7 @@ namespace {
 
 using test::random_tensor;
 using test::to_double;
-
-template <typename F>
-void expect_error(F&& f, std::initializer_list<std::string_view> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a beaver::Error";
-  } catch (const Error& e) {
-    const std::string m = e.what();
-    for (auto p : parts) EXPECT_NE(m.find(p), std::string::npos) << "'" << p << "' not in: " << m;
-  }
-}
+using test::expect_error;
 
 TEST(Elementwise, ConvertBetweenAllFloatDtypes) {
   Context ctx = Context::cpu(2);

@@ -9,6 +9,7 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "csrc/context.h"
@@ -105,6 +106,20 @@ inline std::vector<double> finite_diff(const std::function<double(const std::vec
     g[i] = (fp - fm) / (2 * h);
   }
   return g;
+}
+
+// Runs f and expects a beaver::Error whose message contains every one of `parts` (the op, the
+// argument, the problem). `parts` is a braced list or any range of strings.
+template <typename F, typename Parts = std::initializer_list<std::string_view>>
+void expect_error(F&& f, const Parts& parts) {
+  try {
+    f();
+    ADD_FAILURE() << "expected a beaver::Error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    for (const auto& p : parts)
+      EXPECT_NE(m.find(std::string_view(p)), std::string::npos) << "'" << p << "' not in: " << m;
+  }
 }
 
 // Skips the current test, with the reason, when no CUDA device is usable.
