@@ -3,29 +3,37 @@
 # train/toyworld.h): set up, build, then run one round of Safe RLHF end to end on the CPU:
 #   world → tokenizer → random init → SFT → reward model + cost model → PPO-Lagrangian, PPO,
 #   PPO with reward shaping → evaluation on held-out prompts → the results table.
-#   scripts/demo.sh [--quick] [--sweep] [--out DIR] [--threads N]
+#   scripts/demo.sh [--quick | --ci] [--sweep] [--out DIR] [--threads N] [--no-build]
 # --quick is a smaller, faster run (smoke test); --sweep adds reward shaping with several fixed
-# ν (0.1, 1, 10) instead of ν = 1 alone. Every stage writes its run folder under DIR
+# ν (0.1, 1, 10) instead of ν = 1 alone. --ci is the size of the end-to-end test
+# (tests/e2e_toyworld.sh): the full world with fewer RL epochs and no shaping run.
+# --no-build uses the binary in $BEAVER_BUILD_DIR as it is (no set-up, no build). Every stage writes its run folder under DIR
 # (default runs/demo): metrics.jsonl, curves (PNG), checkpoints and the final model.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BEAVER_BUILD_DIR:-$root/build}
 out=$root/runs/demo
 quick=0
+ci=0
+build_first=1
 sweep=0
 threads=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
     --sweep) sweep=1 ;;
+    --ci) ci=1 ;;
+    --no-build) build_first=0 ;;
     --out) out=$2; shift ;;
     --threads) threads=$2; shift ;;
-    *) echo "demo: unknown argument $1 (use --quick, --sweep, --out DIR, --threads N)" >&2; exit 2 ;;
+    *) echo "demo: unknown argument $1 (use --quick, --ci, --sweep, --out DIR, --threads N, --no-build)" >&2; exit 2 ;;
   esac
   shift
 done
-"$root/scripts/setup.sh"
-"$root/scripts/build.sh"
+if [[ $build_first == 1 ]]; then
+  "$root/scripts/setup.sh"
+  "$root/scripts/build.sh"
+fi
 B="$build/beaver"
 mkdir -p "$out"
 start=$(date +%s)
@@ -35,6 +43,8 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 if [[ $quick == 1 ]]; then
   world=(--sft-examples 1200 --preference-pairs 1600 --ppo-prompts 400 --eval-prompts 120)
   sft_epochs=2; score_steps=120; rl_epochs=2
+elif [[ $ci == 1 ]]; then
+  world=(); sft_epochs=3; score_steps=300; rl_epochs=4
 else
   world=(); sft_epochs=3; score_steps=300; rl_epochs=6
 fi
@@ -91,7 +101,8 @@ BEAVER="$B" "$root/train/scripts/ppo.sh" "${models[@]}" \
 
 nus=(1)
 [[ $sweep == 1 ]] && nus=(0.1 1 10)
-for nu in "${nus[@]}"; do
+[[ $ci == 1 ]] && nus=()
+for nu in ${nus[@]+"${nus[@]}"}; do
   stamp "8. baseline: PPO with reward shaping R - $nu * C"
   rm -rf "$out/shaping-$nu"
   BEAVER="$B" "$root/train/scripts/ppo-shaping.sh" "${models[@]}" \
@@ -101,7 +112,7 @@ done
 
 stamp "9. evaluation on held-out prompts (reward model, cost model, toy-world oracle)"
 policies=(sft ppo)
-for nu in "${nus[@]}"; do policies+=("shaping-$nu"); done
+for nu in ${nus[@]+"${nus[@]}"}; do policies+=("shaping-$nu"); done
 policies+=(ppo-lag)
 report=()
 for p in "${policies[@]}"; do
