@@ -9,28 +9,9 @@
 #
 # The binary is $BEAVER, else build/beaver in this checkout.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BEAVER="${BEAVER:-$ROOT/build/beaver}"
-if [[ ! -x "$BEAVER" ]]; then
-  echo "reward-model.sh: $BEAVER not found: build it (cmake --build build --target beaver) or set BEAVER" >&2
-  exit 1
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/score-model-common.sh"
 if [[ $# -eq 0 ]]; then
   echo "usage: $0 --model_name_or_path DIR --train_datasets FILE --output_dir DIR [flags]" >&2
   exit 2
 fi
-exec "$BEAVER" train rm \
-  --max_length 512 \
-  --epochs 2 \
-  --per_device_train_batch_size 16 \
-  --per_device_eval_batch_size 16 \
-  --gradient_accumulation_steps 1 \
-  --loss_type sequence-wise \
-  --regularization 0.001 \
-  --learning_rate 2e-5 \
-  --lr_scheduler_type cosine \
-  --lr_warmup_ratio 0.03 \
-  --weight_decay 0.1 \
-  --max_grad_norm 1.0 \
-  --seed 42 \
-  "$@"
+exec "$BEAVER" train rm "${SCORE_MODEL_FLAGS[@]}" "$@"

@@ -1,14 +1,8 @@
 # Shared by ppo-lag.sh, ppo.sh and ppo-shaping.sh (sourced, not run): the safe-rlhf reference
-# defaults common to all three RL stages (generation, epochs, optimizers), and the check that
-# the beaver binary exists. Each script adds its own algorithm's flags after these; a flag
-# given again on the command line wins (the last value counts).
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BEAVER="${BEAVER:-$ROOT/build/beaver}"
-if [[ ! -x "$BEAVER" ]]; then
-  echo "$(basename "$0"): $BEAVER not found: build it (cmake --build build --target beaver)" \
-       "or set BEAVER" >&2
-  exit 1
-fi
+# defaults common to all three RL stages (generation, epochs, optimizers, PPO clipping, GAE,
+# PTX); common.sh finds the beaver binary. Each script adds its own algorithm's flags after
+# these; a flag given again on the command line wins (the last value counts).
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 RL_SHARED_FLAGS=(
   --max_length 512
   --temperature 1.0

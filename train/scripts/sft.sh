@@ -9,12 +9,7 @@
 #
 # The binary is $BEAVER, else build/beaver in this checkout.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BEAVER="${BEAVER:-$ROOT/build/beaver}"
-if [[ ! -x "$BEAVER" ]]; then
-  echo "sft.sh: $BEAVER not found: build it (cmake --build build --target beaver) or set BEAVER" >&2
-  exit 1
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 if [[ $# -eq 0 ]]; then
   echo "usage: $0 --model_name_or_path DIR --train_datasets FILE --output_dir DIR [flags]" >&2
   exit 2
