@@ -201,6 +201,30 @@ void convert_float_bytes(const SafeTensorInfo& src, DType dst, std::span<uint8_t
   }
 }
 
+// Opens every shard an index names (each must exist), checks each against the index, and
+// appends their tensors to `all`. Returns the bytes of tensor data in the shards; the index's
+// metadata.total_size goes to *total (-1 when absent) when total is given.
+template <typename File>
+uint64_t load_shards(const fs::path& dir, const std::string& index, std::vector<File>& files,
+                     bool is_bin, std::vector<SafeTensorInfo>& all, int64_t* total) {
+  int64_t t = -1;
+  const auto map = read_index(index, &t);
+  if (total) *total = t;
+  std::set<std::string> shards;
+  for (const auto& [name, file] : map) shards.insert(file);
+  uint64_t bytes = 0;
+  for (const auto& shard : shards) {
+    const fs::path p = dir / shard;
+    BEAVER_CHECK(fs::exists(p), index, ": shard '", shard, "' is missing from ", dir.string());
+    files.emplace_back(p.string());
+    const auto& ts = files.back().tensors();
+    check_shard(map, shard, ts, index, is_bin);
+    for (const auto& x : ts) bytes += x.nbytes();
+    all.insert(all.end(), ts.begin(), ts.end());
+  }
+  return bytes;
+}
+
 // ---- HF folder ------------------------------------------------------------------------------
 HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
   BEAVER_CHECK(fs::is_directory(dir), dir, ": not a folder");
@@ -215,19 +239,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
     source_ = "model.safetensors.index.json";
     const std::string index = (d / source_).string();
     int64_t total = -1;
-    const auto map = read_index(index, &total);
-    std::set<std::string> shards;
-    for (const auto& [name, file] : map) shards.insert(file);
-    uint64_t bytes = 0;
-    for (const auto& shard : shards) {
-      const fs::path p = d / shard;
-      BEAVER_CHECK(fs::exists(p), index, ": shard '", shard, "' is missing from ", dir);
-      st_files_.emplace_back(p.string());
-      check_shard(map, shard, st_files_.back().tensors(), index, false);
-      for (const auto& t : st_files_.back().tensors()) bytes += t.nbytes();
-      const auto& ts = st_files_.back().tensors();
-      all.insert(all.end(), ts.begin(), ts.end());
-    }
+    const uint64_t bytes = load_shards(d, index, st_files_, false, all, &total);
     BEAVER_CHECK(total < 0 || uint64_t(total) == bytes, index, ": metadata.total_size ", total,
                  " does not match the ", bytes, " bytes of tensors in the shards");
   } else if (fs::exists(d / "pytorch_model.bin")) {
@@ -237,19 +249,7 @@ HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
   } else if (fs::exists(d / "pytorch_model.bin.index.json")) {
     // total_size is not checked here: it counts the rotary buffers the loader drops.
     source_ = "pytorch_model.bin.index.json";
-    const std::string index = (d / source_).string();
-    int64_t total = -1;
-    const auto map = read_index(index, &total);
-    std::set<std::string> shards;
-    for (const auto& [name, file] : map) shards.insert(file);
-    for (const auto& shard : shards) {
-      const fs::path p = d / shard;
-      BEAVER_CHECK(fs::exists(p), index, ": shard '", shard, "' is missing from ", dir);
-      bin_files_.emplace_back(p.string());
-      check_shard(map, shard, bin_files_.back().tensors(), index, true);
-      const auto& ts = bin_files_.back().tensors();
-      all.insert(all.end(), ts.begin(), ts.end());
-    }
+    load_shards(d, (d / source_).string(), bin_files_, true, all, nullptr);
   } else {
     BEAVER_FAIL(dir, ": no weights found (looked for model.safetensors, "
                 "model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json)");
