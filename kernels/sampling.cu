@@ -21,9 +21,14 @@
 #include "csrc/cuda_check.h"
 #include "csrc/ops/sampling.h"
 #include "csrc/philox.h"
+#include "kernels/common.cuh"
 
 namespace beaver::ops::cuda {
 namespace {
+
+using detail::stream_of;
+using detail::to_f;
+using detail::warp_sum;
 
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
@@ -42,9 +47,7 @@ struct SampleParams {
 };
 
 __device__ __forceinline__ float load_logit(const float* row, int i) { return __ldg(row + i); }
-__device__ __forceinline__ float load_logit(const __nv_bfloat16* row, int i) {
-  return __bfloat162float(row[i]);
-}
+__device__ __forceinline__ float load_logit(const __nv_bfloat16* row, int i) { return to_f(row[i]); }
 
 // Order-preserving map float → uint32 (larger float, larger key).
 __device__ __forceinline__ uint32_t order_key(float x) {
@@ -74,8 +77,7 @@ __device__ __forceinline__ void aggregated_add(C* hist, int bin, int lane) {
 // Sum over the block in a fixed order; every thread gets the result.
 __device__ float block_sum(float v, Shared& sh) {
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kFull, v, off);
+  v = warp_sum(v);
   if (lane == 0) sh.red_f[warp] = v;
   __syncthreads();
   float t = 0.0f;
@@ -272,8 +274,7 @@ __global__ void __launch_bounds__(kThreads, 1) sample_kernel(const SampleParams 
       {  // warp w sums digit w over all threads' slots in a fixed order
         float s = 0.0f;
         for (int t = lane; t < kThreads; t += 32) s += sh.slots[warp][t];
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(kFull, s, off);
+        s = warp_sum(s);
         if (lane == 0) sh.bin_mass[warp] = s;
       }
       __syncthreads();
@@ -408,7 +409,7 @@ void sample(Context& ctx, const Tensor& logits, const SamplingConfig& cfg, const
   if (B == 0) return;
   const SampleParams p{logits.data,     seeds.ptr<int64_t>(), tokens.ptr<int32_t>(), int(V),
                        cfg.temperature, cfg.top_k,            cfg.top_p,              step};
-  const auto st = static_cast<cudaStream_t>(ctx.stream());
+  const cudaStream_t st = stream_of(ctx);
   if (logits.dtype == DType::F32)
     sample_kernel<float><<<unsigned(B), kThreads, 0, st>>>(p);
   else
