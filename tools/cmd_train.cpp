@@ -72,7 +72,7 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
   cmd->add_option("--gradient_accumulation_steps", a.gradient_accumulation_steps,
                   "Micro-batches per optimizer step");
   cmd->add_option("--learning_rate", a.learning_rate, "Peak learning rate");
-  cmd->add_option("--lr_scheduler_type", f->scheduler, "constant | linear | cosine");
+  cmd->add_option("--lr_scheduler_type", f->scheduler, "constant | constant_with_warmup | linear | cosine");
   cmd->add_option("--lr_warmup_ratio", a.lr_warmup_ratio, "Share of steps with linear warmup");
   cmd->add_option("--weight_decay", a.weight_decay,
                   "AdamW weight decay (not on biases and norm weights)");

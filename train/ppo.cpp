@@ -66,10 +66,11 @@ void PpoConfig::validate() const {
   positive("adam_epsilon", adam_epsilon);
   non_negative("max_grad_norm", max_grad_norm);
   for (const auto* s : {&actor_lr_scheduler_type, &critic_lr_scheduler_type})
-    BEAVER_CHECK(*s == "cosine" || *s == "constant" || *s == "linear",
+    BEAVER_CHECK(*s == "cosine" || *s == "constant" || *s == "constant_with_warmup" ||
+                     *s == "linear",
                  "--", (s == &actor_lr_scheduler_type ? "actor" : "critic"),
                  "_lr_scheduler_type: unknown schedule '", *s,
-                 "' (expected cosine, constant or linear)");
+                 "' (expected cosine, constant, constant_with_warmup or linear)");
 }
 
 // ---- Argument checks ---------------------------------------------------------------------------

@@ -211,8 +211,9 @@ CriticLoss critic_loss(TokenDims d, std::span<const float> values_new,
 
 // ---- Lagrange multiplier --------------------------------------------------------------------
 // λ = exp(log_λ). Costs of finished episodes enter a window of the most recent
-// episode_cost_window_size values (per rank). update() runs once per RL step, before the actor
-// update: when global_step >= lambda_update_delay_steps it takes J̄_C = the window mean
+// episode_cost_window_size values (per rank). update() runs before every training micro-step
+// (the reference's rl_step): when global_step (micro-steps so far) >= lambda_update_delay_steps
+// it takes J̄_C = the window mean
 // averaged across ranks (through the hook; identity on one rank) and makes one SGD step on
 // loss = -(J̄_C - threshold)·exp(log_λ):
 //     log_λ ← log_λ + lr·λ·(J̄_C - threshold),  then  log_λ ← min(log_λ, log(lambda_max)).
