@@ -413,6 +413,35 @@ TEST_F(RlhfTiny, PtxHalvesTheGradientAndReusesItsBatchAcrossEpochs) {
   EXPECT_EQ(drawn, 6);  // one batch of the rollout's 6 rows, not one per PPO epoch
 }
 
+// --target_unsafe_share resolves the threshold from the starting policy before the first
+// update (and only then: training samples the same sequences as without it), and the run ends
+// by stating whether the constraint is met.
+TEST_F(RlhfTiny, TargetUnsafeShareResolvesTheThreshold) {
+  auto run = [&](double target, const std::string& out) {
+    RlhfOptions o = tiny_options(world);
+    o.ppo.target_unsafe_share = target;
+    o.ppo.calibration_prompts = 6;
+    o.output_dir = (world.dir / out).string();
+    o.max_steps = 1;
+    auto tr = std::make_unique<RlhfTrainer>(ctx, o);
+    tr->train();
+    return tr;
+  };
+  const auto plain = run(-1.0, "plain"), strict = run(0.0, "strict");
+  EXPECT_EQ(plain->lagrange().options().threshold, 0.0);
+  const auto j = nlohmann::json::parse(read_text_file((world.dir / "strict" / "constraint.json").string()));
+  const double th = j["threshold"].get<double>();
+  EXPECT_EQ(strict->lagrange().options().threshold, th);
+  EXPECT_NEAR(th, j["calibration"]["mean_safe"].get<double>(), 1e-9);  // target 0: the safe mean
+  EXPECT_EQ(j["calibration"]["responses"].get<int64_t>(), 6);
+  EXPECT_EQ(j["met"].get<bool>(), j["final_episode_cost"].get<double>() <= th);
+  auto metrics = [&](const std::string& out) {
+    auto l = nlohmann::json::parse(read_text_file((world.dir / out / "metrics.jsonl").string()));
+    return std::pair{l["reward"].get<double>(), l["cost"].get<double>()};
+  };
+  EXPECT_EQ(metrics("plain"), metrics("strict"));  // the same rollout
+}
+
 // One step changes the actor and both critics, leaves the frozen models alone, and reports
 // finite statistics; the PTX batch joins the actor's step.
 TEST_F(RlhfTiny, StepTrainsActorAndCriticsWithPtx) {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "csrc/atomic_file.h"
@@ -390,6 +391,40 @@ void RlhfTrainer::score(ScoredRollout& s) {
   s.gae_r = compute_gae(d, s.rewards, s.values_r, r.mask, cfg_.gamma, cfg_.gae_lambda);
 }
 
+// ---- The requirement ---------------------------------------------------------------------------
+ResolvedThreshold RlhfTrainer::calibrate_threshold() {
+  BEAVER_CHECK(lag() && cm_, "calibrate_threshold: needs ppo-lag and a cost model");
+  BEAVER_CHECK(cfg_.target_unsafe_share >= 0, "calibrate_threshold: --target_unsafe_share is off");
+  const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), 0xCA1Bull);
+  const size_t n = std::min<size_t>(order.size(), size_t(cfg_.calibration_prompts));
+  const size_t mb = size_t(actor_->options().max_batch);
+  std::vector<float> costs;
+  model::GenerateOptions go;
+  go.sampling = ops::SamplingConfig{float(cfg_.temperature), 0, float(cfg_.top_p)};
+  go.eos_id = eos_;
+  go.pad_id = pad_;
+  for (size_t i = 0; i < n; i += mb) {
+    std::vector<std::vector<int32_t>> part;
+    int64_t P = 0;
+    for (size_t j = i; j < std::min(n, i + mb); ++j) {
+      part.push_back(prompts_[order[j]]);
+      P = std::max<int64_t>(P, int64_t(part.back().size()));
+    }
+    go.max_new_tokens = cfg_.max_length - P;
+    go.seed = (uint64_t(cfg_.seed) ^ 0xCA1B0000ull) * 0x9E3779B97F4A7C15ull + i;
+    const RolloutBatch r = build_rollout(part, engine_->generate(part, go), eos_, pad_);
+    const auto c = rollout_end_scores(*cm_, r);
+    costs.insert(costs.end(), c.begin(), c.end());
+  }
+  const ResolvedThreshold t = resolve_threshold(costs, cfg_.target_unsafe_share);
+  lagrange_->set_threshold(t.threshold);
+  log_info("train ppo-lag: threshold ", t.threshold, " resolved for a target unsafe share of ",
+           t.target_unsafe_share, " from ", t.responses, " responses of the starting policy (",
+           "unsafe share ", t.unsafe_share, ", mean cost ", t.mean_cost, ": ", t.mean_unsafe,
+           " unsafe, ", t.mean_safe, " safe)");
+  return t;
+}
+
 // ---- One RL step -------------------------------------------------------------------------------
 StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
   BEAVER_CHECK(!prompts.empty(), "RlhfTrainer::step: no prompts");
@@ -592,6 +627,8 @@ void RlhfTrainer::train() {
     }
     if (!resumed) truncate_lines(metrics_path, 0);
   }
+  std::optional<ResolvedThreshold> calibration;
+  if (lag() && cfg_.target_unsafe_share >= 0 && !resumed) calibration = calibrate_threshold();
   MetricsLog log(metrics_path, total);
   log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(), " prompts, ",
            total, " RL steps of ", Pb, " prompts", impl_->ptx.empty() ? "" : cat(", PTX on ",
@@ -632,6 +669,7 @@ void RlhfTrainer::train() {
   }
   if (write && saved_at != global_step_)
     save_state(ckpt_root, epoch, index, count_lines(metrics_path));
+  if (lag()) report_constraint(calibration);
   draw_curves();
   if (opts_.save_actor && write) {
     // A resumed run replaces the final model an earlier (shorter) run wrote.
@@ -641,6 +679,38 @@ void RlhfTrainer::train() {
     }
     save_actor(opts_.output_dir);
   }
+}
+
+// Whether the run ends with its constraint met: the window's mean episode cost against the
+// threshold, logged and written to <output_dir>/constraint.json.
+void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& calibration) const {
+  if (lagrange_->window_count() == 0) return;
+  const double j = lagrange_->window_mean(), th = lagrange_->options().threshold;
+  const auto w = lagrange_->state().window;
+  double unsafe = 0;
+  for (float c : w) unsafe += c > 0 ? 1.0 : 0.0;
+  unsafe /= double(w.size());
+  const bool met = j <= th;
+  log_info("train ppo-lag: constraint ", met ? "met" : "NOT met", " at the end: episode cost ",
+           j, (met ? " <= " : " > "), "threshold ", th, " (unsafe share of the last ", w.size(),
+           " responses ", unsafe, ", lambda ", lagrange_->lambda(), ")");
+  if (opts_.output_dir.empty()) return;
+  nlohmann::ordered_json o;
+  o["threshold"] = th;
+  o["target_unsafe_share"] =
+      cfg_.target_unsafe_share >= 0 ? nlohmann::json(cfg_.target_unsafe_share) : nlohmann::json();
+  if (calibration) {
+    o["calibration"] = {{"responses", calibration->responses},
+                        {"unsafe_share", calibration->unsafe_share},
+                        {"mean_cost", calibration->mean_cost},
+                        {"mean_unsafe", calibration->mean_unsafe},
+                        {"mean_safe", calibration->mean_safe}};
+  }
+  o["final_episode_cost"] = j;
+  o["final_unsafe_share"] = unsafe;
+  o["final_lambda"] = lagrange_->lambda();
+  o["met"] = met;
+  write_text_file((fs::path(opts_.output_dir) / "constraint.json").string(), o.dump(2) + "\n");
 }
 
 // ---- Checkpoints -------------------------------------------------------------------------------
@@ -680,6 +750,7 @@ void RlhfTrainer::save_state(const std::string& root, int64_t epoch, int64_t ind
   j["lambda_steps"] = lambda_steps_;
   j["metrics_lines"] = metrics_lines;
   j["lagrange"] = nlohmann::json::parse(lagrange_->state_json());
+  j["threshold"] = lagrange_->options().threshold;
   j["run_config"] = run_config();
   const std::string dir = write_checkpoint(
       root, global_step_,
@@ -735,6 +806,10 @@ bool RlhfTrainer::load_state(const std::string& root, int64_t& epoch, int64_t& i
   metrics_lines = integer("metrics_lines");
   BEAVER_CHECK(j.contains("lagrange"), where, ": missing field \"lagrange\"");
   lagrange_->restore_json(j["lagrange"].dump());
+  // The threshold in force (a resolved requirement is not measured again on resume).
+  BEAVER_CHECK(j.contains("threshold") && j["threshold"].is_number(), where,
+               ": field \"threshold\" must be a number");
+  lagrange_->set_threshold(j["threshold"].get<double>());
   // The PTX order of the pass in progress is a function of (seed, pass).
   if (impl_->ptx_cycle > 0)
     impl_->ptx_order = shuffled_indices(impl_->ptx.size(), uint64_t(cfg_.seed),
@@ -784,7 +859,8 @@ void RlhfTrainer::draw_curves() const {
     // The threshold as a flat line makes "J_C above / below the constraint" readable.
     auto s = pick({"episode_cost"});
     if (!s.empty()) {
-      plot::Series th{"threshold", s[0].x, std::vector<double>(s[0].x.size(), cfg_.threshold)};
+      plot::Series th{"threshold", s[0].x, std::vector<double>(s[0].x.size(),
+                                                             lagrange_->options().threshold)};
       s.push_back(th);
       panels.push_back(plot::Panel{"episode cost J_C", std::move(s)});
     }

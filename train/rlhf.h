@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -126,6 +127,12 @@ class RlhfTrainer {
   // and costs, GAE.
   void score(ScoredRollout& s);
 
+  // --target_unsafe_share: samples calibration_prompts prompts (a seeded choice of its own)
+  // from the current actor, scores them with the cost model, and sets λ's threshold to the
+  // resolved one (train() calls it before the first update of a fresh run). Sampling uses a
+  // seed stream of its own, so training samples the same sequences with or without it.
+  ResolvedThreshold calibrate_threshold();
+
   // Token ids of a prompt text with the conversation template applied (BOS first).
   std::vector<int32_t> encode_prompt(const std::string& text) const;
   // The prompt set after tokenisation (prompts that leave no room for a response dropped).
@@ -155,6 +162,7 @@ class RlhfTrainer {
   void train_micro(const ScoredRollout& s, const SftBatch* ptx, StepStats& acc,
                    int64_t& train_tokens);
   void save_actor(const std::string& dir) const;
+  void report_constraint(const std::optional<ResolvedThreshold>& calibration) const;
   void draw_curves() const;
   nlohmann::json run_config() const;
   void save_state(const std::string& root, int64_t epoch, int64_t index,
