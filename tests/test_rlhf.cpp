@@ -86,6 +86,27 @@ TEST(RlhfRollout, EmptyGenerationWithoutEosIsAnError) {
   EXPECT_EQ(build_rollout({{1, 5}}, gens, 2, 0).action_count(), 1);
 }
 
+// Sampled unk or pad tokens are masked out of the actions (as the reference's attention mask
+// does); the row's end moves to its last remaining action, and a row keeps at least one.
+TEST(RlhfRollout, UnkAndPadTokensAreNotActions) {
+  std::vector<model::Generation> gens(2);
+  gens[0].tokens = {7, 0, 8, 3};  // 0 = unk, 3 = pad
+  gens[0].stopped_at_eos = false;
+  gens[1].tokens = {0};
+  gens[1].stopped_at_eos = false;
+  RolloutBatch r = build_rollout({{1, 5}, {1, 6}}, gens, /*eos=*/2, /*pad=*/3);
+  const std::vector<int32_t> special{0, 3};
+  EXPECT_EQ(mask_special_actions(r, special), 2);
+  // Row 0: actions at columns 1..4 emit 7, 0, 8, 3: the unk (column 2) and pad (4) are cleared.
+  const int64_t S = r.width;
+  EXPECT_EQ(std::vector<uint8_t>(r.mask.begin(), r.mask.begin() + S),
+            (std::vector<uint8_t>{0, 1, 0, 1, 0, 0}));
+  EXPECT_EQ(r.targets[2], ops::kIgnoreIndex);
+  EXPECT_EQ(response_ends(r.dims(), r.mask)[0], 3);
+  // Row 1 emits only unk: it keeps that action.
+  EXPECT_EQ(r.mask[size_t(S + 1)], 1);
+}
+
 // ---- On the tiny models ------------------------------------------------------------------------
 struct RlhfTiny : ::testing::Test {
   TinyWorld world{"rlhf"};

@@ -357,6 +357,10 @@ ScoredRollout RlhfTrainer::rollout(const std::vector<std::vector<int32_t>>& prom
   const auto gens = engine_->generate(prompts, go);
   ScoredRollout s;
   s.batch = build_rollout(prompts, gens, eos_, pad_);
+  std::vector<int32_t> special;
+  if (tok_->unk_id() >= 0) special.push_back(tok_->unk_id());
+  if (pad_ != eos_) special.push_back(pad_);
+  mask_special_actions(s.batch, special);
   return s;
 }
 
