@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -67,9 +68,12 @@ std::string write_checkpoint(const std::string& root, int64_t step,
     write_error = e.what();
   }
   if (multi) {
-    if (const char* kill = std::getenv("BEAVER_TEST_KILL_RANK_IN_SAVE");
-        kill && std::atoi(kill) == comm->rank())
-      std::raise(SIGKILL);
+    if (const char* kill = std::getenv("BEAVER_TEST_KILL_RANK_IN_SAVE")) {
+      // "<rank>" or "<rank>@<step>"
+      const char* at = std::strchr(kill, '@');
+      if (std::atoi(kill) == comm->rank() && (!at || std::atoll(at + 1) == step))
+        std::raise(SIGKILL);
+    }
     if (!comm->all_true(write_error.empty())) {
       if (root_rank) fs::remove_all(tmp, ec);
       BEAVER_FAIL(final_dir.string(), ": a rank failed to write its part of the checkpoint",

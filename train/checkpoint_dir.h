@@ -12,8 +12,8 @@
 // agree that all succeeded, and only then does rank 0 publish. A rank that fails makes every
 // rank throw (the temporary directory is removed); a rank that dies takes the job down (mpirun)
 // before the publish, so `latest` still names the previous checkpoint. For the tests of that
-// path, BEAVER_TEST_KILL_RANK_IN_SAVE=<rank> makes that rank kill itself (SIGKILL) right after
-// writing its files.
+// path, BEAVER_TEST_KILL_RANK_IN_SAVE=<rank>[@<step>] makes that rank kill itself (SIGKILL)
+// right after writing its files (of that step's checkpoint only, when a step is given).
 #pragma once
 
 #include <cstdint>
