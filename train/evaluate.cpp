@@ -40,7 +40,8 @@ std::unique_ptr<model::LlamaModel> load_frozen(Context& ctx, const std::string& 
   BEAVER_CHECK(kind == want, "the ", role, " at ", dir, " is a ", model::kind_name(kind),
                ", expected a ", model::kind_name(want));
   auto m = std::make_unique<model::LlamaModel>(
-      ctx, cfg, model::LlamaOptions{head, batch, seq, /*training=*/false, false, 0});
+      ctx, cfg,
+      model::LlamaOptions{.head = head, .max_batch = batch, .max_seq = seq, .training = false});
   model::load_weights(*m, dir);
   return m;
 }
