@@ -44,16 +44,17 @@ TEST(GpuSwiglu, ForwardBackwardMatchCpu) {
       const Ref naive = cpu_ref(c, round_bf16(gate), round_bf16(up), round_bf16(dout), s);
 
       const OwnedTensor dg = upload(gate, s, d), du = upload(up, s, d), dd = upload(dout, s, d);
-      const OwnedTensor out(d, s, Device::CUDA), dgate(d, s, Device::CUDA), dup(d, s, Device::CUDA);
-      poison_device(g, out);
-      poison_device(g, dgate);
-      poison_device(g, dup);
+      const SentinelTensor out(d, s, Device::CUDA), dgate(d, s, Device::CUDA),
+          dup(d, s, Device::CUDA);  // poisoned, with sentinel tails
       ops::cuda::swiglu_fwd(g, dg, du, out);
       ops::cuda::swiglu_bwd(g, dg, du, dd, dgate, dup);
       expect_matches(d, download(g, out), round_bf16(naive.out), ref.out, 2.0, 1e-5, "out");
       expect_matches(d, download(g, dgate), round_bf16(naive.dgate), ref.dgate, 2.0, 1e-5,
                      "dgate", 1e-5, 1e-2);
       expect_matches(d, download(g, dup), round_bf16(naive.dup), ref.dup, 2.0, 1e-5, "dup");
+      expect_tail_intact(out, "out");
+      expect_tail_intact(dgate, "dgate");
+      expect_tail_intact(dup, "dup");
     }
 }
 
