@@ -3,15 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "csrc/ops/swiglu.h"
+#include "tests/cases/swiglu.h"
 #include "gpu/gpu_testutil.h"
 
 namespace beaver::test {
 namespace {
 
-struct Dims {
-  int64_t T, I;
-};
-const Dims kShapes[] = {{1, 1}, {3, 17}, {5, 256}, {33, 1000}, {64, 2752}};
 constexpr DType kFloat[] = {DType::F32, DType::BF16};
 
 struct Ref {
@@ -33,7 +30,7 @@ TEST(GpuSwiglu, ForwardBackwardMatchCpu) {
   Context c = Context::cpu(2);
   uint64_t seed = 10;
   for (DType d : kFloat)
-    for (const Dims& sh : kShapes) {
+    for (const auto& sh : cases::kSwiglu) {
       const Shape s{sh.T, sh.I};
       SCOPED_TRACE(dtype_str(d) + " " + s.str());
       const size_t n = size_t(s.numel());
