@@ -20,22 +20,18 @@ void expect_on(const Context& ctx, std::initializer_list<const Tensor*> ts, std:
 
 }  // namespace beaver::ops
 
+// The CUDA branch of BEAVER_DISPATCH: the launcher, or (without CUDA) the named error.
 #ifdef BEAVER_WITH_CUDA
-#define BEAVER_DISPATCH(ctx, name, ...)                           \
-  do {                                                            \
-    const ::beaver::ProfileRange beaver_op_range_("op/" #name);   \
-    if ((ctx).is_cpu())                                           \
-      ::beaver::ops::cpu::name(__VA_ARGS__);                      \
-    else                                                          \
-      ::beaver::ops::cuda::name(__VA_ARGS__);                     \
-  } while (0)
+#define BEAVER_DISPATCH_CUDA_(name, ...) ::beaver::ops::cuda::name(__VA_ARGS__)
 #else
+#define BEAVER_DISPATCH_CUDA_(name, ...) ::beaver::ops::no_cuda_backend(#name)
+#endif
+
 #define BEAVER_DISPATCH(ctx, name, ...)                           \
   do {                                                            \
     const ::beaver::ProfileRange beaver_op_range_("op/" #name);   \
     if ((ctx).is_cpu())                                           \
       ::beaver::ops::cpu::name(__VA_ARGS__);                      \
     else                                                          \
-      ::beaver::ops::no_cuda_backend(#name);                      \
+      BEAVER_DISPATCH_CUDA_(name, __VA_ARGS__);                   \
   } while (0)
-#endif
