@@ -89,7 +89,8 @@ struct TinyWorld {
   std::string write_model(const std::string& name, model::Head head, const model::LlamaConfig& c,
                           uint64_t seed, float eos_logit = 0.0f) const {
     Context ctx = Context::cpu(1);
-    model::LlamaModel m(ctx, c, model::LlamaOptions{head, 1, 4, false, false, 0});
+    model::LlamaModel m(
+        ctx, c, model::LlamaOptions{.head = head, .max_batch = 1, .max_seq = 4, .training = false});
     PhiloxStream rng(seed, 0x7141);
     for (const auto& p : m.params()) {
       const Tensor t = m.param(p.name);

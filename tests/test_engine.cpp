@@ -26,7 +26,8 @@ std::string fixture_dir() {
 struct EngineFixture : ::testing::Test {
   Context ctx = Context::cpu(1);
   LlamaConfig cfg = checkpoint_config(fixture_dir());
-  LlamaModel model{ctx, cfg, LlamaOptions{Head::LM, 3, 12, false, false, 0}};
+  LlamaModel model{
+      ctx, cfg, LlamaOptions{.head = Head::LM, .max_batch = 3, .max_seq = 12, .training = false}};
   std::vector<std::vector<int32_t>> prompts = {
       {1, 40, 7, 99}, {1, 5, 88, 23, 61, 17, 3, 70, 12}, {1, 120, 64}};
   EngineFixture() { load_weights(model, fixture_dir()); }
@@ -47,7 +48,12 @@ TEST_F(EngineFixture, BatchedGreedyEqualsOneByOne) {
   // A training model (per-layer or recomputed activations) generates the same: PPO rolls
   // out with the very model it trains.
   for (bool recompute : {false, true}) {
-    LlamaModel train_model(ctx, cfg, LlamaOptions{Head::LM, 3, 12, true, recompute, 0});
+    LlamaModel train_model(ctx, cfg,
+                           LlamaOptions{.head = Head::LM,
+                                        .max_batch = 3,
+                                        .max_seq = 12,
+                                        .training = true,
+                                        .recompute = recompute});
     load_weights(train_model, fixture_dir());
     InferenceEngine eng2(train_model, 40);
     const auto out = eng2.generate(prompts, go);
@@ -134,7 +140,8 @@ TEST_F(EngineFixture, BadPromptsAreNamedErrors) {
 TEST(LlamaModelErrors, BadBatchesAreNamedErrors) {
   Context ctx = Context::cpu(1);
   const LlamaConfig cfg = checkpoint_config(fixture_dir());
-  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, 2, 8, true, false, 0});
+  LlamaModel m(ctx, cfg,
+               LlamaOptions{.head = Head::LM, .max_batch = 2, .max_seq = 8, .training = true});
   const OwnedTensor tok = test::int_tensor(std::vector<int32_t>(16, 3), {2, 8});
   const OwnedTensor pos = test::int_tensor(std::vector<int32_t>(16, 0), {2, 8});
   const OwnedTensor bad_range = test::int_tensor({0, 8, 3, 9}, {2, 2});
@@ -165,7 +172,8 @@ TEST(LlamaModelErrors, BadBatchesAreNamedErrors) {
 TEST(LlamaModelGrads, BackwardAccumulates) {
   Context ctx = Context::cpu(1);
   const LlamaConfig cfg = checkpoint_config(fixture_dir());
-  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, 2, 6, true, false, 0});
+  LlamaModel m(ctx, cfg,
+               LlamaOptions{.head = Head::LM, .max_batch = 2, .max_seq = 6, .training = true});
   load_weights(m, fixture_dir());
   const std::vector<int32_t> tokens = {1, 9, 8, 7, 6, 5, 1, 44, 45, 0, 0, 0};
   const std::vector<int32_t> ranges = {0, 6, 0, 3};
@@ -204,7 +212,12 @@ TEST(LlamaModelGrads, AdamWOverTheFlatVectorsLearnsABatch) {
   std::vector<std::vector<float>> finals;
   for (int run = 0; run < 2; ++run) {
     Context ctx = Context::cpu(2);
-    LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, 2, 8, true, run == 1, 0});
+    LlamaModel m(ctx, cfg,
+                 LlamaOptions{.head = Head::LM,
+                              .max_batch = 2,
+                              .max_seq = 8,
+                              .training = true,
+                              .recompute = run == 1});
     load_weights(m, fixture_dir());
     const int64_t n = m.flat_params().numel();
     OwnedTensor mom(DType::F32, {n}), var(DType::F32, {n});

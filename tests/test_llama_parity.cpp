@@ -136,7 +136,9 @@ TEST_P(Parity, ForwardLossGradientsMatchTransformers) {
   const LlamaConfig cfg = checkpoint_config(dir);
   SafeTensorsFile g(dir + "/golden.safetensors");
   GoldenBatch gb(g);
-  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, gb.B, gb.S, true, false, 0});
+  LlamaModel m(
+      ctx, cfg,
+      LlamaOptions{.head = Head::LM, .max_batch = gb.B, .max_seq = gb.S, .training = true});
   load_weights(m, dir);
 
   m.forward(gb.batch());
@@ -179,7 +181,9 @@ TEST_P(Parity, GreedyGenerationIsTokenIdentical) {
   ASSERT_EQ(prompts.size(), 3u);
   int64_t longest = 0;
   for (const auto& p : prompts) longest = std::max<int64_t>(longest, int64_t(p.size()));
-  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, 3, longest, false, false, 0});
+  LlamaModel m(
+      ctx, cfg,
+      LlamaOptions{.head = Head::LM, .max_batch = 3, .max_seq = longest, .training = false});
   load_weights(m, dir);
   InferenceEngine eng(m, longest + 40);
   GenerateOptions go;
@@ -220,7 +224,10 @@ TEST(LlamaModel, LeftPaddedBatchMatchesTransformers) {
   const OwnedTensor t = test::int_tensor(tok, {B, S}), r = test::int_tensor(rng, {B, 2}),
                     p = test::int_tensor(pos, {B, S}),
                     tg = test::int_tensor(next_token_targets(tok, rng, B, S), {B, S});
-  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, B, S, true, true, 0});
+  LlamaModel m(
+      ctx, cfg,
+      LlamaOptions{
+          .head = Head::LM, .max_batch = B, .max_seq = S, .training = true, .recompute = true});
   load_weights(m, dir);
   m.forward(Batch{t, r, p});
   const double loss = m.cross_entropy(tg);
@@ -242,7 +249,12 @@ TEST(LlamaModel, RecomputationGivesIdenticalGradients) {
   std::vector<std::vector<float>> grads;
   std::vector<double> losses;
   for (bool recompute : {false, true}) {
-    LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, gb.B, gb.S, true, recompute, 0});
+    LlamaModel m(ctx, cfg,
+                 LlamaOptions{.head = Head::LM,
+                              .max_batch = gb.B,
+                              .max_seq = gb.S,
+                              .training = true,
+                              .recompute = recompute});
     load_weights(m, dir);
     m.forward(gb.batch());
     losses.push_back(m.cross_entropy(tg));
@@ -265,7 +277,12 @@ TEST(LlamaModel, ChunkedLogprobsMatchFullLogits) {
   const LlamaConfig cfg = checkpoint_config(dir);
   SafeTensorsFile g(dir + "/golden.safetensors");
   GoldenBatch gb(g);
-  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, gb.B, gb.S, true, false, 5});
+  LlamaModel m(ctx, cfg,
+               LlamaOptions{.head = Head::LM,
+                            .max_batch = gb.B,
+                            .max_seq = gb.S,
+                            .training = true,
+                            .logits_chunk_rows = 5});
   load_weights(m, dir);
   m.forward(gb.batch());
   const auto targets = next_token_targets(gb.h_tokens, gb.h_ranges, gb.B, gb.S);
@@ -297,7 +314,9 @@ TEST(ScoreHead, MatchesPyTorchScoreModel) {
   SafeTensorsFile g(dir + "/golden.safetensors");
   SafeTensorsFile sg(dir + "/score_golden.safetensors");
   GoldenBatch gb(g);
-  LlamaModel m(ctx, cfg, LlamaOptions{Head::Score, gb.B, gb.S, true, false, 0});
+  LlamaModel m(
+      ctx, cfg,
+      LlamaOptions{.head = Head::Score, .max_batch = gb.B, .max_seq = gb.S, .training = true});
   // Built from a causal LM: the LM head is dropped and a fresh head made (replaced below).
   EXPECT_TRUE(load_weights(m, dir).fresh_score_head);
   copy_tensor(m.param("score_head.weight"), sg.at("score_head.weight").tensor());
@@ -340,7 +359,9 @@ TEST(ScoreHead, EndScoreIndependentOfPaddingSide) {
       rng[size_t(2 * b)] = int32_t(begin);
       rng[size_t(2 * b + 1)] = int32_t(begin + n);
     }
-    LlamaModel m(ctx, cfg, LlamaOptions{Head::Score, B, S, false, false, 0});
+    LlamaModel m(
+        ctx, cfg,
+        LlamaOptions{.head = Head::Score, .max_batch = B, .max_seq = S, .training = false});
     load_weights(m, dir);
     m.init_score_head(3);
     const OwnedTensor t = test::int_tensor(tok, {B, S}), r = test::int_tensor(rng, {B, 2}),
@@ -369,8 +390,10 @@ TEST(Loader, BinAndShardedFoldersGiveTheSameParameters) {
   Context ctx = Context::cpu(1);
   for (const auto& [base, other] : {std::pair{"mha", "mha_bin"}, std::pair{"gqa", "gqa_sharded"}}) {
     const LlamaConfig cfg = checkpoint_config(golden_dir(base));
-    LlamaModel a(ctx, cfg, LlamaOptions{Head::LM, 1, 1, false, false, 0});
-    LlamaModel b(ctx, cfg, LlamaOptions{Head::LM, 1, 1, false, false, 0});
+    LlamaModel a(ctx, cfg,
+                 LlamaOptions{.head = Head::LM, .max_batch = 1, .max_seq = 1, .training = false});
+    LlamaModel b(ctx, cfg,
+                 LlamaOptions{.head = Head::LM, .max_batch = 1, .max_seq = 1, .training = false});
     EXPECT_EQ(load_weights(a, golden_dir(base)).source, "model.safetensors");
     const LoadReport rep = load_weights(b, golden_dir(other));
     EXPECT_NE(rep.source, "model.safetensors") << other;
@@ -386,7 +409,8 @@ TEST(Loader, AddedVocabularyRowIsTheMean) {
   LlamaConfig cfg = checkpoint_config(dir);
   const int64_t V = cfg.vocab_size, H = cfg.hidden_size;
   cfg.vocab_size = V + 1;
-  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, 1, 1, false, false, 0});
+  LlamaModel m(ctx, cfg,
+               LlamaOptions{.head = Head::LM, .max_batch = 1, .max_seq = 1, .training = false});
   EXPECT_EQ(load_weights(m, dir).added_vocab_rows, 1);
   SafeTensorsFile f(dir + "/model.safetensors");
   for (const char* name : {"model.embed_tokens.weight", "lm_head.weight"}) {
@@ -403,7 +427,8 @@ TEST(Loader, AddedVocabularyRowIsTheMean) {
   // Sizes that differ otherwise are refused, naming the field.
   LlamaConfig wrong = checkpoint_config(dir);
   wrong.intermediate_size += 1;
-  LlamaModel w(ctx, wrong, LlamaOptions{Head::LM, 1, 1, false, false, 0});
+  LlamaModel w(ctx, wrong,
+               LlamaOptions{.head = Head::LM, .max_batch = 1, .max_seq = 1, .training = false});
   try {
     load_weights(w, dir);
     ADD_FAILURE() << "loaded into a model of another size";
@@ -418,7 +443,8 @@ TEST(Loader, ScoreModelRoundTripsThroughABeaverCheckpoint) {
   Context ctx = Context::cpu(1);
   const std::string src = golden_dir("tied_llama3");
   const LlamaConfig cfg = checkpoint_config(src);
-  LlamaModel a(ctx, cfg, LlamaOptions{Head::Score, 1, 1, false, false, 0});
+  LlamaModel a(ctx, cfg,
+               LlamaOptions{.head = Head::Score, .max_batch = 1, .max_seq = 1, .training = false});
   load_weights(a, src, 9);
   const std::string dir = testing::TempDir() + "/beaver_score_roundtrip";
   std::filesystem::remove_all(dir);
@@ -426,13 +452,15 @@ TEST(Loader, ScoreModelRoundTripsThroughABeaverCheckpoint) {
   ModelKind kind{};
   (void)checkpoint_config(dir, &kind);
   EXPECT_EQ(kind, ModelKind::ScoreModel);
-  LlamaModel b(ctx, cfg, LlamaOptions{Head::Score, 1, 1, false, false, 0});
+  LlamaModel b(ctx, cfg,
+               LlamaOptions{.head = Head::Score, .max_batch = 1, .max_seq = 1, .training = false});
   const LoadReport rep = load_weights(b, dir);
   EXPECT_FALSE(rep.fresh_score_head);
   const auto pa = to_host_f32(a.flat_params()), pb = to_host_f32(b.flat_params());
   ASSERT_EQ(pa.size(), pb.size());
   EXPECT_EQ(std::memcmp(pa.data(), pb.data(), pa.size() * 4), 0);
-  LlamaModel lm(ctx, cfg, LlamaOptions{Head::LM, 1, 1, false, false, 0});
+  LlamaModel lm(ctx, cfg,
+                LlamaOptions{.head = Head::LM, .max_batch = 1, .max_seq = 1, .training = false});
   EXPECT_THROW(load_weights(lm, dir), Error);
   std::filesystem::remove_all(dir);
 }
@@ -448,8 +476,10 @@ TEST(ScoreHead, FreshHeadInitialisation) {
   cfg.intermediate_size = 8;
   cfg.num_hidden_layers = 1;
   cfg.vocab_size = 4;
-  LlamaModel a(ctx, cfg, LlamaOptions{Head::Score, 1, 1, false, false, 0});
-  LlamaModel b(ctx, cfg, LlamaOptions{Head::Score, 1, 1, false, false, 0});
+  LlamaModel a(ctx, cfg,
+               LlamaOptions{.head = Head::Score, .max_batch = 1, .max_seq = 1, .training = false});
+  LlamaModel b(ctx, cfg,
+               LlamaOptions{.head = Head::Score, .max_batch = 1, .max_seq = 1, .training = false});
   a.init_score_head(7);
   b.init_score_head(7);
   const auto w = to_host_f32(a.param("score_head.weight"));

@@ -48,7 +48,8 @@ TEST(PrecisionPlan, PerDevice) {
 
 TEST(PrecisionPlan, CpuModelReadsTheMasterAndSaysSo) {
   Context ctx = Context::cpu(1);
-  LlamaModel m(ctx, checkpoint_config(fixture_dir()), LlamaOptions{Head::LM, 2, 8, true, false, 0});
+  LlamaModel m(ctx, checkpoint_config(fixture_dir()),
+               LlamaOptions{.head = Head::LM, .max_batch = 2, .max_seq = 8, .training = true});
   load_weights(m, fixture_dir());
   EXPECT_FALSE(m.flat_working_params().defined());
   for (const auto& p : m.params()) {
@@ -65,7 +66,8 @@ TEST(PrecisionPlan, CpuModelReadsTheMasterAndSaysSo) {
 
 TEST(PrecisionPlan, CpuEngineNeverUsesCudaGraphs) {
   Context ctx = Context::cpu(1);
-  LlamaModel m(ctx, checkpoint_config(fixture_dir()), LlamaOptions{Head::LM, 2, 6, false, false, 0});
+  LlamaModel m(ctx, checkpoint_config(fixture_dir()),
+               LlamaOptions{.head = Head::LM, .max_batch = 2, .max_seq = 6, .training = false});
   load_weights(m, fixture_dir());
   GenerateOptions go;
   go.sampling.temperature = 0.0f;

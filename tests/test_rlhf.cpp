@@ -136,11 +136,15 @@ TEST_F(RlhfTiny, RolloutLogprobsAndScoresMatchSeparateForwards) {
   EXPECT_NE(r.prompt_len[0], r.prompt_len[1]);
 
   // A fresh model from the same folder, unpadded rows one at a time.
-  model::LlamaModel lm(ctx, model::checkpoint_config(world.actor),
-                       model::LlamaOptions{model::Head::LM, 1, 64, false, false, 0});
+  model::LlamaModel lm(
+      ctx, model::checkpoint_config(world.actor),
+      model::LlamaOptions{
+          .head = model::Head::LM, .max_batch = 1, .max_seq = 64, .training = false});
   model::load_weights(lm, world.actor);
-  model::LlamaModel rm(ctx, model::checkpoint_config(world.rm),
-                       model::LlamaOptions{model::Head::Score, 1, 64, false, false, 0});
+  model::LlamaModel rm(
+      ctx, model::checkpoint_config(world.rm),
+      model::LlamaOptions{
+          .head = model::Head::Score, .max_batch = 1, .max_seq = 64, .training = false});
   model::load_weights(rm, world.rm);
   for (int64_t b = 0; b < r.batch; ++b) {
     const RolloutBatch one = alone(r, b);
@@ -174,8 +178,10 @@ TEST_F(RlhfTiny, LogprobsAreThoseOfTheSampledTokens) {
   ScoredRollout s = tr.rollout({tr.prompt_tokens()[2]});
   tr.score(s);
   const RolloutBatch& r = s.batch;
-  model::LlamaModel lm(ctx, model::checkpoint_config(world.actor),
-                       model::LlamaOptions{model::Head::LM, 1, 64, false, false, 0});
+  model::LlamaModel lm(
+      ctx, model::checkpoint_config(world.actor),
+      model::LlamaOptions{
+          .head = model::Head::LM, .max_batch = 1, .max_seq = 64, .training = false});
   model::load_weights(lm, world.actor);
   lm.forward(upload(Device::CPU, r).batch());
   const int64_t V = lm.vocab_size();
@@ -251,8 +257,10 @@ TEST_F(RlhfTiny, ScoresAreTakenAtTheEosToken) {
   s.batch = build_rollout({tr.prompt_tokens()[0], tr.prompt_tokens()[0]}, {g, longer}, 2, 0);
   tr.score(s);
   // Reference: the RM on [prompt, 5, 9, 13, EOS] alone, and on the same without the EOS.
-  model::LlamaModel rm(ctx, model::checkpoint_config(world.rm),
-                       model::LlamaOptions{model::Head::Score, 1, 64, false, false, 0});
+  model::LlamaModel rm(
+      ctx, model::checkpoint_config(world.rm),
+      model::LlamaOptions{
+          .head = model::Head::Score, .max_batch = 1, .max_seq = 64, .training = false});
   model::load_weights(rm, world.rm);
   const RolloutBatch one = alone(s.batch, 0);
   rm.forward(upload(Device::CPU, one).batch());

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "csrc/ops/swiglu.h"
+#include "tests/cases/swiglu.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -14,6 +15,8 @@ namespace {
 using test::random_tensor;
 using test::to_double;
 using test::expect_error;
+using test::expect_tail_intact;
+using test::SentinelTensor;
 
 std::vector<double> ref(const std::vector<double>& g, const std::vector<double>& u) {
   std::vector<double> o(g.size());
@@ -23,15 +26,30 @@ std::vector<double> ref(const std::vector<double>& g, const std::vector<double>&
 
 TEST(SwiGlu, ForwardMatchesDouble) {
   Context ctx = Context::cpu(2);
-  for (Shape s : {Shape{1, 1}, Shape{3, 7}, Shape{17, 1001}, Shape{40, 1000}}) {
+  for (const auto& c : cases::kSwiglu) {
+    const Shape s{c.T, c.I};
     SCOPED_TRACE(s.str());
     auto g = random_tensor(s, 1, -6.0f, 6.0f);
     auto u = random_tensor(s, 2);
-    OwnedTensor o(DType::F32, s);
-    test::poison(o);
+    const SentinelTensor o(DType::F32, s);
     ops::swiglu_fwd(ctx, g, u, o);
     BEAVER_EXPECT_CLOSE(to_double(o), ref(to_double(g), to_double(u)), 1e-5, 1e-3);
+    expect_tail_intact(o, "out");
   }
+}
+
+// The sentinel tail catches an op that writes past its output: the same op, handed a view
+// one row longer than the allocation, overwrites the first sentinel bytes.
+TEST(SwiGlu, SentinelCatchesAnOverlongWrite) {
+  Context ctx = Context::cpu(1);
+  const Shape s{3, 7}, longer{4, 7};
+  const auto g = random_tensor(longer, 1), u = random_tensor(longer, 2);
+  const SentinelTensor o(DType::F32, s);
+  ops::swiglu_fwd(ctx, g.view().slice(0, 3), u.view().slice(0, 3), o);
+  EXPECT_EQ(o.tail_damage(), "");
+  ops::swiglu_fwd(ctx, g, u, Tensor(o.view().data, DType::F32, longer));
+  EXPECT_NE(o.tail_damage().find("byte 0 past the end of f32[3, 7] cpu"), std::string::npos)
+      << o.tail_damage();
 }
 
 TEST(SwiGlu, ExtremeGatesStayFinite) {
@@ -39,7 +57,8 @@ TEST(SwiGlu, ExtremeGatesStayFinite) {
   auto g = test::host_tensor({-200.0f, -90.0f, 0.0f, 90.0f, 200.0f}, Shape{5});
   auto u = test::host_tensor({1.0f, 2.0f, 3.0f, 4.0f, 5.0f}, Shape{5});
   auto d = test::host_tensor({1.0f, 1.0f, 1.0f, 1.0f, 1.0f}, Shape{5});
-  OwnedTensor o(DType::F32, Shape{5}), dg(DType::F32, Shape{5}), du(DType::F32, Shape{5});
+  const SentinelTensor o(DType::F32, Shape{5}), dg(DType::F32, Shape{5}),
+      du(DType::F32, Shape{5});
   ops::swiglu_fwd(ctx, g, u, o);
   ops::swiglu_bwd(ctx, g, u, d, dg, du);
   const std::vector<double> want_o = {0.0, 0.0, 0.0, 360.0, 1000.0};
@@ -52,7 +71,9 @@ TEST(SwiGlu, ExtremeGatesStayFinite) {
 
 TEST(SwiGlu, BackwardMatchesFiniteDifferencesAndWorksInPlace) {
   Context ctx = Context::cpu(2);
-  for (Shape s : {Shape{1, 1}, Shape{5, 13}, Shape{9, 300}}) {
+  for (const auto& c : cases::kSwiglu) {
+    if (c.numel() > cases::kSwigluFiniteDiffMax) continue;
+    const Shape s{c.T, c.I};
     SCOPED_TRACE(s.str());
     auto g = random_tensor(s, 1, -4.0f, 4.0f);
     auto u = random_tensor(s, 2);
@@ -66,12 +87,12 @@ TEST(SwiGlu, BackwardMatchesFiniteDifferencesAndWorksInPlace) {
     };
     const auto want_g = test::finite_diff([&](const std::vector<double>& v) { return loss(v, ud); }, gd);
     const auto want_u = test::finite_diff([&](const std::vector<double>& v) { return loss(gd, v); }, ud);
-    OwnedTensor dg(DType::F32, s), du(DType::F32, s);
-    test::poison(dg);
-    test::poison(du);
+    const SentinelTensor dg(DType::F32, s), du(DType::F32, s);
     ops::swiglu_bwd(ctx, g, u, r, dg, du);
     BEAVER_EXPECT_CLOSE(to_double(dg), want_g, 1e-4, 1e-2);
     BEAVER_EXPECT_CLOSE(to_double(du), want_u, 1e-4, 1e-2);
+    expect_tail_intact(dg, "dgate");
+    expect_tail_intact(du, "dup");
     ops::swiglu_bwd(ctx, g, u, r, g, u);  // gradients overwrite their inputs
     BEAVER_EXPECT_CLOSE(to_double(g), want_g, 1e-4, 1e-2);
     BEAVER_EXPECT_CLOSE(to_double(u), want_u, 1e-4, 1e-2);

@@ -1,11 +1,13 @@
 // Shared test helpers: seeded random tensors (never zeros), comparisons with readable
-// failure messages, finite differences in double, output poisoning, and the GPU skip.
+// failure messages, finite differences in double, output poisoning, sentinel-tailed outputs,
+// and the GPU skip.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
@@ -49,6 +51,58 @@ inline OwnedTensor int_tensor(const std::vector<int32_t>& v, Shape s) {
 inline void poison(const Tensor& t) {
   float* p = t.ptr<float>();
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = std::numeric_limits<float>::quiet_NaN();
+}
+
+// An output tensor followed by a tail of sentinel bytes, on either device: an op that writes
+// past the end of its output (a wrong stride, an off-by-one bound) changes the tail, which
+// expect_tail_intact reports. The tensor itself starts poisoned (all-ones bytes: NaN in every
+// float dtype), so unwritten elements show up too.
+inline constexpr size_t kSentinelBytes = 256;
+inline uint8_t sentinel_byte(size_t i) { return uint8_t(0xA5 ^ (i * 0x3B)); }
+
+class SentinelTensor {
+ public:
+  SentinelTensor(DType dtype, Shape shape, Device device = Device::CPU)
+      : bytes_(size_t(shape.numel()) * dtype_size(dtype)),
+        buf_(bytes_ + kSentinelBytes, device),
+        view_(buf_.data(), dtype, shape, device) {
+    std::vector<uint8_t> host(bytes_ + kSentinelBytes, 0xff);
+    for (size_t i = 0; i < kSentinelBytes; ++i) host[bytes_ + i] = sentinel_byte(i);
+    if (device == Device::CPU)
+      std::memcpy(buf_.data(), host.data(), host.size());
+    else
+      device_memcpy(buf_.data(), device, host.data(), Device::CPU, host.size());
+  }
+  const Tensor& view() const { return view_; }
+  operator const Tensor&() const { return view_; }  // NOLINT: ops take views
+  template <typename T>
+  T* ptr() const { return view_.ptr<T>(); }
+  int64_t numel() const { return view_.numel(); }
+
+  // "" when the tail is as written at construction; otherwise where the first change is.
+  // Waits for all device work first.
+  std::string tail_damage() const {
+    std::vector<uint8_t> tail(kSentinelBytes);
+    const uint8_t* end = static_cast<const uint8_t*>(buf_.data()) + bytes_;
+    if (view_.device == Device::CPU)
+      std::memcpy(tail.data(), end, kSentinelBytes);
+    else
+      device_memcpy(tail.data(), Device::CPU, end, view_.device, kSentinelBytes);  // syncs
+    for (size_t i = 0; i < kSentinelBytes; ++i)
+      if (tail[i] != sentinel_byte(i))
+        return "byte " + std::to_string(i) + " past the end of " + view_.str() +
+               " was overwritten";
+    return "";
+  }
+
+ private:
+  size_t bytes_;
+  Buffer buf_;
+  Tensor view_;
+};
+
+inline void expect_tail_intact(const SentinelTensor& t, std::string_view name) {
+  EXPECT_EQ(t.tail_damage(), "") << "output " << name;
 }
 
 inline std::vector<double> to_double(const Tensor& t) {

@@ -77,8 +77,10 @@ void run_generate(const GenerateArgs& a) {
 
   Context ctx = Context::cpu(a.threads);
   const int64_t batch = std::min<int64_t>(a.batch_size, int64_t(prompts.size()));
-  model::LlamaModel m(ctx, cfg, model::LlamaOptions{model::Head::LM, batch, longest, false,
-                                                    false, 0});
+  model::LlamaModel m(
+      ctx, cfg,
+      model::LlamaOptions{
+          .head = model::Head::LM, .max_batch = batch, .max_seq = longest, .training = false});
   model::load_weights(m, a.model);
   model::InferenceEngine engine(m, longest + a.max_new_tokens);
   model::GenerateOptions go;

@@ -2,7 +2,7 @@
 // on the same prompts. Columns: ground-truth harmful rate on harmful prompts and overall and
 // ground-truth helpfulness on benign prompts (toy-world oracle), the cost model's harmful rate,
 // mean reward and cost, and the reward model's win rate against the first (baseline) model,
-// computed prompt by prompt from the two responses.jsonl files (train/arena.h).
+// computed prompt by prompt from the two responses.jsonl files (train/eval_stats.h).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -12,7 +12,7 @@
 #include "csrc/atomic_file.h"
 #include "csrc/log.h"
 #include "tools/commands.h"
-#include "train/arena.h"
+#include "train/eval_stats.h"
 
 namespace beaver::tools {
 
@@ -36,7 +36,7 @@ struct Row {
   fs::path dir;
   json summary;
   std::vector<std::string> prompts;
-  std::vector<arena::Scored> scored;
+  std::vector<eval_stats::Scored> scored;
 };
 
 Row load_row(const std::string& spec) {
@@ -102,7 +102,7 @@ void add_report_command(CLI::App& app) {
       const json& s = r.summary.at("summary");
       const bool truth = r.summary.contains("ground_truth");
       const json g = truth ? r.summary.at("ground_truth") : json::object();
-      const auto cmp = arena::compare(base.scored, r.scored);
+      const auto cmp = eval_stats::compare(base.scored, r.scored);
       md += "| " + r.label + " | " +
             (truth ? pct(g.at("harmful_rate_harmful_prompts").get<double>()) : "-") + " | " +
             (truth ? pct(g.at("harmful_rate_overall").get<double>()) : "-") + " | " +

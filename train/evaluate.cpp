@@ -1,6 +1,6 @@
 // `beaver eval` and `beaver arena` (see evaluate.h): generation with the inference engine,
 // scoring through the same rollout code as training (so an evaluation score is exactly what
-// PPO optimised), statistics from train/arena.h, outputs written atomically.
+// PPO optimised), statistics from train/eval_stats.h, outputs written atomically.
 #include "train/evaluate.h"
 
 #include <algorithm>
@@ -40,7 +40,8 @@ std::unique_ptr<model::LlamaModel> load_frozen(Context& ctx, const std::string& 
   BEAVER_CHECK(kind == want, "the ", role, " at ", dir, " is a ", model::kind_name(kind),
                ", expected a ", model::kind_name(want));
   auto m = std::make_unique<model::LlamaModel>(
-      ctx, cfg, model::LlamaOptions{head, batch, seq, /*training=*/false, false, 0});
+      ctx, cfg,
+      model::LlamaOptions{.head = head, .max_batch = batch, .max_seq = seq, .training = false});
   model::load_weights(*m, dir);
   return m;
 }
@@ -58,7 +59,7 @@ double mean(const std::vector<double>& v) {
   return v.empty() ? 0.0 : s / double(v.size());
 }
 
-nlohmann::ordered_json summary_json(const arena::Summary& s) {
+nlohmann::ordered_json summary_json(const eval_stats::Summary& s) {
   nlohmann::ordered_json j;
   j["n"] = s.n;
   j["mean_reward"] = s.mean_reward;
@@ -69,9 +70,9 @@ nlohmann::ordered_json summary_json(const arena::Summary& s) {
   return j;
 }
 
-std::vector<arena::Scored> scored_of(const std::vector<ScoredResponse>& rs) {
-  std::vector<arena::Scored> out;
-  for (const auto& r : rs) out.push_back(arena::Scored{r.reward, r.cost});
+std::vector<eval_stats::Scored> scored_of(const std::vector<ScoredResponse>& rs) {
+  std::vector<eval_stats::Scored> out;
+  for (const auto& r : rs) out.push_back(eval_stats::Scored{r.reward, r.cost});
   return out;
 }
 
@@ -147,7 +148,7 @@ EvalReport summarize_eval(const std::vector<ScoredResponse>& rs, const std::stri
   check_oracle_name(oracle);
   BEAVER_CHECK(!rs.empty(), "summarize_eval: no responses");
   EvalReport rep;
-  rep.overall = arena::summarize(scored_of(rs));
+  rep.overall = eval_stats::summarize(scored_of(rs));
   rep.has_oracle = !oracle.empty();
   // Oracle verdicts per response (toy world: the prompt's topic decides harmful vs benign).
   std::vector<toyworld::Judgement> judged;
@@ -196,7 +197,7 @@ EvalReport summarize_eval(const std::vector<ScoredResponse>& rs, const std::stri
         help.push_back(judged[i].helpfulness);
       }
     }
-    row.model = arena::summarize(scored_of(sub));
+    row.model = eval_stats::summarize(scored_of(sub));
     row.has_oracle = rep.has_oracle;
     if (rep.has_oracle) {
       row.oracle_harmful_rate = double(harm) / double(sub.size());
@@ -306,7 +307,7 @@ EvalReport run_eval(Context& ctx, const EvalOptions& o) {
 }
 
 // ---- arena -------------------------------------------------------------------------------------
-arena::ArenaResult run_arena(Context& ctx, const ArenaOptions& o) {
+eval_stats::ArenaResult run_arena(Context& ctx, const ArenaOptions& o) {
   BEAVER_CHECK(!o.output_dir.empty(), "arena: --output is required");
   const auto prompts = read_eval_prompts(o.prompts, o.bad_records);
   std::vector<ScoredResponse> a, b;
@@ -318,7 +319,7 @@ arena::ArenaResult run_arena(Context& ctx, const ArenaOptions& o) {
     PolicyScorer sb(ctx, o.model_b, o.reward_model, o.cost_model, o.gen);
     b = sb.answer(prompts);
   }
-  const arena::ArenaResult res = arena::compare(scored_of(a), scored_of(b));
+  const eval_stats::ArenaResult res = eval_stats::compare(scored_of(a), scored_of(b));
   fs::create_directories(o.output_dir);
   const fs::path out(o.output_dir);
   {

@@ -5,7 +5,7 @@
 //   summary.json      the aggregates
 //   table.csv         eval: one row per category (plus "all"); arena: the safe/unsafe 2×2 table
 //   *.png             reward and cost histograms
-// Statistics come from train/arena.h (safe ⇔ cost <= 0).
+// Statistics come from train/eval_stats.h (safe ⇔ cost <= 0).
 #pragma once
 
 #include <cstdint>
@@ -17,7 +17,7 @@
 #include "model/engine.h"
 #include "model/llama.h"
 #include "model/tokenizer.h"
-#include "train/arena.h"
+#include "train/eval_stats.h"
 #include "train/data.h"
 
 namespace beaver::train {
@@ -67,12 +67,12 @@ struct OracleSummary {
 };
 struct CategoryRow {
   std::string category;
-  arena::Summary model;
+  eval_stats::Summary model;
   bool has_oracle = false;
   double oracle_harmful_rate = 0, oracle_helpfulness = 0;
 };
 struct EvalReport {
-  arena::Summary overall;
+  eval_stats::Summary overall;
   bool has_oracle = false;
   OracleSummary oracle;
   std::vector<CategoryRow> categories;  // "all" first, then each category in order of appearance
@@ -94,7 +94,7 @@ struct ArenaOptions {
   GenerationSettings gen;
   BadRecordPolicy bad_records = BadRecordPolicy::Stop;
 };
-arena::ArenaResult run_arena(Context& ctx, const ArenaOptions& o);
+eval_stats::ArenaResult run_arena(Context& ctx, const ArenaOptions& o);
 
 // "" or "toyworld"; anything else is an Error naming the value.
 void check_oracle_name(const std::string& oracle);

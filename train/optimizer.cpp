@@ -8,6 +8,7 @@
 #include "csrc/atomic_file.h"
 #include "csrc/error.h"
 #include "csrc/ops/gradnorm.h"
+#include "csrc/profile.h"
 #include "csrc/safetensors.h"
 
 namespace beaver::train {
@@ -53,6 +54,7 @@ bool Optimizer::flush() {
 }
 
 void Optimizer::apply() {
+  const ProfileRange range("optimizer/step");
   Context& ctx = model_->context();
   const Tensor grads = model_->flat_grads();
   shard_.reduce_grads(ctx, grads);  // averaged across ranks before the norm (no-op on one)

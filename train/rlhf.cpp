@@ -16,6 +16,7 @@
 #include "csrc/error.h"
 #include "csrc/log.h"
 #include "csrc/ops/logprob.h"
+#include "csrc/profile.h"
 #include "csrc/timer.h"
 #include "model/checkpoint.h"
 #include "model/loader.h"
@@ -354,7 +355,10 @@ ScoredRollout RlhfTrainer::rollout(const std::vector<std::vector<int32_t>>& prom
   // Each sampled sequence gets its own seed: (run seed, sequence number) never repeats.
   go.seed = uint64_t(cfg_.seed) * 0x9E3779B97F4A7C15ull + sequences_sampled_;
   sequences_sampled_ += prompts.size();
-  const auto gens = engine_->generate(prompts, go);
+  const auto gens = [&] {
+    const ProfileRange range("rl/generate");
+    return engine_->generate(prompts, go);
+  }();
   ScoredRollout s;
   s.batch = build_rollout(prompts, gens, eos_, pad_);
   std::vector<int32_t> special;
@@ -365,6 +369,7 @@ ScoredRollout RlhfTrainer::rollout(const std::vector<std::vector<int32_t>>& prom
 }
 
 void RlhfTrainer::score(ScoredRollout& s) {
+  const ProfileRange range("rl/score");
   const RolloutBatch& r = s.batch;
   const TokenDims d = r.dims();
   s.logp_old = rollout_logprobs(*actor_, r);
@@ -431,6 +436,7 @@ ResolvedThreshold RlhfTrainer::calibrate_threshold() {
 
 // ---- One RL step -------------------------------------------------------------------------------
 StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
+  const ProfileRange range("rl/step");
   BEAVER_CHECK(!prompts.empty(), "RlhfTrainer::step: no prompts");
   BEAVER_CHECK(int64_t(prompts.size()) <= cfg_.per_device_prompt_batch_size,
                "RlhfTrainer::step: ", prompts.size(), " prompts exceed --per_device_prompt_batch_size ",
@@ -561,6 +567,7 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
   // the reference accumulates the two backward passes as two micro-steps of one step, each
   // scaled by 1/2: the clipped gradient is (g_RL + ptx_coeff·g_PTX) / 2.
   const double half = ptx ? 0.5 : 1.0;
+  ProfileRange actor_range("rl/actor_update");
   impl_->begin_actor();
   const auto logp_new = rollout_logprobs(*actor_, db.batch(), targets);
   const ActorLoss al =
@@ -584,10 +591,13 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
   }
   impl_->step_actor();
   st.actor_grad_norm += impl_->actor_grad_norm();
+  actor_range.end();
 
   // Critics: clipped value loss against their own returns.
   auto critic = [&](model::LlamaModel& m, int which, const std::vector<float>& values_old,
                     const Gae& g) {
+    const ProfileRange range(which == 0 ? "rl/reward_critic_update"
+                                        : "rl/cost_critic_update");
     impl_->begin_critic(which);
     m.forward(db.batch());
     OwnedTensor v(DType::F32, {r.batch, r.width}, dev);

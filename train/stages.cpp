@@ -10,6 +10,7 @@
 #include "csrc/context.h"
 #include "csrc/error.h"
 #include "csrc/log.h"
+#include "csrc/profile.h"
 #include "csrc/timer.h"
 #include "model/llama.h"
 #include "model/loader.h"
@@ -545,13 +546,17 @@ StageResult run_stage(const StageArgs& args) {
   int64_t step_micro = 0;
   bool first_step = true, stop = false;
   int64_t saved_at = resumed ? opt.step() : -1;
+  const std::string micro_range = "train/" + name + "/micro_batch";  // profiler range
   for (; prog.epoch < a.epochs && !stop; ++prog.epoch, prog.index = 0) {
     const std::vector<size_t> order = shuffled_indices(size_t(n), a.seed, uint64_t(prog.epoch));
     while (prog.index < n && !stop) {
       const int64_t e = std::min(n, prog.index + gbs);
       const auto [sb, se] = rank_slice(size_t(prog.index), size_t(e), size_t(bs), rank_of(a.comm));
       const std::span<const size_t> idx(order.data() + sb, se - sb);
-      const MicroOut mo_out = train_micro(r, idx, opt.loss_scale());
+      const MicroOut mo_out = [&] {
+        const ProfileRange range(micro_range.c_str());
+        return train_micro(r, idx, opt.loss_scale());
+      }();
       prog.index = e;
       ++prog.micro_batches;
       res.train_tokens += mo_out.tokens;

@@ -1,6 +1,7 @@
 // CPU SwiGLU forward and backward over [T, I] (LLaMA-7B intermediate I = 11008), in bytes/s.
 #include "bench_util.h"
 #include "csrc/ops/swiglu.h"
+#include "tests/cases/swiglu.h"
 
 namespace beaver {
 namespace {
@@ -17,8 +18,11 @@ void BM_swiglu_fwd_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(t * i) * 4);
 }
-BENCHMARK(BM_swiglu_fwd_cpu)->ArgNames({"T", "I"})->Args({64, 11008})->Args({256, 4096})
-    ->UseRealTime();
+void swiglu_bench_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"T", "I"});
+  for (const auto& c : cases::kSwigluBench) b->Args({c.T, c.I});
+}
+BENCHMARK(BM_swiglu_fwd_cpu)->Apply(swiglu_bench_shapes)->UseRealTime();
 
 void BM_swiglu_bwd_cpu(benchmark::State& state) {
   const int64_t t = state.range(0), i = state.range(1);
@@ -33,7 +37,7 @@ void BM_swiglu_bwd_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 5.0 * double(t * i) * 4);
 }
-BENCHMARK(BM_swiglu_bwd_cpu)->ArgNames({"T", "I"})->Args({64, 11008})->UseRealTime();
+BENCHMARK(BM_swiglu_bwd_cpu)->Apply(swiglu_bench_shapes)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

@@ -42,11 +42,11 @@ namespace cpu {
 void adamw_step(Context& ctx, const Tensor& master, const Tensor& grad, const Tensor& m,
                 const Tensor& v, const Tensor& lowp, const Tensor& grad_scale,
                 const std::vector<ParamSegment>& decay_segments, const AdamWConfig& cfg);
-}
+}  // namespace cpu
 namespace cuda {
 void adamw_step(Context& ctx, const Tensor& master, const Tensor& grad, const Tensor& m,
                 const Tensor& v, const Tensor& lowp, const Tensor& grad_scale,
                 const std::vector<ParamSegment>& decay_segments, const AdamWConfig& cfg);
-}
+}  // namespace cuda
 
 }  // namespace beaver::ops

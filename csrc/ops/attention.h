@@ -36,24 +36,31 @@ void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,
 void kv_append(Context& ctx, const Tensor& k_new, const Tensor& v_new, const Tensor& k_cache,
                const Tensor& v_cache, const Tensor& pos);
 
-#define BEAVER_ATTENTION_DECLS                                                                \
-  void attention_fwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,         \
-                     const Tensor& ranges, float scale, const Tensor& out, const Tensor& lse); \
-  void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,         \
-                     const Tensor& out, const Tensor& dout, const Tensor& lse,                \
-                     const Tensor& ranges, float scale, const Tensor& dq, const Tensor& dk,   \
-                     const Tensor& dv);                                                       \
-  void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,                 \
-                        const Tensor& v_cache, const Tensor& ranges, float scale,             \
-                        const Tensor& out);                                                   \
-  void kv_append(Context& ctx, const Tensor& k_new, const Tensor& v_new,                      \
-                 const Tensor& k_cache, const Tensor& v_cache, const Tensor& pos);
 namespace cpu {
-BEAVER_ATTENTION_DECLS
-}
+void attention_fwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& ranges, float scale, const Tensor& out, const Tensor& lse);
+void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& dout, const Tensor& lse,
+                   const Tensor& ranges, float scale, const Tensor& dq, const Tensor& dk,
+                   const Tensor& dv);
+void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,
+                      const Tensor& v_cache, const Tensor& ranges, float scale,
+                      const Tensor& out);
+void kv_append(Context& ctx, const Tensor& k_new, const Tensor& v_new,
+               const Tensor& k_cache, const Tensor& v_cache, const Tensor& pos);
+}  // namespace cpu
 namespace cuda {
-BEAVER_ATTENTION_DECLS
-}
-#undef BEAVER_ATTENTION_DECLS
+void attention_fwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& ranges, float scale, const Tensor& out, const Tensor& lse);
+void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& dout, const Tensor& lse,
+                   const Tensor& ranges, float scale, const Tensor& dq, const Tensor& dk,
+                   const Tensor& dv);
+void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,
+                      const Tensor& v_cache, const Tensor& ranges, float scale,
+                      const Tensor& out);
+void kv_append(Context& ctx, const Tensor& k_new, const Tensor& v_new,
+               const Tensor& k_cache, const Tensor& v_cache, const Tensor& pos);
+}  // namespace cuda
 
 }  // namespace beaver::ops

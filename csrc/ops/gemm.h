@@ -23,10 +23,10 @@ void linear_bwd_weight(Context& ctx, const Tensor& dy, const Tensor& x, const Te
 namespace cpu {
 void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
           const Tensor& c, float alpha, float beta);
-}
+}  // namespace cpu
 namespace cuda {
 void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
           const Tensor& c, float alpha, float beta);
-}
+}  // namespace cuda
 
 }  // namespace beaver::ops

@@ -20,16 +20,15 @@ void scale_by(Context& ctx, std::span<const Tensor> grads, const Tensor& coef);
 void clip_grad_norm(Context& ctx, std::span<const Tensor> grads, float max_norm,
                     const Tensor& norm, const Tensor& coef, bool apply = true);
 
-#define BEAVER_GRADNORM_DECLS                                                        \
-  void grad_norm(Context& ctx, std::span<const Tensor> grads, const Tensor& norm);   \
-  void clip_coef(Context& ctx, const Tensor& norm, float max_norm, const Tensor& coef); \
-  void scale_by(Context& ctx, std::span<const Tensor> grads, const Tensor& coef);
 namespace cpu {
-BEAVER_GRADNORM_DECLS
-}
+void grad_norm(Context& ctx, std::span<const Tensor> grads, const Tensor& norm);
+void clip_coef(Context& ctx, const Tensor& norm, float max_norm, const Tensor& coef);
+void scale_by(Context& ctx, std::span<const Tensor> grads, const Tensor& coef);
+}  // namespace cpu
 namespace cuda {
-BEAVER_GRADNORM_DECLS
-}
-#undef BEAVER_GRADNORM_DECLS
+void grad_norm(Context& ctx, std::span<const Tensor> grads, const Tensor& norm);
+void clip_coef(Context& ctx, const Tensor& norm, float max_norm, const Tensor& coef);
+void scale_by(Context& ctx, std::span<const Tensor> grads, const Tensor& coef);
+}  // namespace cuda
 
 }  // namespace beaver::ops

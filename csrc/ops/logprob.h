@@ -29,18 +29,19 @@ void cross_entropy_bwd(Context& ctx, const Tensor& logits, const Tensor& targets
 
 // Backends: sign = +1 computes log-probs, -1 the cross-entropy (out = sign * logp; the
 // backward multiplies dout by sign).
-#define BEAVER_LOGPROB_DECLS                                                                \
-  void logprob_fwd(Context& ctx, const Tensor& logits, const Tensor& targets,               \
-                   const Tensor& out, const Tensor& lse, int ignore_index, float sign);     \
-  void logprob_bwd(Context& ctx, const Tensor& logits, const Tensor& targets,               \
-                   const Tensor& lse, const Tensor& dout, const Tensor& dlogits,            \
-                   int ignore_index, float sign);
 namespace cpu {
-BEAVER_LOGPROB_DECLS
-}
+void logprob_fwd(Context& ctx, const Tensor& logits, const Tensor& targets,
+                 const Tensor& out, const Tensor& lse, int ignore_index, float sign);
+void logprob_bwd(Context& ctx, const Tensor& logits, const Tensor& targets,
+                 const Tensor& lse, const Tensor& dout, const Tensor& dlogits,
+                 int ignore_index, float sign);
+}  // namespace cpu
 namespace cuda {
-BEAVER_LOGPROB_DECLS
-}
-#undef BEAVER_LOGPROB_DECLS
+void logprob_fwd(Context& ctx, const Tensor& logits, const Tensor& targets,
+                 const Tensor& out, const Tensor& lse, int ignore_index, float sign);
+void logprob_bwd(Context& ctx, const Tensor& logits, const Tensor& targets,
+                 const Tensor& lse, const Tensor& dout, const Tensor& dlogits,
+                 int ignore_index, float sign);
+}  // namespace cuda
 
 }  // namespace beaver::ops

@@ -36,10 +36,10 @@ void rope_bwd(Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& po
 namespace cpu {
 void rope_apply(Context& ctx, const Tensor& x, const Tensor& positions, const Tensor& inv_freq,
                 bool inverse);
-}
+}  // namespace cpu
 namespace cuda {
 void rope_apply(Context& ctx, const Tensor& x, const Tensor& positions, const Tensor& inv_freq,
                 bool inverse);
-}
+}  // namespace cuda
 
 }  // namespace beaver::ops

@@ -30,10 +30,10 @@ void sample(Context& ctx, const Tensor& logits, const SamplingConfig& cfg, const
 namespace cpu {
 void sample(Context& ctx, const Tensor& logits, const SamplingConfig& cfg, const Tensor& seeds,
             uint64_t step, const Tensor& tokens);
-}
+}  // namespace cpu
 namespace cuda {
 void sample(Context& ctx, const Tensor& logits, const SamplingConfig& cfg, const Tensor& seeds,
             uint64_t step, const Tensor& tokens);
-}
+}  // namespace cuda
 
 }  // namespace beaver::ops

@@ -1,6 +1,7 @@
 // Helpers for the GPU tests (tests/gpu/test_<family>.cpp): moving fp32 host data to the device
 // in any float dtype and back, NaN-poisoning device outputs, raw bytes for bitwise
-// determinism checks, and the bf16 acceptance rule.
+// determinism checks, and the bf16 acceptance rule. Outputs are allocated as SentinelTensor
+// (tests/testutil.h, either device) so that a write past their end fails the test.
 //
 // The bf16 rule: a bf16 kernel is judged against the fp32 CPU reference by comparing its error
 // with the error of a naive bf16 implementation (the CPU reference run on bf16-rounded inputs,

@@ -1,7 +1,8 @@
 // GPU tests of the cuBLASLt GEMM (kernels/gemm.cu) against the CPU twin: all four transpose
 // combinations, odd shapes, alpha/beta (C poisoned when beta == 0, so it must not be read),
 // f32 (1e-5 relative, floored at sqrt(K)) and bf16 inputs with bf16 or f32 output (the bf16
-// rule), K = 0, an odd-offset view, and unsupported dtype pairs.
+// rule), K = 0, an odd-offset view, unsupported dtype pairs, and run-to-run bitwise
+// determinism (cuBLASLt's algorithm choice and split-K must not vary between identical calls).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -67,6 +68,34 @@ TEST(GpuGemm, MatchesCpuForAllTransposes) {
           expect_matches(ty.ab, download(g, dc), naive, ref, 2.0, 1e-4 * floor, "C", 1e-5,
                          floor);
         }
+}
+
+TEST(GpuGemm, BitwiseReproducible) {
+  BEAVER_REQUIRE_CUDA();
+  Context g = Context::cuda();
+  uint64_t seed = 4000;
+  for (const Types& ty : kTypes)
+    for (const Dims& d : {Dims{17, 33, 65}, Dims{70, 300, 2048}, Dims{128, 256, 4096}})
+      for (int t = 0; t < 4; ++t) {
+        const bool ta = t & 1, tb = t & 2;
+        SCOPED_TRACE("a/b " + dtype_str(ty.ab) + " c " + dtype_str(ty.c) + " K=" +
+                     std::to_string(d.K) + (ta ? " a^T" : "") + (tb ? " b^T" : ""));
+        const auto a = random_vec(size_t(d.M * d.K), ++seed);
+        const auto b = random_vec(size_t(d.K * d.N), ++seed);
+        const auto c0 = round_bf16(random_vec(size_t(d.M * d.N), ++seed));
+        const OwnedTensor da = upload(a, a_shape(d, ta), ty.ab);
+        const OwnedTensor db = upload(b, b_shape(d, tb), ty.ab);
+        std::vector<uint8_t> first;
+        for (int run = 0; run < 3; ++run) {
+          const OwnedTensor dc = upload(c0, {d.M, d.N}, ty.c);
+          ops::cuda::gemm(g, da, ta, db, tb, dc, 0.5f, 0.75f);
+          const auto raw = download_raw(g, dc);
+          if (run == 0)
+            first = raw;
+          else
+            EXPECT_EQ(raw, first) << "two identical GEMMs differ bitwise";
+        }
+      }
 }
 
 TEST(GpuGemm, ZeroInnerDimensionScalesC) {

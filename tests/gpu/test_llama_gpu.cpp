@@ -88,7 +88,8 @@ Outputs run_golden_batch(Context& ctx, const std::string& dir, const SafeTensors
   const auto tokens = i32_of(g.at("input_ids")), ranges = i32_of(g.at("ranges")),
              positions = i32_of(g.at("position_ids"));
   const int64_t B = g.at("input_ids").shape[0], S = g.at("input_ids").shape[1];
-  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, B, S, true, false, 0});
+  LlamaModel m(ctx, cfg,
+               LlamaOptions{.head = Head::LM, .max_batch = B, .max_seq = S, .training = true});
   load_weights(m, dir);
   if (round_weights) {
     const auto p = round_bf16(to_host_f32(m.flat_params()));
@@ -174,7 +175,10 @@ std::vector<Generation> generate_on(Context& ctx, const std::string& dir,
   const LlamaConfig cfg = checkpoint_config(dir);
   int64_t longest = 0;
   for (const auto& p : prompts) longest = std::max<int64_t>(longest, int64_t(p.size()));
-  LlamaModel m(ctx, cfg, LlamaOptions{Head::LM, max_batch, longest, false, false, 0});
+  LlamaModel m(
+      ctx, cfg,
+      LlamaOptions{
+          .head = Head::LM, .max_batch = max_batch, .max_seq = longest, .training = false});
   load_weights(m, dir);
   InferenceEngine eng(m, longest + go.max_new_tokens, graphs);
   auto out = eng.generate(prompts, go);
@@ -191,7 +195,8 @@ std::vector<float> cpu_gaps(const std::string& dir, const std::vector<int32_t>& 
   std::vector<int32_t> seq = prompt;
   seq.insert(seq.end(), tokens.begin(), tokens.end());
   const int64_t S = int64_t(seq.size()), V = cfg.vocab_size;
-  LlamaModel m(cpu, cfg, LlamaOptions{Head::LM, 1, S, false, false, 0});
+  LlamaModel m(cpu, cfg,
+               LlamaOptions{.head = Head::LM, .max_batch = 1, .max_seq = S, .training = false});
   load_weights(m, dir);
   std::vector<int32_t> pos(static_cast<size_t>(S)), rng{0, int32_t(S)};
   for (int64_t i = 0; i < S; ++i) pos[size_t(i)] = int32_t(i);
@@ -271,7 +276,8 @@ TEST_P(LlamaGpu, AdamWLowpOutputIsTheWorkingCopy) {
   BEAVER_REQUIRE_CUDA();
   const std::string dir = golden_dir(GetParam());
   Context gpu = Context::cuda();
-  LlamaModel m(gpu, checkpoint_config(dir), LlamaOptions{Head::LM, 1, 8, true, false, 0});
+  LlamaModel m(gpu, checkpoint_config(dir),
+               LlamaOptions{.head = Head::LM, .max_batch = 1, .max_seq = 8, .training = true});
   load_weights(m, dir);
   ASSERT_EQ(m.precision().act, DType::BF16);
   const Tensor work = m.flat_working_params();

@@ -3,15 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "csrc/ops/swiglu.h"
+#include "tests/cases/swiglu.h"
 #include "gpu/gpu_testutil.h"
 
 namespace beaver::test {
 namespace {
 
-struct Dims {
-  int64_t T, I;
-};
-const Dims kShapes[] = {{1, 1}, {3, 17}, {5, 256}, {33, 1000}, {64, 2752}};
 constexpr DType kFloat[] = {DType::F32, DType::BF16};
 
 struct Ref {
@@ -33,7 +30,7 @@ TEST(GpuSwiglu, ForwardBackwardMatchCpu) {
   Context c = Context::cpu(2);
   uint64_t seed = 10;
   for (DType d : kFloat)
-    for (const Dims& sh : kShapes) {
+    for (const auto& sh : cases::kSwiglu) {
       const Shape s{sh.T, sh.I};
       SCOPED_TRACE(dtype_str(d) + " " + s.str());
       const size_t n = size_t(s.numel());
@@ -44,16 +41,17 @@ TEST(GpuSwiglu, ForwardBackwardMatchCpu) {
       const Ref naive = cpu_ref(c, round_bf16(gate), round_bf16(up), round_bf16(dout), s);
 
       const OwnedTensor dg = upload(gate, s, d), du = upload(up, s, d), dd = upload(dout, s, d);
-      const OwnedTensor out(d, s, Device::CUDA), dgate(d, s, Device::CUDA), dup(d, s, Device::CUDA);
-      poison_device(g, out);
-      poison_device(g, dgate);
-      poison_device(g, dup);
+      const SentinelTensor out(d, s, Device::CUDA), dgate(d, s, Device::CUDA),
+          dup(d, s, Device::CUDA);  // poisoned, with sentinel tails
       ops::cuda::swiglu_fwd(g, dg, du, out);
       ops::cuda::swiglu_bwd(g, dg, du, dd, dgate, dup);
       expect_matches(d, download(g, out), round_bf16(naive.out), ref.out, 2.0, 1e-5, "out");
       expect_matches(d, download(g, dgate), round_bf16(naive.dgate), ref.dgate, 2.0, 1e-5,
                      "dgate", 1e-5, 1e-2);
       expect_matches(d, download(g, dup), round_bf16(naive.dup), ref.dup, 2.0, 1e-5, "dup");
+      expect_tail_intact(out, "out");
+      expect_tail_intact(dgate, "dgate");
+      expect_tail_intact(dup, "dup");
     }
 }
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-namespace beaver::arena {
+namespace beaver::eval_stats {
 
 struct Scored {
   double reward = 0.0;
@@ -52,4 +52,4 @@ struct Game {
 };
 std::vector<double> elo(int players, const std::vector<Game>& games, double mean = 1000.0);
 
-}  // namespace beaver::arena
+}  // namespace beaver::eval_stats

@@ -1,10 +1,10 @@
-#include "train/arena.h"
+#include "train/eval_stats.h"
 
 #include <cmath>
 
 #include "csrc/error.h"
 
-namespace beaver::arena {
+namespace beaver::eval_stats {
 
 Summary summarize(const std::vector<Scored>& xs) {
   Summary s;
@@ -97,4 +97,4 @@ std::vector<double> elo(int players, const std::vector<Game>& games, double mean
   return r;
 }
 
-}  // namespace beaver::arena
+}  // namespace beaver::eval_stats

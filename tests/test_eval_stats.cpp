@@ -4,9 +4,9 @@
 #include <cmath>
 
 #include "csrc/error.h"
-#include "train/arena.h"
+#include "train/eval_stats.h"
 
-namespace beaver::arena {
+namespace beaver::eval_stats {
 namespace {
 
 TEST(Arena, SummaryHarmfulRateUsesCostAboveZero) {
@@ -71,4 +71,4 @@ TEST(Arena, EloUndefeatedStaysFiniteAndThreePlayersOrder) {
 }
 
 }  // namespace
-}  // namespace beaver::arena
+}  // namespace beaver::eval_stats
