@@ -52,7 +52,7 @@ void log_reports(const std::vector<ReadReport>& reports, const char* what) {
     if (!r.inconsistent.empty())
       log_warn(what, ": ", r.path, ": ", r.inconsistent.size(),
                " pairs whose safer response is labelled unsafe while the other is labelled "
-               "safe (kept), first at ", r.inconsistent.front());
+               "safe, first at ", r.inconsistent.front());
   }
 }
 
@@ -145,6 +145,11 @@ void load_data(Run& r) {
     log_reports(reports, "eval data");
   } else if (a.eval_split_ratio > 0) {
     std::tie(train, eval) = train_test_split(train, a.eval_split_ratio, a.seed);
+  }
+  if (a.stage == Stage::CM) {
+    train = apply_inconsistent_pair_policy(std::move(train), a.inconsistent_pairs, "train data");
+    if (!eval.empty())
+      eval = apply_inconsistent_pair_policy(std::move(eval), a.inconsistent_pairs, "eval data");
   }
   r.pair_train = drop_identical(to_pairs(train), a.max_length, "train data");
   r.pair_eval = drop_identical(to_pairs(eval), a.max_length, "eval data");

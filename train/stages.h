@@ -59,6 +59,7 @@ struct StageArgs {
   int64_t eval_interval = 0;  // optimizer steps between evaluations (0: once per epoch)
   ScoreLossConfig score_loss;  // RM/CM: --loss_type, --regularization
   BadRecordPolicy bad_record = BadRecordPolicy::Stop;
+  InconsistentPairPolicy inconsistent_pairs = InconsistentPairPolicy::Stop;  // CM only
   int threads = 0;            // CPU threads (0: OpenMP default)
   bool use_cuda = false;
   bool resume = false;        // continue from <output_dir>/checkpoints/latest
