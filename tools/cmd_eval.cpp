@@ -7,6 +7,7 @@
 #include "csrc/context.h"
 #include "csrc/error.h"
 #include "tools/commands.h"
+#include "tools/ranks.h"
 #include "train/evaluate.h"
 
 namespace beaver::tools {
@@ -56,6 +57,7 @@ void add_eval_command(CLI::App& app) {
   ev->add_option("--output", e->output_dir, "Output folder")->required();
   add_common(ev, *ec);
   ev->callback([e, ec] {
+    require_one_rank("eval");
     e->gen = ec->gen;
     e->bad_records = train::parse_bad_record_policy(ec->bad_records);
     Context ctx = make_context(*ec);
@@ -73,6 +75,7 @@ void add_eval_command(CLI::App& app) {
   ar->add_option("--output", a->output_dir, "Output folder")->required();
   add_common(ar, *ac);
   ar->callback([a, ac] {
+    require_one_rank("arena");
     a->gen = ac->gen;
     a->bad_records = train::parse_bad_record_policy(ac->bad_records);
     Context ctx = make_context(*ac);

@@ -18,6 +18,7 @@
 #include "model/llama.h"
 #include "model/tokenizer.h"
 #include "tools/commands.h"
+#include "tools/ranks.h"
 #include "train/data.h"
 #include "train/template.h"
 
@@ -148,7 +149,10 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--batch-size", a->batch_size, "Prompts per batch")->check(CLI::PositiveNumber);
   cmd->add_option("--threads", a->threads, "CPU threads (0 = OpenMP default)")
       ->check(CLI::NonNegativeNumber);
-  cmd->callback([a] { run_generate(*a); });
+  cmd->callback([a] {
+    require_one_rank("generate");
+    run_generate(*a);
+  });
 }
 
 }  // namespace beaver::tools

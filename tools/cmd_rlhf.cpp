@@ -10,6 +10,7 @@
 #include "csrc/context.h"
 #include "csrc/error.h"
 #include "tools/commands.h"
+#include "tools/ranks.h"
 #include "train/rlhf.h"
 
 namespace beaver::tools {
@@ -87,7 +88,10 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
         ->capture_default_str()
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   });
-  cmd->callback([a] { run_rlhf(*a); });
+  cmd->callback([a, algo] {
+    require_one_rank("train " + std::string(train::ppo_algorithm_name(algo)));
+    run_rlhf(*a);
+  });
 }
 
 }  // namespace

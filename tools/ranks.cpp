@@ -20,6 +20,13 @@ void run_on_ranks(const std::function<void(Communicator&)>& body) {
   }
 }
 
+void require_one_rank(const std::string& command) {
+  std::unique_ptr<Communicator> comm = communicator_from_environment();
+  if (comm->distributed())
+    comm->abort("beaver " + command + " runs on one rank; data parallel over mpirun covers "
+                "`beaver train sft|rm|cm` so far. Run it without mpirun");
+}
+
 void add_zero_stage_flag(CLI::App* cmd, int& stage) {
   cmd->add_option("--zero_stage", stage,
                   "Sharding across data-parallel ranks: 0 none, 1 optimizer state, 2 also the "

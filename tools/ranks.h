@@ -7,12 +7,17 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
 
 #include "csrc/comm.h"
 
 namespace beaver::tools {
 
 void run_on_ranks(const std::function<void(Communicator&)>& body);
+
+// For subcommands that run on one rank only: under mpirun with several ranks, stops the job
+// with a message saying so (instead of N copies writing the same files).
+void require_one_rank(const std::string& command);
 
 // --zero_stage (DeepSpeed's flag) on a training subcommand.
 void add_zero_stage_flag(CLI::App* cmd, int& stage);
