@@ -12,6 +12,7 @@
 
 #include "csrc/log.h"
 #include "tools/commands.h"
+#include "tools/ranks.h"
 #include "train/data.h"
 #include "train/losses.h"
 #include "train/schedule.h"
@@ -104,6 +105,10 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
   cmd->add_option("--threads", a.threads, "CPU threads (0: all)");
   cmd->add_option("--device", f->device, "cpu | cuda");
   cmd->add_flag("--resume", a.resume, "Continue the run in --output_dir from its latest checkpoint");
+  cmd->add_option("--train_batch_size", a.train_batch_size,
+                  "Global batch per optimizer step (per device x accumulation x ranks); sets "
+                  "the per-device size (0: use --per_device_train_batch_size)");
+  add_zero_stage_flag(cmd, a.zero_stage);
 
   // A scalar flag given twice takes its last value, so the stage scripts' defaults can be
   // overridden by appending flags ("$@").
@@ -120,12 +125,16 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
     BEAVER_CHECK(f->device == "cpu" || f->device == "cuda", "--device must be cpu or cuda, got '",
                  f->device, "'");
     args.use_cuda = f->device == "cuda";
+    run_on_ranks([&](Communicator& comm) {
+    args.comm = &comm;
     const train::StageResult r = train::run_stage(args);
+    if (!comm.is_root()) return;
     std::printf("%s: %lld steps, train loss %.4f -> %.4f, %.0f tokens/s", 
                 std::string(train::stage_name(args.stage)).c_str(), (long long)r.steps,
                 r.first_loss, r.last_loss, r.tokens_per_s());
     for (const auto& [k, v] : r.eval) std::printf(", %s %.4f", k.c_str(), v);
     std::printf("\n");
+    });
   });
 }
 
