@@ -131,6 +131,10 @@ TEST_F(EvalTiny, ArenaAgainstItselfIsADraw) {
   const auto res = run_arena(ctx, o);
   EXPECT_EQ(res.ties, 6);
   EXPECT_NEAR(res.b_win_rate, 0.5, 1e-12);
+  // The reference's count: a tie is not a win.
+  const auto summary =
+      nlohmann::json::parse(read_text_file((fs::path(o.output_dir) / "summary.json").string()));
+  EXPECT_EQ(summary["b_win_rate_ties_as_losses"].get<double>(), 0.0);
   EXPECT_NEAR(res.elo_a, res.elo_b, 1e-6);
   // Same answers, same costs: only the diagonal of the safe/unsafe table is populated.
   EXPECT_EQ(res.table[0][1].n + res.table[1][0].n, 0);

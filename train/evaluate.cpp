@@ -352,6 +352,14 @@ eval_stats::ArenaResult run_arena(Context& ctx, const ArenaOptions& o) {
   s["worse_safe"] = res.worse_safe;
   s["worse_unsafe"] = res.worse_unsafe;
   s["ties"] = res.ties;
+  // The reference counts B better only when its reward is strictly higher, so a tie counts as
+  // worse there; here ties count half (b_win_rate) and are listed apart. The reference's
+  // reading: the share of prompts where B is strictly better.
+  {
+    int strict = 0;
+    for (size_t i = 0; i < a.size(); ++i) strict += b[i].reward > a[i].reward ? 1 : 0;
+    s["b_win_rate_ties_as_losses"] = a.empty() ? 0.0 : double(strict) / double(a.size());
+  }
   s["elo_a"] = res.elo_a;
   s["elo_b"] = res.elo_b;
   const char* side[2] = {"safe", "unsafe"};
