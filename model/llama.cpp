@@ -372,6 +372,7 @@ void LlamaModel::set_batch(const Batch& batch) {
   S_ = S;
   T_ = B * S;
   batch_ = batch;
+  logits_cached_ = false;
 }
 
 void LlamaModel::train_attend(int l, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -539,10 +540,14 @@ void LlamaModel::lm_chunks(bool backward, const Tensor& dlogp) {
     const int64_t r1 = std::min(T_, r0 + C);
     const Tensor x = xnf_.slice(r0, r1), lg = logits_chunk_.slice(0, r1 - r0),
                  tg = head_targets_.slice(r0, r1), lse = head_lse_.slice(r0, r1);
-    ops::linear_fwd(c, x, W, lg);
+    // One chunk for all rows: the forward's logits are still there for the backward.
+    const bool reuse = backward && logits_cached_ && r0 == 0 && r1 == T_;
+    if (!reuse) ops::linear_fwd(c, x, W, lg);
     if (!backward) {
       ops::logprob_fwd(c, lg, tg, head_logp_.slice(r0, r1), lse);
+      logits_cached_ = r0 == 0 && r1 == T_;
     } else {
+      logits_cached_ = false;  // the logits' gradient overwrites them
       ops::logprob_bwd(c, lg, tg, lse, dlogp.slice(r0, r1), lg);  // dlogits overwrite logits
       const Tensor dlg = round_dlogits ? dlogits_chunk_.slice(0, r1 - r0) : lg;
       if (round_dlogits) ops::convert(c, lg, dlg);
@@ -685,6 +690,7 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
                cache.k.size(), "/", cache.v.size(), " layers, the model ", L_);
   Context& c = *ctx_;
   have_forward_ = false;
+  logits_cached_ = false;
   ops::embedding_fwd(c, tokens, wv_[0], resid(0).slice(0, B));
   const AttendFn attend = [&](int l, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& att, const Tensor& lse) {

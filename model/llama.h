@@ -237,6 +237,9 @@ class LlamaModel {
   std::vector<int32_t> host_ranges_, host_targets_, host_idx_;
   std::vector<float> host_f32_;
   bool have_forward_ = false;
+  // The logits chunk holds the logits of every row of the last forward (one chunk covered
+  // them all), so the LM head's backward reuses them instead of recomputing the GEMM.
+  bool logits_cached_ = false;
   int64_t ce_count_ = 0;
 };
 

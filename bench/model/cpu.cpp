@@ -2,7 +2,8 @@
 // I=688, V=4000): a training step (forward + CE + full backward) in tokens/s, with and without
 // activation recomputation, and generation (prefill and decode) in tokens/s through the
 // inference engine. Counters: tokens/s and FLOP/s (6 · params · tokens for training,
-// 2 · params per decoded token; attention FLOPs left out).
+// 2 · params per decoded token; attention FLOPs left out). The last argument of every case is
+// the CPU thread count (1 and 2); bench/cpu_vs_torch.sh runs the same cases in PyTorch.
 #include <benchmark/benchmark.h>
 
 #include <vector>
@@ -52,7 +53,7 @@ double param_count(const model::LlamaModel& m) {
 void BM_TrainStep(benchmark::State& state) {
   const int64_t B = 4, S = state.range(0);
   const bool recompute = state.range(1) != 0;
-  Context ctx = Context::cpu(1);
+  Context ctx = Context::cpu(int(state.range(2)));
   model::LlamaModel m(ctx, small_config(), {model::Head::LM, B, S, true, recompute, 0});
   randomise(m);
   std::vector<int32_t> tok(size_t(B * S)), pos(size_t(B * S)), rng;
@@ -81,11 +82,16 @@ void BM_TrainStep(benchmark::State& state) {
       benchmark::Counter(double(B * S), benchmark::Counter::kIsIterationInvariantRate);
   set_flops(state, 6.0 * param_count(m) * double(B * S));
 }
-BENCHMARK(BM_TrainStep)->Args({128, 0})->Args({128, 1})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TrainStep)
+    ->ArgNames({"seq", "recompute", "threads"})
+    ->Args({128, 0, 1})
+    ->Args({128, 1, 1})
+    ->Args({128, 0, 2})
+    ->Unit(benchmark::kMillisecond);
 
 void BM_Generate(benchmark::State& state) {
   const int64_t B = state.range(0), prompt = 32, new_tokens = 32;
-  Context ctx = Context::cpu(1);
+  Context ctx = Context::cpu(int(state.range(1)));
   model::LlamaModel m(ctx, small_config(), {model::Head::LM, B, prompt, false, false, 0});
   randomise(m);
   model::InferenceEngine eng(m, prompt + new_tokens);
@@ -101,7 +107,13 @@ void BM_Generate(benchmark::State& state) {
   state.counters["prefill tok/s"] = eng.stats().prefill_tokens_per_s();
   state.counters["decode tok/s"] = eng.stats().decode_tokens_per_s();
 }
-BENCHMARK(BM_Generate)->Arg(1)->Arg(8)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Generate)
+    ->ArgNames({"batch", "threads"})
+    ->Args({1, 1})
+    ->Args({8, 1})
+    ->Args({1, 2})
+    ->Args({8, 2})
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace beaver::bench
