@@ -8,6 +8,7 @@
 #include "csrc/error.h"
 #include "csrc/ops/gradnorm.h"
 #include "csrc/safetensors.h"
+#include "model/checkpoint.h"
 
 namespace beaver::train {
 
@@ -63,6 +64,11 @@ void Optimizer::apply() {
     ops::grad_norm(ctx, gs, norm_);
   }
   have_norm_ = true;
+  if (guard_ && !guard_->admit(step_, last_grad_norm())) {
+    model_->zero_grads();
+    micro_ = 0;
+    return;
+  }
   ops::AdamWConfig ac;
   last_lr_ = cfg_.schedule.lr(step_);
   ac.lr = float(last_lr_);
@@ -88,6 +94,12 @@ double Optimizer::last_grad_norm() const {
 void Optimizer::save(const std::string& dir) const {
   BEAVER_CHECK(micro_ == 0, "Optimizer::save: ", micro_,
                " micro-batches are accumulated but not applied; save between steps");
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"m", &m_.view()},
+                                std::pair<const char*, const Tensor*>{"v", &v_.view()}}) {
+    const model::NonfiniteCount c = model::count_nonfinite(*t);
+    BEAVER_CHECK(!c, dir, ": AdamW moment ", name, " holds ", model::describe_nonfinite(c, Tensor()),
+                 "; refusing to write an optimizer state with non-finite values");
+  }
   std::filesystem::create_directories(dir);
   write_safetensors(dir + "/optimizer.safetensors",
                     std::vector<std::pair<std::string, Tensor>>{{"m", m_.view()}, {"v", v_.view()}},
@@ -116,14 +128,14 @@ void Optimizer::load(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     BEAVER_FAIL(jpath, ": not valid JSON (", e.what(), ")");
   }
-  BEAVER_CHECK(j.is_object() && j.value("magic", "") == kStateMagic, jpath,
+  BEAVER_CHECK(j.is_object() && j.contains("magic") && j["magic"] == kStateMagic, jpath,
                ": not a Beaver optimizer state (magic)");
-  BEAVER_CHECK(j.value("format_version", 0) == kStateVersion, jpath,
-               ": unsupported format_version ", j.value("format_version", 0));
+  BEAVER_CHECK(j.contains("format_version") && j["format_version"] == kStateVersion, jpath,
+               ": unsupported format_version ", j.value("format_version", nlohmann::json()).dump());
   BEAVER_CHECK(j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() >= 0,
                jpath, ": field \"step\" must be a non-negative integer");
-  BEAVER_CHECK(j.value("numel", int64_t(-1)) == m_.numel(), jpath, ": state for ",
-               j.value("numel", int64_t(-1)), " parameters, the model has ", m_.numel());
+  BEAVER_CHECK(j.contains("numel") && j["numel"] == m_.numel(), jpath, ": state for ",
+               j.value("numel", nlohmann::json()).dump(), " parameters, the model has ", m_.numel());
   const std::string spath = dir + "/optimizer.safetensors";
   SafeTensorsFile f(spath);
   for (const auto& [name, dst] : {std::pair<const char*, const OwnedTensor*>{"m", &m_},
