@@ -275,7 +275,8 @@ uint64_t load_shards(const fs::path& dir, const std::string& index, std::vector<
   uint64_t bytes = 0;
   for (const auto& shard : shards) {
     const fs::path p = dir / shard;
-    BEAVER_CHECK(fs::exists(p), index, ": shard '", shard, "' is missing from ", dir.string());
+    std::error_code ec;  // a name the file system cannot look up (too long, ...) is missing too
+    BEAVER_CHECK(fs::exists(p, ec), index, ": shard '", shard, "' is missing from ", dir.string());
     files.emplace_back(p.string());
     const auto& ts = files.back().tensors();
     check_shard(map, shard, ts, index, is_bin);

@@ -24,7 +24,7 @@ declare -A extra=([safetensors]="" [pickle]="$pickle"
                   [config]="$pickle model/config.cpp model/checkpoint.cpp"
                   [index]="$pickle model/config.cpp model/checkpoint.cpp"
                   [data]="csrc/log.cpp csrc/philox.cpp train/data.cpp train/template.cpp"
-                  [state]="train/trainer_state_json.cpp train/checkpoint_dir.cpp"
+                  [state]="csrc/comm.cpp train/trainer_state_json.cpp train/checkpoint_dir.cpp"
                   [metrics]="csrc/image.cpp train/plot.cpp")
 flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -I"$root" -I"$json_inc" -DBEAVER_FUZZ_ROOT="\"$root\"")

@@ -1,15 +1,17 @@
 // Inputs the fuzz targets (tools/fuzz) found to escape as something other than a named
 // beaver::Error, each kept here so it stays refused cleanly: a mistyped magic in the files
 // `--resume` reads, a number beyond the double range in a data record, and a `latest` pointer
-// naming a file the file system cannot look up.
+// naming a file the file system cannot look up, and a shard index naming such a file.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "csrc/atomic_file.h"
 #include "format_fixtures.h"
+#include "model/checkpoint.h"
 #include "train/checkpoint_dir.h"
 #include "train/data.h"
 #include "train/trainer_state.h"
@@ -60,6 +62,17 @@ TEST(ParserRegressions, LatestNamingAnUnlookableFileIsRefused) {
   fs::create_directories(tmp / "run");
   write_text_file(tmp / "run/latest", std::string(300, 'x') + "\n");
   test::expect_error([&] { train::latest_checkpoint(tmp / "run"); }, {"latest", "does not exist"});
+}
+
+TEST(ParserRegressions, IndexNamingAShardTooLongToLookUpIsRefused) {
+  test::TempDir tmp;
+  const char* src = std::getenv("BEAVER_SOURCE_DIR");
+  const fs::path golden = (src ? fs::path(src) / "tests" : fs::path(__FILE__).parent_path()) /
+                          "data/golden/gqa_sharded";
+  fs::copy_file(golden / "config.json", tmp / "config.json");
+  write_text_file(tmp / "model.safetensors.index.json",
+                  R"({"weight_map": {"model.norm.weight": ")" + std::string(300, 'W') + "\"}}");
+  test::expect_error([&] { model::HfCheckpoint ck(tmp.str()); }, {"shard", "is missing"});
 }
 
 }  // namespace
