@@ -4,6 +4,7 @@
 #include "model/checkpoint.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -126,16 +127,75 @@ LlamaConfig with_kind(LlamaConfig c, ModelKind kind) {
   return c;
 }
 
+// Each entry fills its bytes from the source and, unless allow_nonfinite, refuses them when
+// they hold a NaN or an infinity (the writer then drops its temporary file).
 std::vector<SafeTensorsEntry> entries_for(const std::vector<const TensorSource*>& src,
-                                          DType dtype) {
+                                          DType dtype, const std::string& where,
+                                          bool allow_nonfinite) {
   std::vector<SafeTensorsEntry> e;
   for (const TensorSource* s : src)
     e.push_back({s->name, dtype, s->shape,
-                 [s, dtype](std::span<uint8_t> out) { s->fill(dtype, out); }});
+                 [s, dtype, where, allow_nonfinite](std::span<uint8_t> out) {
+                   s->fill(dtype, out);
+                   if (allow_nonfinite) return;
+                   const NonfiniteCount c = count_nonfinite(dtype, out);
+                   BEAVER_CHECK(!c, where, ": tensor '", s->name, "' holds ",
+                                describe_nonfinite(c, Tensor()),
+                                "; refusing to write a checkpoint with non-finite weights");
+                 }});
   return e;
 }
 
 }  // namespace
+
+NonfiniteCount count_nonfinite(DType dtype, std::span<const uint8_t> bytes) {
+  NonfiniteCount c;
+  auto scan = [&](auto word, auto exp_mask) {
+    using W = decltype(word);
+    const size_t n = bytes.size() / sizeof(W);
+    for (size_t i = 0; i < n; ++i) {
+      W w;
+      std::memcpy(&w, bytes.data() + i * sizeof(W), sizeof(W));
+      if ((w & exp_mask) == exp_mask) {
+        if (c.count++ == 0) c.first = int64_t(i);
+      }
+    }
+  };
+  switch (dtype) {
+    case DType::F32: scan(uint32_t{}, uint32_t{0x7f800000u}); break;
+    case DType::F16: scan(uint16_t{}, uint16_t{0x7c00u}); break;
+    case DType::BF16: scan(uint16_t{}, uint16_t{0x7f80u}); break;
+    default: BEAVER_FAIL("count_nonfinite: dtype ", dtype_name(dtype), " is not a float dtype");
+  }
+  return c;
+}
+
+NonfiniteCount count_nonfinite(const SafeTensorInfo& t) {
+  BEAVER_CHECK(t.dtype && is_float(*t.dtype), t.name, ": dtype ", t.dtype_name,
+               " is not a float dtype");
+  return count_nonfinite(*t.dtype, std::span<const uint8_t>(t.data, t.nbytes()));
+}
+
+NonfiniteCount count_nonfinite(const Tensor& t) {
+  BEAVER_CHECK(is_float(t.dtype), "count_nonfinite: dtype ", dtype_name(t.dtype),
+               " is not a float dtype");
+  if (t.device == Device::CPU)
+    return count_nonfinite(t.dtype, std::span<const uint8_t>(static_cast<const uint8_t*>(t.data),
+                                                             t.nbytes()));
+  OwnedTensor host(t.dtype, t.shape, Device::CPU);
+  copy_tensor(host, t);
+  return count_nonfinite(host.view());
+}
+
+std::string describe_nonfinite(const NonfiniteCount& c, const Tensor& host) {
+  std::string r = cat(c.count, " non-finite value", c.count == 1 ? "" : "s", " (first at element ",
+                      c.first);
+  if (host.data && host.device == Device::CPU && host.dtype == DType::F32 && c.first >= 0) {
+    const float v = static_cast<const float*>(host.data)[c.first];
+    r += std::isnan(v) ? ", nan" : (v > 0 ? ", inf" : ", -inf");
+  }
+  return r + ")";
+}
 
 std::string_view torch_dtype_name(DType t) {
   switch (t) {
@@ -215,7 +275,8 @@ uint64_t load_shards(const fs::path& dir, const std::string& index, std::vector<
   uint64_t bytes = 0;
   for (const auto& shard : shards) {
     const fs::path p = dir / shard;
-    BEAVER_CHECK(fs::exists(p), index, ": shard '", shard, "' is missing from ", dir.string());
+    std::error_code ec;  // a name the file system cannot look up (too long, ...) is missing too
+    BEAVER_CHECK(fs::exists(p, ec), index, ": shard '", shard, "' is missing from ", dir.string());
     files.emplace_back(p.string());
     const auto& ts = files.back().tensors();
     check_shard(map, shard, ts, index, is_bin);
@@ -322,7 +383,7 @@ TensorSource tensor_source(std::string name, const Tensor& t) {
 // ---- Beaver folder --------------------------------------------------------------------------
 void write_beaver_checkpoint(const std::string& dir, LlamaConfig config, ModelKind kind,
                              DType dtype, const std::vector<TensorSource>& tensors,
-                             const std::string& tokenizer_dir) {
+                             const std::string& tokenizer_dir, bool allow_nonfinite) {
   BEAVER_CHECK(is_float(dtype), dir, ": checkpoint dtype must be f32, bf16 or f16, got ",
                dtype_name(dtype));
   config = with_kind(std::move(config), kind);
@@ -331,8 +392,8 @@ void write_beaver_checkpoint(const std::string& dir, LlamaConfig config, ModelKi
   const auto src = ordered_sources(config, kind, tensors, dir);
   refuse_existing_checkpoint(dir);
   const fs::path d(dir);
-  write_safetensors((d / "model.safetensors").string(), entries_for(src, dtype),
-                    {{"format", "pt"}});
+  write_safetensors((d / "model.safetensors").string(),
+                    entries_for(src, dtype, dir, allow_nonfinite), {{"format", "pt"}});
   copy_tokenizer_files(tokenizer_dir, dir);
   json h = {{"magic", kBeaverMagic},
             {"format_version", kBeaverFormatVersion},
@@ -401,7 +462,7 @@ std::vector<std::string> copy_tokenizer_files(const std::string& from, const std
 
 void write_hf_checkpoint(const std::string& dir, LlamaConfig config, ModelKind kind, DType dtype,
                          const std::vector<TensorSource>& tensors, uint64_t shard_bytes,
-                         const std::string& tokenizer_dir) {
+                         const std::string& tokenizer_dir, bool allow_nonfinite) {
   BEAVER_CHECK(is_float(dtype), dir, ": export dtype must be f32, bf16 or f16, got ",
                dtype_name(dtype));
   config = with_kind(std::move(config), kind);
@@ -410,7 +471,7 @@ void write_hf_checkpoint(const std::string& dir, LlamaConfig config, ModelKind k
   const auto src = ordered_sources(config, kind, tensors, dir);
   refuse_existing_checkpoint(dir);
   const fs::path d(dir);
-  auto entries = entries_for(src, dtype);
+  auto entries = entries_for(src, dtype, dir, allow_nonfinite);
   std::vector<uint64_t> sizes;
   uint64_t total = 0;
   for (const auto& e : entries) {

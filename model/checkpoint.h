@@ -46,6 +46,20 @@ void check_tensor_table(const std::vector<TensorSpec>& expected,
 // out.size() must be numel * dtype_size(dst).
 void convert_float_bytes(const SafeTensorInfo& src, DType dst, std::span<uint8_t> out);
 
+// Non-finite values (NaN, +-inf) among float elements (F32, F16 or BF16 bytes, tested on the
+// exponent bits, no conversion): how many, and the flat index of the first (-1: none).
+struct NonfiniteCount {
+  int64_t count = 0;
+  int64_t first = -1;
+  explicit operator bool() const { return count > 0; }
+};
+NonfiniteCount count_nonfinite(DType dtype, std::span<const uint8_t> bytes);
+NonfiniteCount count_nonfinite(const SafeTensorInfo& t);
+// A float tensor on any device (a device tensor is copied to the host first).
+NonfiniteCount count_nonfinite(const Tensor& t);
+// "3 non-finite values (first at element 17, nan)": for error messages.
+std::string describe_nonfinite(const NonfiniteCount& c, const Tensor& host_or_empty);
+
 // An opened HF model folder: config plus mapped, validated weights.
 class HfCheckpoint {
  public:
@@ -84,10 +98,13 @@ TensorSource tensor_source(std::string name, const Tensor& t);
 // Writes a Beaver checkpoint folder (created if needed; must not already hold a checkpoint).
 // The tensors must match expected_tensors(config, kind). The architecture written follows
 // `kind` (LlamaForCausalLM, or LlamaModelForScore for score models). Tokenizer files found in
-// tokenizer_dir (may be empty) are copied along.
+// tokenizer_dir (may be empty) are copied along. Every tensor is checked as it is written: one
+// holding a NaN or an infinity fails naming the tensor, and no model.safetensors (hence no
+// checkpoint) is left behind, unless allow_nonfinite (`beaver convert --nonfinite_weights warn`).
 void write_beaver_checkpoint(const std::string& dir, LlamaConfig config, ModelKind kind,
                              DType dtype, const std::vector<TensorSource>& tensors,
-                             const std::string& tokenizer_dir = "");
+                             const std::string& tokenizer_dir = "",
+                             bool allow_nonfinite = false);
 
 // An opened Beaver checkpoint: validated header, mapped weights.
 class BeaverCheckpoint {
@@ -116,10 +133,11 @@ class BeaverCheckpoint {
 // Writes an HF model folder: config.json (architecture from `kind`, torch_dtype from `dtype`),
 // model.safetensors, or model-0000k-of-0000n.safetensors + model.safetensors.index.json when the
 // total exceeds shard_bytes (0: never shard), and the tokenizer files found in tokenizer_dir
-// (may be empty). The folder must not already hold a checkpoint.
+// (may be empty). The folder must not already hold a checkpoint. Tensors are checked for
+// non-finite values as in write_beaver_checkpoint.
 void write_hf_checkpoint(const std::string& dir, LlamaConfig config, ModelKind kind, DType dtype,
                          const std::vector<TensorSource>& tensors, uint64_t shard_bytes,
-                         const std::string& tokenizer_dir);
+                         const std::string& tokenizer_dir, bool allow_nonfinite = false);
 
 // Copies the tokenizer files present in `from` to `to`; returns their names.
 std::vector<std::string> copy_tokenizer_files(const std::string& from, const std::string& to);

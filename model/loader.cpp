@@ -82,6 +82,9 @@ LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_he
     if (score_param && rep.stored_kind == ModelKind::CausalLM) continue;  // fresh below
     const SafeTensorInfo& t = stored(p.name);
     const OwnedTensor host = to_dtype(t, m.param(p.name).dtype);
+    const NonfiniteCount bad = count_nonfinite(host.view());
+    BEAVER_CHECK(!bad, dir, ": tensor ", p.name, " holds ", describe_nonfinite(bad, host.view()),
+                 "; refusing to start from a model with non-finite weights");
     const bool vocab_rows = p.name == "model.embed_tokens.weight" || p.name == "lm_head.weight";
     if (vocab_rows && rep.added_vocab_rows > 0) {
       const OwnedTensor grown(m.param(p.name).dtype, p.shape);

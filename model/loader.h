@@ -8,7 +8,9 @@
 //     head is fresh (LlamaModel::init_score_head(score_head_seed));
 //   - a larger vocabulary in the model (e.g. 32000 → 32001 for the added <pad>): the new
 //     rows of the embedding and of the untied LM head are the mean of the stored rows.
-// Everything else (sizes, heads, tying) must agree; errors name the folder and the field.
+// Everything else (sizes, heads, tying) must agree; errors name the folder and the field. A
+// stored tensor holding a NaN or an infinity is refused naming the tensor and the count (no
+// stage trains from, and no command runs, a model that has already diverged).
 #pragma once
 
 #include <cstdint>

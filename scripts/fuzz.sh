@@ -2,14 +2,15 @@
 # Builds the libFuzzer targets (tools/fuzz/fuzz_*.cpp) with clang++ and
 # -fsanitize=fuzzer,address,undefined, outside CMake, then runs each for a bounded time on a
 # copy of its committed seed corpus (tests/data/fuzz/<target>/). Crashes land in fuzz/out/.
-#   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]   (targets: safetensors pickle)
+#   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]   (targets: safetensors pickle config
+#   index data state metrics)
 # Needs clang and libFuzzer: BEAVER_SETUP_FUZZ=1 scripts/setup.sh
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(safetensors pickle)
+[[ ${#targets[@]} -eq 0 ]] && targets=(safetensors pickle config index data state metrics)
 out=$root/fuzz/out
 mkdir -p "$out"
 CXX=${CXX_FUZZ:-clang++}
@@ -18,9 +19,15 @@ json_inc=$(dirname "$(dirname "$(find /usr/include /usr/local/include -name json
 # The parsers and the little of the runtime they use; no OpenMP/BLAS needed.
 common=(csrc/error.cpp csrc/dtype.cpp csrc/tensor.cpp csrc/device.cpp csrc/atomic_file.cpp
         csrc/safetensors.cpp)
-declare -A extra=([safetensors]="" [pickle]="csrc/zip.cpp csrc/torch_pickle.cpp")
+pickle="csrc/zip.cpp csrc/torch_pickle.cpp"
+declare -A extra=([safetensors]="" [pickle]="$pickle"
+                  [config]="$pickle model/config.cpp model/checkpoint.cpp"
+                  [index]="$pickle model/config.cpp model/checkpoint.cpp"
+                  [data]="csrc/log.cpp csrc/philox.cpp train/data.cpp train/template.cpp"
+                  [state]="csrc/comm.cpp train/trainer_state_json.cpp train/checkpoint_dir.cpp"
+                  [metrics]="csrc/image.cpp train/plot.cpp")
 flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
-       -fno-sanitize-recover=undefined -I"$root" -I"$json_inc")
+       -fno-sanitize-recover=undefined -I"$root" -I"$json_inc" -DBEAVER_FUZZ_ROOT="\"$root\"")
 for t in "${targets[@]}"; do
   bin=$out/fuzz_$t
   echo "fuzz: building $bin" >&2

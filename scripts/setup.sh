@@ -13,7 +13,7 @@ packages=(
   openmpi-bin libopenmpi-dev
 )
 # Optional extras, installed on request: clang + libFuzzer for scripts/fuzz.sh.
-if [[ "${BEAVER_SETUP_FUZZ:-0}" == 1 ]]; then packages+=(clang libfuzzer-14-dev); fi
+if [[ "${BEAVER_SETUP_FUZZ:-0}" == 1 ]]; then packages+=(clang libfuzzer-14-dev libclang-rt-14-dev); fi
 
 missing=()
 for p in "${packages[@]}"; do

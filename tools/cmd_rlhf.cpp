@@ -10,6 +10,7 @@
 #include "csrc/context.h"
 #include "csrc/error.h"
 #include "tools/commands.h"
+#include "tools/nonfinite_flags.h"
 #include "tools/ranks.h"
 #include "train/rlhf.h"
 
@@ -23,6 +24,7 @@ struct RlhfArgs {
   std::string bad_records = "stop";
   std::string device = "cpu";
   int threads = 0;
+  NonfiniteFlags nonfinite;
 };
 
 Context make_context(const std::string& device, int threads) {
@@ -35,6 +37,7 @@ void run_rlhf(RlhfArgs& a) {
   for (const auto& s : a.train_datasets) a.opts.train_datasets.push_back(train::parse_dataset_spec(s));
   for (const auto& s : a.ptx_datasets) a.opts.ptx_datasets.push_back(train::parse_dataset_spec(s));
   a.opts.bad_records = train::parse_bad_record_policy(a.bad_records);
+  a.opts.nonfinite = a.nonfinite.resolve();
   Context ctx = make_context(a.device, a.threads);
   train::RlhfTrainer trainer(ctx, a.opts);
   trainer.train();
@@ -73,6 +76,7 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
       ->capture_default_str();
   cmd->add_flag("--resume", o.resume, "Continue the run in --output_dir from its latest checkpoint");
   cmd->add_option("--bad_records", a->bad_records, "Malformed data records: stop or skip");
+  a->nonfinite.add(*cmd);
   cmd->add_option("--device", a->device, "cpu or cuda");
   cmd->add_option("--threads", a->threads, "CPU threads (0: OpenMP default)")
       ->check(CLI::NonNegativeNumber);

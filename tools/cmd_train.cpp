@@ -12,6 +12,7 @@
 
 #include "csrc/log.h"
 #include "tools/commands.h"
+#include "tools/nonfinite_flags.h"
 #include "tools/ranks.h"
 #include "train/data.h"
 #include "train/losses.h"
@@ -27,6 +28,7 @@ struct TrainFlags {
   std::string scheduler = "cosine", loss_type = "sequence-wise", bad_record = "stop";
   std::string inconsistent_pairs = "stop";
   std::string device = "cpu";
+  NonfiniteFlags nonfinite;
 };
 
 void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
@@ -105,6 +107,7 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
   cmd->add_option("--threads", a.threads, "CPU threads (0: all)");
   cmd->add_option("--device", f->device, "cpu | cuda");
   cmd->add_flag("--resume", a.resume, "Continue the run in --output_dir from its latest checkpoint");
+  f->nonfinite.add(*cmd);
   cmd->add_option("--train_batch_size", a.train_batch_size,
                   "Global batch per optimizer step (per device x accumulation x ranks); sets "
                   "the per-device size (0: use --per_device_train_batch_size)");
@@ -121,6 +124,7 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
     args.lr_scheduler_type = train::parse_schedule(f->scheduler);
     args.score_loss.loss_type = train::parse_score_loss_type(f->loss_type);
     args.bad_record = train::parse_bad_record_policy(f->bad_record);
+    args.nonfinite = f->nonfinite.resolve();
     args.inconsistent_pairs = train::parse_inconsistent_pair_policy(f->inconsistent_pairs);
     BEAVER_CHECK(f->device == "cpu" || f->device == "cuda", "--device must be cpu or cuda, got '",
                  f->device, "'");
@@ -133,6 +137,7 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
                 std::string(train::stage_name(args.stage)).c_str(), (long long)r.steps,
                 r.first_loss, r.last_loss, r.tokens_per_s());
     for (const auto& [k, v] : r.eval) std::printf(", %s %.4f", k.c_str(), v);
+    if (r.skipped_steps > 0) std::printf(", %lld steps skipped", (long long)r.skipped_steps);
     std::printf("\n");
     });
   });

@@ -138,7 +138,8 @@ std::string latest_checkpoint(const std::string& root) {
   BEAVER_CHECK(!name.empty() && name.find('/') == std::string::npos, latest.string(),
                ": does not name a checkpoint directory");
   const fs::path dir = fs::path(root) / name;
-  if (!fs::is_directory(dir))
+  std::error_code ec;  // a name the file system cannot even look up (too long, ...) is refused
+  if (!fs::is_directory(dir, ec))
     BEAVER_FAIL(latest.string(), " names ", dir.string(), ", which does not exist");
   return dir.string();
 }

@@ -252,7 +252,7 @@ std::vector<T> read_records(const std::string& path, const ReadOptions& opt, Rea
       json j;
       try {
         j = json::parse(r.text);
-      } catch (const json::parse_error& e) {
+      } catch (const json::exception& e) {  // parse errors, and numbers beyond double range
         throw RecordProblem{cat("bad JSON: ", e.what())};
       }
       if (!j.is_object())

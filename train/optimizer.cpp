@@ -10,6 +10,7 @@
 #include "csrc/ops/gradnorm.h"
 #include "csrc/profile.h"
 #include "csrc/safetensors.h"
+#include "model/checkpoint.h"
 
 namespace beaver::train {
 
@@ -65,6 +66,11 @@ void Optimizer::apply() {
     scale = coef_;
   }
   have_norm_ = true;
+  if (guard_ && !guard_->admit(step_, last_grad_norm())) {
+    model_->zero_grads();
+    micro_ = 0;
+    return;
+  }
   ops::AdamWConfig ac;
   last_lr_ = cfg_.schedule.lr(step_);
   ac.lr = float(last_lr_);
@@ -101,6 +107,12 @@ std::string shard_file(const std::string& dir, int r) {
 void Optimizer::save(const std::string& dir) const {
   BEAVER_CHECK(micro_ == 0, "Optimizer::save: ", micro_,
                " micro-batches are accumulated but not applied; save between steps");
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor*>{"m", &m_.view()},
+                                std::pair<const char*, const Tensor*>{"v", &v_.view()}}) {
+    const model::NonfiniteCount c = model::count_nonfinite(*t);
+    BEAVER_CHECK(!c, dir, ": AdamW moment ", name, " holds ", model::describe_nonfinite(c, Tensor()),
+                 "; refusing to write an optimizer state with non-finite values");
+  }
   const bool root = shard_.rank() == 0;
   if (!shard_.sharded() && !root) return;  // every rank holds the same full state
   std::filesystem::create_directories(dir);
@@ -138,17 +150,21 @@ void Optimizer::load(const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     BEAVER_FAIL(jpath, ": not valid JSON (", e.what(), ")");
   }
-  BEAVER_CHECK(j.is_object() && j.value("magic", "") == kStateMagic, jpath,
+  BEAVER_CHECK(j.is_object() && j.contains("magic") && j["magic"] == kStateMagic, jpath,
                ": not a Beaver optimizer state (magic)");
-  BEAVER_CHECK(j.value("format_version", 0) == kStateVersion, jpath,
-               ": unsupported format_version ", j.value("format_version", 0));
+  BEAVER_CHECK(j.contains("format_version") && j["format_version"] == kStateVersion, jpath,
+               ": unsupported format_version ", j.value("format_version", nlohmann::json()).dump());
   BEAVER_CHECK(j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() >= 0,
                jpath, ": field \"step\" must be a non-negative integer");
   const int64_t n = model_->flat_params().numel();
-  BEAVER_CHECK(j.value("numel", int64_t(-1)) == n, jpath, ": state for ",
-               j.value("numel", int64_t(-1)), " parameters, the model has ", n);
-  const int shards = j.value("shards", 1);
-  BEAVER_CHECK(shards >= 1, jpath, ": field \"shards\" must be >= 1, got ", shards);
+  BEAVER_CHECK(j.contains("numel") && j["numel"] == n, jpath, ": state for ",
+               j.value("numel", nlohmann::json()).dump(), " parameters, the model has ", n);
+  BEAVER_CHECK(!j.contains("shards") || j["shards"].is_number_integer(), jpath,
+               ": field \"shards\" must be an integer");
+  const int64_t stored_shards = j.value("shards", int64_t(1));
+  BEAVER_CHECK(stored_shards >= 1 && stored_shards <= 65536, jpath,
+               ": field \"shards\" must be in [1, 65536], got ", stored_shards);
+  const int shards = int(stored_shards);
   // The stored partition may differ from this run's (another rank count or stage): copy the
   // overlap of every stored shard with this rank's range.
   const Partition stored{n, shards};

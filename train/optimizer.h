@@ -17,6 +17,12 @@
 // parameter count), <dir>/optimizer.json the step counter and the hyper-parameters it was
 // made with, so a resume with different sizes or a different model is refused by name.
 // Checkpoints are taken between optimizer steps only (no accumulated gradient is pending).
+// save refuses m or v holding a NaN or an infinity.
+//
+// With a NonfiniteGuard attached (train/nonfinite.h), each step reads the gradient norm back
+// and asks the guard first: a refused step clears the gradients and leaves the weights, m, v
+// and the step counter untouched (micro_step/flush still return true: a step boundary was
+// reached); a stop policy throws from the step.
 //
 // Data parallel (comm with more than one rank): the gradients are averaged across ranks before
 // the norm and the clip; zero_stage 1-2 shard m and v (train/zero.h). With sharded state each
@@ -32,6 +38,7 @@
 #include "csrc/ops/adamw.h"
 #include "csrc/tensor.h"
 #include "model/llama.h"
+#include "train/nonfinite.h"
 #include "train/schedule.h"
 #include "train/zero.h"
 
@@ -56,6 +63,8 @@ class Optimizer {
   Optimizer& operator=(const Optimizer&) = delete;
 
   const OptimizerConfig& config() const { return cfg_; }
+  // Every later step is submitted to `guard` (not owned; nullptr detaches).
+  void set_guard(NonfiniteGuard* guard) { guard_ = guard; }
   // Multiply each micro-batch's loss (its backward seed) by this: 1 / accumulation.
   float loss_scale() const { return 1.0f / float(cfg_.accumulation); }
 
@@ -96,6 +105,7 @@ class Optimizer {
   int64_t step_ = 0, micro_ = 0;
   double last_lr_ = 0.0;
   bool have_norm_ = false;
+  NonfiniteGuard* guard_ = nullptr;
 };
 
 }  // namespace beaver::train

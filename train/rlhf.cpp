@@ -71,6 +71,7 @@ std::vector<std::pair<std::string, double>> StepStats::metrics() const {
           {"actor_lr", actor_lr},
           {"actor_grad_norm", actor_grad_norm},
           {"critic_lr", critic_lr},
+          {"skipped_steps", double(skipped_steps)},
           {"generation_s", generation_s},
           {"scoring_s", scoring_s},
           {"training_s", training_s},
@@ -175,6 +176,14 @@ struct RlhfTrainer::Impl {
     actor_opt = std::make_unique<Optimizer>(*t.actor_, actor_cfg);
     critic_opt[0] = std::make_unique<Optimizer>(*t.critic_r_, critic_cfg);
     if (t.critic_c_) critic_opt[1] = std::make_unique<Optimizer>(*t.critic_c_, critic_cfg);
+    const std::string algo(ppo_algorithm_name(t.opts_.algorithm));
+    const char* roles[] = {" actor", " reward critic", " cost critic"};
+    Optimizer* opts[] = {actor_opt.get(), critic_opt[0].get(), critic_opt[1].get()};
+    for (int i = 0; i < 3; ++i) {
+      if (!opts[i]) continue;
+      guard[i] = std::make_unique<NonfiniteGuard>(algo + roles[i], t.opts_.nonfinite);
+      opts[i]->set_guard(guard[i].get());
+    }
     layout.max_length = c.max_length;
     layout.pad_id = t.pad_;
     layout.vocab_size = t.actor_->vocab_size();
@@ -186,6 +195,26 @@ struct RlhfTrainer::Impl {
   double critic_lr() const { return critic_opt[0]->last_lr(); }
   void begin_actor() { tr->actor_->zero_grads(); }
   void step_actor() { actor_opt->micro_step(); }
+  // What feeds each optimizer's step, checked before it is applied (train/nonfinite.h).
+  void watch_actor(const StepStats& st, double loss) {
+    for (const auto& [k, v] : {std::pair<const char*, double>{"reward", st.reward},
+                               {"cost", st.cost},
+                               {"reward_advantage", st.reward_advantage},
+                               {"cost_advantage", st.cost_advantage},
+                               {"lambda", st.lambda},
+                               {"actor_loss", loss},
+                               {"ptx_loss", st.ptx_loss}})
+      guard[0]->observe(k, v);
+  }
+  void watch_critic(int which, double loss, double mean_return) {
+    guard[1 + which]->observe("critic_loss", loss);
+    guard[1 + which]->observe("return", mean_return);
+  }
+  int64_t skipped() const {
+    int64_t n = 0;
+    for (const auto& g : guard) n += g ? g->skipped() : 0;
+    return n;
+  }
   double actor_grad_norm() const { return actor_opt->last_grad_norm(); }
   model::LlamaModel& critic(int which) { return which == 0 ? *tr->critic_r_ : *tr->critic_c_; }
   void begin_critic(int which) { critic(which).zero_grads(); }
@@ -217,6 +246,7 @@ struct RlhfTrainer::Impl {
   RlhfTrainer* tr;
   int64_t rl_steps_;
   std::unique_ptr<Optimizer> actor_opt, critic_opt[2];
+  std::unique_ptr<NonfiniteGuard> guard[3];  // actor, reward critic, cost critic
   BatchLayout layout;
   std::vector<SftSample> ptx;
   std::vector<size_t> ptx_order;
@@ -546,6 +576,7 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
   st.actor_grad_norm /= k;
   st.actor_lr = impl_->actor_lr();
   st.critic_lr = impl_->critic_lr();
+  st.skipped_steps = impl_->skipped();
 
   auto rate = [](double tokens, double s) { return s > 0 ? tokens / s : 0.0; };
   st.generation_tokens_per_s = rate(double(gen_tokens), st.generation_s);
@@ -589,6 +620,7 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
     st.ptx_loss += impl_->ptx_backward(*ptx, half, &tokens);
     train_tokens += tokens;
   }
+  impl_->watch_actor(st, al.loss);
   impl_->step_actor();
   st.actor_grad_norm += impl_->actor_grad_norm();
   actor_range.end();
@@ -606,6 +638,7 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
     const CriticLoss cl = critic_loss(d, vn, values_old, g.returns, r.mask, cfg_.clip_range_value);
     const OwnedTensor dv = to_device(dev, cl.grad_values, {r.batch, r.width});
     m.scores_backward(dv, Tensor());
+    impl_->watch_critic(which, cl.loss, which == 0 ? st.reward_return : st.cost_return);
     impl_->step_critic(which);
     train_tokens += r.sequence_tokens();
     return cl.loss;
@@ -794,9 +827,10 @@ bool RlhfTrainer::load_state(const std::string& root, int64_t& epoch, int64_t& i
   } catch (const nlohmann::json::exception& e) {
     BEAVER_FAIL(where, ": not valid JSON (", e.what(), ")");
   }
-  BEAVER_CHECK(j.is_object() && j.value("magic", "") == "beaver-rlhf-state", where,
+  BEAVER_CHECK(j.is_object() && j.contains("magic") && j["magic"] == "beaver-rlhf-state", where,
                ": not a Beaver RLHF state (magic)");
-  BEAVER_CHECK(j.value("format_version", 0) == 1, where, ": unsupported format_version");
+  BEAVER_CHECK(j.contains("format_version") && j["format_version"] == 1, where,
+               ": unsupported format_version");
   const nlohmann::json want = run_config();
   const nlohmann::json have = j.contains("run_config") ? j["run_config"] : nlohmann::json();
   for (const auto& [k, v] : want.items()) {

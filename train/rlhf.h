@@ -42,6 +42,7 @@
 #include "model/llama.h"
 #include "model/tokenizer.h"
 #include "train/data.h"
+#include "train/nonfinite.h"
 #include "train/ppo.h"
 #include "train/rollout.h"
 
@@ -72,6 +73,7 @@ struct RlhfOptions {
   int64_t save_interval = 0;
   int keep_checkpoints = 2;
   bool resume = false;
+  NonfiniteOptions nonfinite;  // --nonfinite, --max_consecutive_skips (train/nonfinite.h)
 };
 
 // What one RL step measured (means over the rollout unless said otherwise).
@@ -88,6 +90,7 @@ struct StepStats {
   double reward_advantage = 0, reward_return = 0, reward_value = 0;  // masked means
   double cost_advantage = 0, cost_return = 0, cost_value = 0;
   double actor_lr = 0, critic_lr = 0;
+  int64_t skipped_steps = 0;  // optimizer steps dropped for non-finite values, whole run
   double actor_grad_norm = 0;           // mean over micro-steps, before clipping
   // Time split and throughput: generated tokens per second for generation; rollout tokens
   // (prompt + response) per second through the scoring passes and through training.

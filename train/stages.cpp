@@ -499,6 +499,8 @@ StageResult run_stage(const StageArgs& args) {
   oc.comm = a.comm;
   oc.zero_stage = a.zero_stage;
   Optimizer opt(*r.m, oc);
+  NonfiniteGuard guard(cat("train ", name), a.nonfinite);
+  opt.set_guard(&guard);
 
   TrainerProgress prog;
   prog.stage = name;
@@ -567,9 +569,16 @@ StageResult run_stage(const StageArgs& args) {
         step_sum[k].second += mo_out.values[k].second;
       }
       ++step_micro;
+      for (const auto& [k, v] : mo_out.values) guard.observe(k, v);
       bool stepped = opt.micro_step();
       if (!stepped && prog.micro_batches == total_micro) stepped = opt.flush();
       if (!stepped) continue;
+      if (guard.last_skipped()) {
+        r.log->record(opt.step(), {{"skipped_steps", double(guard.skipped())}});
+        step_sum.clear();
+        step_micro = 0;
+        continue;
+      }
 
       Values rec;
       for (const auto& [k, v] : step_sum) rec.emplace_back(k, v / double(step_micro));
@@ -580,6 +589,7 @@ StageResult run_stage(const StageArgs& args) {
       rec.emplace_back("lr", opt.last_lr());
       rec.emplace_back("grad_norm", opt.last_grad_norm());
       rec.emplace_back("epoch", double(prog.epoch) + double(prog.index) / double(n));
+      if (guard.skipped() > 0) rec.emplace_back("skipped_steps", double(guard.skipped()));
       r.log->record(opt.step(), rec);
       step_sum.clear();
       step_micro = 0;
@@ -601,6 +611,10 @@ StageResult run_stage(const StageArgs& args) {
   }
   res.seconds = timer.elapsed_s();
   res.steps = opt.step();
+  res.skipped_steps = guard.skipped();
+  if (res.skipped_steps > 0)
+    log_warn("train ", name, ": ", res.skipped_steps, " optimizer steps skipped for non-finite ",
+             "values (--nonfinite skip)");
   if (saved_at != opt.step()) {
     prog.index = 0;  // the loop ended: epoch == epochs
     save_state();

@@ -29,6 +29,7 @@
 #include "csrc/comm.h"
 #include "train/data.h"
 #include "train/losses.h"
+#include "train/nonfinite.h"
 #include "train/schedule.h"
 
 namespace beaver::train {
@@ -67,6 +68,7 @@ struct StageArgs {
   int64_t log_interval = 1;   // progress line every N steps
   int keep_checkpoints = 2;   // newest checkpoints kept (0: all)
   bool write_final_model = true;
+  NonfiniteOptions nonfinite;  // --nonfinite, --max_consecutive_skips (train/nonfinite.h)
   // Data parallel (train/distributed.h): null = one rank. Each rank takes
   // per_device_train_batch_size items of every global batch; train_batch_size (DeepSpeed's
   // global batch, 0: per-device x accumulation x ranks) sets the per-device size instead.
@@ -83,6 +85,7 @@ struct StageResult {
   double seconds = 0.0;                   // wall time of the training loop
   double tokens_per_s() const { return seconds > 0 ? double(train_tokens) / seconds : 0.0; }
   std::string final_model_dir;
+  int64_t skipped_steps = 0;              // dropped for non-finite values (--nonfinite skip)
 };
 
 // Runs one stage end to end. Errors (bad flags, bad data under --bad_record stop, a model

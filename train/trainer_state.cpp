@@ -13,36 +13,6 @@
 
 namespace beaver::train {
 
-namespace {
-constexpr const char* kMagic = "beaver-trainer-state";
-constexpr int kVersion = 1;
-
-nlohmann::json to_json(const TrainerProgress& p) {
-  nlohmann::ordered_json j;
-  j["magic"] = kMagic;
-  j["format_version"] = kVersion;
-  j["stage"] = p.stage;
-  j["epoch"] = p.epoch;
-  j["index"] = p.index;
-  j["micro_batches"] = p.micro_batches;
-  j["seed"] = p.seed;
-  j["rng_position"] = p.rng_position;
-  j["metrics_lines"] = p.metrics_lines;
-  j["run_config"] = p.run_config;
-  return j;
-}
-
-template <typename T>
-T field(const nlohmann::json& j, const char* name, const std::string& where) {
-  BEAVER_CHECK(j.contains(name), where, ": missing field \"", name, "\"");
-  try {
-    return j.at(name).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    BEAVER_FAIL(where, ": field \"", name, "\" has the wrong type");
-  }
-}
-}  // namespace
-
 std::string save_trainer_state(const std::string& root, const model::LlamaModel& m,
                                const Optimizer& opt, const TrainerProgress& progress,
                                const std::string& tokenizer_dir, int keep,
@@ -54,7 +24,8 @@ std::string save_trainer_state(const std::string& root, const model::LlamaModel&
         if (root_rank) model::save_weights(m, dir + "/model", DType::F32, tokenizer_dir);
         opt.save(dir + "/optimizer");
         if (root_rank)
-          write_text_file(dir + "/trainer_state.json", to_json(progress).dump(2) + "\n");
+          write_text_file(dir + "/trainer_state.json",
+                          trainer_state_json(progress).dump(2) + "\n");
       },
       keep, comm);
 }
@@ -64,37 +35,7 @@ bool load_trainer_state(const std::string& root, model::LlamaModel& m, Optimizer
   const std::string dir = latest_checkpoint(root);
   if (dir.empty()) return false;
   const std::string where = dir + "/trainer_state.json";
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(where));
-  } catch (const nlohmann::json::exception& e) {
-    BEAVER_FAIL(where, ": not valid JSON (", e.what(), ")");
-  }
-  BEAVER_CHECK(j.is_object() && j.value("magic", "") == kMagic, where,
-               ": not a Beaver trainer state (magic)");
-  BEAVER_CHECK(j.value("format_version", 0) == kVersion, where, ": unsupported format_version");
-  const auto stage = field<std::string>(j, "stage", where);
-  BEAVER_CHECK(stage == progress.stage, where, ": the checkpoint is of stage '", stage,
-               "', this run is '", progress.stage, "'");
-  const nlohmann::json stored_cfg = j.contains("run_config") ? j["run_config"] : nlohmann::json();
-  if (stored_cfg != progress.run_config) {
-    for (const auto& [k, v] : progress.run_config.items()) {
-      const auto it = stored_cfg.find(k);
-      BEAVER_CHECK(it != stored_cfg.end() && *it == v, where, ": the run was started with ", k,
-                   " = ", it == stored_cfg.end() ? std::string("(absent)") : it->dump(),
-                   ", this run has ", v.dump(), "; resume with the same settings");
-    }
-    BEAVER_FAIL(where, ": the stored run configuration differs from this run's");
-  }
-  TrainerProgress p = progress;
-  p.epoch = field<int64_t>(j, "epoch", where);
-  p.index = field<int64_t>(j, "index", where);
-  p.micro_batches = field<int64_t>(j, "micro_batches", where);
-  p.seed = field<uint64_t>(j, "seed", where);
-  p.rng_position = field<uint64_t>(j, "rng_position", where);
-  p.metrics_lines = field<int64_t>(j, "metrics_lines", where);
-  BEAVER_CHECK(p.epoch >= 0 && p.index >= 0 && p.micro_batches >= 0 && p.metrics_lines >= 0,
-               where, ": negative counters");
+  const TrainerProgress p = parse_trainer_state(read_text_file(where), where, progress);
   model::ModelKind kind{};
   model::checkpoint_config(dir + "/model", &kind);
   const model::ModelKind want =

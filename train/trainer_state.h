@@ -54,6 +54,14 @@ std::string save_trainer_state(const std::string& root, const model::LlamaModel&
 bool load_trainer_state(const std::string& root, model::LlamaModel& m, Optimizer& opt,
                         TrainerProgress& progress);
 
+// trainer_state.json: the record save_trainer_state writes, and its parser. parse_trainer_state
+// checks the magic, the version, the field types, that the stage and run_config equal
+// `expected`'s, and that the counters are not negative; it fails naming `where` and the field.
+// The result is `expected` with the stored counters.
+nlohmann::json trainer_state_json(const TrainerProgress& p);
+TrainerProgress parse_trainer_state(const std::string& text, const std::string& where,
+                                    const TrainerProgress& expected);
+
 // Keeps the first `lines` lines of a text file (creates nothing when it does not exist;
 // fails when it has fewer lines).
 void truncate_lines(const std::string& path, int64_t lines);

@@ -1,0 +1,273 @@
+// Non-finite values never reach the weights or a file (train/nonfinite.h): the guard's stop and
+// skip policies, an optimizer step that skips a NaN gradient and recovers on the next finite one,
+// an SFT run that diverges stopping at the step with the previous checkpoint still latest, the
+// consecutive-skip limit, a starting model holding NaN refused, and checkpoint / optimizer
+// writers refusing non-finite tensors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <vector>
+
+#include "csrc/atomic_file.h"
+#include "format_fixtures.h"
+#include "model/checkpoint.h"
+#include "model/loader.h"
+#include "train/checkpoint_dir.h"
+#include "train/init_model.h"
+#include "train/nonfinite.h"
+#include "train/optimizer.h"
+#include "train/stages.h"
+#include "train_fixtures.h"
+
+namespace beaver {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+TEST(NonfiniteGuard, StopNamesTheStepTheQuantityAndTheLastFiniteValues) {
+  train::NonfiniteGuard g("train sft", {});
+  g.observe("loss", 2.5);
+  EXPECT_TRUE(g.admit(0, 1.25));
+  g.observe("loss", kNaN);
+  test::expect_error([&] { g.admit(1, 0.5); },
+                     {"train sft: step 2: loss is nan", "--nonfinite stop", "loss 2.5 (step 1)",
+                      "grad_norm 1.25 (step 1)", "latest"});
+  // A finite loss with an infinite gradient norm is caught too.
+  train::NonfiniteGuard h("ppo-lag actor", {});
+  h.observe("lambda", 1.0);
+  test::expect_error([&] { h.admit(0, kInf); },
+                     {"ppo-lag actor: step 1: grad_norm is inf", "none (the first step)"});
+}
+
+TEST(NonfiniteGuard, SkipCountsAndStopsAfterTheConsecutiveLimit) {
+  train::NonfiniteGuard g("train rm", {train::NonfinitePolicy::Skip, 2});
+  EXPECT_TRUE(g.admit(0, 1.0));
+  g.observe("loss", kNaN);
+  EXPECT_FALSE(g.admit(1, 1.0));
+  EXPECT_TRUE(g.last_skipped());
+  EXPECT_EQ(g.consecutive(), 1);
+  EXPECT_TRUE(g.admit(1, 1.0));  // finite again: the run of skips ends
+  EXPECT_EQ(g.consecutive(), 0);
+  EXPECT_EQ(g.skipped(), 1);
+  EXPECT_FALSE(g.admit(2, kNaN));
+  EXPECT_FALSE(g.admit(2, -kInf));
+  test::expect_error([&] { g.admit(2, kNaN); }, {"3 consecutive steps skipped",
+                                                  "--max_consecutive_skips 2"});
+  EXPECT_EQ(train::parse_nonfinite_policy("skip"), train::NonfinitePolicy::Skip);
+  test::expect_error([] { train::parse_nonfinite_policy("ignore"); }, {"--nonfinite", "ignore"});
+  test::expect_error([] { train::NonfiniteGuard("x", {train::NonfinitePolicy::Skip, 0}); },
+                     {"--max_consecutive_skips"});
+}
+
+TEST(Nonfinite, CountsOnTheExponentBitsOfEachFloatDtype) {
+  const float f[] = {1.0f, std::nanf(""), -INFINITY, 3e38f, 0.0f};
+  auto c = model::count_nonfinite(DType::F32, {reinterpret_cast<const uint8_t*>(f), sizeof f});
+  EXPECT_EQ(c.count, 2);
+  EXPECT_EQ(c.first, 1);
+  const uint16_t bf[] = {0x3f80, 0x7f7f, 0xff80, 0x7fc1};  // 1, max, -inf, nan
+  c = model::count_nonfinite(DType::BF16, {reinterpret_cast<const uint8_t*>(bf), sizeof bf});
+  EXPECT_EQ(c.count, 2);
+  EXPECT_EQ(c.first, 2);
+  const uint16_t h[] = {0x7bff, 0x3c00, 0x7c00};  // 65504, 1, inf
+  c = model::count_nonfinite(DType::F16, {reinterpret_cast<const uint8_t*>(h), sizeof h});
+  EXPECT_EQ(c.count, 1);
+  EXPECT_EQ(c.first, 2);
+}
+
+class NonfiniteModel : public ::testing::Test {
+ protected:
+  void SetUp() override { vocab = test::write_tiny_model(tmp / "init", 1); }
+
+  train::StageArgs sft(const std::string& out) const {
+    train::StageArgs a;
+    a.stage = train::Stage::SFT;
+    a.model_name_or_path = tmp / "init";
+    a.train_datasets = {tmp / "sft.json"};
+    a.output_dir = tmp / out;
+    a.max_length = 48;
+    a.threads = 1;
+    a.seed = 3;
+    a.epochs = 4;
+    a.per_device_train_batch_size = 4;
+    a.gradient_accumulation_steps = 1;
+    a.log_interval = 1000;
+    a.keep_checkpoints = 0;
+    a.save_interval = 1;
+    a.write_final_model = true;
+    return a;
+  }
+
+  test::TempDir tmp;
+  int64_t vocab = 0;
+};
+
+// One optimizer step under --nonfinite skip with a NaN in the gradients leaves weights, moments
+// and the step counter exactly as they were; the next, finite, step is applied as usual.
+TEST_F(NonfiniteModel, SkipDropsTheStepAndRecoversOnTheNextFiniteOne) {
+  Context ctx = Context::cpu(1);
+  model::LlamaOptions o;
+  o.max_batch = 1;
+  o.max_seq = 4;
+  o.training = true;
+  model::LlamaModel m(ctx, test::tiny_config(vocab), o);
+  train::random_init(m, 5);
+  train::OptimizerConfig oc;
+  oc.schedule.base_lr = 1e-2;
+  oc.schedule.total_steps = 10;
+  train::Optimizer opt(m, oc);
+  train::NonfiniteGuard guard("test", {train::NonfinitePolicy::Skip, 3});
+  opt.set_guard(&guard);
+  const Tensor p = m.flat_params(), g = m.flat_grads();
+  auto host = [](const Tensor& t) { return to_host_f32(t); };
+  auto fill_grads = [&](float value, bool poison) {
+    std::vector<float> v(size_t(g.numel()), value);
+    if (poison) v[v.size() / 2] = std::nanf("");
+    copy_tensor(g, Tensor(v.data(), DType::F32, g.shape));
+  };
+  fill_grads(0.01f, false);
+  ASSERT_TRUE(opt.micro_step());
+  ASSERT_EQ(opt.step(), 1);
+  const auto p1 = host(p), m1 = host(opt.exp_avg()), v1 = host(opt.exp_avg_sq());
+
+  fill_grads(0.01f, true);
+  EXPECT_TRUE(opt.micro_step());  // a step boundary, but nothing applied
+  EXPECT_TRUE(guard.last_skipped());
+  EXPECT_EQ(opt.step(), 1);
+  EXPECT_EQ(host(p), p1);
+  EXPECT_EQ(host(opt.exp_avg()), m1);
+  EXPECT_EQ(host(opt.exp_avg_sq()), v1);
+  for (float x : host(g)) ASSERT_EQ(x, 0.0f);  // the poisoned gradients are gone
+
+  fill_grads(0.01f, false);
+  EXPECT_TRUE(opt.micro_step());
+  EXPECT_FALSE(guard.last_skipped());
+  EXPECT_EQ(opt.step(), 2);
+  EXPECT_NE(host(p), p1);
+  EXPECT_EQ(guard.skipped(), 1);
+  for (float x : host(p)) ASSERT_TRUE(std::isfinite(x));
+}
+
+// A learning rate far too large: step 1 is finite (and checkpointed), the forward of step 2
+// overflows. The run stops naming step 2, checkpoint 1 stays latest, no final model is written.
+TEST_F(NonfiniteModel, DivergingRunStopsAtTheStepAndKeepsThePreviousCheckpointLatest) {
+  test::write_tiny_sft(tmp / "sft.json", 16);
+  auto a = sft("diverge");
+  a.learning_rate = 1e30;
+  a.lr_warmup_ratio = 0.0;
+  a.lr_scheduler_type = train::ScheduleKind::Constant;
+  test::expect_error([&] { train::run_stage(a); },
+                     {"train sft: step 2: ", "--nonfinite stop", "last finite values: ",
+                      "(step 1)", "--nonfinite skip"});
+  const std::string root = a.output_dir + "/checkpoints";
+  EXPECT_EQ(fs::path(train::latest_checkpoint(root)).filename(), "step-00000001");
+  EXPECT_FALSE(fs::exists(root + "/step-00000002"));
+  EXPECT_FALSE(fs::exists(a.output_dir + "/beaver.json"));
+  // What was written loads, and is finite.
+  Context ctx = Context::cpu(1);
+  model::LlamaOptions o;
+  o.max_batch = 1;
+  o.max_seq = 1;
+  model::LlamaModel m(ctx, test::tiny_config(vocab), o);
+  model::load_weights(m, train::latest_checkpoint(root) + "/model");
+
+  // Under skip the same run drops steps, reports them, and ends once too many come in a row.
+  auto b = sft("diverge-skip");
+  b.learning_rate = 1e30;
+  b.lr_warmup_ratio = 0.0;
+  b.lr_scheduler_type = train::ScheduleKind::Constant;
+  b.nonfinite = {train::NonfinitePolicy::Skip, 2};
+  test::expect_error([&] { train::run_stage(b); },
+                     {"step 2: ", "3 consecutive steps skipped", "--max_consecutive_skips 2"});
+  const std::string metrics = read_text_file(b.output_dir + "/metrics.jsonl");
+  EXPECT_NE(metrics.find("\"skipped_steps\":2"), std::string::npos) << metrics;
+}
+
+TEST_F(NonfiniteModel, StartingModelWithANaNWeightIsRefused) {
+  model::BeaverCheckpoint ck(tmp / "init");
+  std::vector<model::TensorSource> src = ck.sources();
+  for (auto& s : src)
+    if (s.name == "model.layers.0.mlp.down_proj.weight") {
+      auto fill = s.fill;
+      s.fill = [fill](DType d, std::span<uint8_t> out) {
+        fill(d, out);
+        const float nan = std::nanf("");
+        std::memcpy(out.data() + 4 * 7, &nan, 4);
+      };
+    }
+  model::write_beaver_checkpoint(tmp / "nan", ck.config(), ck.kind(), DType::F32, src,
+                                 tmp / "init", /*allow_nonfinite=*/true);
+  test::write_tiny_sft(tmp / "sft.json", 8);
+  auto a = sft("from-nan");
+  a.model_name_or_path = tmp / "nan";
+  test::expect_error([&] { train::run_stage(a); },
+                     {"model.layers.0.mlp.down_proj.weight", "1 non-finite value",
+                      "element 7", "refusing to start"});
+  EXPECT_FALSE(fs::exists(a.output_dir + "/checkpoints"));
+}
+
+TEST_F(NonfiniteModel, CheckpointsCannotBeWrittenWithNonFiniteValues) {
+  model::BeaverCheckpoint ck(tmp / "init");
+  std::vector<model::TensorSource> src = ck.sources();
+  for (auto& s : src)
+    if (s.name == "model.norm.weight")
+      s.fill = [](DType, std::span<uint8_t> out) {
+        std::vector<float> v(out.size() / 4, 1.0f);
+        v.back() = INFINITY;
+        std::memcpy(out.data(), v.data(), out.size());
+      };
+  test::expect_error(
+      [&] { model::write_beaver_checkpoint(tmp / "bad", ck.config(), ck.kind(), DType::F32, src); },
+      {"model.norm.weight", "1 non-finite value", "refusing to write"});
+  EXPECT_FALSE(fs::exists(tmp / "bad/beaver.json"));
+  EXPECT_FALSE(fs::exists(tmp / "bad/model.safetensors"));
+  test::expect_error(
+      [&] {
+        model::write_hf_checkpoint(tmp / "bad-hf", ck.config(), ck.kind(), DType::F32, src, 0, "");
+      },
+      {"model.norm.weight", "refusing to write"});
+  EXPECT_FALSE(fs::exists(tmp / "bad-hf/config.json"));
+  // A finite f32 value beyond f16's range becomes an infinity on the way: refused as well.
+  std::vector<model::TensorSource> big = ck.sources();
+  for (auto& s : big)
+    if (s.name == "model.norm.weight")
+      s.fill = [](DType d, std::span<uint8_t> out) {
+        const std::vector<float> v(out.size() / dtype_size(d), 1e6f);
+        SafeTensorInfo info;
+        info.name = "x";
+        info.dtype = DType::F32;
+        info.dtype_name = "F32";
+        info.shape = {int64_t(v.size())};
+        info.end = v.size() * 4;
+        info.data = reinterpret_cast<const uint8_t*>(v.data());
+        model::convert_float_bytes(info, d, out);
+      };
+  test::expect_error(
+      [&] { model::write_beaver_checkpoint(tmp / "f16", ck.config(), ck.kind(), DType::F16, big); },
+      {"model.norm.weight", "non-finite"});
+
+  // The optimizer state: a NaN moment is refused before anything is written.
+  Context ctx = Context::cpu(1);
+  model::LlamaOptions o;
+  o.max_batch = 1;
+  o.max_seq = 4;
+  o.training = true;
+  model::LlamaModel m(ctx, test::tiny_config(vocab), o);
+  train::OptimizerConfig oc;
+  oc.schedule.total_steps = 1;
+  train::Optimizer opt(m, oc);
+  opt.save(tmp / "opt-ok");
+  std::vector<float> v(size_t(opt.exp_avg_sq().numel()), 0.0f);
+  v[3] = std::nanf("");
+  copy_tensor(opt.exp_avg_sq(), Tensor(v.data(), DType::F32, opt.exp_avg_sq().shape));
+  test::expect_error([&] { opt.save(tmp / "opt-bad"); },
+                     {"opt-bad", "moment v", "1 non-finite value", "refusing to write"});
+  EXPECT_FALSE(fs::exists(tmp / "opt-bad/optimizer.safetensors"));
+}
+
+}  // namespace
+}  // namespace beaver
