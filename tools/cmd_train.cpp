@@ -94,7 +94,7 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
     cmd->add_option("--regularization", a.score_loss.regularization,
                     "Coefficient of the L2 penalty on the scores");
   }
-  cmd->add_option("--bad_record", f->bad_record,
+  cmd->add_option("--bad_records,--bad_record", f->bad_record,
                   "Malformed data records: stop (error naming file:line) | skip (count, log)");
   cmd->add_option("--threads", a.threads, "CPU threads (0: all)");
   cmd->add_option("--device", f->device, "cpu | cuda");
