@@ -19,10 +19,12 @@ struct CudaResources {
   cublasHandle_t cublas = nullptr;
   cublasLtHandle_t cublaslt = nullptr;
   Buffer workspace;
+  std::unique_ptr<PinnedStaging> staging;  // host copies of this stream (created with it)
   CudaResources() = default;
   CudaResources(const CudaResources&) = delete;
   CudaResources& operator=(const CudaResources&) = delete;
   ~CudaResources() {
+    staging.reset();  // waits for its last copy while the stream still exists
     if (cublaslt) cublasLtDestroy(cublaslt);
     if (cublas) cublasDestroy(cublas);
     if (stream) cudaStreamDestroy(stream);
@@ -53,6 +55,7 @@ Context Context::cuda(int device_index) {
   BEAVER_CUBLAS_CHECK(cublasSetStream(r.cublas, r.stream));
   BEAVER_CUBLAS_CHECK(cublasLtCreate(&r.cublaslt));
   r.workspace = Buffer(kGemmWorkspaceBytes, Device::CUDA);
+  r.staging = std::make_unique<PinnedStaging>(r.stream);
   return c;
 #else
   (void)device_index;
@@ -100,16 +103,19 @@ void Context::copy(const Tensor& dst, const Tensor& src) const {
     return;
   }
   if (dst.nbytes() == 0) return;
-  BEAVER_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDefault,
-                                    cuda_->stream));
-  if (dst.device == Device::CPU) synchronize();
+  if (src.device == Device::CPU)
+    cuda_->staging->upload(dst.data, src.data, dst.nbytes());
+  else if (dst.device == Device::CPU)
+    cuda_->staging->download(dst.data, src.data, dst.nbytes());
+  else
+    device_copy_async(dst.data, src.data, dst.nbytes(), cuda_->stream);
 }
 void Context::zero(const Tensor& t) const {
   if (!cuda_ || t.device == Device::CPU) {
     zero_tensor(t);
     return;
   }
-  if (t.nbytes()) BEAVER_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.nbytes(), cuda_->stream));
+  device_fill_async(t.data, 0, t.nbytes(), cuda_->stream);
 }
 #else
 void* Context::stream() const { cpu_context("stream()"); }

@@ -43,10 +43,11 @@ class Context {
 
   // Waits for all work queued on this context (no-op on CPU).
   void synchronize() const;
-  // Copies (sizes and dtypes must match) and zero-fills ordered on this context's stream:
-  // copy_tensor / zero_tensor use the legacy default stream, which the context's non-blocking
-  // stream does not wait for. A copy into host memory waits for the stream (the host reads the
-  // result next); host-to-device and device-to-device copies do not block the host.
+  // Copies (sizes and dtypes must match) and zero-fills ordered on this context's stream
+  // (copy_tensor / zero_tensor instead wait for the whole device before and after). Host
+  // memory is staged through a pinned buffer the context owns. A copy into host memory waits
+  // for the stream (the host reads the result next); host-to-device and device-to-device copies
+  // do not block the host, and the host source may be reused as soon as copy() returns.
   void copy(const Tensor& dst, const Tensor& src) const;
   void zero(const Tensor& t) const;
 

@@ -3,7 +3,10 @@
 # train/toyworld.h): set up, build, then run one round of Safe RLHF end to end on the CPU:
 #   world → tokenizer → random init → SFT → reward model + cost model → PPO-Lagrangian, PPO,
 #   PPO with reward shaping → evaluation on held-out prompts → the results table.
-#   scripts/demo.sh [--quick | --ci] [--sweep] [--out DIR] [--threads N] [--no-build]
+#   scripts/demo.sh [--quick | --ci] [--seed N] [--sweep] [--out DIR] [--threads N] [--no-build]
+# --seed N (default 1) seeds the world, the random init and every training stage from one
+# number; PPO-Lag states its requirement as a target unsafe share (--target_unsafe_share),
+# which needs no per-seed threshold.
 # --quick is a smaller, faster run (smoke test); --sweep adds reward shaping with several fixed
 # ν (0.1, 1, 10) instead of ν = 1 alone. --ci is the size of the end-to-end test
 # (tests/e2e_toyworld.sh): the full world with fewer RL epochs and no shaping run.
@@ -18,6 +21,8 @@ ci=0
 build_first=1
 sweep=0
 threads=0
+seed=1
+target_unsafe_share=0.1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -26,7 +31,8 @@ while [[ $# -gt 0 ]]; do
     --no-build) build_first=0 ;;
     --out) out=$2; shift ;;
     --threads) threads=$2; shift ;;
-    *) echo "demo: unknown argument $1 (use --quick, --ci, --sweep, --out DIR, --threads N, --no-build)" >&2; exit 2 ;;
+    --seed) seed=$2; shift ;;
+    *) echo "demo: unknown argument $1 (use --quick, --ci, --seed N, --sweep, --out DIR, --threads N, --no-build)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -49,8 +55,9 @@ else
   world=(); sft_epochs=3; score_steps=300; rl_epochs=6
 fi
 
-stamp "1. the toy safety world (seed 1)"
-"$B" toyworld --output "$out/world" --seed 1 "${world[@]}"
+[[ $seed =~ ^[0-9]+$ ]] || { echo "demo: --seed takes a non-negative integer, got '$seed'" >&2; exit 2; }
+stamp "1. the toy safety world (seed $seed)"
+"$B" toyworld --output "$out/world" --seed "$seed" "${world[@]}"
 
 stamp "2. tokenizer (sentencepiece, 1000 pieces, trained on the world's text)"
 "$B" tokenizer train --input "$out/world/corpus.txt" --vocab-size 1000 --output "$out/tokenizer"
@@ -58,9 +65,10 @@ stamp "2. tokenizer (sentencepiece, 1000 pieces, trained on the world's text)"
 stamp "3. a tiny LLaMA from random init (hidden 128, 4 layers, context 128)"
 rm -rf "$out/init"
 "$B" init --hidden 128 --layers 4 --heads 4 --kv-heads 4 --intermediate 344 \
-  --vocab-from "$out/tokenizer" --max-position 128 --seed 1 --output "$out/init"
+  --vocab-from "$out/tokenizer" --max-position 128 --seed "$seed" --output "$out/init"
 
-common=(--max_length 128 --threads "$threads" --log_interval 50 --eval_split_ratio 0.05)
+common=(--max_length 128 --threads "$threads" --log_interval 50 --eval_split_ratio 0.05
+        --seed "$seed")
 stamp "4. SFT"
 rm -rf "$out/sft"
 "$B" train sft --model_name_or_path "$out/init" --train_datasets "$out/world/sft.json" \
@@ -81,18 +89,19 @@ done
 # RL: the reference defaults (train/scripts/*.sh) with three changes for a 1M-parameter model
 # trained from scratch: larger learning rates, a PTX coefficient of 1 (the SFT set answers half
 # of the harmful prompts by complying, so a weight of 16 pins the actor to that behaviour), and
-# for PPO-Lag a cost threshold of -4 on the cost model's scale (the SFT policy's episode cost is
-# about -3.5; the reference scripts use 0 for round 1 and -3 later, for 7B models).
+# for PPO-Lag the requirement as a target unsafe share of $target_unsafe_share (the threshold on
+# the cost model's scale is resolved from the SFT policy's own costs before the first update;
+# docs/rlhf.md, "The requirement").
 rl=(--train_datasets "$out/world/prompts.jsonl" --ptx_datasets "$out/world/sft.json"
     --max_length 128 --epochs "$rl_epochs" --actor_lr 3e-4 --critic_lr 3e-4 --ptx_coeff 1
-    --threads "$threads")
+    --threads "$threads" --seed "$seed")
 models=(--actor_model_name_or_path "$out/sft" --reward_model_name_or_path "$out/rm"
         --cost_model_name_or_path "$out/cm")
 stamp "6. PPO-Lagrangian (reward critic from the RM, cost critic from the CM)"
 rm -rf "$out/ppo-lag"
 BEAVER="$B" "$root/train/scripts/ppo-lag.sh" "${models[@]}" \
   --reward_critic_model_name_or_path "$out/rm" --cost_critic_model_name_or_path "$out/cm" \
-  --output_dir "$out/ppo-lag" --threshold -4 "${rl[@]}"
+  --output_dir "$out/ppo-lag" --target_unsafe_share "$target_unsafe_share" "${rl[@]}"
 
 stamp "7. baseline: PPO on the reward alone"
 rm -rf "$out/ppo"

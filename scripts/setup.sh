@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev sentencepiece
   nlohmann-json3-dev libcli11-dev libopenblas-dev
+  openmpi-bin libopenmpi-dev
 )
 # Optional extras, installed on request: clang + libFuzzer for scripts/fuzz.sh.
 if [[ "${BEAVER_SETUP_FUZZ:-0}" == 1 ]]; then packages+=(clang libfuzzer-14-dev); fi

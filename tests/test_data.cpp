@@ -12,6 +12,7 @@
 #include "csrc/error.h"
 #include "train/data.h"
 #include "train/template.h"
+#include "testutil.h"
 
 namespace beaver::train {
 namespace {
@@ -249,6 +250,18 @@ TEST(SafeRlhf, Releases2023And2024AndPairs) {
   EXPECT_TRUE(v[2].inconsistent());
   EXPECT_FALSE(v[0].inconsistent());
   EXPECT_EQ(rep.inconsistent, (std::vector<std::string>{path + ":3"}));
+
+  // --inconsistent_pairs: stop (the reference's behaviour, the default) names the record;
+  // drop removes it; keep keeps all three.
+  EXPECT_EQ(parse_inconsistent_pair_policy("stop"), InconsistentPairPolicy::Stop);
+  test::expect_error([&] { apply_inconsistent_pair_policy(v, InconsistentPairPolicy::Stop, "cm"); },
+                     std::vector<std::string>{"cm: 1 record", path + ":3", "--inconsistent_pairs"});
+  const auto dropped = apply_inconsistent_pair_policy(v, InconsistentPairPolicy::Drop, "cm");
+  ASSERT_EQ(dropped.size(), 2u);
+  EXPECT_EQ(dropped[1].prompt, "p1");
+  EXPECT_EQ(apply_inconsistent_pair_policy(v, parse_inconsistent_pair_policy("keep"), "cm").size(),
+            3u);
+  test::expect_error([] { parse_inconsistent_pair_policy("ignore"); }, {"'ignore'"});
 }
 
 TEST(SafeRlhf, EveryMalformedKindNamesFileAndLine) {

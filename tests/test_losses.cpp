@@ -198,7 +198,9 @@ double reward_tok_ref(const TokenFixture& f, const std::vector<double>& x, doubl
     double l = 0, sq = 0;
     int64_t n = 0;
     for (int64_t t = f.div[size_t(i)]; t <= f.end(i); ++t, ++n) {
-      const double a = x[size_t(i * f.L + t)], b = x[off + size_t(i * f.L + t)];
+      // Past its own end a sequence enters with its end score.
+      const double a = x[size_t(i * f.L + std::min(t, f.ea[size_t(i)]))],
+                   b = x[off + size_t(i * f.L + std::min(t, f.eb[size_t(i)]))];
       l += nls(a - b);
       sq += a * a + b * b;
     }
@@ -224,6 +226,14 @@ TEST(RewardLossTokenwise, MatchesReferenceAndFiniteDifferences) {
   EXPECT_NE(r.grad_better[2], 0.0f);
   EXPECT_EQ(r.grad_worse[7], 0.0f);
   EXPECT_NE(r.grad_worse[6], 0.0f);
+  // Pair 0: a ends at 4, b at 6: a's padding slots 5 and 6 carry no score of their own (its
+  // end score stands in for them), so changing them changes nothing.
+  EXPECT_EQ(r.grad_better[5], 0.0f);
+  EXPECT_EQ(r.grad_better[6], 0.0f);
+  TokenFixture g2;
+  g2.sa[5] += 3.0f;
+  g2.sa[6] -= 3.0f;
+  EXPECT_EQ(reward_loss_tokenwise(g2.batch(), 0.01).loss, r.loss);
   // Accuracy uses the end scores.
   size_t acc = 0;
   for (int64_t i = 0; i < f.B; ++i)
@@ -240,7 +250,8 @@ double cost_tok_ref(const TokenFixture& f, const std::vector<uint8_t>& ss,
     double lr = 0, ls = 0, lu = 0, sq = 0;
     int64_t n = 0;
     for (int64_t t = f.div[size_t(i)]; t <= f.end(i); ++t, ++n) {
-      const double s = x[size_t(i * f.L + t)], u = x[off + size_t(i * f.L + t)];
+      const double s = x[size_t(i * f.L + std::min(t, f.ea[size_t(i)]))],
+                   u = x[off + size_t(i * f.L + std::min(t, f.eb[size_t(i)]))];
       lr += nls(u - s);
       ls += nls(gs * s);
       lu += nls(gu * u);

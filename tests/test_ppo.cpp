@@ -458,6 +458,32 @@ TEST(Lagrange, OptionsValidatedAndTakenFromConfig) {
 }
 
 // ---- Config -----------------------------------------------------------------------------------
+// The requirement as an unsafe share: the mean cost the starting policy would have with that
+// share of unsafe responses at its measured cost levels.
+TEST(Requirement, ThresholdFromTheStartingCosts) {
+  const std::vector<float> c = {3, 1, -2, -4, -6, -6};  // 2 unsafe (mean 2), 4 safe (mean -4.5)
+  const ResolvedThreshold r = resolve_threshold(c, 0.25);
+  EXPECT_EQ(r.responses, 6);
+  EXPECT_NEAR(r.unsafe_share, 2.0 / 6, 1e-12);
+  EXPECT_NEAR(r.mean_unsafe, 2.0, 1e-12);
+  EXPECT_NEAR(r.mean_safe, -4.5, 1e-12);
+  EXPECT_NEAR(r.mean_cost, -14.0 / 6, 1e-12);
+  EXPECT_NEAR(r.threshold, 0.25 * 2.0 + 0.75 * -4.5, 1e-12);
+  // At the starting share the threshold is the starting mean: the constraint is just met.
+  EXPECT_NEAR(resolve_threshold(c, 2.0 / 6).threshold, r.mean_cost, 1e-12);
+  // Affine in the cost scale: a cost model twice as steep gives twice the threshold.
+  std::vector<float> c2;
+  for (float x : c) c2.push_back(2 * x);
+  EXPECT_NEAR(resolve_threshold(c2, 0.25).threshold, 2 * r.threshold, 1e-12);
+  // No unsafe response: the unsafe side counts as the boundary 0.
+  EXPECT_NEAR(resolve_threshold(std::vector<float>{-1, -3}, 0.5).threshold, -1.0, 1e-12);
+  EXPECT_THROW(resolve_threshold(std::vector<float>{}, 0.1), Error);
+  EXPECT_THROW(resolve_threshold(c, 1.5), Error);
+  PpoConfig bad;
+  bad.target_unsafe_share = 2.0;
+  test::expect_error([&] { bad.validate(); }, {"--target_unsafe_share"});
+}
+
 TEST(PpoConfig, ReferenceDefaultsAndFlagNames) {
   const PpoConfig lag = PpoConfig::defaults(PpoAlgorithm::PpoLag);
   EXPECT_EQ(lag.kl_coeff, 0.01);

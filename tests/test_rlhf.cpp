@@ -86,6 +86,27 @@ TEST(RlhfRollout, EmptyGenerationWithoutEosIsAnError) {
   EXPECT_EQ(build_rollout({{1, 5}}, gens, 2, 0).action_count(), 1);
 }
 
+// Sampled unk or pad tokens are masked out of the actions (as the reference's attention mask
+// does); the row's end moves to its last remaining action, and a row keeps at least one.
+TEST(RlhfRollout, UnkAndPadTokensAreNotActions) {
+  std::vector<model::Generation> gens(2);
+  gens[0].tokens = {7, 0, 8, 3};  // 0 = unk, 3 = pad
+  gens[0].stopped_at_eos = false;
+  gens[1].tokens = {0};
+  gens[1].stopped_at_eos = false;
+  RolloutBatch r = build_rollout({{1, 5}, {1, 6}}, gens, /*eos=*/2, /*pad=*/3);
+  const std::vector<int32_t> special{0, 3};
+  EXPECT_EQ(mask_special_actions(r, special), 2);
+  // Row 0: actions at columns 1..4 emit 7, 0, 8, 3: the unk (column 2) and pad (4) are cleared.
+  const int64_t S = r.width;
+  EXPECT_EQ(std::vector<uint8_t>(r.mask.begin(), r.mask.begin() + S),
+            (std::vector<uint8_t>{0, 1, 0, 1, 0, 0}));
+  EXPECT_EQ(r.targets[2], ops::kIgnoreIndex);
+  EXPECT_EQ(response_ends(r.dims(), r.mask)[0], 3);
+  // Row 1 emits only unk: it keeps that action.
+  EXPECT_EQ(r.mask[size_t(S + 1)], 1);
+}
+
 // ---- On the tiny models ------------------------------------------------------------------------
 struct RlhfTiny : ::testing::Test {
   TinyWorld world{"rlhf"};
@@ -289,6 +310,7 @@ TEST_F(RlhfTiny, LambdaRisesWhileViolatedAndFallsOnceMet) {
   o.ppo.lambda_lr = 0.5;
   o.ppo.lambda_max = 3.0;
   o.ppo.update_iters = 1;
+  o.ppo.per_device_train_batch_size = 4;  // one micro-step, so one λ update, per RL step
   RlhfTrainer tr(ctx, o);
   // The CM's score-head bias moves every cost by the same amount.
   const Tensor bias = tr.cost_model()->param("score_head.bias");
@@ -337,6 +359,108 @@ TEST_F(RlhfTiny, LambdaWaitsForTheDelay) {
   const StepStats st = tr.step(batch);
   EXPECT_TRUE(st.lambda_updated);
   EXPECT_GT(st.lambda, 1.0);
+}
+
+// The reference's pacing: λ takes one SGD step before every training micro-step, in every PPO
+// epoch (here 2 micro-batches × 2 epochs = 4 updates per RL step, all with the same window
+// mean), and its delay counts those micro-steps, not RL steps.
+TEST_F(RlhfTiny, LambdaStepsOncePerMicroStepAndPpoEpoch) {
+  RlhfOptions o = tiny_options(world);  // 6 prompts per rollout, micro-batches of 3
+  o.ppo.update_iters = 2;
+  o.ppo.lambda_lr = 0.001;
+  o.ppo.lambda_max = 0.0;
+  o.ppo.threshold = -100.0;  // violated: every update raises λ
+  RlhfTrainer tr(ctx, o);
+  const StepStats st = tr.step(tr.prompt_tokens());
+  EXPECT_EQ(tr.lambda_steps(), 4);
+  double want = 0.0;  // log λ_init
+  for (int k = 0; k < 4; ++k) want += 0.001 * std::exp(want) * (st.episode_cost + 100.0);
+  EXPECT_NEAR(tr.lagrange().log_lambda(), want, 1e-9);
+
+  RlhfOptions d = tiny_options(world);
+  d.ppo.lambda_update_delay_steps = 3;  // micro-steps: the first RL step (2 of them) waits
+  d.ppo.threshold = -100.0;
+  d.ppo.lambda_max = 0.0;
+  RlhfTrainer late(ctx, d);
+  EXPECT_FALSE(late.step(tr.prompt_tokens()).lambda_updated);
+  EXPECT_EQ(late.lagrange().lambda(), 1.0);
+  const StepStats s2 = late.step(tr.prompt_tokens());  // micro-steps 2 (waits) and 3 (updates)
+  EXPECT_TRUE(s2.lambda_updated);
+  EXPECT_NEAR(late.lagrange().log_lambda(), 0.1 * (s2.episode_cost + 100.0), 1e-9);
+}
+
+// HF's constant schedule has no warmup: the critics (constant, warmup ratio 0.03 by default)
+// move on their very first step.
+TEST_F(RlhfTiny, CriticsMoveOnTheirFirstStep) {
+  RlhfOptions o = tiny_options(world);
+  ASSERT_EQ(o.ppo.critic_lr_scheduler_type, "constant");
+  ASSERT_GT(o.ppo.critic_lr_warmup_ratio, 0.0);
+  o.ppo.critic_lr = 1e-3;
+  RlhfTrainer tr(ctx, o);
+  const auto r0 = to_host_f32(tr.reward_critic().flat_params());
+  const auto c0 = to_host_f32(tr.cost_critic()->flat_params());
+  const StepStats st = tr.step({tr.prompt_tokens()[0], tr.prompt_tokens()[1]});
+  EXPECT_EQ(st.critic_lr, 1e-3);
+  EXPECT_NE(to_host_f32(tr.reward_critic().flat_params()), r0);
+  EXPECT_NE(to_host_f32(tr.cost_critic()->flat_params()), c0);
+}
+
+// With PTX the reference accumulates the RL and the PTX backward as two micro-steps of one
+// optimizer step, so the RL gradient enters at half weight (seen here with a PTX weight of 0:
+// the same rollout gives half the gradient norm), and one PTX batch per RL step serves every
+// PPO epoch.
+TEST_F(RlhfTiny, PtxHalvesTheGradientAndReusesItsBatchAcrossEpochs) {
+  const std::string sft = (world.dir / "sft_half.json").string();
+  write_text_file(sft,
+                  "[{\"instruction\": \"how do I bake bread\", \"input\": \"\", \"output\": "
+                  "\"mix flour and water\"},\n {\"instruction\": \"plan a trip\", \"input\": \"\","
+                  " \"output\": \"pack a bag and go\"}]\n");
+  auto run = [&](bool with_ptx, int64_t iters, int64_t* drawn) {
+    RlhfOptions o = tiny_options(world);
+    if (with_ptx) o.ptx_datasets = {DatasetSpec{sft, 1.0}};
+    o.ppo.ptx_coeff = 0.0;
+    o.ppo.update_iters = iters;
+    o.ppo.max_grad_norm = 0.0;  // measure, do not clip
+    RlhfTrainer tr(ctx, o);
+    const StepStats st = tr.step(tr.prompt_tokens());
+    if (drawn) *drawn = tr.ptx_samples_drawn();
+    return st;
+  };
+  const StepStats plain = run(false, 1, nullptr), half = run(true, 1, nullptr);
+  ASSERT_GT(plain.actor_grad_norm, 0.0);
+  EXPECT_NEAR(half.actor_grad_norm, 0.5 * plain.actor_grad_norm, 1e-5 * plain.actor_grad_norm);
+  int64_t drawn = 0;
+  (void)run(true, 3, &drawn);
+  EXPECT_EQ(drawn, 6);  // one batch of the rollout's 6 rows, not one per PPO epoch
+}
+
+// --target_unsafe_share resolves the threshold from the starting policy before the first
+// update (and only then: training samples the same sequences as without it), and the run ends
+// by stating whether the constraint is met.
+TEST_F(RlhfTiny, TargetUnsafeShareResolvesTheThreshold) {
+  auto run = [&](double target, const std::string& out) {
+    RlhfOptions o = tiny_options(world);
+    o.ppo.target_unsafe_share = target;
+    o.ppo.calibration_prompts = 6;
+    o.output_dir = (world.dir / out).string();
+    o.max_steps = 1;
+    auto tr = std::make_unique<RlhfTrainer>(ctx, o);
+    tr->train();
+    return tr;
+  };
+  const auto plain = run(-1.0, "plain"), strict = run(0.0, "strict");
+  EXPECT_EQ(plain->lagrange().options().threshold, 0.0);
+  const auto j = nlohmann::json::parse(read_text_file((world.dir / "strict" / "constraint.json").string()));
+  const double th = j["threshold"].get<double>();
+  EXPECT_EQ(strict->lagrange().options().threshold, th);
+  EXPECT_NEAR(th, j["calibration"]["mean_safe"].get<double>(), 1e-9);  // target 0: the safe mean
+  EXPECT_EQ(j["calibration"]["responses"].get<int64_t>(), 6);
+  EXPECT_EQ(j["met"].get<bool>(), j["final_episode_cost"].get<double>() <= th);
+  auto metrics = [&](const std::string& out) {
+    auto l = nlohmann::json::parse(read_text_file((world.dir / out / "metrics.jsonl").string()));
+    return std::pair{l["reward"].get<double>(), l["cost"].get<double>()};
+  };
+  EXPECT_EQ(metrics("plain"), metrics("strict"));  // the same rollout
 }
 
 // One step changes the actor and both critics, leaves the frozen models alone, and reports

@@ -29,10 +29,17 @@ TEST(Schedule, LinearAndConstant) {
   EXPECT_DOUBLE_EQ(lin.lr(0), 2.0);
   EXPECT_DOUBLE_EQ(lin.lr(1), 1.5);
   EXPECT_DOUBLE_EQ(lin.lr(4), 0.0);
+  // HF's constant schedule ignores the warmup ratio: full rate from the first step.
   Schedule c{ScheduleKind::Constant, 5e-6, 0.03, 1000};
-  EXPECT_EQ(c.warmup_steps(), 30);
-  EXPECT_DOUBLE_EQ(c.lr(15), 2.5e-6);
+  EXPECT_EQ(c.warmup_steps(), 0);
+  EXPECT_DOUBLE_EQ(c.lr(0), 5e-6);
   EXPECT_DOUBLE_EQ(c.lr(999), 5e-6);
+  Schedule cw{ScheduleKind::ConstantWithWarmup, 5e-6, 0.03, 1000};
+  EXPECT_EQ(cw.warmup_steps(), 30);
+  EXPECT_DOUBLE_EQ(cw.lr(0), 0.0);
+  EXPECT_DOUBLE_EQ(cw.lr(15), 2.5e-6);
+  EXPECT_DOUBLE_EQ(cw.lr(999), 5e-6);
+  EXPECT_EQ(parse_schedule("constant_with_warmup"), ScheduleKind::ConstantWithWarmup);
   EXPECT_EQ(parse_schedule("cosine"), ScheduleKind::Cosine);
   EXPECT_THROW(parse_schedule("step"), Error);
   Schedule bad{ScheduleKind::Cosine, 1.0, 0.0, 0};

@@ -12,6 +12,7 @@
 
 #include "csrc/log.h"
 #include "tools/commands.h"
+#include "tools/ranks.h"
 #include "train/data.h"
 #include "train/losses.h"
 #include "train/schedule.h"
@@ -24,6 +25,7 @@ namespace {
 struct TrainFlags {
   train::StageArgs args;
   std::string scheduler = "cosine", loss_type = "sequence-wise", bad_record = "stop";
+  std::string inconsistent_pairs = "stop";
   std::string device = "cpu";
 };
 
@@ -72,7 +74,7 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
   cmd->add_option("--gradient_accumulation_steps", a.gradient_accumulation_steps,
                   "Micro-batches per optimizer step");
   cmd->add_option("--learning_rate", a.learning_rate, "Peak learning rate");
-  cmd->add_option("--lr_scheduler_type", f->scheduler, "constant | linear | cosine");
+  cmd->add_option("--lr_scheduler_type", f->scheduler, "constant | constant_with_warmup | linear | cosine");
   cmd->add_option("--lr_warmup_ratio", a.lr_warmup_ratio, "Share of steps with linear warmup");
   cmd->add_option("--weight_decay", a.weight_decay,
                   "AdamW weight decay (not on biases and norm weights)");
@@ -94,11 +96,19 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
     cmd->add_option("--regularization", a.score_loss.regularization,
                     "Coefficient of the L2 penalty on the scores");
   }
+  if (stage == train::Stage::CM)
+    cmd->add_option("--inconsistent_pairs", f->inconsistent_pairs,
+                    "Pairs whose safer response is labelled unsafe and the other safe: "
+                    "stop (error, as the reference) | drop | keep");
   cmd->add_option("--bad_records,--bad_record", f->bad_record,
                   "Malformed data records: stop (error naming file:line) | skip (count, log)");
   cmd->add_option("--threads", a.threads, "CPU threads (0: all)");
   cmd->add_option("--device", f->device, "cpu | cuda");
   cmd->add_flag("--resume", a.resume, "Continue the run in --output_dir from its latest checkpoint");
+  cmd->add_option("--train_batch_size", a.train_batch_size,
+                  "Global batch per optimizer step (per device x accumulation x ranks); sets "
+                  "the per-device size (0: use --per_device_train_batch_size)");
+  add_zero_stage_flag(cmd, a.zero_stage);
 
   // A scalar flag given twice takes its last value, so the stage scripts' defaults can be
   // overridden by appending flags ("$@").
@@ -111,15 +121,20 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
     args.lr_scheduler_type = train::parse_schedule(f->scheduler);
     args.score_loss.loss_type = train::parse_score_loss_type(f->loss_type);
     args.bad_record = train::parse_bad_record_policy(f->bad_record);
+    args.inconsistent_pairs = train::parse_inconsistent_pair_policy(f->inconsistent_pairs);
     BEAVER_CHECK(f->device == "cpu" || f->device == "cuda", "--device must be cpu or cuda, got '",
                  f->device, "'");
     args.use_cuda = f->device == "cuda";
+    run_on_ranks([&](Communicator& comm) {
+    args.comm = &comm;
     const train::StageResult r = train::run_stage(args);
+    if (!comm.is_root()) return;
     std::printf("%s: %lld steps, train loss %.4f -> %.4f, %.0f tokens/s", 
                 std::string(train::stage_name(args.stage)).c_str(), (long long)r.steps,
                 r.first_loss, r.last_loss, r.tokens_per_s());
     for (const auto& [k, v] : r.eval) std::printf(", %s %.4f", k.c_str(), v);
     std::printf("\n");
+    });
   });
 }
 

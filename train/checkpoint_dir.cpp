@@ -4,6 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -30,26 +33,71 @@ std::string step_name(int64_t step) {
   return buf;
 }
 
+void publish(const std::string& root, const fs::path& tmp, const fs::path& final_dir, int keep);
+
 }  // namespace
 
 std::string write_checkpoint(const std::string& root, int64_t step,
                              const std::function<void(const std::string& dir)>& write_files,
-                             int keep) {
+                             int keep, Communicator* comm) {
   BEAVER_CHECK(step >= 0, "checkpoint step must be non-negative, got ", step);
+  const bool multi = comm && comm->size() > 1;
+  const bool root_rank = !comm || comm->is_root();
   std::error_code ec;
-  fs::create_directories(root, ec);
-  if (ec) BEAVER_FAIL(root, ": cannot create checkpoint root (", ec.message(), ")");
   const fs::path final_dir = fs::path(root) / step_name(step);
-  const fs::path tmp = fs::path(root) / (step_name(step) + ".tmp-" + std::to_string(::getpid()));
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) BEAVER_FAIL(tmp.string(), ": cannot create (", ec.message(), ")");
+  std::string tmp_name = step_name(step) + ".tmp-" + std::to_string(::getpid());
+  std::string setup_error;
+  if (root_rank) {
+    fs::create_directories(root, ec);
+    if (ec) setup_error = cat(root, ": cannot create checkpoint root (", ec.message(), ")");
+    fs::remove_all(fs::path(root) / tmp_name, ec);
+    if (setup_error.empty()) fs::create_directories(fs::path(root) / tmp_name, ec);
+    if (setup_error.empty() && ec)
+      setup_error = cat((fs::path(root) / tmp_name).string(), ": cannot create (", ec.message(), ")");
+  }
+  if (multi) {
+    comm->broadcast(tmp_name, 0);
+    comm->broadcast(setup_error, 0);
+  }
+  if (!setup_error.empty()) BEAVER_FAIL(setup_error);
+  const fs::path tmp = fs::path(root) / tmp_name;
+  std::string write_error;
   try {
     write_files(tmp.string());
-  } catch (...) {
-    fs::remove_all(tmp, ec);  // a failed save leaves nothing behind but the old checkpoints
-    throw;
+  } catch (const std::exception& e) {
+    write_error = e.what();
   }
+  if (multi) {
+    if (const char* kill = std::getenv("BEAVER_TEST_KILL_RANK_IN_SAVE")) {
+      // "<rank>" or "<rank>@<step>"
+      const char* at = std::strchr(kill, '@');
+      if (std::atoi(kill) == comm->rank() && (!at || std::atoll(at + 1) == step))
+        std::raise(SIGKILL);
+    }
+    if (!comm->all_true(write_error.empty())) {
+      if (root_rank) fs::remove_all(tmp, ec);
+      BEAVER_FAIL(final_dir.string(), ": a rank failed to write its part of the checkpoint",
+                  write_error.empty() ? std::string() : cat(" (this rank: ", write_error, ")"));
+    }
+  }
+  if (!write_error.empty()) {
+    fs::remove_all(tmp, ec);  // a failed save leaves nothing behind but the old checkpoints
+    BEAVER_FAIL(write_error);
+  }
+  if (!root_rank) {
+    comm->barrier();  // rank 0 publishes
+    return final_dir.string();
+  }
+  // The other ranks wait in a barrier for the publish; a failure here stops the job through
+  // rank 0's error (the caller aborts all ranks).
+  publish(root, tmp, final_dir, keep);
+  if (multi) comm->barrier();
+  return final_dir.string();
+}
+
+namespace {
+void publish(const std::string& root, const fs::path& tmp, const fs::path& final_dir, int keep) {
+  std::error_code ec;
   for (const auto& e : fs::directory_iterator(tmp)) fsync_path(e.path());
   fsync_path(tmp);
   if (fs::exists(final_dir)) fs::remove_all(final_dir);  // re-saving the same step
@@ -78,8 +126,8 @@ std::string write_checkpoint(const std::string& root, int64_t step,
     std::sort(steps.begin(), steps.end());
     for (size_t i = 0; i + size_t(keep) < steps.size(); ++i) fs::remove_all(steps[i], ec);
   }
-  return final_dir.string();
 }
+}  // namespace
 
 std::string latest_checkpoint(const std::string& root) {
   const fs::path latest = fs::path(root) / "latest";

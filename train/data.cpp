@@ -31,6 +31,35 @@ BadRecordPolicy parse_bad_record_policy(std::string_view s) {
   BEAVER_FAIL("bad-record policy: unknown value '", s, "' (expected skip or stop)");
 }
 
+InconsistentPairPolicy parse_inconsistent_pair_policy(std::string_view s) {
+  if (s == "stop") return InconsistentPairPolicy::Stop;
+  if (s == "drop") return InconsistentPairPolicy::Drop;
+  if (s == "keep") return InconsistentPairPolicy::Keep;
+  BEAVER_FAIL("--inconsistent_pairs: unknown value '", s, "' (expected stop, drop or keep)");
+}
+
+std::vector<SafeRlhfRecord> apply_inconsistent_pair_policy(std::vector<SafeRlhfRecord> recs,
+                                                           InconsistentPairPolicy policy,
+                                                           const std::string& what) {
+  size_t n = 0;
+  std::string first;
+  for (const auto& r : recs)
+    if (r.inconsistent() && n++ == 0) first = r.origin;
+  if (n == 0) return recs;
+  BEAVER_CHECK(policy != InconsistentPairPolicy::Stop, what, ": ", n,
+               " record(s) label the safer response unsafe and the other safe (first at ", first,
+               "); pass --inconsistent_pairs drop or keep to train anyway");
+  if (policy == InconsistentPairPolicy::Drop) {
+    std::erase_if(recs, [](const SafeRlhfRecord& r) { return r.inconsistent(); });
+    log_warn(what, ": dropped ", n, " inconsistent record(s), first at ", first);
+  } else {
+    log_warn(what, ": kept ", n, " inconsistent record(s) (contradictory targets), first at ",
+             first);
+  }
+  BEAVER_CHECK(!recs.empty(), what, ": no record left after dropping inconsistent ones");
+  return recs;
+}
+
 namespace {
 
 // Philox streams of the data pipeline, kept apart from each other and from epoch shuffles

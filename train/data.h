@@ -84,6 +84,18 @@ struct SafetyPair {
   bool inconsistent() const { return !is_safer_safe && is_unsafer_safe; }
 };
 PreferencePair helpfulness_pair(const SafeRlhfRecord& r);
+
+// What the cost-model stage does with records whose safer response is labelled unsafe while
+// the other is labelled safe (--inconsistent_pairs): stop with an error naming the first (the
+// reference raises on them), drop them (counted), or keep them (trains on contradictory
+// targets; counted).
+enum class InconsistentPairPolicy { Stop, Drop, Keep };
+// "stop" | "drop" | "keep"; anything else is an Error naming the value.
+InconsistentPairPolicy parse_inconsistent_pair_policy(std::string_view s);
+// Applies the policy to records read from `what` (for the messages).
+std::vector<SafeRlhfRecord> apply_inconsistent_pair_policy(std::vector<SafeRlhfRecord> recs,
+                                                           InconsistentPairPolicy policy,
+                                                           const std::string& what);
 SafetyPair harmlessness_pair(const SafeRlhfRecord& r);
 
 // ---- Readers (one file) -----------------------------------------------------------------------

@@ -226,14 +226,16 @@ RewardLoss reward_loss_tokenwise(const TokenPairBatch& p, double regularization)
     const double n = double(w.end - w.begin + 1);
     double pr = 0.0, sq = 0.0;
     for (int64_t t = w.begin; t <= w.end; ++t) {
-      const size_t k = size_t(i * L + t);
-      const double sb = p.scores_a[k], sw = p.scores_b[k];
+      // Past its own end a sequence is padding: it enters with its end score.
+      const size_t ka = size_t(i * L + std::min(t, p.end_a[size_t(i)]));
+      const size_t kb = size_t(i * L + std::min(t, p.end_b[size_t(i)]));
+      const double sb = p.scores_a[ka], sw = p.scores_b[kb];
       pr -= log_sigmoid(sb - sw);
       sq += sb * sb + sw * sw;
       const double g = -sigmoid(-(sb - sw)) / n;
       // Per-pair L2 mean over 2n values: d/ds[reg·s²/(2n)] = reg·s/n.
-      r.grad_better[k] = float(inv_b * (g + regularization * sb / n));
-      r.grad_worse[k] = float(inv_b * (-g + regularization * sw / n));
+      r.grad_better[ka] += float(inv_b * (g + regularization * sb / n));
+      r.grad_worse[kb] += float(inv_b * (-g + regularization * sw / n));
     }
     rank += pr / n;
     l2 += regularization * sq / (2 * n);
@@ -264,15 +266,16 @@ CostLoss cost_loss_tokenwise(const TokenPairBatch& p, std::span<const uint8_t> s
     const double ss = cost_sign(safe_s[size_t(i)]), su = cost_sign(safe_u[size_t(i)]);
     double pr = 0.0, ps = 0.0, sq = 0.0;
     for (int64_t t = w.begin; t <= w.end; ++t) {
-      const size_t k = size_t(i * L + t);
-      const double s = p.scores_a[k], u = p.scores_b[k];
+      const size_t ka = size_t(i * L + std::min(t, p.end_a[size_t(i)]));
+      const size_t kb = size_t(i * L + std::min(t, p.end_b[size_t(i)]));
+      const double s = p.scores_a[ka], u = p.scores_b[kb];
       pr -= log_sigmoid(u - s);
       ps -= log_sigmoid(ss * s) + log_sigmoid(su * u);
       sq += s * s + u * u;
       const double g_rank = sigmoid(-(u - s));
       const double g_s = -ss * sigmoid(-ss * s), g_u = -su * sigmoid(-su * u);
-      r.grad_safer[k] = float(inv_b * (g_rank + g_s + regularization * s) / n);
-      r.grad_unsafer[k] = float(inv_b * (-g_rank + g_u + regularization * u) / n);
+      r.grad_safer[ka] += float(inv_b * (g_rank + g_s + regularization * s) / n);
+      r.grad_unsafer[kb] += float(inv_b * (-g_rank + g_u + regularization * u) / n);
     }
     rank += pr / n;
     sign += ps / n;

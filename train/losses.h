@@ -13,7 +13,9 @@
 // Token-wise variants act on the per-token scores [B, L] of both sequences: for each pair, the
 // same terms averaged over positions from the first token where the two token sequences differ
 // up to max(end_better, end_worse) inclusive (the L2 term over the same window of both), then
-// averaged over pairs.
+// averaged over pairs. Past its own end, the shorter sequence enters with its end score (its
+// gradient goes there): its padding slots are never attended to, so their scores would be
+// context-free, while the reference's right-padded pad query attends to the whole sequence.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 // AdamW + clipping + schedule + accumulation over a LlamaModel's flat vectors (optimizer.h).
 #include "train/optimizer.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -17,7 +18,7 @@ constexpr int kStateVersion = 1;
 }  // namespace
 
 Optimizer::Optimizer(model::LlamaModel& model, const OptimizerConfig& cfg)
-    : model_(&model), cfg_(cfg) {
+    : model_(&model), cfg_(cfg), shard_(cfg.comm, cfg.zero_stage, model.flat_params().numel()) {
   BEAVER_CHECK(model.options().training, "Optimizer: the model was built for inference");
   BEAVER_CHECK(cfg.accumulation >= 1, "Optimizer: gradient accumulation must be >= 1, got ",
                cfg.accumulation);
@@ -29,13 +30,13 @@ Optimizer::Optimizer(model::LlamaModel& model, const OptimizerConfig& cfg)
                cfg.weight_decay);
   const Tensor p = model.flat_params();
   const Device dev = p.device;
-  m_ = OwnedTensor(DType::F32, p.shape, dev);
-  v_ = OwnedTensor(DType::F32, p.shape, dev);
+  m_ = OwnedTensor(DType::F32, Shape{shard_.count()}, dev);
+  v_ = OwnedTensor(DType::F32, Shape{shard_.count()}, dev);
   norm_ = OwnedTensor(DType::F32, Shape{1}, dev);
   coef_ = OwnedTensor(DType::F32, Shape{1}, dev);
   zero_tensor(m_);
   zero_tensor(v_);
-  segments_ = model.decay_segments(cfg.decay_norms);
+  segments_ = shard_.shard_segments(model.decay_segments(cfg.decay_norms));
 }
 
 bool Optimizer::micro_step() {
@@ -54,13 +55,12 @@ bool Optimizer::flush() {
 void Optimizer::apply() {
   Context& ctx = model_->context();
   const Tensor grads = model_->flat_grads();
-  const Tensor gs[] = {grads};
+  shard_.reduce_grads(ctx, grads);  // averaged across ranks before the norm (no-op on one)
+  shard_.grad_norm(ctx, grads, norm_);
   Tensor scale;
   if (cfg_.max_grad_norm > 0.0) {
-    ops::clip_grad_norm(ctx, gs, float(cfg_.max_grad_norm), norm_, coef_, /*apply=*/false);
+    ops::clip_coef(ctx, norm_, float(cfg_.max_grad_norm), coef_);
     scale = coef_;
-  } else {
-    ops::grad_norm(ctx, gs, norm_);
   }
   have_norm_ = true;
   ops::AdamWConfig ac;
@@ -73,8 +73,13 @@ void Optimizer::apply() {
   ac.step = step_ + 1;
   // On CUDA the ops read a bf16 working copy of the weights: AdamW rewrites it in the same
   // pass (undefined on the CPU, where the ops read the fp32 master directly).
-  ops::adamw_step(ctx, model_->flat_params(), grads, m_, v_, model_->flat_working_params(),
-                  scale, segments_, ac);
+  const int64_t b = shard_.begin(), e = shard_.end();
+  const Tensor master = model_->flat_params(), working = model_->flat_working_params();
+  if (e > b)
+    ops::adamw_step(ctx, master.slice(b, e), grads.slice(b, e), m_, v_,
+                    working.defined() ? working.slice(b, e) : Tensor{}, scale, segments_, ac);
+  shard_.gather(ctx, master);
+  shard_.gather(ctx, working);
   model_->zero_grads();
   ++step_;
   micro_ = 0;
@@ -85,18 +90,33 @@ double Optimizer::last_grad_norm() const {
   return double(to_host_f32(norm_)[0]);
 }
 
+namespace {
+std::string shard_file(const std::string& dir, int r) {
+  return dir + "/optimizer-shard-" + std::to_string(r) + ".safetensors";
+}
+}  // namespace
+
 void Optimizer::save(const std::string& dir) const {
   BEAVER_CHECK(micro_ == 0, "Optimizer::save: ", micro_,
                " micro-batches are accumulated but not applied; save between steps");
+  const bool root = shard_.rank() == 0;
+  if (!shard_.sharded() && !root) return;  // every rank holds the same full state
   std::filesystem::create_directories(dir);
-  write_safetensors(dir + "/optimizer.safetensors",
-                    std::vector<std::pair<std::string, Tensor>>{{"m", m_.view()}, {"v", v_.view()}},
-                    {{"format", kStateMagic}});
+  const std::vector<std::pair<std::string, Tensor>> tensors{{"m", m_.view()}, {"v", v_.view()}};
+  if (shard_.sharded())
+    write_safetensors(shard_file(dir, shard_.rank()), tensors,
+                      {{"format", kStateMagic},
+                       {"begin", std::to_string(shard_.begin())},
+                       {"end", std::to_string(shard_.end())}});
+  else
+    write_safetensors(dir + "/optimizer.safetensors", tensors, {{"format", kStateMagic}});
+  if (!root) return;
   nlohmann::ordered_json j;
   j["magic"] = kStateMagic;
   j["format_version"] = kStateVersion;
   j["step"] = step_;
-  j["numel"] = m_.numel();
+  j["numel"] = model_->flat_params().numel();
+  if (shard_.sharded()) j["shards"] = shard_.ranks();
   j["lr"] = cfg_.schedule.base_lr;
   j["schedule_total_steps"] = cfg_.schedule.total_steps;
   j["weight_decay"] = cfg_.weight_decay;
@@ -122,16 +142,28 @@ void Optimizer::load(const std::string& dir) {
                ": unsupported format_version ", j.value("format_version", 0));
   BEAVER_CHECK(j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() >= 0,
                jpath, ": field \"step\" must be a non-negative integer");
-  BEAVER_CHECK(j.value("numel", int64_t(-1)) == m_.numel(), jpath, ": state for ",
-               j.value("numel", int64_t(-1)), " parameters, the model has ", m_.numel());
-  const std::string spath = dir + "/optimizer.safetensors";
-  SafeTensorsFile f(spath);
-  for (const auto& [name, dst] : {std::pair<const char*, const OwnedTensor*>{"m", &m_},
-                                  std::pair<const char*, const OwnedTensor*>{"v", &v_}}) {
-    const SafeTensorInfo& t = f.at(name);
-    BEAVER_CHECK(t.dtype == DType::F32 && t.numel() == dst->numel(), spath, ": tensor '", name,
-                 "' must be f32 [", dst->numel(), "]");
-    copy_tensor(*dst, t.tensor());
+  const int64_t n = model_->flat_params().numel();
+  BEAVER_CHECK(j.value("numel", int64_t(-1)) == n, jpath, ": state for ",
+               j.value("numel", int64_t(-1)), " parameters, the model has ", n);
+  const int shards = j.value("shards", 1);
+  BEAVER_CHECK(shards >= 1, jpath, ": field \"shards\" must be >= 1, got ", shards);
+  // The stored partition may differ from this run's (another rank count or stage): copy the
+  // overlap of every stored shard with this rank's range.
+  const Partition stored{n, shards};
+  const int64_t b = shard_.begin(), e = shard_.end();
+  for (int r = 0; r < shards; ++r) {
+    const int64_t sb = stored.begin(r), se = stored.end(r);
+    const int64_t ob = std::max(sb, b), oe = std::min(se, e);
+    if (oe <= ob) continue;
+    const std::string spath = shards == 1 ? dir + "/optimizer.safetensors" : shard_file(dir, r);
+    SafeTensorsFile f(spath);
+    for (const auto& [name, dst] : {std::pair<const char*, const OwnedTensor*>{"m", &m_},
+                                    std::pair<const char*, const OwnedTensor*>{"v", &v_}}) {
+      const SafeTensorInfo& t = f.at(name);
+      BEAVER_CHECK(t.dtype == DType::F32 && t.numel() == se - sb, spath, ": tensor '", name,
+                   "' must be f32 [", se - sb, "] (shard ", r, " of ", shards, ")");
+      copy_tensor(dst->view().slice(ob - b, oe - b), t.tensor().slice(ob - sb, oe - sb));
+    }
   }
   step_ = j["step"].get<int64_t>();
   micro_ = 0;

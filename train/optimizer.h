@@ -17,6 +17,12 @@
 // parameter count), <dir>/optimizer.json the step counter and the hyper-parameters it was
 // made with, so a resume with different sizes or a different model is refused by name.
 // Checkpoints are taken between optimizer steps only (no accumulated gradient is pending).
+//
+// Data parallel (comm with more than one rank): the gradients are averaged across ranks before
+// the norm and the clip; zero_stage 1-2 shard m and v (train/zero.h). With sharded state each
+// rank writes <dir>/optimizer-shard-<r>.safetensors (m and v of its range of the partition
+// named in optimizer.json); load() reads whichever shards overlap this rank's range, so a run
+// resumes onto another rank count or zero stage.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +33,7 @@
 #include "csrc/tensor.h"
 #include "model/llama.h"
 #include "train/schedule.h"
+#include "train/zero.h"
 
 namespace beaver::train {
 
@@ -37,6 +44,8 @@ struct OptimizerConfig {
   double max_grad_norm = 1.0;      // --max_grad_norm; <= 0: no clipping (norm still measured)
   int64_t accumulation = 1;        // --gradient_accumulation_steps (micro-batches per step)
   bool decay_norms = false;        // weight decay on RMSNorm weights too
+  Communicator* comm = nullptr;    // data-parallel ranks (null: one rank)
+  int zero_stage = 0;              // --zero_stage (train/zero.h)
 };
 
 class Optimizer {
@@ -65,11 +74,14 @@ class Optimizer {
   // Gradient norm before clipping of the last step (read from the device on demand).
   double last_grad_norm() const;
   const std::vector<ops::ParamSegment>& decay_segments() const { return segments_; }
-  // AdamW moments (f32 [N], the flat parameter layout), for inspection and tests.
+  // The range of the flat vector this rank updates (all of it unless sharded).
+  const ZeroShard& shard() const { return shard_; }
+  // AdamW moments (f32 [shard().count()], the flat layout from shard().begin()).
   const Tensor& exp_avg() const { return m_.view(); }
   const Tensor& exp_avg_sq() const { return v_.view(); }
 
   void save(const std::string& dir) const;
+  // Every rank calls save (each writes its shard when the state is sharded, rank 0 the rest).
   // Restores m, v and the step counter; fails naming the file when the sizes differ.
   void load(const std::string& dir);
 
@@ -78,7 +90,8 @@ class Optimizer {
 
   model::LlamaModel* model_;
   OptimizerConfig cfg_;
-  std::vector<ops::ParamSegment> segments_;
+  std::vector<ops::ParamSegment> segments_;  // relative to the shard
+  ZeroShard shard_;
   OwnedTensor m_, v_, norm_, coef_;
   int64_t step_ = 0, micro_ = 0;
   double last_lr_ = 0.0;

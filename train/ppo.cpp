@@ -44,6 +44,11 @@ void PpoConfig::validate() const {
                lambda_update_delay_steps);
   BEAVER_CHECK(episode_cost_window_size >= 1, "--episode_cost_window_size must be >= 1, got ",
                episode_cost_window_size);
+  BEAVER_CHECK(target_unsafe_share < 0 || target_unsafe_share <= 1,
+               "--target_unsafe_share must be in [0, 1] (or negative: off), got ",
+               target_unsafe_share);
+  BEAVER_CHECK(calibration_prompts >= 1, "--calibration_prompts must be >= 1, got ",
+               calibration_prompts);
   non_negative("shaping_nu", shaping_nu);
   for (auto [name, v] : {std::pair{"epochs", epochs}, {"update_iters", update_iters},
                          {"per_device_prompt_batch_size", per_device_prompt_batch_size},
@@ -66,10 +71,11 @@ void PpoConfig::validate() const {
   positive("adam_epsilon", adam_epsilon);
   non_negative("max_grad_norm", max_grad_norm);
   for (const auto* s : {&actor_lr_scheduler_type, &critic_lr_scheduler_type})
-    BEAVER_CHECK(*s == "cosine" || *s == "constant" || *s == "linear",
+    BEAVER_CHECK(*s == "cosine" || *s == "constant" || *s == "constant_with_warmup" ||
+                     *s == "linear",
                  "--", (s == &actor_lr_scheduler_type ? "actor" : "critic"),
                  "_lr_scheduler_type: unknown schedule '", *s,
-                 "' (expected cosine, constant or linear)");
+                 "' (expected cosine, constant, constant_with_warmup or linear)");
 }
 
 // ---- Argument checks ---------------------------------------------------------------------------
@@ -330,7 +336,42 @@ CriticLoss critic_loss(TokenDims d, std::span<const float> vn, std::span<const f
   return r;
 }
 
+// ---- The requirement ---------------------------------------------------------------------------
+ResolvedThreshold resolve_threshold(std::span<const float> costs, double target) {
+  BEAVER_CHECK(!costs.empty(), "resolve_threshold: no calibration cost");
+  BEAVER_CHECK(target >= 0 && target <= 1, "resolve_threshold: the target unsafe share must be in "
+               "[0, 1], got ", target);
+  ResolvedThreshold r;
+  r.target_unsafe_share = target;
+  r.responses = int64_t(costs.size());
+  double su = 0, ss = 0, all = 0;
+  int64_t nu = 0;
+  for (size_t i = 0; i < costs.size(); ++i) {
+    BEAVER_CHECK(std::isfinite(costs[i]), "resolve_threshold: calibration cost ", i,
+                 " is not finite");
+    all += costs[i];
+    if (costs[i] > 0) {
+      su += costs[i];
+      ++nu;
+    } else {
+      ss += costs[i];
+    }
+  }
+  const int64_t ns = r.responses - nu;
+  r.unsafe_share = double(nu) / double(r.responses);
+  r.mean_cost = all / double(r.responses);
+  r.mean_unsafe = nu ? su / double(nu) : 0.0;
+  r.mean_safe = ns ? ss / double(ns) : 0.0;
+  r.threshold = target * r.mean_unsafe + (1.0 - target) * r.mean_safe;
+  return r;
+}
+
 // ---- Lagrange multiplier -----------------------------------------------------------------------
+void LagrangeMultiplier::set_threshold(double t) {
+  BEAVER_CHECK(std::isfinite(t), "LagrangeMultiplier: the threshold must be finite, got ", t);
+  opt_.threshold = t;
+}
+
 LagrangeMultiplier::LagrangeMultiplier(const Options& o) : opt_(o) {
   BEAVER_CHECK(std::isfinite(o.lambda_init) && o.lambda_init > 0,
                "LagrangeMultiplier: --lambda_init must be > 0, got ", o.lambda_init);

@@ -43,6 +43,12 @@ struct PpoConfig {
   int64_t lambda_update_delay_steps = 0;
   int64_t episode_cost_window_size = 128;
   double threshold = 0.0;           // -d in the paper's notation
+  // The requirement as a share of unsafe responses (cost > 0 under the cost model), which
+  // means the same on any cost model, world or seed; < 0: off, --threshold is used as given.
+  // When set, the threshold is resolved before the first update from calibration_prompts
+  // responses of the starting policy (resolve_threshold below).
+  double target_unsafe_share = -1.0;
+  int64_t calibration_prompts = 128;
   // Reward shaping baseline: score = R - ν·C.
   double shaping_nu = 1.0;
   // Loop.
@@ -94,6 +100,11 @@ struct PpoConfig {
     v("episode_cost_window_size", episode_cost_window_size,
       "number of recent episode costs averaged for the lambda update");
     v("threshold", threshold, "cost threshold (-d): lambda rises while mean cost exceeds it");
+    v("target_unsafe_share", target_unsafe_share,
+      "requirement as a share of unsafe responses (cost > 0); sets the threshold from the "
+      "starting policy's costs (< 0: off, use --threshold)");
+    v("calibration_prompts", calibration_prompts,
+      "prompts sampled from the starting policy to resolve --target_unsafe_share");
     v("shaping_nu", shaping_nu, "reward shaping: score = R - nu * C");
     v("epochs", epochs, "passes over the prompt set");
     v("update_iters", update_iters, "PPO epochs per rollout batch");
@@ -209,10 +220,28 @@ CriticLoss critic_loss(TokenDims d, std::span<const float> values_new,
                        std::span<const float> values_old, std::span<const float> returns,
                        std::span<const uint8_t> mask, double clip_value);
 
+// ---- The requirement ------------------------------------------------------------------------
+// The threshold on the mean episode cost that corresponds to an unsafe share u* for the starting
+// policy: with its measured costs split at the cost model's boundary 0 into unsafe (C > 0, mean
+// m_u) and safe (mean m_s) responses,
+//     threshold = u*·m_u + (1 - u*)·m_s,
+// the mean cost the starting policy would have if a share u* of its responses were unsafe at
+// the same cost levels. Affine in the cost model's scale, so it transfers across cost models
+// whose sign is trained (0 = the safety boundary); a side with no response counts as 0.
+struct ResolvedThreshold {
+  double threshold = 0.0;
+  double target_unsafe_share = 0.0;
+  double unsafe_share = 0.0;      // of the calibration responses
+  double mean_cost = 0.0, mean_unsafe = 0.0, mean_safe = 0.0;
+  int64_t responses = 0;
+};
+ResolvedThreshold resolve_threshold(std::span<const float> start_costs, double target_unsafe_share);
+
 // ---- Lagrange multiplier --------------------------------------------------------------------
 // λ = exp(log_λ). Costs of finished episodes enter a window of the most recent
-// episode_cost_window_size values (per rank). update() runs once per RL step, before the actor
-// update: when global_step >= lambda_update_delay_steps it takes J̄_C = the window mean
+// episode_cost_window_size values (per rank). update() runs before every training micro-step
+// (the reference's rl_step): when global_step (micro-steps so far) >= lambda_update_delay_steps
+// it takes J̄_C = the window mean
 // averaged across ranks (through the hook; identity on one rank) and makes one SGD step on
 // loss = -(J̄_C - threshold)·exp(log_λ):
 //     log_λ ← log_λ + lr·λ·(J̄_C - threshold),  then  log_λ ← min(log_λ, log(lambda_max)).
@@ -262,6 +291,8 @@ class LagrangeMultiplier {
   void restore_json(const std::string& text);
 
   const Options& options() const { return opt_; }
+  // Replaces the threshold (a requirement resolved once the starting policy is measured).
+  void set_threshold(double t);
 
  private:
   Options opt_;

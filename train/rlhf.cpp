@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "csrc/atomic_file.h"
@@ -67,6 +68,7 @@ std::vector<std::pair<std::string, double>> StepStats::metrics() const {
           {"cost_return", cost_return},
           {"cost_value", cost_value},
           {"actor_lr", actor_lr},
+          {"actor_grad_norm", actor_grad_norm},
           {"critic_lr", critic_lr},
           {"generation_s", generation_s},
           {"scoring_s", scoring_s},
@@ -141,14 +143,16 @@ void check_same_vocabulary(const std::string& actor_dir, const std::string& othe
 // micro-batch) and the PTX loader, which cycles through the SFT set in a fresh seeded order
 // on every pass.
 struct RlhfTrainer::Impl {
-  Impl(RlhfTrainer& t, int64_t rl_steps, int64_t optimizer_steps) : tr(&t), rl_steps_(rl_steps) {
+  Impl(RlhfTrainer& t, int64_t rl_steps, int64_t optimizer_steps, bool with_ptx)
+      : tr(&t), rl_steps_(rl_steps) {
     const PpoConfig& c = t.cfg_;
-    auto config = [&](double lr, double wd, const std::string& sched, double warmup) {
+    auto config = [&](double lr, double wd, const std::string& sched, double warmup,
+                      int64_t total) {
       OptimizerConfig oc;
       oc.schedule.kind = parse_schedule(sched);
       oc.schedule.base_lr = lr;
       oc.schedule.warmup_ratio = warmup;
-      oc.schedule.total_steps = std::max<int64_t>(1, optimizer_steps);
+      oc.schedule.total_steps = std::max<int64_t>(1, total);
       oc.weight_decay = wd;
       oc.beta1 = float(c.adam_beta1);
       oc.beta2 = float(c.adam_beta2);
@@ -157,10 +161,16 @@ struct RlhfTrainer::Impl {
       oc.accumulation = 1;  // the PTX backward joins the RL backward before the one step
       return oc;
     };
-    const OptimizerConfig actor_cfg = config(c.actor_lr, c.actor_weight_decay,
-                                             c.actor_lr_scheduler_type, c.actor_lr_warmup_ratio);
-    const OptimizerConfig critic_cfg = config(c.critic_lr, c.critic_weight_decay,
-                                              c.critic_lr_scheduler_type, c.critic_lr_warmup_ratio);
+    // With PTX the reference doubles the actor's gradient accumulation (RL and PTX backward
+    // are two micro-steps of one optimizer step) and its schedule length alike, while the
+    // optimizer still steps once per RL micro-batch: its schedule is planned over twice the
+    // steps it takes (a cosine ends half way down, at lr / 2).
+    const OptimizerConfig actor_cfg =
+        config(c.actor_lr, c.actor_weight_decay, c.actor_lr_scheduler_type,
+               c.actor_lr_warmup_ratio, optimizer_steps * (with_ptx ? 2 : 1));
+    const OptimizerConfig critic_cfg =
+        config(c.critic_lr, c.critic_weight_decay, c.critic_lr_scheduler_type,
+               c.critic_lr_warmup_ratio, optimizer_steps);
     actor_opt = std::make_unique<Optimizer>(*t.actor_, actor_cfg);
     critic_opt[0] = std::make_unique<Optimizer>(*t.critic_r_, critic_cfg);
     if (t.critic_c_) critic_opt[1] = std::make_unique<Optimizer>(*t.critic_c_, critic_cfg);
@@ -175,13 +185,13 @@ struct RlhfTrainer::Impl {
   double critic_lr() const { return critic_opt[0]->last_lr(); }
   void begin_actor() { tr->actor_->zero_grads(); }
   void step_actor() { actor_opt->micro_step(); }
+  double actor_grad_norm() const { return actor_opt->last_grad_norm(); }
   model::LlamaModel& critic(int which) { return which == 0 ? *tr->critic_r_ : *tr->critic_c_; }
   void begin_critic(int which) { critic(which).zero_grads(); }
   void step_critic(int which) { critic_opt[size_t(which)]->micro_step(); }
 
-  // Forward and backward of ptx_coeff × the mean answer-token cross-entropy of the next `rows`
-  // SFT samples; returns the cross-entropy, adds the batch's tokens to *tokens.
-  double ptx_backward(int64_t rows, int64_t* tokens) {
+  // The next `rows` SFT samples of the PTX loader, as one batch.
+  SftBatch next_ptx_batch(int64_t rows) {
     std::vector<SftSample> batch;
     while (int64_t(batch.size()) < rows) {
       if (ptx_pos >= ptx_order.size()) {
@@ -190,10 +200,15 @@ struct RlhfTrainer::Impl {
       }
       batch.push_back(ptx[ptx_order[ptx_pos++]]);
     }
-    const SftBatch b = make_sft_batch(batch, layout);
+    return make_sft_batch(batch, layout);
+  }
+
+  // Forward and backward of scale × ptx_coeff × the mean answer-token cross-entropy of b;
+  // returns the cross-entropy, adds the batch's tokens to *tokens.
+  double ptx_backward(const SftBatch& b, double scale, int64_t* tokens) {
     tr->actor_->forward(b.batch());
     const double ce = tr->actor_->cross_entropy(b.targets);
-    tr->actor_->cross_entropy_backward(float(tr->cfg_.ptx_coeff));
+    tr->actor_->cross_entropy_backward(float(scale * tr->cfg_.ptx_coeff));
     *tokens += b.valid_tokens;
     return ce;
   }
@@ -290,7 +305,8 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   const int64_t planned = per_epoch * cfg_.epochs;
   const int64_t rl_steps = opts_.max_steps > 0 ? std::min(planned, opts_.max_steps) : planned;
   const int64_t micro_per_step = (cfg_.per_device_prompt_batch_size + mb - 1) / mb;
-  impl_ = std::make_unique<Impl>(*this, rl_steps, planned * micro_per_step * cfg_.update_iters);
+  impl_ = std::make_unique<Impl>(*this, rl_steps, planned * micro_per_step * cfg_.update_iters,
+                                 !ptx.empty());
   // PTX samples with at least one answer token within max_length (a fully truncated answer
   // has nothing to learn from).
   size_t cut = 0;
@@ -315,6 +331,11 @@ std::vector<int32_t> RlhfTrainer::encode_prompt(const std::string& text) const {
   return tokenize_prompt(*tok_, text).ids;
 }
 
+int64_t RlhfTrainer::ptx_samples_drawn() const {
+  if (impl_->ptx_cycle == 0) return 0;
+  return int64_t((impl_->ptx_cycle - 1) * impl_->ptx.size() + impl_->ptx_pos);
+}
+
 std::string RlhfTrainer::decode(const std::vector<int32_t>& ids) const {
   return decode_response(*tok_, ids);
 }
@@ -336,6 +357,10 @@ ScoredRollout RlhfTrainer::rollout(const std::vector<std::vector<int32_t>>& prom
   const auto gens = engine_->generate(prompts, go);
   ScoredRollout s;
   s.batch = build_rollout(prompts, gens, eos_, pad_);
+  std::vector<int32_t> special;
+  if (tok_->unk_id() >= 0) special.push_back(tok_->unk_id());
+  if (pad_ != eos_) special.push_back(pad_);
+  mask_special_actions(s.batch, special);
   return s;
 }
 
@@ -368,6 +393,40 @@ void RlhfTrainer::score(ScoredRollout& s) {
     }
   }
   s.gae_r = compute_gae(d, s.rewards, s.values_r, r.mask, cfg_.gamma, cfg_.gae_lambda);
+}
+
+// ---- The requirement ---------------------------------------------------------------------------
+ResolvedThreshold RlhfTrainer::calibrate_threshold() {
+  BEAVER_CHECK(lag() && cm_, "calibrate_threshold: needs ppo-lag and a cost model");
+  BEAVER_CHECK(cfg_.target_unsafe_share >= 0, "calibrate_threshold: --target_unsafe_share is off");
+  const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), 0xCA1Bull);
+  const size_t n = std::min<size_t>(order.size(), size_t(cfg_.calibration_prompts));
+  const size_t mb = size_t(actor_->options().max_batch);
+  std::vector<float> costs;
+  model::GenerateOptions go;
+  go.sampling = ops::SamplingConfig{float(cfg_.temperature), 0, float(cfg_.top_p)};
+  go.eos_id = eos_;
+  go.pad_id = pad_;
+  for (size_t i = 0; i < n; i += mb) {
+    std::vector<std::vector<int32_t>> part;
+    int64_t P = 0;
+    for (size_t j = i; j < std::min(n, i + mb); ++j) {
+      part.push_back(prompts_[order[j]]);
+      P = std::max<int64_t>(P, int64_t(part.back().size()));
+    }
+    go.max_new_tokens = cfg_.max_length - P;
+    go.seed = (uint64_t(cfg_.seed) ^ 0xCA1B0000ull) * 0x9E3779B97F4A7C15ull + i;
+    const RolloutBatch r = build_rollout(part, engine_->generate(part, go), eos_, pad_);
+    const auto c = rollout_end_scores(*cm_, r);
+    costs.insert(costs.end(), c.begin(), c.end());
+  }
+  const ResolvedThreshold t = resolve_threshold(costs, cfg_.target_unsafe_share);
+  lagrange_->set_threshold(t.threshold);
+  log_info("train ppo-lag: threshold ", t.threshold, " resolved for a target unsafe share of ",
+           t.target_unsafe_share, " from ", t.responses, " responses of the starting policy (",
+           "unsafe share ", t.unsafe_share, ", mean cost ", t.mean_cost, ": ", t.mean_unsafe,
+           " unsafe, ", t.mean_safe, " safe)");
+  return t;
 }
 
 // ---- One RL step -------------------------------------------------------------------------------
@@ -441,26 +500,34 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
   st.cost_return = ret_c / n;
   st.cost_value = val_c / n;
 
-  // 3. λ: the step's episode costs enter the window, then one update (PPO-Lag only).
+  // 3. λ: the step's episode costs enter the window. As in the reference, λ then takes one
+  // SGD step before every training micro-step (below), and its delay counts those micro-steps.
   if (!all_costs.empty()) lagrange_->add_episode_costs(all_costs);
-  if (lag()) {
-    const auto u = lagrange_->update(global_step_);
-    st.lambda_updated = u.applied;
-    st.episode_cost = u.applied ? u.episode_cost : lagrange_->window_mean();
-  } else if (lagrange_->window_count() > 0) {
-    st.episode_cost = lagrange_->window_mean();
-  }
-  st.lambda = lagrange_->lambda();
+  if (lagrange_->window_count() > 0) st.episode_cost = lagrange_->window_mean();
 
-  // 4. Training: update_iters passes over the micro-batches.
+  // 4. Training: update_iters passes over the micro-batches. The PTX batch of this step (one
+  // SFT batch per rollout micro-batch) is drawn once and reused by every pass, as the
+  // reference's loop reuses its PTX micro-batches across PPO epochs.
   Timer tt;
   int64_t train_tokens = 0;
   int64_t micro_steps = 0;
+  std::vector<SftBatch> ptx_batches;
+  if (!impl_->ptx.empty())
+    for (const auto& s : micro) ptx_batches.push_back(impl_->next_ptx_batch(s.batch.batch));
   for (int64_t it = 0; it < cfg_.update_iters; ++it)
-    for (const auto& s : micro) {
-      train_micro(s, st, train_tokens);
+    for (size_t m = 0; m < micro.size(); ++m) {
+      if (lag()) {
+        const auto u = lagrange_->update(lambda_steps_);
+        if (u.applied) {
+          st.lambda_updated = true;
+          st.episode_cost = u.episode_cost;
+        }
+      }
+      ++lambda_steps_;
+      train_micro(micro[m], ptx_batches.empty() ? nullptr : &ptx_batches[m], st, train_tokens);
       ++micro_steps;
     }
+  st.lambda = lagrange_->lambda();
   ctx_->synchronize();
   st.training_s = tt.elapsed_s();
   const double k = double(micro_steps);
@@ -470,6 +537,7 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
   st.cost_critic_loss /= k;
   st.actor_clip_fraction /= k;
   st.approx_kl /= k;
+  st.actor_grad_norm /= k;
   st.actor_lr = impl_->actor_lr();
   st.critic_lr = impl_->critic_lr();
 
@@ -481,14 +549,18 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
   return st;
 }
 
-void RlhfTrainer::train_micro(const ScoredRollout& s, StepStats& st, int64_t& train_tokens) {
+void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepStats& st,
+                              int64_t& train_tokens) {
   const RolloutBatch& r = s.batch;
   const TokenDims d = r.dims();
   const Device dev = ctx_->device();
   const DeviceBatch db = upload(dev, r);
   const OwnedTensor targets = to_device(dev, r.targets, {r.batch, r.width});
 
-  // Actor: PPO-clip on the rollout, then the PTX batch into the same optimiser step.
+  // Actor: PPO-clip on the rollout, then the PTX batch into the same optimiser step. With PTX
+  // the reference accumulates the two backward passes as two micro-steps of one step, each
+  // scaled by 1/2: the clipped gradient is (g_RL + ptx_coeff·g_PTX) / 2.
+  const double half = ptx ? 0.5 : 1.0;
   impl_->begin_actor();
   const auto logp_new = rollout_logprobs(*actor_, db.batch(), targets);
   const ActorLoss al =
@@ -496,18 +568,22 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, StepStats& st, int64_t& tr
                                  r.mask, lagrange_->lambda(), cfg_.clip_range_ratio)
             : actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages, r.mask,
                          cfg_.clip_range_ratio);
-  const OwnedTensor dlogp = to_device(dev, al.grad_logp, {r.batch, r.width});
+  std::vector<float> grad = al.grad_logp;
+  if (ptx)
+    for (float& g : grad) g = float(double(g) * half);
+  const OwnedTensor dlogp = to_device(dev, grad, {r.batch, r.width});
   actor_->token_logprobs_backward(dlogp);
   st.actor_loss += al.loss;
   st.actor_clip_fraction += al.clip_fraction;
   st.approx_kl += al.approx_kl;
   train_tokens += r.sequence_tokens();
-  if (!impl_->ptx.empty()) {
+  if (ptx) {
     int64_t tokens = 0;
-    st.ptx_loss += impl_->ptx_backward(r.batch, &tokens);
+    st.ptx_loss += impl_->ptx_backward(*ptx, half, &tokens);
     train_tokens += tokens;
   }
   impl_->step_actor();
+  st.actor_grad_norm += impl_->actor_grad_norm();
 
   // Critics: clipped value loss against their own returns.
   auto critic = [&](model::LlamaModel& m, int which, const std::vector<float>& values_old,
@@ -555,6 +631,8 @@ void RlhfTrainer::train() {
     }
     if (!resumed) truncate_lines(metrics_path, 0);
   }
+  std::optional<ResolvedThreshold> calibration;
+  if (lag() && cfg_.target_unsafe_share >= 0 && !resumed) calibration = calibrate_threshold();
   MetricsLog log(metrics_path, total);
   log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(), " prompts, ",
            total, " RL steps of ", Pb, " prompts", impl_->ptx.empty() ? "" : cat(", PTX on ",
@@ -595,6 +673,7 @@ void RlhfTrainer::train() {
   }
   if (write && saved_at != global_step_)
     save_state(ckpt_root, epoch, index, count_lines(metrics_path));
+  if (lag()) report_constraint(calibration);
   draw_curves();
   if (opts_.save_actor && write) {
     // A resumed run replaces the final model an earlier (shorter) run wrote.
@@ -604,6 +683,38 @@ void RlhfTrainer::train() {
     }
     save_actor(opts_.output_dir);
   }
+}
+
+// Whether the run ends with its constraint met: the window's mean episode cost against the
+// threshold, logged and written to <output_dir>/constraint.json.
+void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& calibration) const {
+  if (lagrange_->window_count() == 0) return;
+  const double j = lagrange_->window_mean(), th = lagrange_->options().threshold;
+  const auto w = lagrange_->state().window;
+  double unsafe = 0;
+  for (float c : w) unsafe += c > 0 ? 1.0 : 0.0;
+  unsafe /= double(w.size());
+  const bool met = j <= th;
+  log_info("train ppo-lag: constraint ", met ? "met" : "NOT met", " at the end: episode cost ",
+           j, (met ? " <= " : " > "), "threshold ", th, " (unsafe share of the last ", w.size(),
+           " responses ", unsafe, ", lambda ", lagrange_->lambda(), ")");
+  if (opts_.output_dir.empty()) return;
+  nlohmann::ordered_json o;
+  o["threshold"] = th;
+  o["target_unsafe_share"] =
+      cfg_.target_unsafe_share >= 0 ? nlohmann::json(cfg_.target_unsafe_share) : nlohmann::json();
+  if (calibration) {
+    o["calibration"] = {{"responses", calibration->responses},
+                        {"unsafe_share", calibration->unsafe_share},
+                        {"mean_cost", calibration->mean_cost},
+                        {"mean_unsafe", calibration->mean_unsafe},
+                        {"mean_safe", calibration->mean_safe}};
+  }
+  o["final_episode_cost"] = j;
+  o["final_unsafe_share"] = unsafe;
+  o["final_lambda"] = lagrange_->lambda();
+  o["met"] = met;
+  write_text_file((fs::path(opts_.output_dir) / "constraint.json").string(), o.dump(2) + "\n");
 }
 
 // ---- Checkpoints -------------------------------------------------------------------------------
@@ -640,8 +751,10 @@ void RlhfTrainer::save_state(const std::string& root, int64_t epoch, int64_t ind
   j["sequences_sampled"] = sequences_sampled_;
   j["ptx_cycle"] = impl_->ptx_cycle;
   j["ptx_position"] = impl_->ptx_pos;
+  j["lambda_steps"] = lambda_steps_;
   j["metrics_lines"] = metrics_lines;
   j["lagrange"] = nlohmann::json::parse(lagrange_->state_json());
+  j["threshold"] = lagrange_->options().threshold;
   j["run_config"] = run_config();
   const std::string dir = write_checkpoint(
       root, global_step_,
@@ -693,9 +806,14 @@ bool RlhfTrainer::load_state(const std::string& root, int64_t& epoch, int64_t& i
   sequences_sampled_ = uint64_t(integer("sequences_sampled"));
   impl_->ptx_cycle = uint64_t(integer("ptx_cycle"));
   impl_->ptx_pos = size_t(integer("ptx_position"));
+  lambda_steps_ = integer("lambda_steps");
   metrics_lines = integer("metrics_lines");
   BEAVER_CHECK(j.contains("lagrange"), where, ": missing field \"lagrange\"");
   lagrange_->restore_json(j["lagrange"].dump());
+  // The threshold in force (a resolved requirement is not measured again on resume).
+  BEAVER_CHECK(j.contains("threshold") && j["threshold"].is_number(), where,
+               ": field \"threshold\" must be a number");
+  lagrange_->set_threshold(j["threshold"].get<double>());
   // The PTX order of the pass in progress is a function of (seed, pass).
   if (impl_->ptx_cycle > 0)
     impl_->ptx_order = shuffled_indices(impl_->ptx.size(), uint64_t(cfg_.seed),
@@ -745,7 +863,8 @@ void RlhfTrainer::draw_curves() const {
     // The threshold as a flat line makes "J_C above / below the constraint" readable.
     auto s = pick({"episode_cost"});
     if (!s.empty()) {
-      plot::Series th{"threshold", s[0].x, std::vector<double>(s[0].x.size(), cfg_.threshold)};
+      plot::Series th{"threshold", s[0].x, std::vector<double>(s[0].x.size(),
+                                                             lagrange_->options().threshold)};
       s.push_back(th);
       panels.push_back(plot::Panel{"episode cost J_C", std::move(s)});
     }

@@ -13,11 +13,13 @@
 //      max_length = padded prompt width + new tokens, as HF generate counts it);
 //   2. scoring, no gradients: actor and reference log-probs of the sampled tokens, RM and CM
 //      end scores, critic values at every action; per-token rewards/costs and GAE (ppo.h);
-//   3. the λ update (ppo-lag): the batch's costs enter the episode-cost window, then one SGD
-//      step on log λ once global_step >= lambda_update_delay_steps;
-//   4. training: update_iters passes over the micro-batches; each micro-step is one optimizer
-//      step of the actor (PPO-clip loss, plus ptx_coeff × the CE of one SFT batch of the same
-//      size accumulated into the same step) and one of each critic (clipped value loss).
+//   3. the batch's costs enter the episode-cost window (ppo-lag);
+//   4. training: update_iters passes over the micro-batches; each micro-step is one SGD step
+//      on log λ (ppo-lag, once lambda_update_delay_steps micro-steps have passed, as the
+//      reference counts its global_step), then one optimizer step of the actor (PPO-clip loss;
+//      with PTX, half of it plus half of ptx_coeff × the CE of one SFT batch of the same size,
+//      the SFT batches drawn once per RL step and reused by every pass) and one of each critic
+//      (clipped value loss).
 // Each step appends a record to <output>/metrics.jsonl (train/metrics.h); curves are drawn at
 // the end (and every plot_steps) into <output>/curves.png.
 //
@@ -30,6 +32,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -43,6 +46,8 @@
 #include "train/rollout.h"
 
 namespace beaver::train {
+
+struct SftBatch;
 
 // "ppo-lag" | "ppo" | "ppo-shaping" and back; anything else is an Error naming the value.
 PpoAlgorithm parse_ppo_algorithm(std::string_view s);
@@ -83,6 +88,7 @@ struct StepStats {
   double reward_advantage = 0, reward_return = 0, reward_value = 0;  // masked means
   double cost_advantage = 0, cost_return = 0, cost_value = 0;
   double actor_lr = 0, critic_lr = 0;
+  double actor_grad_norm = 0;           // mean over micro-steps, before clipping
   // Time split and throughput: generated tokens per second for generation; rollout tokens
   // (prompt + response) per second through the scoring passes and through training.
   double generation_s = 0, scoring_s = 0, training_s = 0;
@@ -121,6 +127,12 @@ class RlhfTrainer {
   // and costs, GAE.
   void score(ScoredRollout& s);
 
+  // --target_unsafe_share: samples calibration_prompts prompts (a seeded choice of its own)
+  // from the current actor, scores them with the cost model, and sets λ's threshold to the
+  // resolved one (train() calls it before the first update of a fresh run). Sampling uses a
+  // seed stream of its own, so training samples the same sequences with or without it.
+  ResolvedThreshold calibrate_threshold();
+
   // Token ids of a prompt text with the conversation template applied (BOS first).
   std::vector<int32_t> encode_prompt(const std::string& text) const;
   // The prompt set after tokenisation (prompts that leave no room for a response dropped).
@@ -131,6 +143,9 @@ class RlhfTrainer {
   const LagrangeMultiplier& lagrange() const { return *lagrange_; }
   LagrangeMultiplier& lagrange() { return *lagrange_; }
   int64_t global_step() const { return global_step_; }
+  int64_t lambda_steps() const { return lambda_steps_; }
+  // SFT samples the PTX loader has handed out so far (0 without PTX).
+  int64_t ptx_samples_drawn() const;
   model::LlamaModel& actor() { return *actor_; }
   model::LlamaModel& reference() { return *ref_; }
   model::LlamaModel& reward_model() { return *rm_; }
@@ -143,8 +158,11 @@ class RlhfTrainer {
  private:
   struct Impl;
   bool lag() const { return opts_.algorithm == PpoAlgorithm::PpoLag; }
-  void train_micro(const ScoredRollout& s, StepStats& acc, int64_t& train_tokens);
+  // One micro-step of the actor (with the PTX batch when given) and of each critic.
+  void train_micro(const ScoredRollout& s, const SftBatch* ptx, StepStats& acc,
+                   int64_t& train_tokens);
   void save_actor(const std::string& dir) const;
+  void report_constraint(const std::optional<ResolvedThreshold>& calibration) const;
   void draw_curves() const;
   nlohmann::json run_config() const;
   void save_state(const std::string& root, int64_t epoch, int64_t index,
@@ -164,6 +182,9 @@ class RlhfTrainer {
   std::vector<std::vector<int32_t>> prompts_;
   std::unique_ptr<Impl> impl_;  // optimisers, PTX samples and loader
   int64_t global_step_ = 0;
+  // Training micro-steps so far (update_iters × micro-batches per RL step): the reference's
+  // global_step, which paces λ (one update per micro-step) and its delay.
+  int64_t lambda_steps_ = 0;
   uint64_t sequences_sampled_ = 0;
 };
 

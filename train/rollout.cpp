@@ -94,6 +94,31 @@ RolloutBatch build_rollout(const std::vector<std::vector<int32_t>>& prompts,
   return r;
 }
 
+int64_t mask_special_actions(RolloutBatch& r, std::span<const int32_t> ids) {
+  int64_t cleared = 0;
+  for (int64_t b = 0; b < r.batch; ++b) {
+    int64_t kept = 0, last = -1;
+    std::vector<int64_t> hit;
+    for (int64_t t = 0; t < r.width; ++t) {
+      const size_t k = size_t(b * r.width + t);
+      if (!r.mask[k]) continue;
+      last = t;
+      if (std::find(ids.begin(), ids.end(), r.targets[k]) != ids.end())
+        hit.push_back(t);
+      else
+        ++kept;
+    }
+    for (int64_t t : hit) {
+      if (kept == 0 && t == last) break;  // the row keeps one action
+      const size_t k = size_t(b * r.width + t);
+      r.mask[k] = 0;
+      r.targets[k] = ops::kIgnoreIndex;
+      ++cleared;
+    }
+  }
+  return cleared;
+}
+
 DeviceBatch::DeviceBatch(Device device, int64_t B, int64_t S, std::span<const int32_t> tokens,
                          std::span<const int32_t> ranges, std::span<const int32_t> positions) {
   BEAVER_CHECK(int64_t(tokens.size()) == B * S && int64_t(positions.size()) == B * S &&

@@ -55,6 +55,14 @@ RolloutBatch build_rollout(const std::vector<std::vector<int32_t>>& prompts,
                            const std::vector<model::Generation>& generations, int32_t eos_id,
                            int32_t pad_id);
 
+// The reference masks tokens equal to unk or pad out of a sampled sequence's attention mask,
+// and so out of the actions: clears the action (mask 0, target ignored) of every sampled token
+// in `ids` (unk, and pad when it is not EOS), so that it earns no advantage and takes no
+// gradient; the row's end moves to its last remaining action. Beaver's attention has no
+// per-token mask, so the later tokens still see such a token (a documented deviation). A row
+// left with no action keeps its last one. Returns the number of actions cleared.
+int64_t mask_special_actions(RolloutBatch& r, std::span<const int32_t> ids);
+
 // A padded batch uploaded to a device, kept alive with its tensors.
 class DeviceBatch {
  public:

@@ -9,12 +9,14 @@ namespace beaver::train {
 
 ScheduleKind parse_schedule(std::string_view name) {
   if (name == "constant") return ScheduleKind::Constant;
+  if (name == "constant_with_warmup") return ScheduleKind::ConstantWithWarmup;
   if (name == "linear") return ScheduleKind::Linear;
   if (name == "cosine") return ScheduleKind::Cosine;
-  BEAVER_FAIL("unknown lr scheduler '", name, "' (expected constant, linear or cosine)");
+  BEAVER_FAIL("unknown lr scheduler '", name, "' (expected constant, constant_with_warmup, linear or cosine)");
 }
 
 int64_t Schedule::warmup_steps() const {
+  if (kind == ScheduleKind::Constant) return 0;
   return int64_t(std::ceil(warmup_ratio * double(total_steps)));
 }
 
@@ -24,7 +26,7 @@ double Schedule::multiplier(int64_t step) const {
                " outside [0, 1]");
   const int64_t warm = warmup_steps();
   if (step < warm) return double(step) / double(std::max<int64_t>(1, warm));
-  if (kind == ScheduleKind::Constant) return 1.0;
+  if (kind == ScheduleKind::Constant || kind == ScheduleKind::ConstantWithWarmup) return 1.0;
   const double progress =
       double(step - warm) / double(std::max<int64_t>(1, total_steps - warm));
   if (kind == ScheduleKind::Linear) return std::max(0.0, 1.0 - progress);

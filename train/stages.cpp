@@ -16,6 +16,7 @@
 #include "model/tokenizer.h"
 #include "train/batching.h"
 #include "train/checkpoint_dir.h"
+#include "train/distributed.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/plot.h"
@@ -51,7 +52,7 @@ void log_reports(const std::vector<ReadReport>& reports, const char* what) {
     if (!r.inconsistent.empty())
       log_warn(what, ": ", r.path, ": ", r.inconsistent.size(),
                " pairs whose safer response is labelled unsafe while the other is labelled "
-               "safe (kept), first at ", r.inconsistent.front());
+               "safe, first at ", r.inconsistent.front());
   }
 }
 
@@ -145,6 +146,11 @@ void load_data(Run& r) {
   } else if (a.eval_split_ratio > 0) {
     std::tie(train, eval) = train_test_split(train, a.eval_split_ratio, a.seed);
   }
+  if (a.stage == Stage::CM) {
+    train = apply_inconsistent_pair_policy(std::move(train), a.inconsistent_pairs, "train data");
+    if (!eval.empty())
+      eval = apply_inconsistent_pair_policy(std::move(eval), a.inconsistent_pairs, "eval data");
+  }
   r.pair_train = drop_identical(to_pairs(train), a.max_length, "train data");
   r.pair_eval = drop_identical(to_pairs(eval), a.max_length, "eval data");
 }
@@ -216,22 +222,47 @@ struct MicroOut {
   int64_t tokens = 0;
 };
 
+// idx: this rank's slice of the global micro-batch (may be empty on a tail); the loss is
+// scaled by the rank's share of the global label tokens (SFT) or pairs (RM/CM), and the
+// values come back as weighted means over all ranks.
 MicroOut train_micro(Run& r, std::span<const size_t> idx, float scale) {
   const StageArgs& a = r.a;
   MicroOut out;
   if (a.stage == Stage::SFT) {
     std::vector<SftSample> s;
     for (size_t i : idx) s.push_back(r.sft_train[i]);
-    const SftBatch b = make_sft_batch(s, r.layout);
-    r.m->forward(b.batch());
-    out.loss = r.m->cross_entropy(b.targets);
-    r.m->cross_entropy_backward(scale);
+    std::optional<SftBatch> b;
+    if (!s.empty()) b = make_sft_batch(s, r.layout);
+    const double weight = b ? double(b->label_tokens) : 0.0;
+    const double share = data_parallel_share(a.comm, weight);
+    if (b && weight > 0) {
+      r.m->forward(b->batch());
+      out.loss = r.m->cross_entropy(b->targets);
+      r.m->cross_entropy_backward(scale * float(share));
+    }
     out.values = {{"loss", out.loss}};
-    out.tokens = b.valid_tokens;
+    out.tokens = b ? b->valid_tokens : 0;
+    std::vector<double> sums{double(out.tokens)};
+    reduce_weighted(a.comm, out.values, weight, sums);
+    out.loss = out.values.front().second;
+    out.tokens = int64_t(sums[0]);
     return out;
   }
   std::vector<PairSample> s;
   for (size_t i : idx) s.push_back(r.pair_train[i]);
+  const double weight = double(s.size());
+  const double share = data_parallel_share(a.comm, weight);
+  if (s.empty()) {  // nothing on this rank in the epoch's tail: join the reductions only
+    out.values = a.stage == Stage::RM
+                     ? Values{{"loss", 0}, {"accuracy", 0}, {"reward_mean", 0}, {"reward_std", 0}}
+                     : Values{{"loss", 0}, {"accuracy", 0}, {"sign_accuracy", 0}, {"cost_mean", 0}};
+    std::vector<double> sums{0.0};
+    reduce_weighted(a.comm, out.values, 0.0, sums);
+    out.loss = out.values.front().second;
+    out.tokens = int64_t(sums[0]);
+    return out;
+  }
+  scale *= float(share);
   const PairBatch pb = make_pair_batch(s, r.layout);
   const bool tw = a.score_loss.loss_type == ScoreLossType::TokenWise;
   OwnedTensor scores, ends;
@@ -266,7 +297,10 @@ MicroOut train_micro(Run& r, std::span<const size_t> idx, float scale) {
     copy_tensor(ends, Tensor(g.data(), DType::F32, Shape{pb.rows}, Device::CPU));
     r.m->scores_backward(Tensor{}, ends);
   }
-  out.tokens = pb.valid_tokens;
+  std::vector<double> sums{double(pb.valid_tokens)};
+  reduce_weighted(a.comm, out.values, weight, sums);
+  out.loss = out.values.front().second;
+  out.tokens = int64_t(sums[0]);
   return out;
 }
 
@@ -277,9 +311,10 @@ Values evaluate(Run& r, int64_t step) {
   if (n == 0) return {};
   const size_t bs = size_t(a.per_device_eval_batch_size);
   if (a.stage == Stage::SFT) {
+    // Eval batches go round-robin over the ranks; sums are reduced.
     double sum = 0.0;
     int64_t count = 0;
-    for (size_t i = 0; i < n; i += bs) {
+    for (size_t i = bs * size_t(rank_of(a.comm)); i < n; i += bs * size_t(ranks_of(a.comm))) {
       const size_t e = std::min(n, i + bs);
       const SftBatch b = make_sft_batch(
           std::span<const SftSample>(r.sft_eval.data() + i, e - i), r.layout);
@@ -287,21 +322,39 @@ Values evaluate(Run& r, int64_t step) {
       sum += r.m->cross_entropy(b.targets) * double(b.label_tokens);
       count += b.label_tokens;
     }
+    if (a.comm && a.comm->distributed()) {
+      double v[2] = {sum, double(count)};
+      a.comm->all_reduce(v, ReduceOp::Sum);
+      sum = v[0];
+      count = int64_t(v[1]);
+    }
     const double loss = sum / double(count);
     return {{"eval_loss", loss}, {"eval_perplexity", std::exp(loss)}};
   }
-  std::vector<float> sa, sb;
+  // Each rank scores its round-robin share of the batches into the full score vectors, which
+  // a sum across ranks completes (every other entry is 0); labels come from the data.
+  std::vector<double> scored(2 * n, 0.0);
+  std::vector<float> sa(n), sb(n);
   std::vector<uint8_t> la, lb;
-  for (size_t i = 0; i < n; i += bs) {
+  for (size_t i = 0; i < n; ++i) {
+    la.push_back(r.pair_eval[i].a_safe);
+    lb.push_back(r.pair_eval[i].b_safe);
+  }
+  for (size_t i = bs * size_t(rank_of(a.comm)); i < n; i += bs * size_t(ranks_of(a.comm))) {
     const size_t e = std::min(n, i + bs);
     const PairBatch pb =
         make_pair_batch(std::span<const PairSample>(r.pair_eval.data() + i, e - i), r.layout);
     OwnedTensor scores, ends;
     const PairScores ps = score_pairs(r, pb, false, scores, ends);
-    sa.insert(sa.end(), ps.a.begin(), ps.a.end());
-    sb.insert(sb.end(), ps.b.begin(), ps.b.end());
-    la.insert(la.end(), pb.a_safe.begin(), pb.a_safe.end());
-    lb.insert(lb.end(), pb.b_safe.begin(), pb.b_safe.end());
+    for (size_t k = 0; k < e - i; ++k) {
+      scored[i + k] = ps.a[k];
+      scored[n + i + k] = ps.b[k];
+    }
+  }
+  if (a.comm) a.comm->all_reduce(scored, ReduceOp::Sum);
+  for (size_t i = 0; i < n; ++i) {
+    sa[i] = float(scored[i]);
+    sb[i] = float(scored[n + i]);
   }
   const double reg = a.score_loss.regularization;
   if (a.stage == Stage::RM) {
@@ -316,10 +369,12 @@ Values evaluate(Run& r, int64_t step) {
     (la[i] ? safe : unsafe).values.push_back(sa[i]);
     (lb[i] ? safe : unsafe).values.push_back(sb[i]);
   }
-  fs::create_directories(a.output_dir + "/eval");
   const std::string png = cat(a.output_dir, "/eval/cost-histogram-step-", step, ".png");
-  plot::histogram(png, cat("eval end costs, step ", step, " (> 0: unsafe)"),
-                  {safe, unsafe});
+  if (is_root(a.comm)) {
+    fs::create_directories(a.output_dir + "/eval");
+    plot::histogram(png, cat("eval end costs, step ", step, " (> 0: unsafe)"),
+                    {safe, unsafe});
+  }
   if (!l.inconsistent_pairs.empty()) {
     std::string which;
     for (size_t k = 0; k < std::min<size_t>(5, l.inconsistent_pairs.size()); ++k)
@@ -366,7 +421,11 @@ void check_args(const StageArgs& a) {
 
 StageResult run_stage(const StageArgs& args) {
   check_args(args);
+  check_zero_stage(args.zero_stage);
   StageArgs a = args;
+  const bool root = is_root(a.comm);
+  a.per_device_train_batch_size = per_device_batch(a.train_batch_size, a.per_device_train_batch_size,
+                                                   a.gradient_accumulation_steps, ranks_of(a.comm));
   const std::string name(stage_name(a.stage));
   const std::string ckpt_root = a.output_dir + "/checkpoints";
 
@@ -398,7 +457,9 @@ StageResult run_stage(const StageArgs& args) {
                ": already holds a final model; choose another --output_dir");
   fs::create_directories(a.output_dir);
 
-  Context ctx = a.use_cuda ? Context::cuda() : Context::cpu(a.threads);
+  Context ctx = a.use_cuda ? Context::cuda(a.comm ? a.comm->local_rank() : 0)
+                           : Context::cpu(a.threads);
+  if (a.use_cuda && a.comm) a.comm->use_cuda(ctx.device_index());
   Run r{a, std::move(ctx), std::move(tok), nullptr, {}, {}, {}, {}, {}, {}, nullptr};
   r.layout.max_length = a.max_length;
   r.layout.pad_id = r.tok.pad_id() >= 0 ? r.tok.pad_id() : r.tok.eos_id();
@@ -420,7 +481,8 @@ StageResult run_stage(const StageArgs& args) {
   // ---- schedule ----
   const int64_t n = int64_t(r.train_size());
   const int64_t bs = a.per_device_train_batch_size;
-  const int64_t per_epoch = (n + bs - 1) / bs;
+  const int64_t gbs = bs * ranks_of(a.comm);  // the global micro-batch
+  const int64_t per_epoch = (n + gbs - 1) / gbs;
   const int64_t total_micro = per_epoch * a.epochs;
   const int64_t accum = a.gradient_accumulation_steps;
   OptimizerConfig oc;
@@ -433,6 +495,8 @@ StageResult run_stage(const StageArgs& args) {
   oc.beta2 = float(a.adam_beta2);
   oc.max_grad_norm = a.max_grad_norm;
   oc.accumulation = accum;
+  oc.comm = a.comm;
+  oc.zero_stage = a.zero_stage;
   Optimizer opt(*r.m, oc);
 
   TrainerProgress prog;
@@ -442,21 +506,27 @@ StageResult run_stage(const StageArgs& args) {
   r.metrics_path = a.output_dir + "/metrics.jsonl";
   bool resumed = false;
   if (a.resume && load_trainer_state(ckpt_root, *r.m, opt, prog)) {
-    truncate_lines(r.metrics_path, prog.metrics_lines);
+    if (root) truncate_lines(r.metrics_path, prog.metrics_lines);
     resumed = true;
   } else {
     if (a.resume) log_info("train ", name, ": nothing to resume in ", ckpt_root, "; starting fresh");
-    if (fs::exists(r.metrics_path)) fs::remove(r.metrics_path);
+    if (root && fs::exists(r.metrics_path)) fs::remove(r.metrics_path);
   }
-  r.log = std::make_unique<MetricsLog>(r.metrics_path, oc.schedule.total_steps);
+  if (a.comm) a.comm->barrier();  // no rank reads the output folder after this
+  // Only rank 0 writes the records (the others keep them in memory).
+  r.log = std::make_unique<MetricsLog>(root ? r.metrics_path : std::string(),
+                                       oc.schedule.total_steps);
   log_info("train ", name, ": ", n, " training ", score ? "pairs" : "examples", ", ",
-           r.eval_size(), " eval; ", per_epoch, " micro-batches per epoch, ",
+           r.eval_size(), " eval; ", per_epoch, " micro-batches per epoch",
+           ranks_of(a.comm) > 1 ? cat(" (", ranks_of(a.comm), " ranks x ", bs, ", zero stage ",
+                                      a.zero_stage, ")") : std::string(), ", ",
            oc.schedule.total_steps, " optimizer steps, max_length ", a.max_length);
 
   StageResult res;
   auto save_state = [&]() {
-    prog.metrics_lines = count_lines(r.metrics_path);
-    save_trainer_state(ckpt_root, *r.m, opt, prog, a.model_name_or_path, a.keep_checkpoints);
+    prog.metrics_lines = root ? count_lines(r.metrics_path) : 0;
+    save_trainer_state(ckpt_root, *r.m, opt, prog, a.model_name_or_path, a.keep_checkpoints,
+                       a.comm);
   };
   auto run_eval = [&]() {
     const Values v = evaluate(r, opt.step());
@@ -478,8 +548,9 @@ StageResult run_stage(const StageArgs& args) {
   for (; prog.epoch < a.epochs && !stop; ++prog.epoch, prog.index = 0) {
     const std::vector<size_t> order = shuffled_indices(size_t(n), a.seed, uint64_t(prog.epoch));
     while (prog.index < n && !stop) {
-      const int64_t e = std::min(n, prog.index + bs);
-      const std::span<const size_t> idx(order.data() + prog.index, size_t(e - prog.index));
+      const int64_t e = std::min(n, prog.index + gbs);
+      const auto [sb, se] = rank_slice(size_t(prog.index), size_t(e), size_t(bs), rank_of(a.comm));
+      const std::span<const size_t> idx(order.data() + sb, se - sb);
       const MicroOut mo_out = train_micro(r, idx, opt.loss_scale());
       prog.index = e;
       ++prog.micro_batches;
@@ -529,7 +600,7 @@ StageResult run_stage(const StageArgs& args) {
     prog.index = 0;  // the loop ended: epoch == epochs
     save_state();
   }
-  if (a.write_final_model) {
+  if (a.write_final_model && root) {
     // A resumed run replaces the final model an earlier (shorter, --max_steps) run wrote.
     if (resumed && fs::exists(a.output_dir + "/beaver.json")) {
       fs::remove(a.output_dir + "/beaver.json");

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "csrc/comm.h"
 #include "train/data.h"
 #include "train/losses.h"
 #include "train/schedule.h"
@@ -58,6 +59,7 @@ struct StageArgs {
   int64_t eval_interval = 0;  // optimizer steps between evaluations (0: once per epoch)
   ScoreLossConfig score_loss;  // RM/CM: --loss_type, --regularization
   BadRecordPolicy bad_record = BadRecordPolicy::Stop;
+  InconsistentPairPolicy inconsistent_pairs = InconsistentPairPolicy::Stop;  // CM only
   int threads = 0;            // CPU threads (0: OpenMP default)
   bool use_cuda = false;
   bool resume = false;        // continue from <output_dir>/checkpoints/latest
@@ -65,6 +67,12 @@ struct StageArgs {
   int64_t log_interval = 1;   // progress line every N steps
   int keep_checkpoints = 2;   // newest checkpoints kept (0: all)
   bool write_final_model = true;
+  // Data parallel (train/distributed.h): null = one rank. Each rank takes
+  // per_device_train_batch_size items of every global batch; train_batch_size (DeepSpeed's
+  // global batch, 0: per-device x accumulation x ranks) sets the per-device size instead.
+  Communicator* comm = nullptr;
+  int zero_stage = 0;             // --zero_stage (train/zero.h)
+  int64_t train_batch_size = 0;   // --train_batch_size
 };
 
 struct StageResult {

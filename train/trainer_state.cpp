@@ -45,15 +45,18 @@ T field(const nlohmann::json& j, const char* name, const std::string& where) {
 
 std::string save_trainer_state(const std::string& root, const model::LlamaModel& m,
                                const Optimizer& opt, const TrainerProgress& progress,
-                               const std::string& tokenizer_dir, int keep) {
+                               const std::string& tokenizer_dir, int keep,
+                               Communicator* comm) {
+  const bool root_rank = !comm || comm->is_root();
   return write_checkpoint(
       root, opt.step(),
       [&](const std::string& dir) {
-        model::save_weights(m, dir + "/model", DType::F32, tokenizer_dir);
+        if (root_rank) model::save_weights(m, dir + "/model", DType::F32, tokenizer_dir);
         opt.save(dir + "/optimizer");
-        write_text_file(dir + "/trainer_state.json", to_json(progress).dump(2) + "\n");
+        if (root_rank)
+          write_text_file(dir + "/trainer_state.json", to_json(progress).dump(2) + "\n");
       },
-      keep);
+      keep, comm);
 }
 
 bool load_trainer_state(const std::string& root, model::LlamaModel& m, Optimizer& opt,

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "model/config.h"
+#include "csrc/comm.h"
 #include "model/llama.h"
 #include "train/optimizer.h"
 
@@ -38,10 +39,13 @@ struct TrainerProgress {
 };
 
 // Writes one checkpoint for `progress` under root (root/step-<optimizer step>) and publishes it;
-// keeps the newest `keep` (0 = all). Returns the checkpoint directory.
+// keeps the newest `keep` (0 = all). Returns the checkpoint directory. With several ranks
+// every rank calls it: rank 0 writes the model (once, in the Beaver format) and the progress,
+// each rank its optimizer shard (train/checkpoint_dir.h says how the publish is guarded).
 std::string save_trainer_state(const std::string& root, const model::LlamaModel& m,
                                const Optimizer& opt, const TrainerProgress& progress,
-                               const std::string& tokenizer_dir, int keep = 0);
+                               const std::string& tokenizer_dir, int keep = 0,
+                               Communicator* comm = nullptr);
 
 // Loads the newest checkpoint under root into the model, the optimizer and `progress`.
 // Returns false (and changes nothing) when root holds none. Fails naming the file when the

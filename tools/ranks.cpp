@@ -1,0 +1,29 @@
+// Subcommands on MPI ranks (ranks.h).
+#include "tools/ranks.h"
+
+#include <exception>
+
+#include "csrc/error.h"
+
+namespace beaver::tools {
+
+void run_on_ranks(const std::function<void(Communicator&)>& body) {
+  std::unique_ptr<Communicator> comm = communicator_from_environment();
+  if (!comm->distributed()) {
+    body(*comm);
+    return;
+  }
+  try {
+    body(*comm);
+  } catch (const std::exception& e) {
+    comm->abort(e.what());
+  }
+}
+
+void add_zero_stage_flag(CLI::App* cmd, int& stage) {
+  cmd->add_option("--zero_stage", stage,
+                  "Sharding across data-parallel ranks: 0 none, 1 optimizer state, 2 also the "
+                  "gradient reduction (reduce-scatter)");
+}
+
+}  // namespace beaver::tools
