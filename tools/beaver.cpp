@@ -1,13 +1,18 @@
 // Entry point of the `beaver` binary: one executable, many subcommands (tools/commands.h).
 #include <cstdio>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "csrc/error.h"
 #include "tools/commands.h"
+#include "tools/flags.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Beaver: Safe RLHF on LLaMA models, from scratch in C++20/CUDA"};
   app.require_subcommand(1);
+  // Every subcommand inherits this: --help shows each flag's default value.
+  app.option_defaults()->always_capture_default();
   beaver::tools::add_info_command(app);
   beaver::tools::add_generate_command(app);
   beaver::tools::add_toyworld_command(app);
@@ -21,16 +26,29 @@ int main(int argc, char** argv) {
   beaver::tools::add_eval_command(app);
   // After every other `train` stage, so that the RL algorithms join its `train` subcommand.
   beaver::tools::add_rlhf_command(app);
+  using beaver::tools::kExitRuntimeError;
+  using beaver::tools::kExitUsageError;
+  // Both spellings of every long flag (tools/flags.h); CLI11 then sees the registered one.
+  beaver::tools::FlagNormalization flags =
+      beaver::tools::normalize_flags(app, std::vector<std::string>(argv + 1, argv + argc));
+  if (flags.error) {
+    std::fprintf(stderr, "beaver: error: %s\n", flags.error->c_str());
+    return kExitUsageError;
+  }
+  std::vector<char*> args{argv[0]};
+  for (std::string& a : flags.args) args.push_back(a.data());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version end parsing with a "success" exception: print and exit 0.
+    const int printed = app.exit(e);
+    return printed == static_cast<int>(CLI::ExitCodes::Success) ? 0 : kExitUsageError;
   } catch (const beaver::Error& e) {
     std::fprintf(stderr, "beaver: error: %s\n", e.what());
-    return 1;
+    return kExitRuntimeError;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "beaver: unexpected error: %s\n", e.what());
-    return 1;
+    return kExitRuntimeError;
   }
   return 0;
 }

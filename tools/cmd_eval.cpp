@@ -24,13 +24,13 @@ struct CommonArgs {
 void add_common(CLI::App* cmd, CommonArgs& c) {
   cmd->add_option("--temperature", c.gen.temperature, "Sampling temperature (0: greedy)")
       ->capture_default_str();
-  cmd->add_option("--top-p", c.gen.top_p, "Nucleus mass (1: off)")->capture_default_str();
-  cmd->add_option("--max-length", c.gen.max_length, "Prompt + response tokens")
+  cmd->add_option("--top_p", c.gen.top_p, "Nucleus mass (1: off)")->capture_default_str();
+  cmd->add_option("--max_length", c.gen.max_length, "Prompt + response tokens")
       ->capture_default_str();
-  cmd->add_option("--batch-size", c.gen.batch_size, "Prompts per generation batch")
+  cmd->add_option("--batch_size", c.gen.batch_size, "Prompts per generation batch")
       ->capture_default_str();
   cmd->add_option("--seed", c.gen.seed, "Prompt k samples with seed + k")->capture_default_str();
-  cmd->add_option("--bad-records", c.bad_records, "Malformed prompt records: stop or skip");
+  cmd->add_option("--bad_records", c.bad_records, "Malformed prompt records: stop or skip");
   cmd->add_option("--device", c.device, "cpu or cuda");
   cmd->add_option("--threads", c.threads, "CPU threads (0: OpenMP default)")
       ->check(CLI::NonNegativeNumber);
@@ -49,8 +49,8 @@ void add_eval_command(CLI::App& app) {
   auto e = std::make_shared<train::EvalOptions>();
   auto ec = std::make_shared<CommonArgs>();
   ev->add_option("--model", e->model, "Policy (causal LM) folder")->required();
-  ev->add_option("--reward-model", e->reward_model, "Reward model folder")->required();
-  ev->add_option("--cost-model", e->cost_model, "Cost model folder")->required();
+  ev->add_option("--reward_model", e->reward_model, "Reward model folder")->required();
+  ev->add_option("--cost_model", e->cost_model, "Cost model folder")->required();
   ev->add_option("--prompts", e->prompts, "Prompt file (JSON/JSONL; optional \"category\")")
       ->required();
   ev->add_option("--oracle", e->oracle, "Ground-truth judge: toyworld");
@@ -67,10 +67,10 @@ void add_eval_command(CLI::App& app) {
   auto* ar = app.add_subcommand("arena", "Compare two policies on the same prompts");
   auto a = std::make_shared<train::ArenaOptions>();
   auto ac = std::make_shared<CommonArgs>();
-  ar->add_option("--model-a", a->model_a, "Policy A (e.g. the SFT model)")->required();
-  ar->add_option("--model-b", a->model_b, "Policy B (e.g. the aligned model)")->required();
-  ar->add_option("--reward-model", a->reward_model, "Reward model folder")->required();
-  ar->add_option("--cost-model", a->cost_model, "Cost model folder")->required();
+  ar->add_option("--model_a", a->model_a, "Policy A (e.g. the SFT model)")->required();
+  ar->add_option("--model_b", a->model_b, "Policy B (e.g. the aligned model)")->required();
+  ar->add_option("--reward_model", a->reward_model, "Reward model folder")->required();
+  ar->add_option("--cost_model", a->cost_model, "Cost model folder")->required();
   ar->add_option("--prompts", a->prompts, "Prompt file (JSON/JSONL)")->required();
   ar->add_option("--output", a->output_dir, "Output folder")->required();
   add_common(ar, *ac);

@@ -1,4 +1,4 @@
-// `beaver export --input DIR --output HF_DIR [--dtype f32|bf16|f16] [--shard-size-mb N]`: a
+// `beaver export --input DIR --output HF_DIR [--dtype f32|bf16|f16] [--shard_size_mb N]`: a
 // Beaver checkpoint back to an HF folder that transformers loads: config.json, safetensors
 // (sharded with model.safetensors.index.json when larger than N MB, 10^6 bytes each; default
 // 5000 as HF does; 0 never shards) and the tokenizer files the checkpoint carries.
@@ -23,12 +23,12 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("--output", args->output, "HF folder to create")->required();
   cmd->add_option("--dtype", args->dtype, "Exported dtype: f32, bf16 or f16 (default: stored)")
       ->check(CLI::IsMember({"f32", "bf16", "f16"}));
-  cmd->add_option("--shard-size-mb", args->shard_mb,
+  cmd->add_option("--shard_size_mb", args->shard_mb,
                   "Shard above this many MB (10^6 bytes); 0 writes a single file");
   cmd->callback([args] {
     const model::BeaverCheckpoint ck(args->input);
     const DType dtype = args->dtype.empty() ? ck.dtype() : parse_dtype(args->dtype);
-    BEAVER_CHECK(args->shard_mb <= (uint64_t(1) << 40), "--shard-size-mb ", args->shard_mb,
+    BEAVER_CHECK(args->shard_mb <= (uint64_t(1) << 40), "--shard_size_mb ", args->shard_mb,
                  " is out of range");
     model::write_hf_checkpoint(args->output, ck.config(), ck.kind(), dtype, ck.sources(),
                                args->shard_mb * 1000000, ck.dir());

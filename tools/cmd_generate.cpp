@@ -2,7 +2,7 @@
 // One --prompt streams its tokens to the terminal as they are sampled; --prompts FILE (JSONL or
 // a JSON array; "prompt" fields, or Alpaca's instruction + input, read by train/data.h) writes
 // one JSON object per prompt to --output. Prompts are wrapped in the conversation template unless
-// --no-template. Prefill and decode tokens/s are printed at the end.
+// --no_template. Prefill and decode tokens/s are printed at the end.
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -139,14 +139,14 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--prompts", a->prompts_file,
                   "JSONL or JSON file of prompts (\"prompt\", or instruction + input)");
   cmd->add_option("--output", a->output, "JSONL file for the answers to --prompts");
-  cmd->add_flag("--no-template", a->no_template, "Use the prompt text as is");
+  cmd->add_flag("--no_template", a->no_template, "Use the prompt text as is");
   cmd->add_option("--temperature", a->temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
-  cmd->add_option("--top-k", a->top_k, "0 = off")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--top-p", a->top_p, "1 = off")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--top_k", a->top_k, "0 = off")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top_p", a->top_p, "1 = off")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", a->seed, "Sequence i samples with seed + i");
-  cmd->add_option("--max-new-tokens", a->max_new_tokens, "Per prompt")
+  cmd->add_option("--max_new_tokens", a->max_new_tokens, "Per prompt")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-size", a->batch_size, "Prompts per batch")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch_size", a->batch_size, "Prompts per batch")->check(CLI::PositiveNumber);
   cmd->add_option("--threads", a->threads, "CPU threads (0 = OpenMP default)")
       ->check(CLI::NonNegativeNumber);
   cmd->callback([a] {

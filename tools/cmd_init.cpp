@@ -1,6 +1,6 @@
 // `beaver init`: a randomly initialised causal LM checkpoint (Beaver format, f32), so that a
 // run can start SFT from scratch (the toy world does). Sizes come from an HF config.json
-// (--config-json) or from flags; --vocab-from DIR takes the vocabulary size from a tokenizer
+// (--config_json) or from flags; --vocab_from DIR takes the vocabulary size from a tokenizer
 // folder (sentencepiece pieces + the added <pad>) and copies its files into the checkpoint.
 // Init as Hugging Face's LLaMA: weights ~ N(0, 0.02), RMSNorm weights 1 (train/init_model.h).
 #include <filesystem>
@@ -56,7 +56,7 @@ void run_init(const InitArgs& a) {
     c.eos_token_id = tok.eos_id();
     c.pad_token_id = pad;
   }
-  BEAVER_CHECK(c.vocab_size > 0, "init: give --vocab-from TOKENIZER_DIR or --vocab N (or a "
+  BEAVER_CHECK(c.vocab_size > 0, "init: give --vocab_from TOKENIZER_DIR or --vocab N (or a "
                "config with vocab_size)");
   c.validate(a.config_json.empty() ? std::string("init flags") : a.config_json);
   BEAVER_CHECK(!std::filesystem::exists(a.output + "/beaver.json"), a.output,
@@ -81,20 +81,20 @@ void run_init(const InitArgs& a) {
 void add_init_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("init", "Write a randomly initialised causal LM checkpoint");
   auto a = std::make_shared<InitArgs>();
-  cmd->add_option("--config-json", a->config_json, "HF config.json giving the sizes");
+  cmd->add_option("--config_json", a->config_json, "HF config.json giving the sizes");
   cmd->add_option("--hidden", a->hidden, "hidden_size");
   cmd->add_option("--layers", a->layers, "num_hidden_layers");
   cmd->add_option("--heads", a->heads, "num_attention_heads");
-  cmd->add_option("--kv-heads", a->kv_heads, "num_key_value_heads");
+  cmd->add_option("--kv_heads", a->kv_heads, "num_key_value_heads");
   cmd->add_option("--intermediate", a->intermediate, "intermediate_size");
-  cmd->add_option("--vocab", a->vocab, "vocab_size (instead of --vocab-from)");
-  cmd->add_option("--vocab-from", a->vocab_from,
+  cmd->add_option("--vocab", a->vocab, "vocab_size (instead of --vocab_from)");
+  cmd->add_option("--vocab_from", a->vocab_from,
                   "Tokenizer folder: vocabulary size (+ <pad>) and files copied along");
-  cmd->add_option("--max-position", a->max_position, "max_position_embeddings");
-  cmd->add_option("--rope-theta", a->rope_theta, "rope_theta");
-  cmd->add_option("--rms-norm-eps", a->rms_norm_eps, "rms_norm_eps");
-  cmd->add_flag("--tie-word-embeddings", a->tie, "Share the embedding with the LM head");
-  cmd->add_option("--init-std", a->init_std, "Std of the normal init (HF initializer_range)");
+  cmd->add_option("--max_position", a->max_position, "max_position_embeddings");
+  cmd->add_option("--rope_theta", a->rope_theta, "rope_theta");
+  cmd->add_option("--rms_norm_eps", a->rms_norm_eps, "rms_norm_eps");
+  cmd->add_flag("--tie_word_embeddings", a->tie, "Share the embedding with the LM head");
+  cmd->add_option("--init_std", a->init_std, "Std of the normal init (HF initializer_range)");
   cmd->add_option("--seed", a->seed, "Init seed");
   cmd->add_option("--output", a->output, "Checkpoint folder to write")->required();
   cmd->callback([a] { run_init(*a); });

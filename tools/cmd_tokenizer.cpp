@@ -3,7 +3,7 @@
 // tokenizer_config.json and special_tokens_map.json. The <pad> token is not a sentencepiece
 // piece: as in safe-rlhf (and model/tokenizer.h), it is appended at load time with id = the
 // sentencepiece vocabulary size, so a model built for this tokenizer has vocab-size + 1 rows
-// (`beaver init --vocab-from DIR` does that).
+// (`beaver init --vocab_from DIR` does that).
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -71,9 +71,9 @@ void add_tokenizer_command(CLI::App& app) {
   auto* tr = cmd->add_subcommand("train", "Train a sentencepiece tokenizer on a text corpus");
   auto a = std::make_shared<TokenizerArgs>();
   tr->add_option("--input", a->input, "Corpus, one text per line")->required();
-  tr->add_option("--vocab-size", a->vocab_size, "Sentencepiece pieces (<pad> comes on top)")
+  tr->add_option("--vocab_size", a->vocab_size, "Sentencepiece pieces (<pad> comes on top)")
       ->check(CLI::Range(4, 1 << 20));
-  tr->add_option("--model-type", a->model_type, "bpe | unigram");
+  tr->add_option("--model_type", a->model_type, "bpe | unigram");
   tr->add_option("--output", a->output, "Folder for tokenizer.model and its JSON files")
       ->required();
   tr->callback([a] { run_train(*a); });

@@ -16,18 +16,18 @@ void add_toyworld_command(CLI::App& app) {
   auto out = std::make_shared<std::string>();
   cmd->add_option("--output,-o", *out, "Folder to write the world into")->required();
   cmd->add_option("--seed", cfg->seed, "World seed (same seed, byte-identical files)");
-  cmd->add_option("--sft-examples", cfg->sft_examples, "SFT examples")->check(CLI::PositiveNumber);
-  cmd->add_option("--preference-pairs", cfg->preference_pairs, "Preference pairs")
+  cmd->add_option("--sft_examples", cfg->sft_examples, "SFT examples")->check(CLI::PositiveNumber);
+  cmd->add_option("--preference_pairs", cfg->preference_pairs, "Preference pairs")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--ppo-prompts", cfg->ppo_prompts, "Prompt-only set size")
+  cmd->add_option("--ppo_prompts", cfg->ppo_prompts, "Prompt-only set size")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--eval-prompts", cfg->eval_prompts, "Held-out evaluation prompts")
+  cmd->add_option("--eval_prompts", cfg->eval_prompts, "Held-out evaluation prompts")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--label-noise", cfg->label_noise, "Chance a preference label is flipped")
+  cmd->add_option("--label_noise", cfg->label_noise, "Chance a preference label is flipped")
       ->check(CLI::Range(0.0, 0.5));
-  cmd->add_option("--harmful-fraction", cfg->harmful_fraction, "Share of harmful prompts")
+  cmd->add_option("--harmful_fraction", cfg->harmful_fraction, "Share of harmful prompts")
       ->check(CLI::Range(0.0, 1.0));
-  cmd->add_option("--sft-compliance", cfg->sft_compliance,
+  cmd->add_option("--sft_compliance", cfg->sft_compliance,
                   "Share of harmful SFT prompts answered by compliance")
       ->check(CLI::Range(0.0, 1.0));
   cmd->callback([cfg, out] {

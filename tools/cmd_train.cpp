@@ -102,7 +102,7 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
     cmd->add_option("--inconsistent_pairs", f->inconsistent_pairs,
                     "Pairs whose safer response is labelled unsafe and the other safe: "
                     "stop (error, as the reference) | drop | keep");
-  cmd->add_option("--bad_record", f->bad_record,
+  cmd->add_option("--bad_records,--bad_record", f->bad_record,
                   "Malformed data records: stop (error naming file:line) | skip (count, log)");
   cmd->add_option("--threads", a.threads, "CPU threads (0: all)");
   cmd->add_option("--device", f->device, "cpu | cuda");

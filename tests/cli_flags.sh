@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The `beaver` command line's contract, through the binary: every long flag in both spellings
+# (snake_case and kebab-case), unknown flags named with the closest known one, usage errors exit
+# 2 and runtime errors 1, and --help showing each flag's default.
+# Usage: tests/cli_flags.sh BUILD_DIR
+set -uo pipefail
+build=${1:?usage: cli_flags.sh BUILD_DIR}
+beaver=$build/beaver
+out=$(mktemp -d /tmp/beaver-cli.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+# expect CODE PATTERN ARGS...: beaver ARGS exits CODE and its stderr+stdout matches PATTERN.
+expect() {
+  local code=$1 pattern=$2; shift 2
+  local got text
+  text=$("$beaver" "$@" 2>&1); got=$?
+  [[ $got == "$code" ]] || fail "beaver $* exited $got, expected $code: $text"
+  grep -qE -- "$pattern" <<<"$text" || fail "beaver $* printed no /$pattern/: $text"
+}
+
+# Both spellings reach the same flag and give byte-identical output.
+small=(--sft_examples 20 --preference-pairs 20 --ppo_prompts 10 --eval-prompts 10)
+"$beaver" toyworld -o "$out/snake" --sft_examples 20 --preference_pairs 20 --ppo_prompts 10 \
+  --eval_prompts 10 >/dev/null 2>&1 || fail "toyworld with snake_case flags"
+"$beaver" toyworld --output="$out/kebab" --sft-examples 20 --preference-pairs=20 \
+  --ppo-prompts 10 --eval-prompts 10 >/dev/null 2>&1 || fail "toyworld with kebab-case flags"
+"$beaver" toyworld -o "$out/mixed" "${small[@]}" >/dev/null 2>&1 || fail "toyworld, mixed flags"
+diff -r "$out/snake" "$out/kebab" >/dev/null 2>&1 || fail "snake and kebab spellings differ in output"
+diff -r "$out/snake" "$out/mixed" >/dev/null 2>&1 || fail "snake and mixed spellings differ in output"
+
+# Unknown flags: named, with the nearest known flag, exit 2.
+expect 2 'unknown flag --output-dirr .*did you mean --output_dir\?' train sft --output-dirr x
+expect 2 'unknown flag --output_dir .*did you mean --output\?' eval --output_dir x
+expect 2 'unknown flag --frobnicate' info --frobnicate
+# Other usage errors exit 2 as well.
+expect 2 'required' train sft
+expect 2 'subcommand' nosuchcommand
+expect 2 'sft_examples' toyworld -o "$out/bad" --sft_examples=-3
+# A runtime error exits 1.
+expect 1 "error" generate --model "$out/no-such-model" --prompt hi
+# --help exits 0 and shows defaults, whatever the spelling of the flags before it.
+expect 0 'max_new_tokens INT:POSITIVE=128' generate --help
+expect 0 'learning_rate FLOAT=2e-05' train sft --help
+expect 0 'top_p FLOAT' eval --top-p 0.5 --help
+
+if ((failures > 0)); then
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all command-line checks passed"
