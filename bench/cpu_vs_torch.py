@@ -61,6 +61,17 @@ def build_torch_model(attn):
     return m
 
 
+def timed(fn, iters):
+    """Seconds of each of `iters` calls of fn, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def torch_train_times(m, iters):
     g = torch.Generator().manual_seed(2)
     ids = torch.randint(0, V, (TRAIN_B, TRAIN_S), generator=g)
@@ -70,13 +81,7 @@ def torch_train_times(m, iters):
         m.zero_grad(set_to_none=True)
         m(input_ids=ids, labels=ids).loss.backward()
 
-    step()  # warm-up
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return times
+    return timed(step, iters)
 
 
 def torch_gen_times(m, batch, iters):
@@ -90,13 +95,7 @@ def torch_gen_times(m, batch, iters):
                        max_new_tokens=NEW, min_new_tokens=NEW, eos_token_id=None,
                        pad_token_id=0)
 
-    gen()  # warm-up
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        gen()
-        times.append(time.perf_counter() - t0)
-    return times
+    return timed(gen, iters)
 
 
 def beaver_round(bench_model, cases, iters):
