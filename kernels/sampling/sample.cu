@@ -12,28 +12,20 @@
 // without a finite maximum yields token -1, as on the CPU.
 // Determinism: counts use integer atomics (order-free); every mass sum has a fixed order
 // (per-thread slots in shared memory, then a fixed tree), so a seed always gives the same token.
-#include <cuda_bf16.h>
-#include <cuda_runtime.h>
-
+// The block-wide pieces (shared layout, keys, aggregated counts, n-th match) are in block.cuh.
 #include <cmath>
 #include <cstdint>
 
-#include "csrc/cuda_check.h"
 #include "csrc/ops/sampling.h"
 #include "csrc/philox.h"
-#include "kernels/common.cuh"
+#include "kernels/sampling/block.cuh"
 
 namespace beaver::ops::cuda {
 namespace {
 
+using namespace sampling;
 using detail::stream_of;
-using detail::to_f;
 using detail::warp_sum;
-
-constexpr int kThreads = 512;
-constexpr int kWarps = kThreads / 32;
-constexpr unsigned kFull = 0xffffffffu;
-static_assert(kWarps == 16, "the top-p pass gives each of the 16 digits one warp");
 
 struct SampleParams {
   const void* logits;
@@ -45,77 +37,6 @@ struct SampleParams {
   float top_p;
   uint64_t step;
 };
-
-__device__ __forceinline__ float load_logit(const float* row, int i) { return __ldg(row + i); }
-__device__ __forceinline__ float load_logit(const __nv_bfloat16* row, int i) { return to_f(row[i]); }
-
-// Order-preserving map float → uint32 (larger float, larger key).
-__device__ __forceinline__ uint32_t order_key(float x) {
-  const uint32_t u = __float_as_uint(x);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-struct Shared {
-  float red_f[kWarps];
-  int red_i[kWarps];
-  unsigned hist[256];
-  float bin_mass[16];
-  unsigned bin_cnt[16];
-  float slots[16][kThreads];  // per-thread mass per 4-bit digit: fixed-order sums
-  int result_i[4];
-  float result_f[2];
-};
-
-// hist[bin] += 1 for every lane with bin >= 0, one atomic per distinct bin in the warp (many
-// lanes often share a bin: the leading key bits of similar logits agree). All lanes must call.
-template <typename C>
-__device__ __forceinline__ void aggregated_add(C* hist, int bin, int lane) {
-  const unsigned peers = __match_any_sync(kFull, bin);
-  if (bin >= 0 && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], C(__popc(peers)));
-}
-
-// Sum over the block in a fixed order; every thread gets the result.
-__device__ float block_sum(float v, Shared& sh) {
-  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
-  v = warp_sum(v);
-  if (lane == 0) sh.red_f[warp] = v;
-  __syncthreads();
-  float t = 0.0f;
-#pragma unroll
-  for (int w = 0; w < kWarps; ++w) t += sh.red_f[w];
-  __syncthreads();
-  return t;
-}
-
-// Index of the n-th (1-based) i in [0, V), in index order, with pred(i); V when there are fewer.
-template <typename Pred>
-__device__ int block_nth(int V, int n, Pred pred, Shared& sh) {
-  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
-  if (threadIdx.x == 0) sh.result_i[0] = V;
-  int seen = 0;
-  for (int base = 0; base < V; base += kThreads) {
-    const int i = base + int(threadIdx.x);
-    const bool f = i < V && pred(i);
-    const unsigned ballot = __ballot_sync(kFull, f);
-    if (lane == 0) sh.red_i[warp] = __popc(ballot);
-    __syncthreads();
-    int before = 0, total = 0;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      before += w < warp ? sh.red_i[w] : 0;
-      total += sh.red_i[w];
-    }
-    const int rank = seen + before + __popc(ballot & ((1u << lane) - 1u)) + 1;
-    if (f && rank == n) sh.result_i[0] = i;
-    seen += total;
-    __syncthreads();
-    if (seen >= n) break;  // uniform: every thread holds the same count
-  }
-  __syncthreads();
-  const int r = sh.result_i[0];
-  __syncthreads();
-  return r;
-}
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 1) sample_kernel(const SampleParams p) {
@@ -244,7 +165,7 @@ __global__ void __launch_bounds__(kThreads, 1) sample_kernel(const SampleParams 
       const float x = load_logit(row, i);
       if (kept_k(i, x)) part += expf((x - mx) / temp);
     }
-    const float target = p.top_p * block_sum(part, sh);
+    const float target = p.top_p * detail::block_sum(part, sh.red_sum);
     uint32_t prefix = 0, mask = 0;
     float mass_above = 0.0f;
     int cnt_eq = 0;
@@ -413,7 +334,7 @@ void sample(Context& ctx, const Tensor& logits, const SamplingConfig& cfg, const
   if (logits.dtype == DType::F32)
     sample_kernel<float><<<unsigned(B), kThreads, 0, st>>>(p);
   else
-    sample_kernel<__nv_bfloat16><<<unsigned(B), kThreads, 0, st>>>(p);
+    sample_kernel<detail::bf16_t><<<unsigned(B), kThreads, 0, st>>>(p);
   BEAVER_CUDA_LAUNCH_CHECK();
 }
 
