@@ -9,6 +9,7 @@
 #include <string>
 
 #include "csrc/ops/rmsnorm.h"
+#include "tests/cases/rmsnorm.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -17,6 +18,8 @@ namespace {
 using test::random_tensor;
 using test::to_double;
 using test::expect_error;
+using test::expect_tail_intact;
+using test::SentinelTensor;
 
 constexpr float kEps = 1e-5f;
 
@@ -53,24 +56,20 @@ struct Dims {
   int64_t rows, h;
 };
 
-std::vector<Dims> sizes() {
-  return {{Shape{1, 1}, 1, 1},       {Shape{1, 7}, 1, 7},    {Shape{5, 33}, 5, 33},
-          {Shape{2, 3, 10}, 6, 10},  {Shape{37, 130}, 37, 130}};
-}
+Dims dims(const cases::RmsnormShape& c) { return {c.shape(), c.rows(), c.H}; }
 
 TEST(RmsNorm, ForwardMatchesDoubleWithAndWithoutResidual) {
   Context ctx = Context::cpu(2);
-  for (const Dims& d : sizes()) {
+  for (const auto& c : cases::kRmsnorm) {
+    const Dims d = dims(c);
     SCOPED_TRACE(d.shape.str());
     auto x = random_tensor(d.shape, 1);
     auto res = random_tensor(d.shape, 2);
     auto w = random_tensor(Shape{d.h}, 3, 0.5f, 1.5f);
     const auto xd = to_double(x), rd = to_double(res), wd = to_double(w);
 
-    OwnedTensor out(DType::F32, d.shape), hout(DType::F32, d.shape), rstd(DType::F32, Shape{d.rows});
-    test::poison(out);
-    test::poison(hout);
-    test::poison(rstd);
+    const SentinelTensor out(DType::F32, d.shape), hout(DType::F32, d.shape),
+        rstd(DType::F32, Shape{d.rows});  // poisoned, with sentinel tails
     ops::rmsnorm_fwd(ctx, x, res, w, kEps, out, hout, rstd);
     std::vector<double> want_rstd;
     BEAVER_EXPECT_CLOSE(to_double(out), ref_fwd(xd, &rd, wd, d.rows, d.h, &want_rstd), 1e-5, 1e-3);
@@ -87,6 +86,9 @@ TEST(RmsNorm, ForwardMatchesDoubleWithAndWithoutResidual) {
     test::poison(hout);
     ops::rmsnorm_fwd(ctx, x, Tensor{}, w, kEps, out, hout, Tensor{});
     EXPECT_EQ(to_double(hout), xd);
+    expect_tail_intact(out, "out");
+    expect_tail_intact(hout, "residual_out");
+    expect_tail_intact(rstd, "rstd");
   }
 }
 
@@ -117,7 +119,9 @@ double loss(const std::vector<double>& x, const std::vector<double>& w,
 
 TEST(RmsNorm, BackwardMatchesFiniteDifferences) {
   Context ctx = Context::cpu(2);
-  for (const Dims& d : sizes()) {
+  for (const auto& c : cases::kRmsnorm) {
+    if (c.numel() > cases::kRmsnormFiniteDiffMax) continue;
+    const Dims d = dims(c);
     SCOPED_TRACE(d.shape.str());
     auto x = random_tensor(d.shape, 11);
     auto res = random_tensor(d.shape, 12);
@@ -133,15 +137,13 @@ TEST(RmsNorm, BackwardMatchesFiniteDifferences) {
     const auto gw = test::finite_diff(
         [&](const std::vector<double>& v) { return loss(hd, v, rd, d.rows, d.h); }, wd);
 
-    OwnedTensor dx(DType::F32, d.shape), dw(DType::F32, Shape{d.h});
-    test::poison(dx);
-    test::poison(dw);
+    const SentinelTensor dx(DType::F32, d.shape), dw(DType::F32, Shape{d.h});
     ops::rmsnorm_bwd(ctx, r, hbuf, w, rstd, Tensor{}, dx, dw, false);
     BEAVER_EXPECT_CLOSE(to_double(dx), gh, 1e-4, 1e-2);
     BEAVER_EXPECT_CLOSE(to_double(dw), gw, 1e-4, 1e-2);
 
     // With dresidual, and dweight accumulating onto what is there.
-    auto dw_acc = random_tensor(Shape{d.h}, 16);
+    const auto dw_acc = test::host_sentinel(random_tensor(Shape{d.h}, 16));
     auto want_w = to_double(dw_acc);
     for (size_t i = 0; i < want_w.size(); ++i) want_w[i] += gw[i];
     auto want_x = to_double(dres);
@@ -150,6 +152,8 @@ TEST(RmsNorm, BackwardMatchesFiniteDifferences) {
     ops::rmsnorm_bwd(ctx, r, hbuf, w, rstd, dres, dx, dw_acc, true);
     BEAVER_EXPECT_CLOSE(to_double(dx), want_x, 1e-4, 1e-2);
     BEAVER_EXPECT_CLOSE(to_double(dw_acc), want_w, 1e-4, 1e-2);
+    expect_tail_intact(dx, "dx");
+    expect_tail_intact(dw_acc, "dweight (accumulated)");
 
     // dx written over dresidual (in place), then over dout.
     ops::rmsnorm_bwd(ctx, r, hbuf, w, rstd, dres, dres, dw, false);
@@ -158,6 +162,7 @@ TEST(RmsNorm, BackwardMatchesFiniteDifferences) {
     ops::rmsnorm_bwd(ctx, r, hbuf, w, rstd, Tensor{}, r, dw, false);
     BEAVER_EXPECT_CLOSE(to_double(r), gh, 1e-4, 1e-2);
     BEAVER_EXPECT_CLOSE(to_double(dw), gw, 1e-4, 1e-2);
+    expect_tail_intact(dw, "dweight");
   }
 }
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "csrc/ops/rope.h"
+#include "tests/cases/rope.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -100,10 +101,6 @@ std::vector<int32_t> random_positions(int64_t n, uint64_t seed) {
   return p;
 }
 
-struct RopeDims {
-  int64_t t, heads, d;
-};
-
 ops::RopeScaling llama3() {
   ops::RopeScaling sc;
   sc.llama3 = true;
@@ -112,19 +109,22 @@ ops::RopeScaling llama3() {
 
 TEST(Rope, ApplyMatchesDoubleAndInverseUndoesIt) {
   Context ctx = Context::cpu(2);
-  for (RopeDims s : {RopeDims{1, 1, 2}, RopeDims{5, 3, 8}, RopeDims{37, 5, 128},
-                     RopeDims{3, 1, 64}}) {
+  for (const auto& c : cases::kRope) {
+    const struct {
+      int64_t t, heads, d;
+    } s{c.T, c.heads, c.d};
     SCOPED_TRACE(testing::Message() << "T=" << s.t << " heads=" << s.heads << " d=" << s.d);
     const auto inv = ops::rope_inv_freq(int(s.d), 500000.0, llama3());
     const auto inv_t = test::host_tensor(inv, Shape{s.d / 2});
     const auto pos = random_positions(s.t, uint64_t(s.t));
     const auto pos_t = test::int_tensor(pos, Shape{s.t});
-    auto x = random_tensor(Shape{s.t, s.heads, s.d}, 3);
+    const auto x = test::host_sentinel(random_tensor(Shape{s.t, s.heads, s.d}, 3));
     const auto x0 = to_double(x);
     ops::rope_apply(ctx, x, pos_t, inv_t, false);
     BEAVER_EXPECT_CLOSE(to_double(x), ref_rope(x0, pos, inv, s.heads, s.d, false), 1e-5, 1e-2);
     ops::rope_apply(ctx, x, pos_t, inv_t, true);
     BEAVER_EXPECT_CLOSE(to_double(x), x0, 1e-5, 1e-2);
+    test::expect_tail_intact(x, "x (rotated in place)");
   }
 }
 
@@ -135,10 +135,10 @@ TEST(Rope, BackwardMatchesFiniteDifferencesOnQAndK) {
   const auto inv_t = test::host_tensor(inv, Shape{d / 2});
   const auto pos = random_positions(t, 2);
   const auto pos_t = test::int_tensor(pos, Shape{t});
-  auto q = random_tensor(Shape{t, nh, d}, 1);
-  auto k = random_tensor(Shape{t, nkv, d}, 2);
-  auto rq = random_tensor(Shape{t, nh, d}, 3);
-  auto rk = random_tensor(Shape{t, nkv, d}, 4);
+  const auto q = test::host_sentinel(random_tensor(Shape{t, nh, d}, 1));
+  const auto k = test::host_sentinel(random_tensor(Shape{t, nkv, d}, 2));
+  const auto rq = test::host_sentinel(random_tensor(Shape{t, nh, d}, 3));
+  const auto rk = test::host_sentinel(random_tensor(Shape{t, nkv, d}, 4));
   const auto qd = to_double(q), kd = to_double(k), rqd = to_double(rq), rkd = to_double(rk);
 
   ops::rope_fwd(ctx, q, k, pos_t, inv_t);
@@ -156,6 +156,7 @@ TEST(Rope, BackwardMatchesFiniteDifferencesOnQAndK) {
   ops::rope_bwd(ctx, rq, rk, pos_t, inv_t);  // in place: rq, rk become the gradients
   BEAVER_EXPECT_CLOSE(to_double(rq), gq, 1e-4, 1e-2);
   BEAVER_EXPECT_CLOSE(to_double(rk), gk, 1e-4, 1e-2);
+  for (const auto* buf : {&q, &k, &rq, &rk}) test::expect_tail_intact(*buf, "q/k/dq/dk in place");
 }
 
 TEST(Rope, BadArgumentsNameOpAndArgument) {

@@ -105,6 +105,18 @@ inline void expect_tail_intact(const SentinelTensor& t, std::string_view name) {
   EXPECT_EQ(t.tail_damage(), "") << "output " << name;
 }
 
+// A CPU f32 SentinelTensor holding `v` (for buffers an op reads and then updates in place).
+inline SentinelTensor host_sentinel(const std::vector<float>& v, Shape s) {
+  BEAVER_CHECK(int64_t(v.size()) == s.numel(), "host_sentinel: ", v.size(), " values for ",
+               s.str());
+  SentinelTensor t(DType::F32, s);
+  std::copy(v.begin(), v.end(), t.ptr<float>());
+  return t;
+}
+inline SentinelTensor host_sentinel(const Tensor& like) {
+  return host_sentinel(to_host_f32(like), like.shape);
+}
+
 inline std::vector<double> to_double(const Tensor& t) {
   auto f = to_host_f32(t);
   return {f.begin(), f.end()};

@@ -2,6 +2,7 @@
 // tensor read or written once).
 #include "bench_util.h"
 #include "csrc/ops/rmsnorm.h"
+#include "tests/cases/rmsnorm.h"
 
 namespace beaver {
 namespace {
@@ -21,12 +22,11 @@ void BM_rmsnorm_fwd_cpu(benchmark::State& state) {
   // read x, residual; write out, residual_out; weight and rstd.
   bench::set_bytes(state, 4.0 * double(t * h) * 4 + double(h + t) * 4);
 }
-BENCHMARK(BM_rmsnorm_fwd_cpu)
-    ->ArgNames({"T", "H"})
-    ->Args({256, 4096})
-    ->Args({1024, 2048})
-    ->Args({7, 4099})
-    ->UseRealTime();
+void rmsnorm_bench_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"T", "H"});
+  for (const auto& c : cases::kRmsnormBench) b->Args({c.rows(), c.H});
+}
+BENCHMARK(BM_rmsnorm_fwd_cpu)->Apply(rmsnorm_bench_shapes)->UseRealTime();
 
 void BM_rmsnorm_bwd_cpu(benchmark::State& state) {
   const int64_t t = state.range(0), h = state.range(1);
@@ -44,7 +44,7 @@ void BM_rmsnorm_bwd_cpu(benchmark::State& state) {
   // read dout, h, dresidual; write dx; weight and dweight.
   bench::set_bytes(state, 4.0 * double(t * h) * 4 + 3.0 * double(h) * 4 + double(t) * 4);
 }
-BENCHMARK(BM_rmsnorm_bwd_cpu)->ArgNames({"T", "H"})->Args({256, 4096})->UseRealTime();
+BENCHMARK(BM_rmsnorm_bwd_cpu)->Apply(rmsnorm_bench_shapes)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

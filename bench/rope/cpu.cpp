@@ -1,12 +1,14 @@
 // CPU rotary embedding on q and k (LLaMA-7B: 32 heads of 128, llama3 frequencies), in bytes/s.
 #include "bench_util.h"
 #include "csrc/ops/rope.h"
+#include "tests/cases/rope.h"
 
 namespace beaver {
 namespace {
 
 void BM_rope_fwd_cpu(benchmark::State& state) {
-  const int64_t t = state.range(0), nh = state.range(1), nkv = state.range(2), d = 128;
+  const int64_t t = state.range(0), nh = state.range(1), nkv = state.range(2),
+                d = state.range(3);
   Context ctx = Context::cpu();
   ops::RopeScaling sc;
   sc.llama3 = true;
@@ -23,11 +25,11 @@ void BM_rope_fwd_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 2.0 * double(t * (nh + nkv) * d) * 4);  // read + write q and k
 }
-BENCHMARK(BM_rope_fwd_cpu)
-    ->ArgNames({"T", "nh", "nkv"})
-    ->Args({256, 32, 32})
-    ->Args({512, 32, 8})
-    ->UseRealTime();
+void rope_bench_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"T", "nh", "nkv", "d"});
+  for (const auto& c : cases::kRopeBench) b->Args({c.T, c.nh, c.nkv, c.d});
+}
+BENCHMARK(BM_rope_fwd_cpu)->Apply(rope_bench_shapes)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

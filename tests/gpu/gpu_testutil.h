@@ -26,11 +26,9 @@
 
 namespace beaver::test {
 
-// Host fp32 values → a new tensor of dtype d on the device (rounded to nearest-even).
-inline OwnedTensor upload(const std::vector<float>& v, Shape s, DType d) {
-  BEAVER_CHECK(int64_t(v.size()) == s.numel(), "upload: ", v.size(), " values for ", s.str());
-  OwnedTensor t(d, s, Device::CUDA);
-  std::vector<uint8_t> raw(t.view().nbytes());
+// Host fp32 values as the bytes of dtype d (rounded to nearest-even).
+inline std::vector<uint8_t> pack_as(const std::vector<float>& v, DType d) {
+  std::vector<uint8_t> raw(v.size() * dtype_size(d));
   for (size_t i = 0; i < v.size(); ++i) {
     if (d == DType::F32) {
       std::memcpy(raw.data() + 4 * i, &v[i], 4);
@@ -44,6 +42,24 @@ inline OwnedTensor upload(const std::vector<float>& v, Shape s, DType d) {
       BEAVER_FAIL("upload: dtype ", dtype_name(d), " is not a float dtype");
     }
   }
+  return raw;
+}
+
+// Host fp32 values → a new tensor of dtype d on the device (rounded to nearest-even).
+inline OwnedTensor upload(const std::vector<float>& v, Shape s, DType d) {
+  BEAVER_CHECK(int64_t(v.size()) == s.numel(), "upload: ", v.size(), " values for ", s.str());
+  OwnedTensor t(d, s, Device::CUDA);
+  const auto raw = pack_as(v, d);
+  if (!raw.empty()) device_memcpy(t.view().data, Device::CUDA, raw.data(), Device::CPU, raw.size());
+  return t;
+}
+
+// The same, as a SentinelTensor: for device buffers an op reads and then updates in place.
+inline SentinelTensor upload_sentinel(const std::vector<float>& v, Shape s, DType d) {
+  BEAVER_CHECK(int64_t(v.size()) == s.numel(), "upload_sentinel: ", v.size(), " values for ",
+               s.str());
+  SentinelTensor t(d, s, Device::CUDA);
+  const auto raw = pack_as(v, d);
   if (!raw.empty()) device_memcpy(t.view().data, Device::CUDA, raw.data(), Device::CPU, raw.size());
   return t;
 }

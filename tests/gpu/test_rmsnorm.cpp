@@ -2,12 +2,13 @@
 // forward (with and without residual) and backward (with and without dresidual, dweight
 // accumulated or not) in f32 (1e-5 relative) and bf16 (the bf16 rule; 4x for gradients),
 // odd hidden sizes (element-wise path), a hidden size that needs more than 48 KB of shared
-// memory, and run-to-run bitwise determinism of the backward.
+// memory, and run-to-run bitwise determinism of the backward. Outputs carry sentinel tails.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
 #include "csrc/ops/rmsnorm.h"
+#include "tests/cases/rmsnorm.h"
 #include "gpu/gpu_testutil.h"
 
 namespace beaver::test {
@@ -16,7 +17,6 @@ namespace {
 struct Dims {
   int64_t T, H;
 };
-const Dims kShapes[] = {{1, 1}, {3, 7}, {17, 64}, {65, 1000}, {128, 4096}, {5, 8192}};
 constexpr DType kFloat[] = {DType::F32, DType::BF16};
 constexpr float kEps = 1e-5f;
 
@@ -66,7 +66,10 @@ Outputs cpu_run(Context& c, const Inputs& in, const Dims& sh, bool with_res, boo
 }
 
 struct GpuRun {
-  OwnedTensor x, res, w, out, res_out, rstd, dout, dres, dx, dw;
+  OwnedTensor x, res, w;
+  SentinelTensor out, res_out, rstd;
+  OwnedTensor dout, dres;
+  SentinelTensor dx, dw;
 };
 
 GpuRun gpu_run(Context& g, const Inputs& in, const Dims& sh, DType d, bool with_res,
@@ -75,13 +78,13 @@ GpuRun gpu_run(Context& g, const Inputs& in, const Dims& sh, DType d, bool with_
   GpuRun t{upload(in.x, s, d),
            upload(in.res, s, d),
            upload(in.w, {sh.H}, d),
-           OwnedTensor(d, s, Device::CUDA),
-           OwnedTensor(d, s, Device::CUDA),
-           OwnedTensor(DType::F32, {sh.T}, Device::CUDA),
+           SentinelTensor(d, s, Device::CUDA),
+           SentinelTensor(d, s, Device::CUDA),
+           SentinelTensor(DType::F32, {sh.T}, Device::CUDA),
            upload(in.dout, s, d),
            upload(in.dres, s, d),
-           OwnedTensor(d, s, Device::CUDA),
-           upload(dw0, {sh.H}, DType::F32)};
+           SentinelTensor(d, s, Device::CUDA),
+           upload_sentinel(dw0, {sh.H}, DType::F32)};
   poison_device(g, t.out);
   poison_device(g, t.res_out);
   poison_device(g, t.rstd);
@@ -100,8 +103,9 @@ TEST(GpuRmsnorm, ForwardBackwardMatchCpu) {
   Context c = Context::cpu(2);
   uint64_t seed = 1000;
   for (DType d : kFloat)
-    for (const Dims& sh : kShapes)
+    for (const auto& cs : cases::kRmsnorm)
       for (int variant = 0; variant < 2; ++variant) {
+        const Dims sh{cs.rows(), cs.H};
         const bool with_res = variant == 0, with_dres = variant == 0, accumulate = variant == 1;
         SCOPED_TRACE(dtype_str(d) + " T=" + std::to_string(sh.T) + " H=" + std::to_string(sh.H) +
                      (with_res ? " residual" : " no residual"));
@@ -123,6 +127,11 @@ TEST(GpuRmsnorm, ForwardBackwardMatchCpu) {
                        1e-5, 1e-2);
         expect_matches(d, download(g, t.dw), naive.dw, ref.dw, 4.0, 1e-4, "dweight", 1e-5,
                        dw_floor);
+        expect_tail_intact(t.out, "out");
+        expect_tail_intact(t.res_out, "residual_out");
+        expect_tail_intact(t.rstd, "rstd");
+        expect_tail_intact(t.dx, "dx");
+        expect_tail_intact(t.dw, "dweight");
       }
 }
 
@@ -150,10 +159,12 @@ TEST(GpuRmsnorm, ResidualOutMayAliasResidual) {
   const Outputs ref = cpu_run(c, in, sh, true, false, false, std::vector<float>(96, 0.0f));
   const Shape s{sh.T, sh.H};
   const OwnedTensor x = upload(in.x, s, DType::F32), res = upload(in.res, s, DType::F32);
-  const OwnedTensor w = upload(in.w, {sh.H}, DType::F32), out(DType::F32, s, Device::CUDA);
+  const OwnedTensor w = upload(in.w, {sh.H}, DType::F32);
+  const SentinelTensor out(DType::F32, s, Device::CUDA);
   ops::cuda::rmsnorm_fwd(g, x, res, w, kEps, out, res, Tensor{});
   expect_close_f32(download(g, res), ref.res_out, 1e-6, 1e-3, "residual updated in place");
   expect_close_f32(download(g, out), ref.out, 1e-5, 1e-3, "out");
+  expect_tail_intact(out, "out");
 }
 
 }  // namespace

@@ -1,20 +1,17 @@
 // GPU tests of rotary embedding (kernels/rope.cu) against the CPU twin: forward and inverse in
 // f32 (1e-5 relative) and bf16 (the bf16 rule), long positions (large angles), odd head counts
-// and head sizes whose half is not a multiple of the vector width.
+// and head sizes whose half is not a multiple of the vector width. x carries a sentinel tail.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "csrc/ops/rope.h"
+#include "tests/cases/rope.h"
 #include "gpu/gpu_testutil.h"
 
 namespace beaver::test {
 namespace {
 
-struct Dims {
-  int64_t T, nh, d;
-};
-const Dims kShapes[] = {{1, 1, 2}, {5, 3, 6}, {17, 4, 64}, {40, 7, 128}, {9, 32, 128}};
 constexpr DType kFloat[] = {DType::F32, DType::BF16};
 
 std::vector<float> inv_freq_of(int64_t d) {
@@ -47,20 +44,21 @@ TEST(GpuRope, ForwardAndInverseMatchCpu) {
   Context c = Context::cpu(2);
   uint64_t seed = 500;
   for (DType d : kFloat)
-    for (const Dims& sh : kShapes)
+    for (const auto& sh : cases::kRope)
       for (bool inverse : {false, true}) {
-        const Shape s{sh.T, sh.nh, sh.d};
+        const Shape s{sh.T, sh.heads, sh.d};
         SCOPED_TRACE(dtype_str(d) + " " + s.str() + (inverse ? " inverse" : " forward"));
         const auto x = random_vec(size_t(s.numel()), ++seed);
         const auto pos = positions_of(sh.T, ++seed);
         const auto freq = inv_freq_of(sh.d);
         const auto ref = cpu_rope(c, x, s, pos, freq, inverse);
         const auto naive = round_bf16(cpu_rope(c, round_bf16(x), s, pos, freq, inverse));
-        const OwnedTensor dx = upload(x, s, d);
+        const SentinelTensor dx = upload_sentinel(x, s, d);
         const OwnedTensor dp = upload_i32(pos, {sh.T});
         const OwnedTensor df = upload(freq, {sh.d / 2}, DType::F32);
         ops::cuda::rope_apply(g, dx, dp, df, inverse);
         expect_matches(d, download(g, dx), naive, ref, 2.0, 1e-6, "rotated x", 1e-5, 1e-2);
+        expect_tail_intact(dx, "x (rotated in place)");
       }
 }
 
