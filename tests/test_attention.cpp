@@ -14,6 +14,7 @@
 
 #include "csrc/context.h"
 #include "csrc/ops/attention.h"
+#include "tests/cases/attention.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -25,6 +26,8 @@ using test::int_tensor;
 using test::poison;
 using test::random_vec;
 using test::to_double;
+using test::expect_tail_intact;
+using test::SentinelTensor;
 
 struct Dims {
   int64_t B, S, nh, nkv, d;
@@ -122,30 +125,33 @@ struct Problem {
         ranges(int_tensor(rg, Shape{s.B, 2})) {}
 };
 
+// Outputs are poisoned and carry sentinel tails, checked after every run.
 struct Fwd {
-  OwnedTensor out, lse;
+  SentinelTensor out, lse;
 };
 Fwd run_fwd(Context& ctx, const Problem& p) {
-  Fwd f{OwnedTensor(DType::F32, p.s.q_shape()),
-        OwnedTensor(DType::F32, Shape{p.s.B, p.s.nh, p.s.S})};
-  poison(f.out);
-  poison(f.lse);
+  Fwd f{SentinelTensor(DType::F32, p.s.q_shape()),
+        SentinelTensor(DType::F32, Shape{p.s.B, p.s.nh, p.s.S})};
   ops::attention_fwd(ctx, p.q, p.k, p.v, p.ranges, p.scale, f.out, f.lse);
+  expect_tail_intact(f.out, "out");
+  expect_tail_intact(f.lse, "lse");
   return f;
 }
 
 struct Bwd {
-  OwnedTensor dq, dk, dv;
+  SentinelTensor dq, dk, dv;
 };
 Bwd run_bwd(Context& ctx, const Problem& p, const Fwd& f, const Tensor& dout) {
-  Bwd g{OwnedTensor(DType::F32, p.s.q_shape()), OwnedTensor(DType::F32, p.s.kv_shape()),
-        OwnedTensor(DType::F32, p.s.kv_shape())};
-  poison(g.dq);
-  poison(g.dk);
-  poison(g.dv);
+  Bwd g{SentinelTensor(DType::F32, p.s.q_shape()), SentinelTensor(DType::F32, p.s.kv_shape()),
+        SentinelTensor(DType::F32, p.s.kv_shape())};
   ops::attention_bwd(ctx, p.q, p.k, p.v, f.out, dout, f.lse, p.ranges, p.scale, g.dq, g.dk, g.dv);
+  expect_tail_intact(g.dq, "dq");
+  expect_tail_intact(g.dk, "dk");
+  expect_tail_intact(g.dv, "dv");
   return g;
 }
+
+Dims dims_of(const cases::AttentionCase& c) { return {c.B, c.S, c.nh, c.nkv, c.d}; }
 
 // Ranges for a batch of B rows of length S: full, left padded, right padded, empty, ...
 std::vector<int32_t> mixed_ranges(int64_t B, int64_t S) {
@@ -202,8 +208,12 @@ TEST(AttentionFwd, SingleTokenAndOddLengths) {
 
 TEST(AttentionFwd, SpansSeveralKeyBlocks) {
   // Longer than one 64-key block, with left padding so the blocks do not start at 0.
-  check_forward({4, 150, 4, 2, 16}, {0, 150, 37, 150, 0, 131, 70, 70}, 4);
   check_forward({2, 97, 2, 1, 64}, {3, 97, 0, 65}, 5);
+}
+
+TEST(AttentionFwd, SharedCases) {
+  uint64_t seed = 500;
+  for (const auto& c : cases::kAttention) check_forward(dims_of(c), c.ranges, seed++);
 }
 
 TEST(AttentionFwd, EmptyBatchRowIsAllZero) {
@@ -273,10 +283,9 @@ void check_backward(const Dims& s, const std::vector<int32_t>& rg, uint64_t seed
   BEAVER_EXPECT_CLOSE(to_double(g.dv), dv, 1e-4, 3e-2);
 }
 
-TEST(AttentionBwd, MatchesAnalyticReferenceOnLargerShapes) {
-  check_backward({4, 150, 4, 2, 16}, {0, 150, 37, 150, 0, 131, 70, 70}, 31);
-  check_backward({2, 90, 6, 1, 13}, {11, 90, 0, 77}, 32);
-  check_backward({2, 70, 2, 2, 64}, {0, 70, 5, 66}, 33);
+TEST(AttentionBwd, MatchesAnalyticReferenceOnSharedCases) {
+  uint64_t seed = 31;
+  for (const auto& c : cases::kAttention) check_backward(dims_of(c), c.ranges, seed++);
 }
 
 // ---- Decode ---------------------------------------------------------------------------------
@@ -289,9 +298,8 @@ TEST(DecodeAttention, EqualsPrefillRowsWithCacheFromKvAppend) {
   Context ctx = Context::cpu(2);
   Fwd f = run_fwd(ctx, p);
 
-  OwnedTensor kc(DType::F32, Shape{B, Smax, nkv, d}), vc(DType::F32, Shape{B, Smax, nkv, d});
-  poison(kc);  // unwritten cache rows must never be read
-  poison(vc);
+  // Poisoned: unwritten cache rows must never be read; sentinel tails: nor written past.
+  const SentinelTensor kc(DType::F32, Shape{B, Smax, nkv, d}), vc(DType::F32, Shape{B, Smax, nkv, d});
   // Prefill: rows [0, P) of every sequence in one append; a contiguous copy of that slice.
   auto tokens = [&](const OwnedTensor& src, int64_t t0, int64_t n) {
     OwnedTensor t(DType::F32, Shape{B, n, nkv, d});
@@ -307,7 +315,8 @@ TEST(DecodeAttention, EqualsPrefillRowsWithCacheFromKvAppend) {
   for (int64_t t = P; t < T; ++t) {
     ops::kv_append(ctx, tokens(p.k, t, 1), tokens(p.v, t, 1), kc, vc,
                    int_tensor(std::vector<int32_t>(B, int32_t(t)), Shape{B}));
-    OwnedTensor qt(DType::F32, Shape{B, nh, d}), out(DType::F32, Shape{B, nh, d});
+    OwnedTensor qt(DType::F32, Shape{B, nh, d});
+    const SentinelTensor out(DType::F32, Shape{B, nh, d});
     for (int64_t b = 0; b < B; ++b)
       std::memcpy(qt.ptr<float>() + b * nh * d, p.q.ptr<float>() + (b * T + t) * nh * d,
                   size_t(nh * d) * sizeof(float));
@@ -322,7 +331,10 @@ TEST(DecodeAttention, EqualsPrefillRowsWithCacheFromKvAppend) {
         ASSERT_EQ(out.ptr<float>()[b * nh * d + e], want) << "t=" << t << " b=" << b << " e=" << e;
         ++checked;
       }
+    expect_tail_intact(out, "decode out");
   }
+  expect_tail_intact(kc, "k_cache");
+  expect_tail_intact(vc, "v_cache");
   EXPECT_EQ(checked, size_t((T - P) * B * nh * d));
 }
 
@@ -331,9 +343,9 @@ TEST(DecodeAttention, EmptyRangeGivesZeros) {
   auto q = test::random_tensor(Shape{2, 2, 4}, 51);
   auto kc = test::random_tensor(Shape{2, 8, 1, 4}, 52);
   auto vc = test::random_tensor(Shape{2, 8, 1, 4}, 53);
-  OwnedTensor out(DType::F32, Shape{2, 2, 4});
-  poison(out);
+  const SentinelTensor out(DType::F32, Shape{2, 2, 4});  // poisoned
   ops::decode_attention(ctx, q, kc, vc, int_tensor({3, 3, 0, 8}, Shape{2, 2}), 0.5f, out);
+  expect_tail_intact(out, "out");
   for (int e = 0; e < 8; ++e) EXPECT_EQ(out.ptr<float>()[e], 0.0f);
   for (int e = 8; e < 16; ++e) EXPECT_TRUE(std::isfinite(out.ptr<float>()[e]));
 }
@@ -343,10 +355,12 @@ TEST(KvAppend, WritesRowsAtEachPositionAndRejectsOverflow) {
   const int64_t B = 2, n = 3, nkv = 2, d = 2, Smax = 6;
   auto kn = test::random_tensor(Shape{B, n, nkv, d}, 61);
   auto vn = test::random_tensor(Shape{B, n, nkv, d}, 62);
-  OwnedTensor kc(DType::F32, Shape{B, Smax, nkv, d}), vc(DType::F32, Shape{B, Smax, nkv, d});
+  const SentinelTensor kc(DType::F32, Shape{B, Smax, nkv, d}), vc(DType::F32, Shape{B, Smax, nkv, d});
   zero_tensor(kc);
   zero_tensor(vc);
   ops::kv_append(ctx, kn, vn, kc, vc, int_tensor({1, 3}, Shape{B}));
+  expect_tail_intact(kc, "k_cache");
+  expect_tail_intact(vc, "v_cache");
   const int64_t row = nkv * d;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < Smax; ++j) {
@@ -372,6 +386,8 @@ TEST(KvAppend, WritesRowsAtEachPositionAndRejectsOverflow) {
   }
   // Position Smax - n is the last that fits.
   EXPECT_NO_THROW(ops::kv_append(ctx, kn, vn, kc, vc, int_tensor({3, 0}, Shape{B})));
+  expect_tail_intact(kc, "k_cache");
+  expect_tail_intact(vc, "v_cache");
 }
 
 // ---- Determinism ----------------------------------------------------------------------------
@@ -384,7 +400,7 @@ TEST(Attention, DeterministicAcrossRunsAndThreadCounts) {
     Fwd f = run_fwd(ctx, p);
     Bwd g = run_bwd(ctx, p, f, dout);
     std::vector<std::vector<float>> all;
-    for (const OwnedTensor* t : {&f.out, &f.lse, &g.dq, &g.dk, &g.dv})
+    for (const SentinelTensor* t : {&f.out, &f.lse, &g.dq, &g.dk, &g.dv})
       all.push_back(to_host_f32(*t));
     return all;
   };

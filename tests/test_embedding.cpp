@@ -7,6 +7,7 @@
 #include <string>
 
 #include "csrc/ops/embedding.h"
+#include "tests/cases/embedding.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -15,6 +16,8 @@ namespace {
 using test::random_tensor;
 using test::to_double;
 using test::expect_error;
+using test::expect_tail_intact;
+using test::SentinelTensor;
 
 std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
   PhiloxStream rng(seed, 3);
@@ -25,14 +28,15 @@ std::vector<int32_t> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
 
 TEST(Embedding, ForwardGathersRows) {
   Context ctx = Context::cpu(2);
-  for (auto [t, v, h] : {std::array<int64_t, 3>{1, 1, 1}, std::array<int64_t, 3>{9, 5, 7},
-                         std::array<int64_t, 3>{300, 40, 333}}) {
+  for (const auto& c : cases::kEmbedding) {
+    const int64_t t = c.T, v = c.V, h = c.H;
+    SCOPED_TRACE(testing::Message() << "T=" << t << " V=" << v << " H=" << h);
     auto ids = random_ids(t, v, 1);
     auto tok = test::int_tensor(ids, Shape{t});
     auto table = random_tensor(Shape{v, h}, 2);
-    OwnedTensor out(DType::F32, Shape{t, h});
-    test::poison(out);
+    const SentinelTensor out(DType::F32, Shape{t, h});  // poisoned, with a sentinel tail
     ops::embedding_fwd(ctx, tok, table, out);
+    expect_tail_intact(out, "out");
     const auto tb = to_double(table), o = to_double(out);
     for (int64_t i = 0; i < t; ++i)
       for (int64_t j = 0; j < h; ++j)
@@ -51,8 +55,9 @@ double loss(const std::vector<double>& table, const std::vector<int32_t>& ids,
 
 TEST(Embedding, BackwardMatchesFiniteDifferencesAndAccumulates) {
   Context ctx = Context::cpu(2);
-  for (auto [t, v, h] : {std::array<int64_t, 3>{1, 3, 2}, std::array<int64_t, 3>{17, 6, 5},
-                         std::array<int64_t, 3>{40, 9, 300}}) {
+  for (const auto& c : cases::kEmbedding) {
+    if (c.finite_diff_cost() > cases::kEmbeddingFiniteDiffMax) continue;
+    const int64_t t = c.T, v = c.V, h = c.H;
     SCOPED_TRACE(testing::Message() << "T=" << t << " V=" << v << " H=" << h);
     auto ids = random_ids(t, v, uint64_t(t));  // more tokens than rows: ids repeat
     auto tok = test::int_tensor(ids, Shape{t});
@@ -61,16 +66,17 @@ TEST(Embedding, BackwardMatchesFiniteDifferencesAndAccumulates) {
     const auto rd = to_double(r);
     const auto g = test::finite_diff(
         [&](const std::vector<double>& tb) { return loss(tb, ids, rd, h); }, to_double(table));
-    OwnedTensor dt(DType::F32, Shape{v, h});
-    test::poison(dt);
+    const SentinelTensor dt(DType::F32, Shape{v, h});
     ops::embedding_bwd(ctx, tok, r, dt, false);
     BEAVER_EXPECT_CLOSE(to_double(dt), g, 1e-4, 1e-2);
+    expect_tail_intact(dt, "dtable");
 
-    auto acc = random_tensor(Shape{v, h}, 4);
+    const auto acc = test::host_sentinel(random_tensor(Shape{v, h}, 4));
     auto want = to_double(acc);
     for (size_t i = 0; i < want.size(); ++i) want[i] += g[i];
     ops::embedding_bwd(ctx, tok, r, acc, true);
     BEAVER_EXPECT_CLOSE(to_double(acc), want, 1e-4, 1e-2);
+    expect_tail_intact(acc, "dtable (accumulated)");
   }
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "csrc/ops/gemm.h"
+#include "tests/cases/gemm.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -30,21 +31,20 @@ std::vector<double> ref_gemm(const std::vector<double>& a, bool ta, const std::v
   return c;
 }
 
-struct GemmCase {
-  int64_t m, n, k;
-};
-
 TEST(Gemm, AllTransposesAlphaBetaMatchDouble) {
   Context ctx = Context::cpu(2);
-  for (GemmCase s : {GemmCase{5, 7, 3}, GemmCase{33, 17, 65}, GemmCase{1, 1, 1},
-                     GemmCase{1, 129, 31}, GemmCase{64, 1, 200}}) {
+  for (const auto& cs : cases::kGemm) {
+    if (cs.macs() > cases::kGemmCpuRefMax) continue;
+    const struct {
+      int64_t m, n, k;
+    } s{cs.M, cs.N, cs.K};
     for (int combo = 0; combo < 4; ++combo) {
       const bool ta = combo & 1, tb = combo & 2;
       SCOPED_TRACE(testing::Message() << "m=" << s.m << " n=" << s.n << " k=" << s.k
                                       << " ta=" << ta << " tb=" << tb);
       auto a = random_tensor(ta ? Shape{s.k, s.m} : Shape{s.m, s.k}, 1 + uint64_t(combo));
       auto b = random_tensor(tb ? Shape{s.n, s.k} : Shape{s.k, s.n}, 11 + uint64_t(combo));
-      auto c = random_tensor(Shape{s.m, s.n}, 21);
+      const auto c = test::host_sentinel(random_tensor(Shape{s.m, s.n}, 21));
       const auto c0 = to_double(c);
       ops::gemm(ctx, a, ta, b, tb, c, 1.5f, -0.5f);
       const auto want = ref_gemm(to_double(a), ta, to_double(b), tb, c0, s.m, s.n, s.k, 1.5, -0.5);
@@ -55,6 +55,7 @@ TEST(Gemm, AllTransposesAlphaBetaMatchDouble) {
       ops::gemm(ctx, a, ta, b, tb, c, 0.75f, 0.0f);
       const auto want0 = ref_gemm(to_double(a), ta, to_double(b), tb, c0, s.m, s.n, s.k, 0.75, 0);
       BEAVER_EXPECT_CLOSE(to_double(c), want0, 1e-5, 1.0);
+      test::expect_tail_intact(c, "C");
     }
   }
 }
@@ -83,15 +84,15 @@ double linear_loss(const std::vector<double>& x, const std::vector<double>& w,
 
 TEST(Linear, ForwardAndBackwardMatchDoubleAndFiniteDifferences) {
   Context ctx = Context::cpu(2);
-  for (auto [t, in, out] : {std::array<int64_t, 3>{1, 3, 2}, std::array<int64_t, 3>{7, 13, 5},
-                            std::array<int64_t, 3>{20, 33, 17}}) {
+  for (const auto& cs : cases::kLinear) {
+    const int64_t t = cs.T, in = cs.in, out = cs.out;
     SCOPED_TRACE(testing::Message() << "T=" << t << " in=" << in << " out=" << out);
     auto x = random_tensor(Shape{t, in}, 1);
     auto w = random_tensor(Shape{out, in}, 2);
     auto r = random_tensor(Shape{t, out}, 3);
-    OwnedTensor y(DType::F32, Shape{t, out});
-    test::poison(y);
+    const test::SentinelTensor y(DType::F32, Shape{t, out});  // poisoned, with a sentinel tail
     ops::linear_fwd(ctx, x, w, y);
+    test::expect_tail_intact(y, "y");
     const auto xd = to_double(x), wd = to_double(w), rd = to_double(r);
     BEAVER_EXPECT_CLOSE(to_double(y),
                         ref_gemm(xd, false, wd, true, std::vector<double>(size_t(t * out)), t,
@@ -103,17 +104,15 @@ TEST(Linear, ForwardAndBackwardMatchDoubleAndFiniteDifferences) {
     const auto gw = test::finite_diff(
         [&](const std::vector<double>& v) { return linear_loss(xd, v, rd, t, in, out); }, wd);
 
-    OwnedTensor dx(DType::F32, Shape{t, in}), dw(DType::F32, Shape{out, in});
-    test::poison(dx);
-    test::poison(dw);
+    const test::SentinelTensor dx(DType::F32, Shape{t, in}), dw(DType::F32, Shape{out, in});
     ops::linear_bwd_input(ctx, r, w, dx, false);
     ops::linear_bwd_weight(ctx, r, x, dw, false);
     BEAVER_EXPECT_CLOSE(to_double(dx), gx, 1e-4, 1e-2);
     BEAVER_EXPECT_CLOSE(to_double(dw), gw, 1e-4, 1e-2);
 
     // accumulate = true adds to what is there.
-    auto dx_acc = random_tensor(Shape{t, in}, 7);
-    auto dw_acc = random_tensor(Shape{out, in}, 8);
+    const auto dx_acc = test::host_sentinel(random_tensor(Shape{t, in}, 7));
+    const auto dw_acc = test::host_sentinel(random_tensor(Shape{out, in}, 8));
     auto want_x = to_double(dx_acc), want_w = to_double(dw_acc);
     for (size_t i = 0; i < want_x.size(); ++i) want_x[i] += gx[i];
     for (size_t i = 0; i < want_w.size(); ++i) want_w[i] += gw[i];
@@ -121,6 +120,8 @@ TEST(Linear, ForwardAndBackwardMatchDoubleAndFiniteDifferences) {
     ops::linear_bwd_weight(ctx, r, x, dw_acc, true);
     BEAVER_EXPECT_CLOSE(to_double(dx_acc), want_x, 1e-4, 1e-2);
     BEAVER_EXPECT_CLOSE(to_double(dw_acc), want_w, 1e-4, 1e-2);
+    for (const auto* buf : {&dx, &dw, &dx_acc, &dw_acc})
+      test::expect_tail_intact(*buf, "dx/dweight");
   }
 }
 

@@ -1,7 +1,8 @@
 // CPU embedding lookup and its deterministic backward at LLaMA-7B width (H = 4096), in bytes/s.
-// The vocabulary is kept small (2048 rows) so the table stays a few tens of MiB.
+// The vocabulary is kept small (tests/cases/embedding.h) so the table stays a few tens of MiB.
 #include "bench_util.h"
 #include "csrc/ops/embedding.h"
+#include "tests/cases/embedding.h"
 
 namespace beaver {
 namespace {
@@ -14,7 +15,7 @@ OwnedTensor token_ids(int64_t t, int64_t vocab) {
 }
 
 void BM_embedding_fwd_cpu(benchmark::State& state) {
-  const int64_t t = state.range(0), h = state.range(1), v = 2048;
+  const int64_t t = state.range(0), v = state.range(1), h = state.range(2);
   Context ctx = Context::cpu();
   auto ids = token_ids(t, v);
   auto table = bench::random_f32(Shape{v, h}, 1);
@@ -25,11 +26,14 @@ void BM_embedding_fwd_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 2.0 * double(t * h) * 4 + double(t) * 4);  // read rows, write out
 }
-BENCHMARK(BM_embedding_fwd_cpu)->ArgNames({"T", "H"})->Args({256, 4096})->Args({1024, 2048})
-    ->UseRealTime();
+void embedding_bench_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"T", "V", "H"});
+  for (const auto& c : cases::kEmbeddingBench) b->Args({c.T, c.V, c.H});
+}
+BENCHMARK(BM_embedding_fwd_cpu)->Apply(embedding_bench_shapes)->UseRealTime();
 
 void BM_embedding_bwd_cpu(benchmark::State& state) {
-  const int64_t t = state.range(0), h = state.range(1), v = 2048;
+  const int64_t t = state.range(0), v = state.range(1), h = state.range(2);
   Context ctx = Context::cpu();
   auto ids = token_ids(t, v);
   auto dout = bench::random_f32(Shape{t, h}, 1);
@@ -40,7 +44,7 @@ void BM_embedding_bwd_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(t * h) * 4);  // read dout, read+write the rows it hits
 }
-BENCHMARK(BM_embedding_bwd_cpu)->ArgNames({"T", "H"})->Args({256, 4096})->UseRealTime();
+BENCHMARK(BM_embedding_bwd_cpu)->Apply(embedding_bench_shapes)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

@@ -2,6 +2,7 @@
 // (T tokens × LLaMA-7B width 4096), reported in FLOP/s.
 #include "bench_util.h"
 #include "csrc/ops/gemm.h"
+#include "tests/cases/gemm.h"
 
 namespace beaver {
 namespace {
@@ -19,11 +20,12 @@ void BM_gemm_cpu(benchmark::State& state) {
   }
   bench::set_flops(state, 2.0 * double(m) * double(n) * double(k));
 }
+void gemm_bench_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"M", "N", "K", "tb"});
+  for (const auto& c : cases::kGemmBench) b->Args({c.M, c.N, c.K, c.trans_b ? 1 : 0});
+}
 BENCHMARK(BM_gemm_cpu)
-    ->ArgNames({"M", "N", "K", "tb"})
-    ->Args({256, 256, 256, 0})
-    ->Args({1024, 1024, 1024, 0})
-    ->Args({64, 4096, 4096, 1})  // linear_fwd: y[T,out] = x[T,in] W[out,in]^T
+    ->Apply(gemm_bench_shapes)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
@@ -39,9 +41,12 @@ void BM_linear_bwd_weight_cpu(benchmark::State& state) {
   }
   bench::set_flops(state, 2.0 * double(t) * double(h) * double(h));
 }
+void linear_bwd_weight_bench_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"T", "H"});
+  for (const auto& c : cases::kLinearBwdWeightBench) b->Args({c.T, c.in});
+}
 BENCHMARK(BM_linear_bwd_weight_cpu)
-    ->ArgNames({"T", "H"})
-    ->Args({64, 4096})
+    ->Apply(linear_bwd_weight_bench_shapes)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -3,8 +3,8 @@
 // small multiple of the error a naive bf16 implementation makes against that reference (every
 // matrix product and P rounded to bf16, as bf16 eager code does), plus a small absolute floor.
 // Padding positions hold NaN on the GPU side (the reference gets random values there), so any
-// read of padding shows up; outputs are poisoned before each run; the backward must be
-// bitwise identical from run to run.
+// read of padding shows up; outputs are poisoned before each run and carry sentinel tails; the
+// backward must be bitwise identical from run to run. Cases: tests/cases/attention.h.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,6 +13,7 @@
 #include "attn_testutil.h"
 #include "csrc/context.h"
 #include "csrc/ops/attention.h"
+#include "tests/cases/attention.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -21,20 +22,23 @@ namespace {
 using test::max_abs_err;
 using test::round_bf16;
 using test::to_device;
+using test::expect_tail_intact;
+using test::SentinelTensor;
+using Case = cases::AttentionCase;
 
-struct Case {
-  int B, S, nh, nkv, d;
-  std::vector<int32_t> ranges;  // [B, 2]
-};
+// The shared cases whose head size the CUDA kernels support.
+std::vector<Case> gpu_cases() {
+  std::vector<Case> out;
+  for (const Case& c : cases::kAttention)
+    if (cases::cuda_head_dim(c.d)) out.push_back(c);
+  return out;
+}
 
-std::vector<Case> cases() {
-  return {
-      {3, 77, 4, 2, 64, {0, 77, 5, 77, 0, 40}},        // full, left pad, right pad
-      {2, 150, 4, 1, 128, {3, 140, 0, 150}},           // both pads, MQA
-      {2, 1, 2, 2, 128, {0, 1, 0, 0}},                 // one token, an empty row
-      {2, 200, 8, 2, 64, {0, 0, 70, 133}},             // empty row, middle range
-      {1, 130, 2, 2, 128, {0, 130}},                   // odd length, MHA
-  };
+// A device copy of `v` (bf16) with a sentinel tail, for buffers an op updates in place.
+SentinelTensor to_device_sentinel(const std::vector<float>& v, Shape s) {
+  SentinelTensor t(DType::BF16, s, Device::CUDA);
+  copy_tensor(t, to_device(v, s));
+  return t;
 }
 
 bool in_range(const Case& c, int b, int i) {
@@ -144,7 +148,7 @@ TEST(AttentionCuda, ForwardMatchesCpuWithinFlashRule) {
   Context gpu = Context::cuda();
   Context cpu = Context::cpu();
   uint64_t seed = 100;
-  for (const Case& c : cases()) {
+  for (const Case& c : gpu_cases()) {
     SCOPED_TRACE(testing::Message() << "B=" << c.B << " S=" << c.S << " nh=" << c.nh
                                     << " nkv=" << c.nkv << " d=" << c.d);
     const float scale = 1.0f / std::sqrt(float(c.d));
@@ -159,11 +163,11 @@ TEST(AttentionCuda, ForwardMatchesCpuWithinFlashRule) {
     // GPU.
     OwnedTensor gq = to_device(q.gpu, qs), gk = to_device(k.gpu, ks), gv = to_device(v.gpu, ks);
     OwnedTensor gr = test::to_device_int(c.ranges, {c.B, 2});
-    OwnedTensor gout(DType::BF16, qs, Device::CUDA), glse(DType::F32, ls, Device::CUDA);
-    test::poison_device(gout);
-    test::poison_device(glse);
+    const SentinelTensor gout(DType::BF16, qs, Device::CUDA), glse(DType::F32, ls, Device::CUDA);
     ops::attention_fwd(gpu, gq, gk, gv, gr, scale, gout, glse);
     gpu.synchronize();
+    expect_tail_intact(gout, "out");
+    expect_tail_intact(glse, "lse");
     const auto out = to_host_f32(gout), lse = to_host_f32(glse);
     const auto ref = to_host_f32(rout), lref = to_host_f32(rlse);
     const Naive naive = naive_bf16(c, q.ref, k.ref, v.ref, nullptr, scale);
@@ -185,7 +189,7 @@ TEST(AttentionCuda, BackwardMatchesCpuAndIsDeterministic) {
   Context gpu = Context::cuda();
   Context cpu = Context::cpu();
   uint64_t seed = 200;
-  for (const Case& c : cases()) {
+  for (const Case& c : gpu_cases()) {
     SCOPED_TRACE(testing::Message() << "B=" << c.B << " S=" << c.S << " nh=" << c.nh
                                     << " nkv=" << c.nkv << " d=" << c.d);
     const float scale = 1.0f / std::sqrt(float(c.d));
@@ -204,7 +208,7 @@ TEST(AttentionCuda, BackwardMatchesCpuAndIsDeterministic) {
     OwnedTensor gq = to_device(q.gpu, qs), gk = to_device(k.gpu, ks), gv = to_device(v.gpu, ks),
                 ggo = to_device(go.gpu, qs), gr = test::to_device_int(c.ranges, {c.B, 2});
     OwnedTensor gout(DType::BF16, qs, Device::CUDA), glse(DType::F32, ls, Device::CUDA);
-    OwnedTensor gdq(DType::BF16, qs, Device::CUDA), gdk(DType::BF16, ks, Device::CUDA),
+    const SentinelTensor gdq(DType::BF16, qs, Device::CUDA), gdk(DType::BF16, ks, Device::CUDA),
         gdv(DType::BF16, ks, Device::CUDA);
     ops::attention_fwd(gpu, gq, gk, gv, gr, scale, gout, glse);
     std::vector<uint8_t> first[3];
@@ -221,6 +225,9 @@ TEST(AttentionCuda, BackwardMatchesCpuAndIsDeterministic) {
         EXPECT_TRUE(bytes[1] == first[1]) << "dk differs between two identical runs";
         EXPECT_TRUE(bytes[2] == first[2]) << "dv differs between two identical runs";
       }
+      expect_tail_intact(gdq, "dq");
+      expect_tail_intact(gdk, "dk");
+      expect_tail_intact(gdv, "dv");
     }
     const auto dq = to_host_f32(gdq), dk = to_host_f32(gdk), dv = to_host_f32(gdv);
     const Naive naive = naive_bf16(c, q.ref, k.ref, v.ref, &go.ref, scale);
@@ -234,23 +241,12 @@ TEST(AttentionCuda, BackwardMatchesCpuAndIsDeterministic) {
   }
 }
 
-struct DecodeCase {
-  int B, nh, nkv, d, Smax;
-  std::vector<int32_t> ranges;
-};
-
 TEST(AttentionCuda, DecodeMatchesCpuWithinFlashRule) {
   BEAVER_REQUIRE_CUDA();
   Context gpu = Context::cuda();
   Context cpu = Context::cpu();
-  const std::vector<DecodeCase> dcases = {
-      {3, 8, 2, 128, 700, {0, 700, 100, 650, 5, 5}},  // groups of 4, several splits, empty row
-      {2, 6, 3, 64, 1500, {0, 1, 0, 1500}},           // groups of 2, one-row range
-      {1, 4, 4, 128, 300, {17, 299}},                 // MHA
-      {2, 3, 1, 64, 2049, {1000, 2049, 0, 2048}},     // group of 3 (one head per pass)
-  };
   uint64_t seed = 300;
-  for (const auto& c : dcases) {
+  for (const auto& c : cases::kDecode) {
     SCOPED_TRACE(testing::Message() << "B=" << c.B << " nh=" << c.nh << " nkv=" << c.nkv
                                     << " d=" << c.d << " Smax=" << c.Smax);
     const float scale = 1.0f / std::sqrt(float(c.d));
@@ -274,10 +270,10 @@ TEST(AttentionCuda, DecodeMatchesCpuWithinFlashRule) {
 
     OwnedTensor gq = to_device(q, qs), gk = to_device(kg, cs), gv = to_device(vg, cs),
                 gr = test::to_device_int(c.ranges, {c.B, 2});
-    OwnedTensor gout(DType::BF16, qs, Device::CUDA);
-    test::poison_device(gout);
+    const SentinelTensor gout(DType::BF16, qs, Device::CUDA);  // poisoned
     ops::decode_attention(gpu, gq, gk, gv, gr, scale, gout);
     gpu.synchronize();
+    expect_tail_intact(gout, "decode out");
     const auto out = to_host_f32(gout), ref = to_host_f32(rout);
 
     // Naive bf16 decode: the last row of the naive forward with query position end - 1.
@@ -323,16 +319,8 @@ TEST(AttentionCuda, KvAppendMatchesCpuExactly) {
   BEAVER_REQUIRE_CUDA();
   Context gpu = Context::cuda();
   Context cpu = Context::cpu();
-  struct AppendCase {
-    int B, n, nkv, d, Smax;
-    std::vector<int32_t> pos;
-  };
-  // 16-byte rows and 24-byte rows (the element-wise path).
-  const std::vector<AppendCase> acases = {{3, 5, 2, 64, 20, {0, 7, 15}},
-                                          {2, 1, 1, 12, 9, {8, 3}},
-                                          {1, 33, 4, 128, 40, {7}}};
   uint64_t seed = 400;
-  for (const auto& c : acases) {
+  for (const auto& c : cases::kKvAppend) {
     SCOPED_TRACE(testing::Message() << "B=" << c.B << " n=" << c.n << " nkv=" << c.nkv
                                     << " d=" << c.d);
     const Shape ns{c.B, c.n, c.nkv, c.d}, cs{c.B, c.Smax, c.nkv, c.d};
@@ -344,10 +332,13 @@ TEST(AttentionCuda, KvAppendMatchesCpuExactly) {
                 rkc = test::host_tensor(kc, cs), rvc = test::host_tensor(vc, cs),
                 rpos = test::int_tensor(c.pos, {c.B});
     ops::kv_append(cpu, rkn, rvn, rkc, rvc, rpos);
-    OwnedTensor gkn = to_device(kn, ns), gvn = to_device(vn, ns), gkc = to_device(kc, cs),
-                gvc = to_device(vc, cs), gpos = test::to_device_int(c.pos, {c.B});
+    OwnedTensor gkn = to_device(kn, ns), gvn = to_device(vn, ns),
+                gpos = test::to_device_int(c.pos, {c.B});
+    const SentinelTensor gkc = to_device_sentinel(kc, cs), gvc = to_device_sentinel(vc, cs);
     ops::kv_append(gpu, gkn, gvn, gkc, gvc, gpos);
     gpu.synchronize();
+    expect_tail_intact(gkc, "k_cache");
+    expect_tail_intact(gvc, "v_cache");
     EXPECT_EQ(max_abs_err(to_host_f32(gkc), to_host_f32(rkc)), 0.0) << "k_cache";
     EXPECT_EQ(max_abs_err(to_host_f32(gvc), to_host_f32(rvc)), 0.0) << "v_cache";
   }

@@ -1,19 +1,18 @@
 // GPU tests of the embedding lookup and its deterministic backward (kernels/embedding.cu)
 // against the CPU twin: f32 and bf16 tables, hidden sizes that do and do not allow 16-byte
 // packs, heavily repeated ids, accumulate on and off, f32 and bf16 dout/dtable, out-of-range
-// ids (zero rows forward, ignored backward), and run-to-run bitwise determinism.
+// ids (zero rows forward, ignored backward), and run-to-run bitwise determinism. Outputs carry
+// sentinel tails.
 #include <gtest/gtest.h>
 
 #include "csrc/ops/embedding.h"
+#include "tests/cases/embedding.h"
 #include "gpu/gpu_testutil.h"
 
 namespace beaver::test {
 namespace {
 
-struct Dims {
-  int64_t T, V, H;
-};
-const Dims kShapes[] = {{1, 1, 1}, {13, 7, 6}, {500, 1000, 64}, {257, 32000, 136}, {64, 300, 4096}};
+using Dims = cases::EmbeddingShape;
 constexpr DType kFloat[] = {DType::F32, DType::BF16};
 
 // Ids drawn from a small range so that many repeat (the backward must sum them in order).
@@ -40,7 +39,7 @@ TEST(GpuEmbedding, ForwardCopiesRows) {
   Context c = Context::cpu(2);
   uint64_t seed = 60;
   for (DType d : kFloat)
-    for (const Dims& sh : kShapes) {
+    for (const Dims& sh : cases::kEmbedding) {
       SCOPED_TRACE(dtype_str(d) + " T=" + std::to_string(sh.T) + " V=" + std::to_string(sh.V) +
                    " H=" + std::to_string(sh.H));
       const auto table = random_vec(size_t(sh.V * sh.H), ++seed);
@@ -49,11 +48,11 @@ TEST(GpuEmbedding, ForwardCopiesRows) {
       const OwnedTensor hout(DType::F32, {sh.T, sh.H});
       ops::cpu::embedding_fwd(c, ht, htab, hout);
       const OwnedTensor dt = upload_i32(tok, {sh.T}), dtab = upload(table, {sh.V, sh.H}, d);
-      const OwnedTensor out(d, {sh.T, sh.H}, Device::CUDA);
-      poison_device(g, out);
+      const SentinelTensor out(d, {sh.T, sh.H}, Device::CUDA);  // poisoned
       ops::cuda::embedding_fwd(g, dt, dtab, out);
       // A copy: exact, up to the table's own rounding to bf16.
       EXPECT_EQ(max_abs_err(download(g, out), round_to(to_host_f32(hout), d)), 0.0);
+      expect_tail_intact(out, "out");
     }
 }
 
@@ -64,10 +63,10 @@ TEST(GpuEmbedding, ForwardOutOfRangeIdGivesZeroRow) {
   const auto table = random_vec(size_t(V * H), 3);
   const std::vector<int32_t> tok = {2, -1, 10, 9};
   const OwnedTensor dt = upload_i32(tok, {4}), dtab = upload(table, {V, H}, DType::F32);
-  const OwnedTensor out(DType::F32, {4, H}, Device::CUDA);
-  poison_device(g, out);
+  const SentinelTensor out(DType::F32, {4, H}, Device::CUDA);  // poisoned
   ops::cuda::embedding_fwd(g, dt, dtab, out);
   const auto o = download(g, out);
+  expect_tail_intact(out, "out");
   for (int64_t j = 0; j < H; ++j) {
     EXPECT_EQ(o[size_t(j)], table[size_t(2 * H + j)]);
     EXPECT_EQ(o[size_t(H + j)], 0.0f);
@@ -83,7 +82,7 @@ TEST(GpuEmbedding, BackwardMatchesCpuAndIsReproducible) {
   uint64_t seed = 80;
   for (DType dd : kFloat)      // dout dtype
     for (DType td : kFloat)    // dtable dtype
-      for (const Dims& sh : kShapes)
+      for (const Dims& sh : cases::kEmbedding)
         for (bool accumulate : {false, true}) {
           SCOPED_TRACE("dout " + dtype_str(dd) + " dtable " + dtype_str(td) + " T=" +
                        std::to_string(sh.T) + " V=" + std::to_string(sh.V) + " H=" +
@@ -97,10 +96,11 @@ TEST(GpuEmbedding, BackwardMatchesCpuAndIsReproducible) {
           const OwnedTensor dt = upload_i32(tok, {sh.T}), ddo = upload(dout, {sh.T, sh.H}, dd);
           std::vector<uint8_t> first;
           for (int run = 0; run < 2; ++run) {
-            const OwnedTensor dtab = upload(dtable0, {sh.V, sh.H}, td);
+            const SentinelTensor dtab = upload_sentinel(dtable0, {sh.V, sh.H}, td);
             if (!accumulate) poison_device(g, dtab);
             ops::cuda::embedding_bwd(g, dt, ddo, dtab, accumulate);
             const auto got = download(g, dtab);
+            expect_tail_intact(dtab, "dtable");
             if (td == DType::F32)
               expect_close_f32(got, ref, 1e-5, 10.0, "dtable");
             else  // rounded once at the end: the naive result is the rounded reference
@@ -128,10 +128,10 @@ TEST(GpuEmbedding, BackwardIgnoresOutOfRangeIds) {
   const auto ref = cpu_bwd(c, valid, dvalid, std::vector<float>(size_t(sh.V * sh.H), 0.0f),
                            {4, sh.V, sh.H}, false);
   const OwnedTensor dt = upload_i32(tok, {sh.T}), ddo = upload(dout, {sh.T, sh.H}, DType::F32);
-  const OwnedTensor dtab(DType::F32, {sh.V, sh.H}, Device::CUDA);
-  poison_device(g, dtab);
+  const SentinelTensor dtab(DType::F32, {sh.V, sh.H}, Device::CUDA);  // poisoned
   ops::cuda::embedding_bwd(g, dt, ddo, dtab, false);
   expect_close_f32(download(g, dtab), ref, 1e-6, 1.0, "dtable without the bad ids");
+  expect_tail_intact(dtab, "dtable");
 }
 
 }  // namespace

@@ -3,20 +3,19 @@
 // f32 (1e-5 relative, floored at sqrt(K)) and bf16 inputs with bf16 or f32 output (the bf16
 // rule), K = 0, an odd-offset view, unsupported dtype pairs, and run-to-run bitwise
 // determinism (cuBLASLt's algorithm choice and split-K must not vary between identical calls).
+// C carries a sentinel tail.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "csrc/ops/gemm.h"
+#include "tests/cases/gemm.h"
 #include "gpu/gpu_testutil.h"
 
 namespace beaver::test {
 namespace {
 
-struct Dims {
-  int64_t M, N, K;
-};
-const Dims kShapes[] = {{1, 1, 1}, {3, 5, 7}, {17, 33, 65}, {128, 256, 512}, {70, 300, 2048}};
+using Dims = cases::GemmShape;
 
 struct Types {
   DType ab, c;
@@ -42,7 +41,7 @@ TEST(GpuGemm, MatchesCpuForAllTransposes) {
   Context c = Context::cpu(2);
   uint64_t seed = 3000;
   for (const Types& ty : kTypes)
-    for (const Dims& d : kShapes)
+    for (const Dims& d : cases::kGemm)
       for (int t = 0; t < 4; ++t)
         for (int scal = 0; scal < 2; ++scal) {
           const bool ta = t & 1, tb = t & 2;
@@ -61,9 +60,10 @@ TEST(GpuGemm, MatchesCpuForAllTransposes) {
               ty.c);
           const OwnedTensor da = upload(a, a_shape(d, ta), ty.ab);
           const OwnedTensor db = upload(b, b_shape(d, tb), ty.ab);
-          const OwnedTensor dc = upload(c0, {d.M, d.N}, ty.c);
+          const SentinelTensor dc = upload_sentinel(c0, {d.M, d.N}, ty.c);
           if (beta == 0.0f) poison_device(g, dc);  // must not be read
           ops::cuda::gemm(g, da, ta, db, tb, dc, alpha, beta);
+          expect_tail_intact(dc, "C");
           const double floor = std::sqrt(double(d.K));
           expect_matches(ty.ab, download(g, dc), naive, ref, 2.0, 1e-4 * floor, "C", 1e-5,
                          floor);
@@ -87,8 +87,9 @@ TEST(GpuGemm, BitwiseReproducible) {
         const OwnedTensor db = upload(b, b_shape(d, tb), ty.ab);
         std::vector<uint8_t> first;
         for (int run = 0; run < 3; ++run) {
-          const OwnedTensor dc = upload(c0, {d.M, d.N}, ty.c);
+          const SentinelTensor dc = upload_sentinel(c0, {d.M, d.N}, ty.c);
           ops::cuda::gemm(g, da, ta, db, tb, dc, 0.5f, 0.75f);
+          expect_tail_intact(dc, "C");
           const auto raw = download_raw(g, dc);
           if (run == 0)
             first = raw;
@@ -103,8 +104,9 @@ TEST(GpuGemm, ZeroInnerDimensionScalesC) {
   Context g = Context::cuda();
   const auto c0 = random_vec(12, 5);
   const OwnedTensor da(DType::F32, {3, 0}, Device::CUDA), db(DType::F32, {0, 4}, Device::CUDA);
-  const OwnedTensor dc = upload(c0, {3, 4}, DType::F32);
+  const SentinelTensor dc = upload_sentinel(c0, {3, 4}, DType::F32);
   ops::cuda::gemm(g, da, false, db, false, dc, 1.0f, 0.5f);
+  expect_tail_intact(dc, "C");
   const auto got = download(g, dc);
   for (size_t i = 0; i < 12; ++i) EXPECT_EQ(got[i], 0.5f * c0[i]);
 }
@@ -116,8 +118,7 @@ TEST(GpuGemm, OddOffsetViewAndBadDtypes) {
   const Dims d{5, 9, 11};
   const auto a = random_vec(size_t((d.M + 1) * d.K), 1), b = random_vec(size_t(d.K * d.N), 2);
   const OwnedTensor da = upload(a, {d.M + 1, d.K}, DType::F32), db = upload(b, {d.K, d.N}, DType::F32);
-  const OwnedTensor dc(DType::F32, {d.M, d.N}, Device::CUDA);
-  poison_device(g, dc);
+  const SentinelTensor dc(DType::F32, {d.M, d.N}, Device::CUDA);  // poisoned
   // Rows 1..M of A: the view starts 44 bytes in, so cuBLASLt must pick an algorithm that
   // accepts a 4-byte-aligned operand.
   ops::cuda::gemm(g, da.view().slice(1, d.M + 1), false, db, false, dc, 1.0f, 0.0f);
@@ -125,6 +126,7 @@ TEST(GpuGemm, OddOffsetViewAndBadDtypes) {
                             std::vector<float>(size_t(d.M * d.N), 0.0f), d, false, false, 1.0f,
                             0.0f);
   expect_close_f32(download(g, dc), ref, 1e-5, 1.0, "C from an offset view");
+  expect_tail_intact(dc, "C");
   const OwnedTensor cb(DType::BF16, {d.M, d.N}, Device::CUDA);
   EXPECT_THROW(ops::cuda::gemm(g, da.view().slice(1, d.M + 1), false, db, false, cb, 1.0f, 0.0f),
                Error);  // f32 inputs with a bf16 output are not supported
