@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "csrc/ops/adamw.h"
+#include "tests/cases/adamw.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -45,8 +46,8 @@ TEST_P(AdamWLowp, TenStepsMatchDoubleReference) {
     for (int64_t i = s.offset; i < s.offset + s.size; ++i) decay[size_t(i)] = true;
 
   const auto p0 = test::random_vec(size_t(N), 1, -2.0f, 2.0f);
-  auto master = test::host_tensor(p0, Shape{N});
-  OwnedTensor m(DType::F32, Shape{N}), v(DType::F32, Shape{N}), low(low_dtype, Shape{N});
+  const auto master = test::host_sentinel(p0, Shape{N});  // updated in place: sentinel tails
+  const test::SentinelTensor m(DType::F32, Shape{N}), v(DType::F32, Shape{N}), low(low_dtype, Shape{N});
   zero_tensor(m);  // PyTorch's initial state
   zero_tensor(v);
   OwnedTensor scale(DType::F32, Shape{1});
@@ -82,6 +83,45 @@ TEST_P(AdamWLowp, TenStepsMatchDoubleReference) {
                                                     : low.ptr<f16>()[i].bits;
       ASSERT_EQ(got, want) << "lowp element " << i;
     }
+  }
+  for (const test::SentinelTensor* t : {&master, &m, &v, &low})
+    test::expect_tail_intact(*t, "master/m/v/lowp");
+}
+
+// The shared sizes and segments (tests/cases/adamw.h): three steps from a random state,
+// against the double reference, with grad_scale.
+TEST(AdamW, SharedCasesMatchDoubleReference) {
+  Context ctx = Context::cpu(2);
+  for (const int64_t n : cases::kAdamwSizes) {
+    SCOPED_TRACE("n=" + std::to_string(n));
+    const auto segs = cases::adamw_segments(n);
+    std::vector<bool> decay(size_t(n), false);
+    for (const auto& s : segs)
+      for (int64_t i = s.offset; i < s.offset + s.size; ++i) decay[size_t(i)] = true;
+    const auto p0 = test::random_vec(size_t(n), 7, -2.0f, 2.0f);
+    const auto m0 = test::random_vec(size_t(n), 8, -0.01f, 0.01f);
+    const auto v0 = test::random_vec(size_t(n), 9, 0.0f, 1e-3f);
+    const auto master = test::host_sentinel(p0, Shape{n});
+    const auto m = test::host_sentinel(m0, Shape{n}), v = test::host_sentinel(v0, Shape{n});
+    const test::SentinelTensor low(DType::BF16, Shape{n});
+    const auto scale = test::host_tensor({0.625f}, Shape{1});
+    RefState ref{{p0.begin(), p0.end()}, {m0.begin(), m0.end()}, {v0.begin(), v0.end()}};
+    ops::AdamWConfig cfg;
+    cfg.lr = 1e-3f;
+    cfg.weight_decay = 0.1f;
+    for (int64_t step = 1; step <= 3; ++step) {
+      cfg.step = step;
+      const auto g = test::random_vec(size_t(n), 20 + uint64_t(step), -0.1f, 0.1f);
+      ops::adamw_step(ctx, master, test::host_tensor(g, Shape{n}), m, v, low, scale, segs, cfg);
+      ref_step(ref, g, 0.625, decay, cfg);
+    }
+    BEAVER_EXPECT_CLOSE(test::to_double(master), ref.p, 1e-6, 1.0);
+    BEAVER_EXPECT_CLOSE(test::to_double(m), ref.m, 1e-5, 0.1);
+    BEAVER_EXPECT_CLOSE(test::to_double(v), ref.v, 1e-5, 1e-6);
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(low.ptr<bf16>()[i].bits, to_bf16(master.ptr<float>()[i]).bits) << "lowp " << i;
+    for (const test::SentinelTensor* t : {&master, &m, &v, &low})
+      test::expect_tail_intact(*t, "master/m/v/lowp");
   }
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "csrc/ops/logprob.h"
+#include "tests/cases/logprob.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -33,9 +34,7 @@ std::vector<int32_t> make_targets(int64_t T, int64_t V, uint64_t seed) {
   return t;
 }
 
-struct Case {
-  int64_t T, V;
-};
+using Case = cases::LogprobShape;
 
 class LogprobSizes : public ::testing::TestWithParam<Case> {};
 
@@ -54,9 +53,7 @@ TEST_P(LogprobSizes, ForwardAndBackwardMatchDoubleReference) {
 
   for (float sign : {1.0f, -1.0f}) {
     SCOPED_TRACE(sign > 0 ? "logprob" : "cross_entropy");
-    OwnedTensor out(DType::F32, Shape{T}), lse(DType::F32, Shape{T});
-    test::poison(out);
-    test::poison(lse);
+    const test::SentinelTensor out(DType::F32, Shape{T}), lse(DType::F32, Shape{T});  // poisoned
     if (sign > 0)
       ops::logprob_fwd(ctx, logits, targets, out, lse);
     else
@@ -69,8 +66,7 @@ TEST_P(LogprobSizes, ForwardAndBackwardMatchDoubleReference) {
     BEAVER_EXPECT_CLOSE(test::to_double(out), want_out, 1e-5, 1.0);
     BEAVER_EXPECT_CLOSE(test::to_double(lse), want_lse, 1e-5, 1.0);
 
-    OwnedTensor dlogits(DType::F32, Shape{T, V});
-    test::poison(dlogits);
+    const test::SentinelTensor dlogits(DType::F32, Shape{T, V});  // poisoned
     if (sign > 0)
       ops::logprob_bwd(ctx, logits, targets, lse, dout, dlogits);
     else
@@ -101,12 +97,14 @@ TEST_P(LogprobSizes, ForwardAndBackwardMatchDoubleReference) {
       }
     }
     BEAVER_EXPECT_CLOSE(g_got, g_want, 2e-4, 1e-4);
+    test::expect_tail_intact(out, "out");
+    test::expect_tail_intact(lse, "lse");
+    test::expect_tail_intact(dlogits, "dlogits");
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Vocab, LogprobSizes,
-                         ::testing::Values(Case{3, 1}, Case{5, 7}, Case{4, 1003}, Case{2, 32001},
-                                           Case{0, 9}),
+                         ::testing::ValuesIn(cases::kLogprob),
                          [](const auto& param_info) {
                            return "T" + std::to_string(param_info.param.T) + "_V" +
                                   std::to_string(param_info.param.V);

@@ -6,18 +6,13 @@
 #include <gtest/gtest.h>
 
 #include "csrc/ops/adamw.h"
+#include "tests/cases/adamw.h"
 #include "gpu/gpu_testutil.h"
 
 namespace beaver::test {
 namespace {
 
-const int64_t kSizes[] = {1, 7, 1000, 4099, 100003};
-
-std::vector<ops::ParamSegment> segments_for(int64_t n) {
-  if (n < 8) return {{0, n / 2}};
-  // Unsorted, disjoint, some starting at an element inside a 4-wide pack.
-  return {{n / 2 + 3, n / 4}, {1, n / 8}, {n / 8 + 5, n / 16}, {n - 2, 2}};
-}
+using cases::adamw_segments;
 
 struct State {
   std::vector<float> p, g, m, v;
@@ -47,7 +42,7 @@ TEST(GpuAdamW, MatchesCpu) {
   Context g = Context::cuda();
   Context c = Context::cpu(2);
   uint64_t seed = 900;
-  for (int64_t n : kSizes)
+  for (int64_t n : cases::kAdamwSizes)
     for (int variant = 0; variant < 3; ++variant) {
       const DType gd = variant == 1 ? DType::BF16 : DType::F32;
       const DType ld = variant == 0 ? DType::BF16 : variant == 1 ? DType::F16 : DType::F32;
@@ -59,13 +54,15 @@ TEST(GpuAdamW, MatchesCpu) {
       ops::AdamWConfig cfg;
       cfg.lr = 1e-3f;
       cfg.weight_decay = 0.1f;
-      const auto segs = segments_for(n);
+      const auto segs = adamw_segments(n);
       const float gscale = 0.625f;
-      const OwnedTensor dp = upload(s.p, {n}, DType::F32), dg = upload(s.g, {n}, gd);
-      const OwnedTensor dm = upload(s.m, {n}, DType::F32), dv = upload(s.v, {n}, DType::F32);
+      // Updated in place, with sentinel tails; the low-precision copy starts poisoned.
+      const SentinelTensor dp = upload_sentinel(s.p, {n}, DType::F32);
+      const OwnedTensor dg = upload(s.g, {n}, gd);
+      const SentinelTensor dm = upload_sentinel(s.m, {n}, DType::F32);
+      const SentinelTensor dv = upload_sentinel(s.v, {n}, DType::F32);
       const OwnedTensor dgs = upload({gscale}, {1}, DType::F32);
-      const OwnedTensor dl(with_lowp ? ld : DType::BF16, {n}, Device::CUDA);
-      poison_device(g, dl);
+      const SentinelTensor dl(with_lowp ? ld : DType::BF16, {n}, Device::CUDA);
       for (int64_t step = 1; step <= 3; ++step) {  // bias correction changes with the step
         cfg.step = step;
         s = cpu_step(c, s, segs, cfg, with_scale ? &gscale : nullptr);
@@ -80,6 +77,7 @@ TEST(GpuAdamW, MatchesCpu) {
         const auto lp = download(g, dl);
         EXPECT_EQ(max_abs_err(lp, round_to(gp, ld)), 0.0) << "lowp is not the rounded master";
       }
+      for (const SentinelTensor* t : {&dp, &dm, &dv, &dl}) expect_tail_intact(*t, "master/m/v/lowp");
     }
 }
 
@@ -93,7 +91,7 @@ TEST(GpuAdamW, OddOffsetAndDeterminism) {
   cfg.lr = 2e-3f;
   cfg.weight_decay = 0.05f;
   cfg.step = 5;
-  const auto segs = segments_for(n);
+  const auto segs = adamw_segments(n);
   // Views one element in: the element-wise path.
   auto tail = [](const std::vector<float>& v) { return std::vector<float>(v.begin() + 1, v.end()); };
   const State ref = cpu_step(c, {tail(s0.p), tail(s0.g), tail(s0.m), tail(s0.v)}, segs, cfg, nullptr);

@@ -6,15 +6,13 @@
 #include <gtest/gtest.h>
 
 #include "csrc/ops/logprob.h"
+#include "tests/cases/logprob.h"
 #include "gpu/gpu_testutil.h"
 
 namespace beaver::test {
 namespace {
 
-struct Dims {
-  int64_t T, V;
-};
-const Dims kShapes[] = {{1, 1}, {3, 7}, {5, 1000}, {6, 32001}, {4, 32000}, {3, 128256}};
+using Dims = cases::LogprobShape;
 constexpr DType kFloat[] = {DType::F32, DType::BF16};
 
 std::vector<int32_t> targets_of(const Dims& sh, uint64_t seed) {
@@ -41,20 +39,20 @@ Result cpu_run(Context& c, const std::vector<float>& logits, const std::vector<i
 }
 
 struct GpuRun {
-  OwnedTensor logits, targets, out, lse, dout, dlogits;
+  OwnedTensor logits, targets;
+  SentinelTensor out, lse;
+  OwnedTensor dout;
+  SentinelTensor dlogits;
 };
 
 GpuRun gpu_run(Context& g, const std::vector<float>& logits, const std::vector<int32_t>& tg,
                const std::vector<float>& dout, const Dims& sh, DType d, float sign) {
   GpuRun r{upload(logits, {sh.T, sh.V}, d),
            upload_i32(tg, {sh.T}),
-           OwnedTensor(DType::F32, {sh.T}, Device::CUDA),
-           OwnedTensor(DType::F32, {sh.T}, Device::CUDA),
+           SentinelTensor(DType::F32, {sh.T}, Device::CUDA),
+           SentinelTensor(DType::F32, {sh.T}, Device::CUDA),
            upload(dout, {sh.T}, DType::F32),
-           OwnedTensor(d, {sh.T, sh.V}, Device::CUDA)};
-  poison_device(g, r.out);
-  poison_device(g, r.lse);
-  poison_device(g, r.dlogits);
+           SentinelTensor(d, {sh.T, sh.V}, Device::CUDA)};  // poisoned, with sentinel tails
   ops::cuda::logprob_fwd(g, r.logits, r.targets, r.out, r.lse, ops::kIgnoreIndex, sign);
   ops::cuda::logprob_bwd(g, r.logits, r.targets, r.lse, r.dout, r.dlogits, ops::kIgnoreIndex,
                          sign);
@@ -67,7 +65,7 @@ TEST(GpuLogprob, ForwardBackwardMatchCpu) {
   Context c = Context::cpu(2);
   uint64_t seed = 7000;
   for (DType d : kFloat)
-    for (const Dims& sh : kShapes)
+    for (const Dims& sh : cases::kLogprob)
       for (float sign : {1.0f, -1.0f}) {
         SCOPED_TRACE(dtype_str(d) + " T=" + std::to_string(sh.T) + " V=" + std::to_string(sh.V) +
                      (sign > 0 ? " logprob" : " cross-entropy"));
@@ -81,6 +79,9 @@ TEST(GpuLogprob, ForwardBackwardMatchCpu) {
         expect_matches(d, download(g, r.lse), naive.lse, ref.lse, 2.0, 1e-5, "lse", 1e-5, 1.0);
         expect_matches(d, download(g, r.dlogits), round_bf16(naive.dlogits), ref.dlogits, 4.0,
                        1e-6, "dlogits", 1e-5, 1e-4);
+        expect_tail_intact(r.out, "out");
+        expect_tail_intact(r.lse, "lse");
+        expect_tail_intact(r.dlogits, "dlogits");
       }
 }
 
@@ -110,18 +111,19 @@ TEST(GpuLogprob, InPlaceBackwardAndOutOfRangeTargets) {
   const auto dout = random_vec(size_t(sh.T), 83);
   const Result ref = cpu_run(c, logits, tg, dout, sh, -1.0f);
   // In place: dlogits overwrites logits.
-  const OwnedTensor dl = upload(logits, {sh.T, sh.V}, DType::F32), dt = upload_i32(tg, {sh.T});
-  const OwnedTensor out(DType::F32, {sh.T}, Device::CUDA), lse(DType::F32, {sh.T}, Device::CUDA);
+  const SentinelTensor dl = upload_sentinel(logits, {sh.T, sh.V}, DType::F32);
+  const OwnedTensor dt = upload_i32(tg, {sh.T});
+  const SentinelTensor out(DType::F32, {sh.T}, Device::CUDA), lse(DType::F32, {sh.T}, Device::CUDA);
   const OwnedTensor dd = upload(dout, {sh.T}, DType::F32);
   ops::cuda::logprob_fwd(g, dl, dt, out, lse, ops::kIgnoreIndex, -1.0f);
   ops::cuda::logprob_bwd(g, dl, dt, lse, dd, dl, ops::kIgnoreIndex, -1.0f);
   expect_close_f32(download(g, dl), ref.dlogits, 1e-5, 1e-4, "in-place dlogits");
+  expect_tail_intact(dl, "dlogits (in place)");
   // A target outside [0, V) is an ignored row on CUDA: zero output and a zero gradient row.
   tg[2] = int32_t(sh.V) + 3;
   const OwnedTensor dl2 = upload(logits, {sh.T, sh.V}, DType::F32), dt2 = upload_i32(tg, {sh.T});
-  const OwnedTensor grad(DType::F32, {sh.T, sh.V}, Device::CUDA);
+  const SentinelTensor grad(DType::F32, {sh.T, sh.V}, Device::CUDA);  // poisoned
   poison_device(g, out);
-  poison_device(g, grad);
   ops::cuda::logprob_fwd(g, dl2, dt2, out, lse, ops::kIgnoreIndex, 1.0f);
   ops::cuda::logprob_bwd(g, dl2, dt2, lse, dd, grad, ops::kIgnoreIndex, 1.0f);
   EXPECT_EQ(download(g, out)[2], 0.0f);
@@ -129,6 +131,7 @@ TEST(GpuLogprob, InPlaceBackwardAndOutOfRangeTargets) {
   const auto gr = download(g, grad);
   for (int64_t v = 0; v < sh.V; ++v) ASSERT_EQ(gr[size_t(2 * sh.V + v)], 0.0f) << "v=" << v;
   EXPECT_EQ(count_nonfinite(gr), 0u);
+  for (const SentinelTensor* t : {&out, &lse, &grad}) expect_tail_intact(*t, "out/lse/dlogits");
 }
 
 }  // namespace
