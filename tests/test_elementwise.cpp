@@ -7,6 +7,7 @@
 #include <string>
 
 #include "csrc/ops/elementwise.h"
+#include "tests/cases/elementwise.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -25,7 +26,8 @@ TEST(Elementwise, ConvertBetweenAllFloatDtypes) {
   src.ptr<float>()[2] = -INFINITY;
   src.ptr<float>()[3] = 1.0f + 1.0f / 2048;  // f16 tie → 1.0
   const float* s = src.ptr<float>();
-  OwnedTensor b(DType::BF16, Shape{n}), h(DType::F16, Shape{n}), f(DType::F32, Shape{n});
+  const test::SentinelTensor b(DType::BF16, Shape{n}), h(DType::F16, Shape{n}),
+      f(DType::F32, Shape{n});  // poisoned, with sentinel tails
   ops::convert(ctx, src, b);
   ops::convert(ctx, src, h);
   for (int64_t i = 0; i < n; ++i) {
@@ -42,29 +44,31 @@ TEST(Elementwise, ConvertBetweenAllFloatDtypes) {
     }
   }
   EXPECT_TRUE(std::isnan(f.ptr<float>()[1]));
-  OwnedTensor b2(DType::BF16, Shape{n}), h2(DType::F16, Shape{n});
+  const test::SentinelTensor b2(DType::BF16, Shape{n}), h2(DType::F16, Shape{n});
   ops::convert(ctx, f, b2);
   EXPECT_EQ(std::memcmp(b.ptr<bf16>(), b2.ptr<bf16>(), size_t(n) * 2), 0);
   // bf16 ↔ f16 directly (through fp32), and same-dtype copy with another shape.
   ops::convert(ctx, b, h2);
   for (int64_t i = 0; i < n; ++i)
     ASSERT_EQ(h2.ptr<f16>()[i].bits, to_f16(to_f32(b.ptr<bf16>()[i])).bits) << i;
-  OwnedTensor h3(DType::F16, Shape{7, 10001}), b3(DType::BF16, Shape{n});
+  const test::SentinelTensor h3(DType::F16, Shape{7, 10001}), b3(DType::BF16, Shape{n});
   ops::convert(ctx, h, h3);
   EXPECT_EQ(std::memcmp(h.ptr<f16>(), h3.ptr<f16>(), size_t(n) * 2), 0);
   ops::convert(ctx, h, b3);
   for (int64_t i = 0; i < n; ++i)
     ASSERT_EQ(b3.ptr<bf16>()[i].bits, to_bf16(to_f32(h.ptr<f16>()[i])).bits) << i;
+  for (const test::SentinelTensor* t : {&b, &h, &f, &b2, &h2, &h3, &b3})
+    test::expect_tail_intact(*t, "converted " + t->view().str());
 }
 
 TEST(Elementwise, AddAxpyScaleFillMatchDouble) {
   Context ctx = Context::cpu(2);
-  for (int64_t n : {int64_t(1), int64_t(13), int64_t(100003)}) {
+  for (const int64_t n : cases::kElementwiseSizes) {
     SCOPED_TRACE(n);
-    auto a = random_tensor(Shape{n}, 1), b = random_tensor(Shape{n}, 2);
+    const auto a = test::host_sentinel(random_tensor(Shape{n}, 1));
+    const auto b = random_tensor(Shape{n}, 2);
     const auto ad = to_double(a), bd = to_double(b);
-    OwnedTensor o(DType::F32, Shape{n});
-    test::poison(o);
+    const test::SentinelTensor o(DType::F32, Shape{n});  // poisoned
     ops::add(ctx, a, b, o);
     std::vector<double> want(static_cast<size_t>(n));
     for (size_t i = 0; i < want.size(); ++i) want[i] = ad[i] + bd[i];
@@ -83,6 +87,8 @@ TEST(Elementwise, AddAxpyScaleFillMatchDouble) {
     test::poison(o);
     ops::fill(ctx, o, 2.5f);
     for (double v : to_double(o)) ASSERT_EQ(v, 2.5);
+    test::expect_tail_intact(o, "out");
+    test::expect_tail_intact(a, "a (out of the in-place add)");
   }
 }
 

@@ -1,6 +1,6 @@
 // Gradient norm and clipping on the CPU: the norm over several odd-sized tensors vs a double
 // reference, the same bits for 1 and 2 threads, the clip coefficient on both sides of
-// max_norm, the scaling, and bad arguments.
+// max_norm, the scaling, and bad arguments. Written buffers carry sentinel tails.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,26 +8,37 @@
 #include <vector>
 
 #include "csrc/ops/gradnorm.h"
+#include "tests/cases/gradnorm.h"
 #include "testutil.h"
 
 namespace beaver {
 namespace {
 
-// Odd sizes: empty, one element, less than a chunk, several chunks plus a tail.
-std::vector<OwnedTensor> make_grads(float lo, float hi) {
-  std::vector<OwnedTensor> g;
-  const std::vector<Shape> shapes = {Shape{1}, Shape{0}, Shape{7, 13}, Shape{50021},
-                                     Shape{3, 11, 997}, Shape{16385}};
-  uint64_t seed = 40;
-  for (const auto& s : shapes) g.push_back(test::random_tensor(s, seed++, lo, hi));
+using test::SentinelTensor;
+
+// The shared odd shapes (tests/cases/gradnorm.h), as sentinel-tailed tensors: clipping and
+// scale_by write them in place.
+std::vector<SentinelTensor> make_grads(const std::vector<Shape>& shapes, float lo, float hi,
+                                       uint64_t seed = 40) {
+  std::vector<SentinelTensor> g;
+  for (const auto& s : shapes) g.push_back(test::host_sentinel(test::random_tensor(s, seed++, lo, hi)));
   return g;
 }
-
-std::vector<Tensor> views(const std::vector<OwnedTensor>& g) {
-  return {g.begin(), g.end()};
+std::vector<SentinelTensor> make_grads(float lo, float hi) {
+  return make_grads(cases::kGradnormShapes, lo, hi);
 }
 
-double ref_norm(const std::vector<OwnedTensor>& g) {
+std::vector<Tensor> views(const std::vector<SentinelTensor>& g) {
+  std::vector<Tensor> v;
+  for (const auto& t : g) v.push_back(t.view());
+  return v;
+}
+
+void expect_tails_intact(const std::vector<SentinelTensor>& g) {
+  for (size_t k = 0; k < g.size(); ++k) test::expect_tail_intact(g[k], "gradient " + std::to_string(k));
+}
+
+double ref_norm(const std::vector<SentinelTensor>& g) {
   double s = 0.0;
   for (const auto& t : g)
     for (int64_t i = 0; i < t.numel(); ++i) s += double(t.ptr<float>()[i]) * t.ptr<float>()[i];
@@ -38,14 +49,30 @@ TEST(GradNorm, MatchesDoubleReference) {
   Context ctx = Context::cpu(2);
   const auto g = make_grads(-1.0f, 1.0f);
   const auto v = views(g);
-  OwnedTensor norm(DType::F32, Shape{1});
-  test::poison(norm);
+  const SentinelTensor norm(DType::F32, Shape{1});  // poisoned
   ops::grad_norm(ctx, v, norm);
   const double want = ref_norm(g);
   EXPECT_NEAR(norm.ptr<float>()[0], want, want * 1e-7);
   // No tensors: norm 0.
   ops::grad_norm(ctx, {}, norm);
   EXPECT_EQ(norm.ptr<float>()[0], 0.0f);
+  test::expect_tail_intact(norm, "norm");
+}
+
+// The shared lists of many tensors (the GPU test's), against the double reference.
+TEST(GradNorm, SharedTensorListsMatchDoubleReference) {
+  Context ctx = Context::cpu(2);
+  for (const int count : cases::kGradnormTensorCounts) {
+    SCOPED_TRACE("tensors=" + std::to_string(count));
+    std::vector<Shape> shapes;
+    for (const int64_t n : cases::gradnorm_sizes(count, 40 + uint64_t(count))) shapes.push_back(Shape{n});
+    const auto g = make_grads(shapes, -0.5f, 0.5f, 100);
+    const SentinelTensor norm(DType::F32, Shape{1});
+    ops::grad_norm(ctx, views(g), norm);
+    const double want = ref_norm(g);
+    EXPECT_NEAR(norm.ptr<float>()[0], want, want * 1e-7);
+    test::expect_tail_intact(norm, "norm");
+  }
 }
 
 TEST(GradNorm, SameBitsForOneAndTwoThreads) {
@@ -73,10 +100,11 @@ TEST(GradNorm, ClipBothSidesOfMaxNorm) {
     const float max_norm = above ? float(n / 4) : float(n * 2);
     std::vector<std::vector<double>> before;
     for (const auto& t : g) before.push_back(test::to_double(t));
-    OwnedTensor norm(DType::F32, Shape{1}), coef(DType::F32, Shape{1});
-    test::poison(norm);
-    test::poison(coef);
+    const SentinelTensor norm(DType::F32, Shape{1}), coef(DType::F32, Shape{1});  // poisoned
     ops::clip_grad_norm(ctx, v, max_norm, norm, coef);
+    test::expect_tail_intact(norm, "norm");
+    test::expect_tail_intact(coef, "coef");
+    expect_tails_intact(g);
     const double want_coef = above ? double(max_norm) / (n + 1e-6) : 1.0;
     EXPECT_NEAR(norm.ptr<float>()[0], n, n * 1e-7);
     EXPECT_NEAR(coef.ptr<float>()[0], want_coef, 1e-6);
@@ -112,6 +140,7 @@ TEST(GradNorm, NoApplyAndScaleBy) {
   for (size_t k = 0; k < g.size(); ++k)
     for (int64_t i = 0; i < g[k].numel(); ++i)
       ASSERT_EQ(g[k].ptr<float>()[i], float(before[k][size_t(i)]) * -0.375f);
+  expect_tails_intact(g);
   ops::clip_coef(ctx, norm, 1e30f, coef);
   EXPECT_EQ(coef.ptr<float>()[0], 1.0f);
   // A NaN norm must not turn into coef 1 (the step would silently go ahead).

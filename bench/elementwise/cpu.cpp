@@ -1,11 +1,17 @@
 // CPU elementwise ops over T × 4096 elements (LLaMA-7B rows), in bytes/s.
 #include "bench_util.h"
 #include "csrc/ops/elementwise.h"
+#include "tests/cases/elementwise.h"
 
 namespace beaver {
 namespace {
 
-constexpr int64_t kH = 4096;
+constexpr int64_t kH = cases::kElementwiseBenchWidth;
+
+void elementwise_bench_rows(benchmark::internal::Benchmark* b) {
+  b->ArgName("T");
+  for (const int64_t t : cases::kElementwiseBenchRows) b->Arg(t);
+}
 
 void BM_add_cpu(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
@@ -18,7 +24,7 @@ void BM_add_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(n) * 4);
 }
-BENCHMARK(BM_add_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+BENCHMARK(BM_add_cpu)->Apply(elementwise_bench_rows)->UseRealTime();
 
 void BM_axpy_cpu(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
@@ -30,7 +36,7 @@ void BM_axpy_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(n) * 4);
 }
-BENCHMARK(BM_axpy_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+BENCHMARK(BM_axpy_cpu)->Apply(elementwise_bench_rows)->UseRealTime();
 
 void BM_scale_fill_cpu(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
@@ -43,7 +49,7 @@ void BM_scale_fill_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(n) * 4);  // fill writes; scale reads and writes
 }
-BENCHMARK(BM_scale_fill_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+BENCHMARK(BM_scale_fill_cpu)->Apply(elementwise_bench_rows)->UseRealTime();
 
 void BM_convert_f32_bf16_cpu(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
@@ -56,7 +62,7 @@ void BM_convert_f32_bf16_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 6.0 * double(n));  // 4 bytes read, 2 written per element
 }
-BENCHMARK(BM_convert_f32_bf16_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+BENCHMARK(BM_convert_f32_bf16_cpu)->Apply(elementwise_bench_rows)->UseRealTime();
 
 void BM_convert_bf16_f32_cpu(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
@@ -70,7 +76,7 @@ void BM_convert_bf16_f32_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 6.0 * double(n));
 }
-BENCHMARK(BM_convert_bf16_f32_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+BENCHMARK(BM_convert_bf16_f32_cpu)->Apply(elementwise_bench_rows)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

@@ -1,15 +1,16 @@
 // GPU tests of the elementwise ops (kernels/elementwise.cu) against the CPU twins: convert for
 // every f32/bf16/f16 pair (exact: one rounding on both sides), add/axpy/scale/fill in f32
-// (1e-5) and bf16 (the bf16 rule), odd sizes and odd offsets (the non-vector path).
+// (1e-5) and bf16 (the bf16 rule), odd sizes and odd offsets (the non-vector path). Written
+// buffers carry sentinel tails.
 #include <gtest/gtest.h>
 
 #include "csrc/ops/elementwise.h"
+#include "tests/cases/elementwise.h"
 #include "gpu/gpu_testutil.h"
 
 namespace beaver::test {
 namespace {
 
-const std::vector<int64_t> kSizes = {1, 7, 1000, 4099, 65536 + 5};
 constexpr DType kFloat[] = {DType::F32, DType::BF16};
 
 std::string tag(DType d, int64_t n) { return dtype_str(d) + " n=" + std::to_string(n); }
@@ -22,14 +23,14 @@ TEST(GpuElementwise, ConvertEveryPairExactly) {
   uint64_t seed = 100;
   for (DType sd : types)
     for (DType dd : types)
-      for (int64_t n : kSizes) {
+      for (int64_t n : cases::kElementwiseSizes) {
         SCOPED_TRACE(dtype_str(sd) + " -> " + tag(dd, n));
         const auto x = random_vec(size_t(n), ++seed, -300.0f, 300.0f);
         const OwnedTensor src = upload(x, {n}, sd);
-        const OwnedTensor dst(dd, {n}, Device::CUDA);
-        poison_device(g, dst);
+        const SentinelTensor dst(dd, {n}, Device::CUDA);  // poisoned
         ops::cuda::convert(g, src, dst);
         const auto got = download(g, dst);
+        expect_tail_intact(dst, "dst");
         const OwnedTensor hsrc = host_typed(x, {n}, sd);
         const OwnedTensor hdst(dd, {n});
         ops::cpu::convert(c, hsrc, hdst);
@@ -45,7 +46,7 @@ TEST(GpuElementwise, AddAxpyScaleFill) {
   Context c = Context::cpu(2);
   uint64_t seed = 200;
   for (DType d : kFloat)
-    for (int64_t n : kSizes) {
+    for (int64_t n : cases::kElementwiseSizes) {
       SCOPED_TRACE(tag(d, n));
       const auto a = random_vec(size_t(n), ++seed, -2.0f, 2.0f);
       const auto b = random_vec(size_t(n), ++seed, -2.0f, 2.0f);
@@ -69,9 +70,9 @@ TEST(GpuElementwise, AddAxpyScaleFill) {
       for (int which = 0; which < 4; ++which) {
         const char* names[] = {"add", "axpy", "scale", "fill"};
         SCOPED_TRACE(names[which]);
-        const OwnedTensor da = upload(a, {n}, d), db = upload(b, {n}, d);
-        const OwnedTensor dout(d, {n}, Device::CUDA);
-        poison_device(g, dout);
+        // Every written buffer (out, y of axpy, x of scale) has a sentinel tail.
+        const SentinelTensor da = upload_sentinel(a, {n}, d), db = upload_sentinel(b, {n}, d);
+        const SentinelTensor dout(d, {n}, Device::CUDA);  // poisoned
         std::vector<float> got;
         if (which == 0) {
           ops::cuda::add(g, da, db, dout);
@@ -89,6 +90,7 @@ TEST(GpuElementwise, AddAxpyScaleFill) {
         const auto ref = run_cpu(a, b, which);
         const auto naive = round_bf16(run_cpu(round_bf16(a), round_bf16(b), which));
         expect_matches(d, got, naive, ref, 2.0, 1e-6, names[which]);
+        for (const SentinelTensor* t : {&da, &db, &dout}) expect_tail_intact(*t, names[which]);
       }
     }
 }

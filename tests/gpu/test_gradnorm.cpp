@@ -1,12 +1,13 @@
 // GPU tests of the global gradient norm and clipping (kernels/gradnorm.cu) against the CPU
 // twin: many tensors of mixed f32/bf16 and odd sizes (more than one launch's worth), odd
 // offsets, empty lists, clip_coef on both sides of max_norm, scale_by reading coef on the
-// device, and bitwise determinism of the norm.
+// device, and bitwise determinism of the norm. Written buffers carry sentinel tails.
 #include <gtest/gtest.h>
 
 #include <span>
 
 #include "csrc/ops/gradnorm.h"
+#include "tests/cases/gradnorm.h"
 #include "gpu/gpu_testutil.h"
 
 namespace beaver::test {
@@ -19,9 +20,9 @@ struct Grads {
 
 Grads make_grads(int count, uint64_t seed, bool mixed) {
   Grads g;
-  PhiloxStream rng(seed, 9);
+  const auto sizes = cases::gradnorm_sizes(count, seed);
   for (int i = 0; i < count; ++i) {
-    const size_t n = 1 + rng.next_u32() % (i % 5 == 0 ? 70000u : 3000u);
+    const size_t n = size_t(sizes[size_t(i)]);
     const DType d = mixed && i % 2 ? DType::BF16 : DType::F32;
     auto v = random_vec(n, seed + 100 + uint64_t(i), -0.5f, 0.5f);
     if (d == DType::BF16) v = round_bf16(v);  // the CPU twin sees exactly the GPU's values
@@ -42,14 +43,14 @@ float cpu_norm(Context& c, const Grads& g) {
 }
 
 struct OnDevice {
-  std::vector<OwnedTensor> owned;
+  std::vector<SentinelTensor> owned;  // scale_by writes them in place
   std::vector<Tensor> views;
 };
 
 OnDevice upload_grads(const Grads& g) {
   OnDevice d;
   for (size_t i = 0; i < g.values.size(); ++i)
-    d.owned.push_back(upload(g.values[i], {int64_t(g.values[i].size())}, g.dtypes[i]));
+    d.owned.push_back(upload_sentinel(g.values[i], {int64_t(g.values[i].size())}, g.dtypes[i]));
   for (const auto& o : d.owned) d.views.push_back(o.view());
   return d;
 }
@@ -58,12 +59,12 @@ TEST(GpuGradnorm, NormMatchesCpuAndIsReproducible) {
   BEAVER_REQUIRE_CUDA();
   Context gpu = Context::cuda();
   Context c = Context::cpu(2);
-  for (int count : {0, 1, 5, 130}) {  // 130 tensors: three launches of the multi-tensor kernel
+  for (int count : cases::kGradnormTensorCounts) {
     SCOPED_TRACE("tensors=" + std::to_string(count));
     const Grads g = make_grads(count, 40 + uint64_t(count), true);
     const float want = cpu_norm(c, g);
     const OnDevice d = upload_grads(g);
-    const OwnedTensor norm(DType::F32, {1}, Device::CUDA);
+    const SentinelTensor norm(DType::F32, {1}, Device::CUDA);
     std::vector<uint8_t> first;
     for (int run = 0; run < 2; ++run) {
       poison_device(gpu, norm);
@@ -76,6 +77,7 @@ TEST(GpuGradnorm, NormMatchesCpuAndIsReproducible) {
       else
         EXPECT_EQ(raw, first) << "two identical norms differ bitwise";
     }
+    expect_tail_intact(norm, "norm");
   }
 }
 
@@ -89,9 +91,10 @@ TEST(GpuGradnorm, OddOffsetView) {
   g.dtypes.push_back(DType::F32);
   const OwnedTensor whole = upload(v, {10001}, DType::F32);
   const Tensor view = whole.view().slice(3, 10001);
-  const OwnedTensor norm(DType::F32, {1}, Device::CUDA);
+  const SentinelTensor norm(DType::F32, {1}, Device::CUDA);
   ops::cuda::grad_norm(gpu, std::span<const Tensor>(&view, 1), norm);
   expect_close_f32(download(gpu, norm), {cpu_norm(c, g)}, 1e-5, 1e-6, "norm of a view");
+  expect_tail_intact(norm, "norm");
 }
 
 TEST(GpuGradnorm, ClipCoefAndScaleByMatchCpu) {
@@ -107,8 +110,7 @@ TEST(GpuGradnorm, ClipCoefAndScaleByMatchCpu) {
     const float want_coef = hc.ptr<float>()[0];
 
     const OnDevice d = upload_grads(g);
-    const OwnedTensor dn(DType::F32, {1}, Device::CUDA), dc(DType::F32, {1}, Device::CUDA);
-    poison_device(gpu, dc);
+    const SentinelTensor dn(DType::F32, {1}, Device::CUDA), dc(DType::F32, {1}, Device::CUDA);
     ops::cuda::grad_norm(gpu, std::span<const Tensor>(d.views), dn);
     ops::cuda::clip_coef(gpu, dn, max_norm, dc);
     const float coef = download(gpu, dc)[0];
@@ -124,7 +126,10 @@ TEST(GpuGradnorm, ClipCoefAndScaleByMatchCpu) {
       if (g.dtypes[i] == DType::BF16) want = round_bf16(want);  // one rounding on store
       expect_close_f32(download(gpu, d.views[i]), want, 1e-6, 1e-6,
                        "scaled tensor " + std::to_string(i) + " " + dtype_str(g.dtypes[i]));
+      expect_tail_intact(d.owned[i], "scaled tensor " + std::to_string(i));
     }
+    expect_tail_intact(dn, "norm");
+    expect_tail_intact(dc, "coef");
   }
 }
 
