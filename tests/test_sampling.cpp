@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "csrc/ops/sampling.h"
+#include "tests/cases/sampling.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -58,7 +59,7 @@ std::vector<int64_t> draw_counts(const std::vector<float>& row, const ops::Sampl
   Context ctx = Context::cpu(2);
   auto logits = repeat_rows(row, B);
   auto seeds = seed_tensor(B, 1000);
-  OwnedTensor tokens(DType::I32, Shape{B});
+  const test::SentinelTensor tokens(DType::I32, Shape{B});
   std::vector<int64_t> counts(row.size(), 0);
   for (int s = 0; s < steps; ++s) {
     ops::sample(ctx, logits, cfg, seeds, uint64_t(s), tokens);
@@ -68,6 +69,7 @@ std::vector<int64_t> draw_counts(const std::vector<float>& row, const ops::Sampl
       if (t >= 0 && t < int32_t(row.size())) ++counts[size_t(t)];
     }
   }
+  test::expect_tail_intact(tokens, "tokens");
   return counts;
 }
 
@@ -85,6 +87,30 @@ double chi2(const std::vector<int64_t>& counts, const std::vector<double>& p) {
     x += (double(counts[i]) - e) * (double(counts[i]) - e) / e;
   }
   return x;
+}
+
+// The shared filters (tests/cases/sampling.h) over tied logits: every draw is in the kept set
+// of the definition.
+TEST(Sampling, SharedFiltersNeverReturnExcludedTokens) {
+  Context ctx = Context::cpu(2);
+  const int64_t B = cases::kSamplingFilterRows, V = cases::kSamplingFilterVocab;
+  auto logits = test::random_tensor(Shape{B, V}, 31, -6.0f, 6.0f);
+  float* x = logits.ptr<float>();
+  for (int64_t i = 0; i < B * V; ++i) x[i] = std::round(x[i] * 8.0f) / 8.0f;  // many ties
+  auto seeds = seed_tensor(B, 777);
+  for (const ops::SamplingConfig& cfg : cases::kSamplingFilters) {
+    SCOPED_TRACE(testing::Message() << "T=" << cfg.temperature << " k=" << cfg.top_k
+                                    << " p=" << cfg.top_p);
+    const test::SentinelTensor tokens(DType::I32, Shape{B});
+    ops::sample(ctx, logits, cfg, seeds, 1, tokens);
+    test::expect_tail_intact(tokens, "tokens");
+    for (int64_t b = 0; b < B; ++b) {
+      const int32_t t = tokens.ptr<int32_t>()[b];
+      ASSERT_TRUE(t >= 0 && t < V) << "row " << b << " token " << t;
+      const auto keep = cases::kept_by_definition(x + b * V, int(V), cfg);
+      EXPECT_TRUE(keep[size_t(t)]) << "row " << b << " drew excluded token " << t;
+    }
+  }
 }
 
 TEST(Sampling, GreedyTakesLowestIndexAmongMaxima) {

@@ -1,13 +1,17 @@
-// CPU cases for sampling: a batch of 64 rows over a 32000-token vocabulary, logits spread
-// over [-8, 8) so that top-p keeps a realistic fraction. Bytes: the logits read once.
+// CPU cases for sampling (tests/cases/sampling.h): a batch of 64 rows over a 32000-token
+// vocabulary, logits spread over [-8, 8) so that top-p keeps a realistic fraction. Bytes: the
+// logits read once.
+#include <string>
+
 #include "bench_util.h"
 #include "csrc/context.h"
 #include "csrc/ops/sampling.h"
+#include "tests/cases/sampling.h"
 
 namespace beaver::bench {
 namespace {
 
-constexpr int64_t kB = 64, kV = 32000;
+constexpr int64_t kB = cases::kSamplingBenchRows, kV = cases::kSamplingBenchVocab;
 
 void run(benchmark::State& state, const ops::SamplingConfig& cfg) {
   Context ctx = Context::cpu();
@@ -24,14 +28,15 @@ void run(benchmark::State& state, const ops::SamplingConfig& cfg) {
   state.counters["threads"] = ctx.threads();
 }
 
-void BM_sample_top_p_0_9_cpu(benchmark::State& state) { run(state, {1.0f, 0, 0.9f}); }
-void BM_sample_top_k_50_cpu(benchmark::State& state) { run(state, {1.0f, 50, 1.0f}); }
-void BM_sample_temperature_cpu(benchmark::State& state) { run(state, {0.8f, 0, 1.0f}); }
-void BM_sample_greedy_cpu(benchmark::State& state) { run(state, {0.0f, 0, 1.0f}); }
-BENCHMARK(BM_sample_top_p_0_9_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_sample_top_k_50_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_sample_temperature_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_sample_greedy_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
+// BM_sample_<name>_cpu for every case.
+const bool kRegistered = [] {
+  for (const auto& c : cases::kSamplingBench)
+    benchmark::RegisterBenchmark(("BM_sample_" + std::string(c.name) + "_cpu").c_str(),
+                                 [cfg = c.cfg](benchmark::State& s) { run(s, cfg); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  return true;
+}();
 
 }  // namespace
 }  // namespace beaver::bench

@@ -1,7 +1,8 @@
 // CUDA sampling vs the definition in csrc/ops/sampling.h and the CPU twin: greedy is exact,
 // a seed and step always give the same token, the draws follow the kept distribution
 // (chi-square), top-k / top-p never return an excluded token, and the draws agree with the
-// CPU twin except where fp32 rounding of the cumulative sums decides.
+// CPU twin except where fp32 rounding of the cumulative sums decides. Token outputs carry
+// sentinel tails; filters and the kept-set definition: tests/cases/sampling.h.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include "attn_testutil.h"
 #include "csrc/context.h"
 #include "csrc/ops/sampling.h"
+#include "tests/cases/sampling.h"
 #include "testutil.h"
 
 namespace beaver {
@@ -22,10 +24,10 @@ std::vector<int32_t> run_gpu(Context& gpu, const std::vector<float>& logits, int
                              uint64_t step, DType dt = DType::F32) {
   OwnedTensor l = test::to_device(logits, {B, V}, dt);
   OwnedTensor s = test::to_device_int(seeds, {B});
-  OwnedTensor t(DType::I32, {B}, Device::CUDA);
-  test::poison_device(t);
+  const test::SentinelTensor t(DType::I32, {B}, Device::CUDA);  // poisoned: -1
   ops::sample(gpu, l, cfg, s, step, t);
   gpu.synchronize();
+  test::expect_tail_intact(t, "tokens");
   return test::to_host_int<int32_t>(t);
 }
 
@@ -36,8 +38,9 @@ std::vector<int32_t> run_cpu(const std::vector<float>& logits, int B, int V,
   OwnedTensor l = test::host_tensor(logits, {B, V});
   OwnedTensor s(DType::I64, {B});
   std::copy(seeds.begin(), seeds.end(), s.ptr<int64_t>());
-  OwnedTensor t(DType::I32, {B});
+  const test::SentinelTensor t(DType::I32, {B});
   ops::sample(cpu, l, cfg, s, step, t);
+  test::expect_tail_intact(t, "tokens (cpu)");
   return {t.ptr<int32_t>(), t.ptr<int32_t>() + B};
 }
 
@@ -52,38 +55,6 @@ std::vector<float> tied_logits(int B, int V, uint64_t seed, float spread) {
   auto v = test::random_vec(size_t(B) * V, seed, -spread, spread);
   for (auto& x : v) x = std::round(x * 8.0f) / 8.0f;  // coarse grid: many equal values
   return v;
-}
-
-// The kept set of one row by the definition, computed with a full sort in double.
-std::vector<bool> kept_set(const float* row, int V, const ops::SamplingConfig& cfg) {
-  const float mx = *std::max_element(row, row + V);
-  std::vector<double> p(static_cast<size_t>(V));
-  for (int i = 0; i < V; ++i) p[size_t(i)] = std::exp(double((row[i] - mx) / cfg.temperature));
-  std::vector<int> order(static_cast<size_t>(V));
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return row[a] > row[b]; });
-  std::vector<bool> keep(static_cast<size_t>(V), true);
-  if (cfg.top_k > 0)
-    for (size_t r = size_t(cfg.top_k); r < order.size(); ++r) keep[size_t(order[r])] = false;
-  if (cfg.top_p < 1.0f) {
-    double kept_mass = 0.0;
-    for (int i = 0; i < V; ++i) kept_mass += keep[size_t(i)] ? p[size_t(i)] : 0.0;
-    std::sort(order.begin(), order.end(), [&](int a, int b) {
-      return p[size_t(a)] != p[size_t(b)] ? p[size_t(a)] > p[size_t(b)] : a < b;
-    });
-    double cum = 0.0;
-    bool done = false;
-    for (int i : order) {
-      if (!keep[size_t(i)]) continue;
-      if (done) {
-        keep[size_t(i)] = false;
-        continue;
-      }
-      cum += p[size_t(i)];
-      if (cum >= cfg.top_p * kept_mass) done = true;
-    }
-  }
-  return keep;
 }
 
 TEST(SamplingCuda, GreedyEqualsCpuIncludingTies) {
@@ -130,7 +101,7 @@ TEST(SamplingCuda, ChiSquareMatchesDistribution) {
     SCOPED_TRACE(testing::Message() << "T=" << cfg.temperature << " k=" << cfg.top_k
                                     << " p=" << cfg.top_p);
     const auto toks = run_gpu(gpu, logits, B, V, cfg, seeds_for(B, 12345), 0);
-    const auto keep = kept_set(row.data(), V, cfg);
+    const auto keep = cases::kept_by_definition(row.data(), V, cfg);
     const float mx = *std::max_element(row.begin(), row.end());
     double mass = 0.0;
     std::vector<double> p(static_cast<size_t>(V), 0.0);
@@ -160,17 +131,14 @@ TEST(SamplingCuda, ChiSquareMatchesDistribution) {
 TEST(SamplingCuda, TopKTopPNeverReturnExcludedTokens) {
   BEAVER_REQUIRE_CUDA();
   Context gpu = Context::cuda();
-  const int B = 96, V = 4099;
+  const int B = cases::kSamplingFilterRows, V = cases::kSamplingFilterVocab;
   const auto logits = tied_logits(B, V, 31, 6.0f);
-  for (const ops::SamplingConfig cfg :
-       {ops::SamplingConfig{1.0f, 1, 1.0f}, ops::SamplingConfig{0.8f, 50, 1.0f},
-        ops::SamplingConfig{1.0f, 0, 0.5f}, ops::SamplingConfig{1.2f, 40, 0.9f},
-        ops::SamplingConfig{1.0f, 0, 1e-6f}}) {
+  for (const ops::SamplingConfig& cfg : cases::kSamplingFilters) {
     SCOPED_TRACE(testing::Message() << "T=" << cfg.temperature << " k=" << cfg.top_k
                                     << " p=" << cfg.top_p);
     const auto toks = run_gpu(gpu, logits, B, V, cfg, seeds_for(B, 777), 1);
     for (int b = 0; b < B; ++b) {
-      const auto keep = kept_set(logits.data() + size_t(b) * V, V, cfg);
+      const auto keep = cases::kept_by_definition(logits.data() + size_t(b) * V, V, cfg);
       ASSERT_TRUE(toks[size_t(b)] >= 0 && toks[size_t(b)] < V) << "row " << b;
       EXPECT_TRUE(keep[size_t(toks[size_t(b)])]) << "row " << b << " drew excluded token "
                                                  << toks[size_t(b)];
