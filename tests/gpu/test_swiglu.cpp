@@ -1,5 +1,6 @@
 // GPU tests of SwiGLU (kernels/swiglu.cu) against the CPU twin: forward and backward in f32
-// (1e-5 relative) and bf16 (the bf16 rule), odd shapes, and the in-place backward.
+// (1e-5 relative) and bf16 (the bf16 rule), odd shapes, the in-place backward, and a check that
+// the device sentinel tail catches an overlong write.
 #include <gtest/gtest.h>
 
 #include "csrc/ops/swiglu.h"
@@ -53,6 +54,22 @@ TEST(GpuSwiglu, ForwardBackwardMatchCpu) {
       expect_tail_intact(dgate, "dgate");
       expect_tail_intact(dup, "dup");
     }
+}
+
+// The device sentinel tail catches a kernel that writes past its output: the same launch,
+// handed a view one row longer than the allocation, overwrites the first sentinel bytes.
+TEST(GpuSwiglu, SentinelCatchesAnOverlongWrite) {
+  BEAVER_REQUIRE_CUDA();
+  Context g = Context::cuda();
+  const Shape s{3, 7}, longer{4, 7};
+  const OwnedTensor gate = upload(random_vec(28, 1), longer, DType::F32);
+  const OwnedTensor up = upload(random_vec(28, 2), longer, DType::F32);
+  const SentinelTensor out(DType::F32, s, Device::CUDA);
+  ops::cuda::swiglu_fwd(g, gate.view().slice(0, 3), up.view().slice(0, 3), out);
+  EXPECT_EQ(out.tail_damage(), "");
+  ops::cuda::swiglu_fwd(g, gate, up, Tensor(out.view().data, DType::F32, longer, Device::CUDA));
+  EXPECT_NE(out.tail_damage().find("byte 0 past the end of f32[3, 7]"), std::string::npos)
+      << out.tail_damage();
 }
 
 TEST(GpuSwiglu, BackwardInPlace) {
