@@ -97,13 +97,17 @@ TEST(GpuAdamW, OddOffsetAndDeterminism) {
   const State ref = cpu_step(c, {tail(s0.p), tail(s0.g), tail(s0.m), tail(s0.v)}, segs, cfg, nullptr);
   std::vector<uint8_t> first;
   for (int run = 0; run < 2; ++run) {
-    const OwnedTensor dp = upload(s0.p, {n + 1}, DType::F32), dg = upload(s0.g, {n + 1}, DType::F32);
-    const OwnedTensor dm = upload(s0.m, {n + 1}, DType::F32), dv = upload(s0.v, {n + 1}, DType::F32);
+    // The views end where the buffers do: the sentinel tails catch a write past them.
+    const SentinelTensor dp = upload_sentinel(s0.p, {n + 1}, DType::F32);
+    const OwnedTensor dg = upload(s0.g, {n + 1}, DType::F32);
+    const SentinelTensor dm = upload_sentinel(s0.m, {n + 1}, DType::F32);
+    const SentinelTensor dv = upload_sentinel(s0.v, {n + 1}, DType::F32);
     const Tensor vp = dp.view().slice(1, n + 1);
     ops::cuda::adamw_step(g, vp, dg.view().slice(1, n + 1), dm.view().slice(1, n + 1),
                           dv.view().slice(1, n + 1), Tensor{}, Tensor{}, segs, cfg);
     expect_close_f32(download(g, vp), ref.p, 1e-5, 1e-3, "master at an odd offset");
     EXPECT_EQ(download(g, dp)[0], s0.p[0]) << "element before the view changed";
+    for (const SentinelTensor* t : {&dp, &dm, &dv}) expect_tail_intact(*t, "master/m/v");
     const auto raw = download_raw(g, vp);
     if (run == 0)
       first = raw;

@@ -102,7 +102,8 @@ TEST(GpuElementwise, AddInPlaceAndOddOffset) {
   const int64_t n = 1001;
   const auto a = random_vec(size_t(n + 1), 301), b = random_vec(size_t(n + 1), 302);
   // Views one element in: not 16-byte aligned, so the element-wise path runs.
-  const OwnedTensor da = upload(a, {n + 1}, DType::F32), db = upload(b, {n + 1}, DType::F32);
+  const SentinelTensor da = upload_sentinel(a, {n + 1}, DType::F32);
+  const OwnedTensor db = upload(b, {n + 1}, DType::F32);
   const Tensor va = da.view().slice(1, n + 1), vb = db.view().slice(1, n + 1);
   ops::cuda::add(g, va, vb, va);  // out aliases a
   const auto got = download(g, va);
@@ -112,6 +113,7 @@ TEST(GpuElementwise, AddInPlaceAndOddOffset) {
   expect_close_f32(got, to_host_f32(ha), 1e-6, 1e-3, "in-place add at an odd offset");
   // The element before the view is untouched.
   EXPECT_EQ(download(g, da)[0], a[0]);
+  expect_tail_intact(da, "a (out of the in-place add)");  // nor the one after it
 }
 
 TEST(GpuElementwise, RejectsUnsupportedDtype) {

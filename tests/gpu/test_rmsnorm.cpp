@@ -158,13 +158,15 @@ TEST(GpuRmsnorm, ResidualOutMayAliasResidual) {
   const Inputs in = make_inputs(sh, 3030);
   const Outputs ref = cpu_run(c, in, sh, true, false, false, std::vector<float>(96, 0.0f));
   const Shape s{sh.T, sh.H};
-  const OwnedTensor x = upload(in.x, s, DType::F32), res = upload(in.res, s, DType::F32);
+  const OwnedTensor x = upload(in.x, s, DType::F32);
+  const SentinelTensor res = upload_sentinel(in.res, s, DType::F32);  // updated in place
   const OwnedTensor w = upload(in.w, {sh.H}, DType::F32);
   const SentinelTensor out(DType::F32, s, Device::CUDA);
   ops::cuda::rmsnorm_fwd(g, x, res, w, kEps, out, res, Tensor{});
   expect_close_f32(download(g, res), ref.res_out, 1e-6, 1e-3, "residual updated in place");
   expect_close_f32(download(g, out), ref.out, 1e-5, 1e-3, "out");
   expect_tail_intact(out, "out");
+  expect_tail_intact(res, "residual (updated in place)");
 }
 
 }  // namespace

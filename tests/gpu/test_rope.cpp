@@ -67,7 +67,7 @@ TEST(GpuRope, InverseUndoesForward) {
   Context g = Context::cuda();
   const Shape s{11, 5, 128};
   const auto x = random_vec(size_t(s.numel()), 77);
-  const OwnedTensor dx = upload(x, s, DType::F32);
+  const SentinelTensor dx = upload_sentinel(x, s, DType::F32);
   const OwnedTensor dp = upload_i32(positions_of(11, 78), {11});
   const OwnedTensor df = upload(inv_freq_of(128), {64}, DType::F32);
   ops::cuda::rope_apply(g, dx, dp, df, false);
@@ -75,6 +75,7 @@ TEST(GpuRope, InverseUndoesForward) {
   EXPECT_GT(max_abs_err(rotated, x), 1e-2);  // it did rotate
   ops::cuda::rope_apply(g, dx, dp, df, true);
   expect_close_f32(download(g, dx), x, 1e-5, 1e-2, "round trip");
+  expect_tail_intact(dx, "x (rotated in place)");
 }
 
 }  // namespace

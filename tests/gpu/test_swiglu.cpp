@@ -80,11 +80,13 @@ TEST(GpuSwiglu, BackwardInPlace) {
   const size_t n = size_t(s.numel());
   const auto gate = random_vec(n, 41, -4.0f, 4.0f), up = random_vec(n, 42), dout = random_vec(n, 43);
   const Ref ref = cpu_ref(c, gate, up, dout, s);
-  const OwnedTensor dg = upload(gate, s, DType::F32), du = upload(up, s, DType::F32);
+  const SentinelTensor dg = upload_sentinel(gate, s, DType::F32), du = upload_sentinel(up, s, DType::F32);
   const OwnedTensor dd = upload(dout, s, DType::F32);
   ops::cuda::swiglu_bwd(g, dg, du, dd, dg, du);  // gradients overwrite their inputs
   expect_close_f32(download(g, dg), ref.dgate, 1e-5, 1e-2, "dgate in place");
   expect_close_f32(download(g, du), ref.dup, 1e-5, 1e-3, "dup in place");
+  expect_tail_intact(dg, "dgate in place");
+  expect_tail_intact(du, "dup in place");
 }
 
 }  // namespace
