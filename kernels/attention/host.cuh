@@ -15,7 +15,7 @@ namespace beaver::ops::cuda::attn {
 inline void expect_bf16(std::initializer_list<std::pair<const Tensor*, const char*>> ts, const char* op) {
   for (const auto& [t, name] : ts) {
     expect_dtype(*t, DType::BF16, op, name);
-    BEAVER_CHECK(reinterpret_cast<uintptr_t>(t->data) % 16 == 0, op, ": ", name,
+    BEAVER_CHECK(detail::aligned(t->data, 16), op, ": ", name,
                  " must start on a 16-byte boundary for the CUDA backend");
   }
 }

@@ -52,21 +52,21 @@ void kv_append(Context& ctx, const Tensor& k_new, const Tensor& v_new, const Ten
   if (B == 0 || n == 0 || row == 0) return;
   const cudaStream_t st = stream_of(ctx);
   const int threads = 256;
-  const auto grid_for = [&](int64_t vecs) {
+  const auto grid_of = [&](int64_t vecs) {  // (token rows x vectors, batch, k and v)
     return dim3(unsigned(std::clamp<int64_t>((int64_t(n) * vecs + threads - 1) / threads, 1, 1024)),
                 unsigned(B), 2u);
   };
-  bool aligned = row % 8 == 0;
+  bool vec16 = row % 8 == 0;
   for (const Tensor* t : {&k_new, &v_new, &k_cache, &v_cache})
-    aligned = aligned && reinterpret_cast<uintptr_t>(t->data) % 16 == 0;
-  if (aligned) {  // 16-byte vectors
+    vec16 = vec16 && detail::aligned(t->data, 16);
+  if (vec16) {  // 16-byte vectors
     const int64_t vecs = row / 8;
-    kv_append_kernel<uint4><<<grid_for(vecs), threads, 0, st>>>(
+    kv_append_kernel<uint4><<<grid_of(vecs), threads, 0, st>>>(
         static_cast<const uint4*>(k_new.data), static_cast<const uint4*>(v_new.data),
         static_cast<uint4*>(k_cache.data), static_cast<uint4*>(v_cache.data),
         pos.ptr<int32_t>(), n, Smax, vecs);
   } else {
-    kv_append_kernel<uint16_t><<<grid_for(row), threads, 0, st>>>(
+    kv_append_kernel<uint16_t><<<grid_of(row), threads, 0, st>>>(
         static_cast<const uint16_t*>(k_new.data), static_cast<const uint16_t*>(v_new.data),
         static_cast<uint16_t*>(k_cache.data), static_cast<uint16_t*>(v_cache.data),
         pos.ptr<int32_t>(), n, Smax, row);
