@@ -4,11 +4,12 @@
 #include "bench_util.h"
 #include "csrc/context.h"
 #include "csrc/ops/adamw.h"
+#include "tests/cases/adamw.h"
 
 namespace beaver::bench {
 namespace {
 
-constexpr int64_t kN = 16 << 20;
+constexpr int64_t kN = cases::kAdamwBenchParams;
 
 void BM_adamw_cpu(benchmark::State& state) {
   Context ctx = Context::cpu();

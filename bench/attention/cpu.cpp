@@ -11,11 +11,12 @@
 #include "bench_util.h"
 #include "csrc/context.h"
 #include "csrc/ops/attention.h"
+#include "tests/cases/attention.h"
 
 namespace beaver::bench {
 namespace {
 
-constexpr int64_t kHeads = 8, kDim = 64;
+constexpr int64_t kHeads = cases::kAttentionBenchHeads, kDim = cases::kAttentionBenchDim;
 
 OwnedTensor full_ranges(int64_t B, int32_t end) {
   OwnedTensor r(DType::I32, Shape{B, 2});
@@ -88,17 +89,17 @@ void BM_DecodeAttentionCpu(benchmark::State& state) {
 
 BENCHMARK(BM_AttentionFwdCpu)
     ->ArgNames({"S", "nkv"})
-    ->ArgsProduct({{256, 512}, {8, 2}})
+    ->ArgsProduct({cases::kAttentionBenchS, cases::kAttentionBenchKvHeads})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_AttentionBwdCpu)
     ->ArgNames({"S", "nkv"})
-    ->ArgsProduct({{256, 512}, {8, 2}})
+    ->ArgsProduct({cases::kAttentionBenchS, cases::kAttentionBenchKvHeads})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_DecodeAttentionCpu)
     ->ArgNames({"len", "nkv"})
-    ->ArgsProduct({{1024}, {8, 2}})
+    ->ArgsProduct({cases::kAttentionBenchDecodeLen, cases::kAttentionBenchKvHeads})
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 

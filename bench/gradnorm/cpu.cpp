@@ -4,6 +4,7 @@
 #include "bench_util.h"
 #include "csrc/context.h"
 #include "csrc/ops/gradnorm.h"
+#include "tests/cases/gradnorm.h"
 
 namespace beaver::bench {
 namespace {
@@ -16,8 +17,8 @@ struct Grads {
 
 Grads make_grads() {
   Grads g;
-  for (int i = 0; i < 64; ++i) {
-    g.owned.push_back(random_f32(Shape{(int64_t(1) << 18) + 3 * i}, uint64_t(i)));
+  for (int i = 0; i < cases::kGradnormBenchTensors; ++i) {
+    g.owned.push_back(random_f32(Shape{cases::gradnorm_bench_size(i)}, uint64_t(i)));
     g.numel += g.owned.back().numel();
   }
   g.views.assign(g.owned.begin(), g.owned.end());

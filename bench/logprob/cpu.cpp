@@ -3,11 +3,12 @@
 #include "bench_util.h"
 #include "csrc/context.h"
 #include "csrc/ops/logprob.h"
+#include "tests/cases/logprob.h"
 
 namespace beaver::bench {
 namespace {
 
-constexpr int64_t kT = 512, kV = 32000;
+constexpr int64_t kT = cases::kLogprobBench.T, kV = cases::kLogprobBench.V;
 
 OwnedTensor targets() {
   OwnedTensor t(DType::I32, Shape{kT});

@@ -1,5 +1,5 @@
-// The AdamW cases, written once and read by the CPU test (tests/test_adamw.cpp) and the GPU
-// test (tests/gpu/test_adamw.cpp). (bench/adamw/ times a 16M-parameter step.)
+// The AdamW cases, written once and read by the CPU test (tests/test_adamw.cpp), the GPU test
+// (tests/gpu/test_adamw.cpp) and the CPU bench (bench/adamw/cpu.cpp).
 #pragma once
 
 #include <cstdint>
@@ -19,5 +19,8 @@ inline std::vector<ops::ParamSegment> adamw_segments(int64_t n) {
   if (n < 8) return {{0, n / 2}};
   return {{n / 2 + 3, n / 4}, {1, n / 8}, {n / 8 + 5, n / 16}, {n - 2, 2}};
 }
+
+// Throughput (CPU): one step over 16M parameters.
+inline constexpr int64_t kAdamwBenchParams = int64_t(16) << 20;
 
 }  // namespace beaver::cases

@@ -1,6 +1,5 @@
-// The attention cases, written once and read by the CPU test (tests/test_attention.cpp) and
-// the GPU test (tests/gpu/test_attention.cpp). (bench/attention/ times LLaMA-7B's layer at
-// fixed batch shapes of its own.)
+// The attention cases, written once and read by the CPU test (tests/test_attention.cpp), the
+// GPU test (tests/gpu/test_attention.cpp) and the CPU bench (bench/attention/cpu.cpp).
 #pragma once
 
 #include <cstdint>
@@ -50,5 +49,12 @@ struct KvAppendCase {
 };
 inline const std::vector<KvAppendCase> kKvAppend = {
     {3, 5, 2, 64, 20, {0, 7, 15}}, {2, 1, 1, 12, 9, {8, 3}}, {1, 33, 4, 128, 40, {7}}};
+
+// Throughput (CPU): causal prefill of one row with 8 query heads of 64 at S = 256 and 512, MHA
+// (8 key heads) and GQA (2), and decode of 4 rows over 1024 cached positions.
+inline constexpr int64_t kAttentionBenchHeads = 8, kAttentionBenchDim = 64;
+inline const std::vector<int64_t> kAttentionBenchS = {256, 512};
+inline const std::vector<int64_t> kAttentionBenchDecodeLen = {1024};
+inline const std::vector<int64_t> kAttentionBenchKvHeads = {8, 2};
 
 }  // namespace beaver::cases

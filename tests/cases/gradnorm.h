@@ -1,6 +1,5 @@
-// The gradient-norm cases, written once and read by the CPU test (tests/test_gradnorm.cpp) and
-// the GPU test (tests/gpu/test_gradnorm.cpp). (bench/gradnorm/ times a 16M-parameter model's
-// gradient list.)
+// The gradient-norm cases, written once and read by the CPU test (tests/test_gradnorm.cpp), the
+// GPU test (tests/gpu/test_gradnorm.cpp) and the CPU bench (bench/gradnorm/cpu.cpp).
 #pragma once
 
 #include <cstdint>
@@ -26,5 +25,9 @@ inline std::vector<int64_t> gradnorm_sizes(int count, uint64_t seed) {
   for (int i = 0; i < count; ++i) n.push_back(1 + rng.next_u32() % (i % 5 == 0 ? 70000u : 3000u));
   return n;
 }
+
+// Throughput (CPU): 16M gradients in 64 tensors of odd size, 2^18 + 3i elements for tensor i.
+inline constexpr int kGradnormBenchTensors = 64;
+inline int64_t gradnorm_bench_size(int i) { return (int64_t(1) << 18) + 3 * i; }
 
 }  // namespace beaver::cases

@@ -1,6 +1,6 @@
 // The logprob / cross-entropy cases, written once and read by the CPU test
-// (tests/test_logprob.cpp) and the GPU test (tests/gpu/test_logprob.cpp). (bench/logprob/
-// times one LLaMA-sized batch, T = 512 over V = 32000.)
+// (tests/test_logprob.cpp), the GPU test (tests/gpu/test_logprob.cpp) and the CPU bench
+// (bench/logprob/cpu.cpp).
 #pragma once
 
 #include <cstdint>
@@ -17,5 +17,8 @@ struct LogprobShape {
 inline constexpr LogprobShape kLogprob[] = {{0, 9},    {1, 1},     {3, 1},     {3, 7},
                                             {5, 7},    {4, 1003},  {5, 1000},  {2, 32001},
                                             {6, 32001}, {4, 32000}, {3, 128256}};
+
+// Throughput (CPU): 512 rows over LLaMA-2's vocabulary.
+inline constexpr LogprobShape kLogprobBench = {512, 32000};
 
 }  // namespace beaver::cases
