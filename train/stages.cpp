@@ -420,6 +420,17 @@ void check_args(const StageArgs& a) {
 
 }  // namespace
 
+model::LlamaOptions stage_model_options(const StageArgs& a) {
+  const bool score = a.stage != Stage::SFT;
+  const int64_t rows_per = score ? 2 : 1;  // a pair is two rows
+  model::LlamaOptions mo;
+  mo.head = score ? model::Head::Score : model::Head::LM;
+  mo.max_batch = rows_per * std::max(a.per_device_train_batch_size, a.per_device_eval_batch_size);
+  mo.max_seq = a.max_length;
+  mo.training = true;
+  return mo;
+}
+
 OptimizerConfig stage_optimizer_config(const StageArgs& a, int64_t total_steps) {
   OptimizerConfig oc;
   oc.schedule.kind = a.lr_scheduler_type;
@@ -486,13 +497,7 @@ StageResult run_stage(const StageArgs& args) {
   BEAVER_CHECK(r.train_size() > 0, "train ", name, ": no usable training examples");
 
   const bool score = a.stage != Stage::SFT;
-  const int64_t rows_per = score ? 2 : 1;
-  model::LlamaOptions mo;
-  mo.head = score ? model::Head::Score : model::Head::LM;
-  mo.max_batch = rows_per * std::max(a.per_device_train_batch_size, a.per_device_eval_batch_size);
-  mo.max_seq = a.max_length;
-  mo.training = true;
-  r.m = std::make_unique<model::LlamaModel>(r.ctx, cfg, mo);
+  r.m = std::make_unique<model::LlamaModel>(r.ctx, cfg, stage_model_options(a));
   model::load_weights(*r.m, a.model_name_or_path, a.seed);
 
   // ---- schedule ----

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "csrc/comm.h"
+#include "model/llama.h"
 #include "train/data.h"
 #include "train/losses.h"
 #include "train/nonfinite.h"
@@ -89,6 +90,8 @@ struct StageResult {
   int64_t skipped_steps = 0;              // dropped for non-finite values (--nonfinite skip)
 };
 
+// The model a stage builds (a's per-device batch and max_length already resolved).
+model::LlamaOptions stage_model_options(const StageArgs& a);
 // The optimizer a stage runs with (its flags and defaults) over total_steps optimizer steps.
 OptimizerConfig stage_optimizer_config(const StageArgs& a, int64_t total_steps);
 
