@@ -131,7 +131,7 @@ MemoryPlan plan_memory(const PlanSetup& setup) {
 std::string format_plan_bytes(size_t bytes) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.2f GiB", double(bytes) / double(kGiB));
-  return bytes >= kGiB / 100 ? std::string(buf) : format_bytes(bytes);
+  return bytes >= kGiB ? std::string(buf) : format_bytes(bytes);
 }
 
 std::string MemoryPlan::table() const {
@@ -174,12 +174,17 @@ std::string MemoryPlan::table() const {
 void require_fits(const MemoryPlan& plan, const std::vector<PlanVariant>& variants) {
   if (plan.fits()) return;
   const PlanItem& big = plan.largest();
+  // The mildest fitting change of each flag (variants come mildest first), three at most.
   std::string fixes;
+  std::vector<std::string> used;
   int found = 0;
   for (const PlanVariant& v : variants) {
+    const std::string flag = v.flags.substr(0, v.flags.rfind(' '));
+    if (std::find(used.begin(), used.end(), flag) != used.end()) continue;
     PlanSetup s = v.setup;
     s.device_memory = plan.device_memory;
     if (!plan_memory(s).fits()) continue;
+    used.push_back(flag);
     fixes += cat(found ? ", " : "", "`", v.flags, "`");
     if (++found == 3) break;
   }
