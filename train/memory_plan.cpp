@@ -123,8 +123,12 @@ MemoryPlan plan_memory(const PlanSetup& setup) {
   for (const PlanItem& i : plan.items) plan.total += i.bytes;
   plan.headroom = dev == Device::CUDA ? kGiB : 0;
   plan.device_memory = setup.device_memory;
-  if (plan.device_memory == 0)
+  if (plan.device_memory == 0) {
+    std::string why;
+    BEAVER_CHECK(dev == Device::CPU || cuda_available(&why), "memory plan: cannot detect the CUDA "
+                 "device's memory (", why, "); pass --device_memory, e.g. 80GB");
     plan.device_memory = dev == Device::CUDA ? device_total_memory(0) : host_total_memory();
+  }
   return plan;
 }
 
