@@ -30,7 +30,7 @@ struct CudaResources {
     if (stream) cudaStreamDestroy(stream);
   }
 };
-constexpr size_t kGemmWorkspaceBytes = size_t(32) << 20;
+const size_t kGemmWorkspaceBytes = Context::planned_gemm_workspace_bytes(Device::CUDA);
 #else
 struct CudaResources {};
 #endif

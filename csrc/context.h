@@ -37,6 +37,8 @@ class Context {
   // cuBLASLt workspace (fixed size).
   void* gemm_workspace() const;
   size_t gemm_workspace_bytes() const;
+  // What a context on `d` allocates for the GEMM workspace (0 on the CPU).
+  static size_t planned_gemm_workspace_bytes(Device d) { return d == Device::CUDA ? size_t(32) << 20 : 0; }
 
   // Scratch memory on this context's device, valid until the next call to scratch().
   void* scratch(size_t bytes);

@@ -1,5 +1,7 @@
 #include "csrc/device.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -28,6 +30,17 @@ bool cuda_available(std::string* why) {
     return false;
   }
   return true;
+}
+
+size_t device_total_memory(int index) {
+  cudaDeviceProp prop{};
+  const cudaError_t err = cudaGetDeviceProperties(&prop, index);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    BEAVER_FAIL("CUDA device ", index, ": cannot read its memory size (",
+                cudaGetErrorString(err), "); pass --device_memory");
+  }
+  return prop.totalGlobalMem;
 }
 
 void* device_malloc(size_t bytes) {
@@ -165,6 +178,7 @@ bool cuda_available(std::string* why) {
   if (why) *why = "this build of Beaver has no CUDA backend";
   return false;
 }
+size_t device_total_memory(int) { no_cuda("device_total_memory"); }
 void* device_malloc(size_t) { no_cuda("device_malloc"); }
 void device_free(void*) noexcept {}
 void device_copy_async(void*, const void*, size_t, void*) { no_cuda("device_copy_async"); }
@@ -181,5 +195,11 @@ void PinnedStaging::upload(void*, const void*, size_t) { no_cuda("PinnedStaging:
 void PinnedStaging::download(void*, const void*, size_t) { no_cuda("PinnedStaging::download"); }
 
 #endif
+
+size_t host_total_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+  BEAVER_CHECK(pages > 0 && size > 0, "cannot read this host's memory size; pass --device_memory");
+  return size_t(pages) * size_t(size);
+}
 
 }  // namespace beaver

@@ -21,6 +21,11 @@ namespace beaver {
 // with the reason in *why (no CUDA in the build, no device, driver too old, ...).
 bool cuda_available(std::string* why = nullptr);
 
+// Total memory of CUDA device `index` (throws without CUDA or without that device).
+size_t device_total_memory(int index);
+// Physical memory of this host.
+size_t host_total_memory();
+
 void* device_malloc(size_t bytes);
 // Waits for all work queued on the device (any stream may still read p), then frees.
 void device_free(void* p) noexcept;

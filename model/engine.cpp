@@ -29,44 +29,79 @@ InferenceEngine::InferenceEngine(LlamaModel& model, int64_t max_total_len, bool 
   BEAVER_CHECK(model.head() == Head::LM, "InferenceEngine: the model has a score head");
   BEAVER_CHECK(max_total_len >= 1, "InferenceEngine: max_total_len ", max_total_len,
                " must be positive");
-  const int64_t Bm = max_batch_, L = model.num_layers(), nkv = model.num_kv_heads(),
-                hd = model.head_dim(), V = model.vocab_size();
-  const PrecisionPlan& prec = model.precision();
-  std::vector<size_t> hk, hv;
-  for (int64_t l = 0; l < L; ++l) {
-    hk.push_back(plan_.add(cat("kv_cache.k.L", l), prec.act, {Bm, max_total_, nkv, hd}));
-    hv.push_back(plan_.add(cat("kv_cache.v.L", l), prec.act, {Bm, max_total_, nkv, hd}));
-  }
-  const size_t h_tok = plan_.add("decode.tokens", DType::I32, {Bm});
-  const size_t h_step = plan_.add("decode.step_inputs", DType::I32, {4 * Bm});
-  const size_t h_seed = plan_.add("decode.seeds", DType::I64, {Bm});
-  const size_t h_log = plan_.add("decode.logits", prec.logits, {Bm, V});
-  const size_t h_next = plan_.add("decode.next", DType::I32, {Bm});
-  const size_t h_pt = plan_.add("prefill.tokens", DType::I32, {Bm * max_prompt_});
-  const size_t h_pr = plan_.add("prefill.ranges", DType::I32, {Bm, 2});
-  const size_t h_pp = plan_.add("prefill.positions", DType::I32, {Bm * max_prompt_});
-  const size_t h_rows = plan_.add("prefill.last_rows", DType::I32, {Bm});
+  const int64_t Bm = max_batch_, L = model.num_layers();
+  plan_ = make_plan(model.config(), model.precision(), Bm, max_prompt_, max_total_);
   arena_ = Arena(plan_, model.context().device());
   model.context().zero(Tensor(arena_[0].data, DType::U8, Shape{int64_t(arena_.bytes())},
                               arena_.device()));
   for (int64_t l = 0; l < L; ++l) {
-    cache_.k.push_back(arena_[hk[size_t(l)]]);
-    cache_.v.push_back(arena_[hv[size_t(l)]]);
+    cache_.k.push_back(arena_.get(cat("kv_cache.k.L", l)));
+    cache_.v.push_back(arena_.get(cat("kv_cache.v.L", l)));
   }
-  tokens_ = arena_[h_tok];
-  step_inputs_ = arena_[h_step];
+  const Arena& a = arena_;
+  tokens_ = a.get("decode.tokens");
+  step_inputs_ = a.get("decode.step_inputs");
   positions_ = step_inputs_.slice(0, Bm);
   append_pos_ = step_inputs_.slice(Bm, 2 * Bm);
   ranges_ = step_inputs_.slice(2 * Bm, 4 * Bm).view({Bm, 2});
   h_step_.assign(size_t(4 * Bm), 0);
-  seeds_ = arena_[h_seed];
-  logits_ = arena_[h_log];
-  next_ = arena_[h_next];
-  p_tokens_ = arena_[h_pt];
-  p_ranges_ = arena_[h_pr];
-  p_positions_ = arena_[h_pp];
-  p_rows_ = arena_[h_rows];
+  seeds_ = a.get("decode.seeds");
+  logits_ = a.get("decode.logits");
+  next_ = a.get("decode.next");
+  p_tokens_ = a.get("prefill.tokens");
+  p_ranges_ = a.get("prefill.ranges");
+  p_positions_ = a.get("prefill.positions");
+  p_rows_ = a.get("prefill.last_rows");
   log_info(budget());
+}
+
+ArenaPlan InferenceEngine::make_plan(const LlamaConfig& cfg, const PrecisionPlan& prec,
+                                     int64_t Bm, int64_t max_prompt, int64_t max_total) {
+  ArenaPlan p;
+  const int64_t nkv = cfg.num_key_value_heads, hd = cfg.head_dim, V = cfg.vocab_size;
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    p.add(cat("kv_cache.k.L", l), prec.act, {Bm, max_total, nkv, hd});
+    p.add(cat("kv_cache.v.L", l), prec.act, {Bm, max_total, nkv, hd});
+  }
+  p.add("decode.tokens", DType::I32, {Bm});
+  p.add("decode.step_inputs", DType::I32, {4 * Bm});
+  p.add("decode.seeds", DType::I64, {Bm});
+  p.add("decode.logits", prec.logits, {Bm, V});
+  p.add("decode.next", DType::I32, {Bm});
+  p.add("prefill.tokens", DType::I32, {Bm * max_prompt});
+  p.add("prefill.ranges", DType::I32, {Bm, 2});
+  p.add("prefill.positions", DType::I32, {Bm * max_prompt});
+  p.add("prefill.last_rows", DType::I32, {Bm});
+  return p;
+}
+
+InferenceEngine::Memory InferenceEngine::memory_of(const ArenaPlan& plan) {
+  Memory m;
+  const auto& es = plan.entries();
+  for (size_t i = 0; i < es.size(); ++i) {
+    const size_t span = (i + 1 < es.size() ? es[i + 1].offset : plan.total_bytes()) - es[i].offset;
+    if (es[i].name.rfind("kv_cache.", 0) == 0)
+      m.kv_cache += span;
+    else if (es[i].name == "decode.logits")
+      m.logits += span;
+    else
+      m.other += span;
+  }
+  return m;
+}
+
+InferenceEngine::Memory InferenceEngine::plan_memory(const LlamaConfig& cfg, Device device,
+                                                     int64_t max_batch, int64_t max_prompt,
+                                                     int64_t max_total) {
+  // The engine runs on the actor or the policy: its PrecisionPlan is the model's.
+  return memory_of(make_plan(cfg, PrecisionPlan::for_device(device, true), max_batch, max_prompt,
+                             max_total));
+}
+
+InferenceEngine::Memory InferenceEngine::memory() const {
+  Memory m = memory_of(plan_);
+  m.other = arena_.bytes() - m.kv_cache - m.logits;  // what the arena holds
+  return m;
 }
 
 std::string InferenceEngine::budget() const {

@@ -80,11 +80,24 @@ class InferenceEngine {
   // Totals over all generate() calls so far.
   const GenerateStats& stats() const { return stats_; }
   std::string budget() const;
+  // Bytes of the engine's arena: the KV cache, the decode logits and the rest (step inputs).
+  struct Memory {
+    size_t kv_cache = 0, logits = 0, other = 0;
+    size_t total() const { return kv_cache + logits + other; }
+  };
+  // What an engine over a model of `cfg` on `device` allocates for (max_batch, max_prompt,
+  // max_total), from the plan the constructor builds (nothing is allocated).
+  static Memory plan_memory(const LlamaConfig& cfg, Device device, int64_t max_batch,
+                            int64_t max_prompt, int64_t max_total);
+  Memory memory() const;  // what this engine allocated
   // Whether decode steps will use CUDA graphs (false on the CPU, when disabled, or after a
   // failed capture).
   bool uses_cuda_graphs() const { return use_graphs_; }
 
  private:
+  static ArenaPlan make_plan(const LlamaConfig& cfg, const PrecisionPlan& prec, int64_t max_batch,
+                             int64_t max_prompt, int64_t max_total);
+  static Memory memory_of(const ArenaPlan& plan);
   void run_batch(const std::vector<std::vector<int32_t>>& prompts, size_t first, size_t count,
                  const GenerateOptions& opts, const TokenCallback& on_token,
                  std::vector<Generation>& out);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <sstream>
 
 #include "csrc/log.h"
@@ -94,92 +95,115 @@ LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions&
 }
 
 void LlamaModel::plan_params() {
-  auto add = [&](const std::string& name, Shape s, bool is_norm = false, bool is_bias = false) {
-    const size_t h = param_plan_.add(name, prec_.master, s);
-    infos_.push_back(ParamInfo{name, s, is_bias, is_norm});
-    index_[name] = h;
-  };
-  add("model.embed_tokens.weight", {V_, H_});
-  for (int64_t l = 0; l < L_; ++l) {
-    add(layer_name(l, "input_layernorm.weight"), {H_}, true);
-    add(layer_name(l, "self_attn.q_proj.weight"), {qdim_, H_});
-    add(layer_name(l, "self_attn.k_proj.weight"), {kvdim_, H_});
-    add(layer_name(l, "self_attn.v_proj.weight"), {kvdim_, H_});
-    add(layer_name(l, "self_attn.o_proj.weight"), {H_, qdim_});
-    add(layer_name(l, "post_attention_layernorm.weight"), {H_}, true);
-    add(layer_name(l, "mlp.gate_proj.weight"), {I_, H_});
-    add(layer_name(l, "mlp.up_proj.weight"), {I_, H_});
-    add(layer_name(l, "mlp.down_proj.weight"), {H_, I_});
-  }
-  add("model.norm.weight", {H_}, true);
-  if (opts_.head == Head::LM) {
-    if (!cfg_.tie_word_embeddings) add("lm_head.weight", {V_, H_});
-  } else {
-    add("score_head.weight", {1, H_});
-    add("score_head.bias", {1}, false, true);
-  }
+  param_plan_ = plan_param_entries(cfg_, opts_.head, prec_.master, &infos_);
+  for (size_t i = 0; i < infos_.size(); ++i) index_[infos_[i].name] = i;  // handle = index
 }
 
-void LlamaModel::plan_acts() {
-  const int64_t T = opts_.max_batch * opts_.max_seq;
-  const int64_t Bm = opts_.max_batch;
-  ArenaPlan& p = act_plan_;
-  std::vector<size_t> resid_h;
-  const int64_t n_resid = opts_.training ? L_ + 1 : 1;
-  const DType act = prec_.act;
-  for (int64_t l = 0; l < n_resid; ++l) resid_h.push_back(p.add(cat("resid.", l), act, {T, H_}));
-  const bool per_layer = opts_.training && !opts_.recompute;
-  struct ActHandles {
-    size_t xn1, rstd1, q, k, v, att, lse, hmid, rstd2, xn2, gate, up, act;
+ArenaPlan LlamaModel::plan_param_entries(const LlamaConfig& cfg, Head head, DType master,
+                                         std::vector<ParamInfo>* infos) {
+  ArenaPlan plan;
+  auto add = [&](const std::string& name, Shape s, bool is_norm = false, bool is_bias = false) {
+    plan.add(name, master, s);
+    if (infos) infos->push_back(ParamInfo{name, s, is_bias, is_norm});
   };
-  std::vector<ActHandles> ah;
-  for (int64_t l = 0; l < (per_layer ? L_ : 1); ++l) {
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
+  const int64_t qdim = cfg.num_attention_heads * cfg.head_dim;
+  const int64_t kvdim = cfg.num_key_value_heads * cfg.head_dim;
+  add("model.embed_tokens.weight", {V, H});
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    add(layer_name(l, "input_layernorm.weight"), {H}, true);
+    add(layer_name(l, "self_attn.q_proj.weight"), {qdim, H});
+    add(layer_name(l, "self_attn.k_proj.weight"), {kvdim, H});
+    add(layer_name(l, "self_attn.v_proj.weight"), {kvdim, H});
+    add(layer_name(l, "self_attn.o_proj.weight"), {H, qdim});
+    add(layer_name(l, "post_attention_layernorm.weight"), {H}, true);
+    add(layer_name(l, "mlp.gate_proj.weight"), {I, H});
+    add(layer_name(l, "mlp.up_proj.weight"), {I, H});
+    add(layer_name(l, "mlp.down_proj.weight"), {H, I});
+  }
+  add("model.norm.weight", {H}, true);
+  if (head == Head::LM) {
+    if (!cfg.tie_word_embeddings) add("lm_head.weight", {V, H});
+  } else {
+    add("score_head.weight", {1, H});
+    add("score_head.bias", {1}, false, true);
+  }
+  return plan;
+}
+
+ArenaPlan LlamaModel::plan_act_entries(const LlamaConfig& cfg, const LlamaOptions& opts,
+                                       const PrecisionPlan& prec, ActHandles* out) {
+  const int64_t T = opts.max_batch * opts.max_seq;
+  const int64_t Bm = opts.max_batch;
+  const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, L = cfg.num_hidden_layers;
+  const int64_t nh = cfg.num_attention_heads, hd = cfg.head_dim, V = cfg.vocab_size;
+  const int64_t qdim = nh * hd, kvdim = cfg.num_key_value_heads * hd;
+  ArenaPlan p;
+  ActHandles hs;
+  std::vector<size_t>& resid_h = hs.resid;
+  const int64_t n_resid = opts.training ? L + 1 : 1;
+  const DType act = prec.act;
+  for (int64_t l = 0; l < n_resid; ++l) resid_h.push_back(p.add(cat("resid.", l), act, {T, H}));
+  const bool per_layer = opts.training && !opts.recompute;
+  std::vector<ActHandles::Layer>& ah = hs.layers;
+  for (int64_t l = 0; l < (per_layer ? L : 1); ++l) {
     const std::string s = per_layer ? cat(".L", l) : std::string(".shared");
-    ah.push_back(ActHandles{
-        p.add("xn1" + s, act, {T, H_}), p.add("rstd1" + s, DType::F32, {T}),
-        p.add("q" + s, act, {T, qdim_}), p.add("k" + s, act, {T, kvdim_}),
-        p.add("v" + s, act, {T, kvdim_}), p.add("att" + s, act, {T, qdim_}),
-        p.add("lse" + s, DType::F32, {T * nh_}), p.add("hmid" + s, act, {T, H_}),
-        p.add("rstd2" + s, DType::F32, {T}), p.add("xn2" + s, act, {T, H_}),
-        p.add("gate" + s, act, {T, I_}), p.add("up" + s, act, {T, I_}),
-        p.add("act" + s, act, {T, I_})});
+    ah.push_back(ActHandles::Layer{
+        p.add("xn1" + s, act, {T, H}), p.add("rstd1" + s, DType::F32, {T}),
+        p.add("q" + s, act, {T, qdim}), p.add("k" + s, act, {T, kvdim}),
+        p.add("v" + s, act, {T, kvdim}), p.add("att" + s, act, {T, qdim}),
+        p.add("lse" + s, DType::F32, {T * nh}), p.add("hmid" + s, act, {T, H}),
+        p.add("rstd2" + s, DType::F32, {T}), p.add("xn2" + s, act, {T, H}),
+        p.add("gate" + s, act, {T, I}), p.add("up" + s, act, {T, I}),
+        p.add("act" + s, act, {T, I})});
   }
-  const size_t h_inv = p.add("rope.inv_freq", DType::F32, {hd_ / 2});
-  const size_t h_proj = p.add("proj_out", act, {T, H_});
-  const size_t h_xnf = p.add("final.xn", act, {T, H_});
-  const size_t h_rstdf = p.add("final.rstd", DType::F32, {T});
-  const size_t h_gath = p.add("final.gathered", act, {Bm, H_});
-  std::vector<size_t> bwd;
-  if (opts_.training) {
-    bwd = {p.add("grad_act.dresid", act, {T, H_}),
-           p.add("grad_act.dhmid", act, {T, H_}),
-           p.add("grad_act.dxn", act, {T, H_}),
-           p.add("grad_act.dact", act, {T, I_}),
-           p.add("grad_act.datt", act, {T, qdim_}),
-           p.add("grad_act.dq", act, {T, qdim_}),
-           p.add("grad_act.dk", act, {T, kvdim_}),
-           p.add("grad_act.dv", act, {T, kvdim_})};
+  hs.inv = p.add("rope.inv_freq", DType::F32, {hd / 2});
+  hs.proj = p.add("proj_out", act, {T, H});
+  hs.xnf = p.add("final.xn", act, {T, H});
+  hs.rstdf = p.add("final.rstd", DType::F32, {T});
+  hs.gath = p.add("final.gathered", act, {Bm, H});
+  std::vector<size_t>& bwd = hs.bwd;
+  if (opts.training) {
+    bwd = {p.add("grad_act.dresid", act, {T, H}),
+           p.add("grad_act.dhmid", act, {T, H}),
+           p.add("grad_act.dxn", act, {T, H}),
+           p.add("grad_act.dact", act, {T, I}),
+           p.add("grad_act.datt", act, {T, qdim}),
+           p.add("grad_act.dq", act, {T, qdim}),
+           p.add("grad_act.dk", act, {T, kvdim}),
+           p.add("grad_act.dv", act, {T, kvdim})};
   }
-  std::vector<size_t> head;
-  if (opts_.head == Head::LM) {
-    int64_t chunk = opts_.logits_chunk_rows;
+  std::vector<size_t>& head = hs.head;
+  if (opts.head == Head::LM) {
+    int64_t chunk = opts.logits_chunk_rows;
     if (chunk <= 0)
-      chunk = std::max<int64_t>(1, (int64_t(64) << 20) / (int64_t(dtype_size(prec_.logits)) * V_));
+      chunk = std::max<int64_t>(1, (int64_t(64) << 20) / (int64_t(dtype_size(prec.logits)) * V));
     chunk = std::min(chunk, T);
     head = {p.add("lm_head.lse", DType::F32, {T}), p.add("lm_head.logp", DType::F32, {T}),
             p.add("lm_head.targets", DType::I32, {T}), p.add("lm_head.dlogp", DType::F32, {T}),
-            p.add("lm_head.logits_chunk", prec_.logits, {chunk, V_})};
+            p.add("lm_head.logits_chunk", prec.logits, {chunk, V})};
     // The two backward GEMMs read the logits' gradient in the activation dtype.
-    if (opts_.training && prec_.logits != act)
-      head.push_back(p.add("lm_head.dlogits_chunk", act, {chunk, V_}));
+    if (opts.training && prec.logits != act)
+      head.push_back(p.add("lm_head.dlogits_chunk", act, {chunk, V}));
   } else {
     // The bias GEMM reads the ones with the master bias (same dtype), writing fp32 scores.
-    head = {p.add("score_head.ones", prec_.master, {T, 1}),
+    head = {p.add("score_head.ones", prec.master, {T, 1}),
             p.add("score_head.dscores", DType::F32, {T, 1}),
             p.add("score_head.end_index", DType::I32, {Bm})};
-    if (opts_.training && act != DType::F32) head.push_back(p.add("score_head.dscores_act", act, {T, 1}));
+    if (opts.training && act != DType::F32) head.push_back(p.add("score_head.dscores_act", act, {T, 1}));
   }
 
+  if (out) *out = std::move(hs);
+  return p;
+}
+
+void LlamaModel::plan_acts() {
+  ActHandles hs;
+  act_plan_ = plan_act_entries(cfg_, opts_, prec_, &hs);
+  const ArenaPlan& p = act_plan_;
+  const std::vector<size_t>& resid_h = hs.resid;
+  const std::vector<ActHandles::Layer>& ah = hs.layers;
+  const std::vector<size_t>&bwd = hs.bwd, &head = hs.head;
   acts_arena_ = Arena(p, ctx_->device());
   for (size_t h : resid_h) resid_.push_back(acts_arena_[h]);
   for (const auto& a : ah) {
@@ -188,11 +212,11 @@ void LlamaModel::plan_acts() {
                                     A[a.lse], A[a.hmid], A[a.rstd2], A[a.xn2], A[a.gate],
                                     A[a.up], A[a.act]});
   }
-  inv_freq_ = acts_arena_[h_inv];
-  proj_out_ = acts_arena_[h_proj];
-  xnf_ = acts_arena_[h_xnf];
-  rstdf_ = acts_arena_[h_rstdf];
-  gath_ = acts_arena_[h_gath];
+  inv_freq_ = acts_arena_[hs.inv];
+  proj_out_ = acts_arena_[hs.proj];
+  xnf_ = acts_arena_[hs.xnf];
+  rstdf_ = acts_arena_[hs.rstdf];
+  gath_ = acts_arena_[hs.gath];
   if (opts_.training) {
     dresid_ = acts_arena_[bwd[0]];
     dhmid_ = acts_arena_[bwd[1]];
@@ -233,6 +257,49 @@ std::string LlamaModel::budget() const {
                                  opts_.training ? "" : ", inference",
                                  opts_.recompute ? ", recomputation" : "", ")"));
   return os.str();
+}
+
+namespace {
+// Bytes of the entries of `plan` named `names`, each with the alignment gap up to the next
+// entry (so that the rest of the plan is total - this).
+size_t span_of(const ArenaPlan& plan, std::initializer_list<const char*> names) {
+  const auto& es = plan.entries();
+  size_t sum = 0;
+  for (size_t i = 0; i < es.size(); ++i)
+    for (const char* n : names)
+      if (es[i].name == n)
+        sum += (i + 1 < es.size() ? es[i + 1].offset : plan.total_bytes()) - es[i].offset;
+  return sum;
+}
+
+LlamaModel::Memory memory_of(const ArenaPlan& params, const ArenaPlan& acts,
+                             const PrecisionPlan& prec, bool training) {
+  LlamaModel::Memory m;
+  m.flat_elements = int64_t(params.total_bytes() / dtype_size(prec.master));
+  m.params = params.total_bytes();
+  m.working = prec.working_copy() ? size_t(m.flat_elements) * dtype_size(prec.work) : 0;
+  m.grads = training ? params.total_bytes() : 0;
+  m.logits = span_of(acts, {"lm_head.logits_chunk", "lm_head.dlogits_chunk"});
+  m.acts = acts.total_bytes() - m.logits;
+  return m;
+}
+}  // namespace
+
+LlamaModel::Memory LlamaModel::plan_memory(const LlamaConfig& cfg, const LlamaOptions& opts,
+                                           Device device) {
+  const PrecisionPlan prec = PrecisionPlan::for_device(device, opts.training);
+  return memory_of(plan_param_entries(cfg, opts.head, prec.master, nullptr),
+                   plan_act_entries(cfg, opts, prec, nullptr), prec, opts.training);
+}
+
+LlamaModel::Memory LlamaModel::memory() const {
+  Memory m = memory_of(param_plan_, act_plan_, prec_, opts_.training);
+  // What the arenas and the working buffer actually hold.
+  m.params = params_.bytes();
+  m.working = work_buf_.size();
+  m.grads = opts_.training ? grads_.bytes() : 0;
+  m.acts = acts_arena_.bytes() - m.logits;
+  return m;
 }
 
 // ---- parameters ------------------------------------------------------------------------------

@@ -104,6 +104,18 @@ class LlamaModel {
   int64_t vocab_size() const { return V_; }
   // The three memory plans as a table (also logged at construction).
   std::string budget() const;
+  // Bytes of the model's memory: params arena (master), working copy, grads arena, and the
+  // activations arena split into the LM head's logits chunks and the rest (acts).
+  struct Memory {
+    size_t params = 0, working = 0, grads = 0, acts = 0, logits = 0;
+    int64_t flat_elements = 0;  // elements of flat_params() (AdamW's m and v have as many)
+    size_t total() const { return params + working + grads + acts + logits; }
+  };
+  // What a model built with (cfg, opts) on `device` allocates, from the planning code the
+  // constructor runs (nothing is allocated; cfg is not validated here).
+  static Memory plan_memory(const LlamaConfig& cfg, const LlamaOptions& opts, Device device);
+  // What this model allocated (the sizes of its arenas and working buffer).
+  Memory memory() const;
 
   // ---- parameters and gradients ---------------------------------------------------------------
   const std::vector<ParamInfo>& params() const { return infos_; }
@@ -182,6 +194,22 @@ class LlamaModel {
   using AttendFn = std::function<void(int layer, const Tensor& q, const Tensor& k,
                                       const Tensor& v, const Tensor& att, const Tensor& lse)>;
 
+  // The handles of the activation plan's entries, in the order plan_act_entries adds them.
+  struct ActHandles {
+    struct Layer {
+      size_t xn1, rstd1, q, k, v, att, lse, hmid, rstd2, xn2, gate, up, act;
+    };
+    std::vector<size_t> resid;
+    std::vector<Layer> layers;
+    size_t inv = 0, proj = 0, xnf = 0, rstdf = 0, gath = 0;
+    std::vector<size_t> bwd, head;
+  };
+  // The two plans, from the config and options alone (the constructor and plan_memory both
+  // call these: one source for what the model allocates). Param handle i = infos index i.
+  static ArenaPlan plan_param_entries(const LlamaConfig& cfg, Head head, DType master,
+                                      std::vector<ParamInfo>* infos);
+  static ArenaPlan plan_act_entries(const LlamaConfig& cfg, const LlamaOptions& opts,
+                                    const PrecisionPlan& prec, ActHandles* handles);
   void plan_params();
   int64_t num_flat() const {
     return int64_t(param_plan_.total_bytes() / dtype_size(prec_.master));

@@ -45,6 +45,22 @@ expect 0 'max_new_tokens INT:POSITIVE=128' generate --help
 expect 0 'learning_rate FLOAT=2e-05' train sft --help
 expect 0 'top_p FLOAT' eval --top-p 0.5 --help
 
+# The memory plan: --dry_run prints it and stops before anything is loaded or written; a run
+# that does not fit --device_memory is refused (exit 1) naming its largest item and a fix.
+golden=$(cd "$(dirname "$0")" && pwd)/data/golden/mha
+echo '{"instruction": "a", "input": "", "output": "b"}' >"$out/sft.json"
+sft=(train sft --model_name_or_path "$golden" --train_datasets "$out/sft.json")
+expect 0 'sft +activations .*no recomputation; with: ' "${sft[@]}" --output_dir "$out/dry" --dry_run
+[[ ! -e "$out/dry" ]] || fail "train sft --dry_run created its output folder"
+expect 1 'largest item is sft activations .*would fit with `--max_length' "${sft[@]}" \
+  --output_dir "$out/small" --device_memory 3MB
+[[ ! -e "$out/small/checkpoints" ]] || fail "a refused run wrote checkpoints"
+expect 0 'cost critic +Adam moments' train ppo-lag --actor_model_name_or_path "$golden" \
+  --reward_model_name_or_path "$golden" --cost_model_name_or_path "$golden" \
+  --train_datasets "$out/sft.json" --output_dir "$out/ppo" --dry_run
+expect 0 'zero stage 3, cuda .*projection' plan --ranks 8 --zero_stage 3 --device_memory 80GB
+expect 1 'device_memory.*not a positive size' plan --device_memory 12XB
+
 if ((failures > 0)); then
   echo "$failures check(s) failed"
   exit 1

@@ -11,6 +11,7 @@
 #include "csrc/error.h"
 #include "tools/commands.h"
 #include "tools/nonfinite_flags.h"
+#include "tools/plan_flags.h"
 #include "tools/ranks.h"
 #include "train/rlhf.h"
 
@@ -25,6 +26,7 @@ struct RlhfArgs {
   std::string device = "cpu";
   int threads = 0;
   NonfiniteFlags nonfinite;
+  PlanFlags plan;
 };
 
 Context make_context(const std::string& device, int threads) {
@@ -38,6 +40,14 @@ void run_rlhf(RlhfArgs& a) {
   for (const auto& s : a.ptx_datasets) a.opts.ptx_datasets.push_back(train::parse_dataset_spec(s));
   a.opts.bad_records = train::parse_bad_record_policy(a.bad_records);
   a.opts.nonfinite = a.nonfinite.resolve();
+  BEAVER_CHECK(a.device == "cpu" || a.device == "cuda", "--device: expected cpu or cuda, got '",
+               a.device, "'");
+  const train::PlanSetup plan = train::rlhf_plan_setup(
+      a.opts, a.device == "cuda" ? Device::CUDA : Device::CPU, 1);
+  if (a.plan.check(plan, "--per_device_train_batch_size",
+                   "--actor_gradient_checkpointing true --critic_gradient_checkpointing true",
+                   true))
+    return;
   Context ctx = make_context(a.device, a.threads);
   train::RlhfTrainer trainer(ctx, a.opts);
   trainer.train();
@@ -77,6 +87,7 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
   cmd->add_flag("--resume", o.resume, "Continue the run in --output_dir from its latest checkpoint");
   cmd->add_option("--bad_records", a->bad_records, "Malformed data records: stop or skip");
   a->nonfinite.add(*cmd);
+  a->plan.add(*cmd);
   cmd->add_option("--device", a->device, "cpu or cuda");
   cmd->add_option("--threads", a->threads, "CPU threads (0: OpenMP default)")
       ->check(CLI::NonNegativeNumber);

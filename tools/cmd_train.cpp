@@ -13,6 +13,7 @@
 #include "csrc/log.h"
 #include "tools/commands.h"
 #include "tools/nonfinite_flags.h"
+#include "tools/plan_flags.h"
 #include "tools/ranks.h"
 #include "train/data.h"
 #include "train/losses.h"
@@ -29,6 +30,7 @@ struct TrainFlags {
   std::string inconsistent_pairs = "stop";
   std::string device = "cpu";
   NonfiniteFlags nonfinite;
+  PlanFlags plan;
 };
 
 void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
@@ -112,6 +114,7 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
                   "Global batch per optimizer step (per device x accumulation x ranks); sets "
                   "the per-device size (0: use --per_device_train_batch_size)");
   add_zero_stage_flag(cmd, a.zero_stage);
+  f->plan.add(*cmd);
 
   // A scalar flag given twice takes its last value, so the stage scripts' defaults can be
   // overridden by appending flags ("$@").
@@ -131,6 +134,9 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
     args.use_cuda = f->device == "cuda";
     run_on_ranks([&](Communicator& comm) {
     args.comm = &comm;
+    const train::PlanSetup plan = train::stage_plan_setup(
+        args, args.use_cuda ? Device::CUDA : Device::CPU, comm.size());
+    if (f->plan.check(plan, "--per_device_train_batch_size", "", comm.is_root())) return;
     const train::StageResult r = train::run_stage(args);
     if (!comm.is_root()) return;
     std::printf("%s: %lld steps, train loss %.4f -> %.4f, %.0f tokens/s", 

@@ -19,6 +19,8 @@ void add_tokenizer_command(CLI::App& app);
 void add_init_command(CLI::App& app);
 // `train ppo-lag|ppo|ppo-shaping`; joins an existing `train` subcommand or creates it.
 void add_rlhf_command(CLI::App& app);
+// `plan`: the memory plan of a training run (train/memory_plan.h).
+void add_plan_command(CLI::App& app);
 // `eval` and `arena`.
 void add_eval_command(CLI::App& app);
 

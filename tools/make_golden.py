@@ -18,9 +18,24 @@ safetensors with an index in gqa_sharded/. mha/ carries a sentencepiece tokenize
 (decoder + Linear(H, 1, bias)) with its end scores on the batch and the gradients of
 sum_b c_b * end_score_b.
 
+Ten-step training runs (tests/test_golden_training.cpp), `--train`: from the committed gqa/
+fixture, ten AdamW steps of SFT (LM head, mean CE over answer tokens) and ten of the reward
+model's pairwise loss (the score head of score_golden.safetensors), written to
+gqa/train_golden.safetensors: the per-step batches, the loss and pre-clip gradient norm of
+every step, the learning rate each step used, and the final weights. The hyper-parameters
+are the SFT/RM stage defaults of train/stages.h (AdamW betas (0.9, 0.95), eps 1e-8,
+global-norm clip 1.0, cosine schedule with warmup ratio 0.03, no weight decay on biases and
+RMSNorm weights) with a learning rate of 1e-3 and weight decay 0.1, so that ten steps move
+the weights measurably and the decay mask matters; they are stored in the file's metadata.
+torch.optim.AdamW, torch.nn.utils.clip_grad_norm_ and transformers'
+get_cosine_schedule_with_warmup (HF's schedule, which Beaver's train/schedule.h follows) run
+in float64 on the float32 fixture weights.
+
 Run from the repository root: python3 tools/make_golden.py [NAME ...]  (PyTorch +
-transformers; names select fixtures, none = all)
+transformers; names select fixtures, none = all), or python3 tools/make_golden.py --train
+(reads the gqa/ fixture, writes only gqa/train_golden.safetensors)
 """
+import math
 import io
 import json
 import os
@@ -304,7 +319,169 @@ def score_golden(name, cfg, md, inputs):
     save_file(g, os.path.join(OUT, name, "score_golden.safetensors"))
 
 
+# ---- ten-step training runs ---------------------------------------------------------------
+TRAIN = dict(steps=10, lr=1e-3, weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8,
+             max_grad_norm=1.0, warmup_ratio=0.03, regularization=0.001, seed=21)
+
+
+def train_optimizer(named_params):
+    """AdamW with Beaver's decay mask (no decay on biases and RMSNorm weights), the cosine
+    schedule with ceil(warmup_ratio * steps) warmup steps."""
+    from transformers import get_cosine_schedule_with_warmup
+    decay, no_decay = [], []
+    for name, p in named_params:
+        (no_decay if name.endswith("norm.weight") or name.endswith("bias") else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": TRAIN["weight_decay"]},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=TRAIN["lr"], betas=(TRAIN["beta1"], TRAIN["beta2"]), eps=TRAIN["eps"],
+        foreach=False)
+    warmup = math.ceil(TRAIN["warmup_ratio"] * TRAIN["steps"])
+    sched = get_cosine_schedule_with_warmup(opt, warmup, TRAIN["steps"])
+    return opt, sched
+
+
+def train_loop(params, opt, sched, loss_of_step):
+    """Runs TRAIN["steps"] steps; returns per-step loss, pre-clip grad norm and lr."""
+    losses, norms, lrs = [], [], []
+    for t in range(TRAIN["steps"]):
+        opt.zero_grad()
+        loss = loss_of_step(t)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, TRAIN["max_grad_norm"])
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        norms.append(float(norm))
+    return losses, norms, lrs
+
+
+def sft_batches(vocab: int, g: torch.Generator):
+    """Per step: right-padded rows of random length with a prompt/answer split."""
+    ids = torch.randint(3, vocab, (TRAIN["steps"], B, S), generator=g)
+    ids[:, :, 0] = 1
+    ranges = torch.zeros(TRAIN["steps"], B, 2, dtype=torch.int32)
+    label_begin = torch.zeros(TRAIN["steps"], B, dtype=torch.int32)
+    for t in range(TRAIN["steps"]):
+        for b in range(B):
+            n = int(torch.randint(6, S + 1, (1,), generator=g))
+            ranges[t, b, 1] = n
+            label_begin[t, b] = int(torch.randint(2, n - 1, (1,), generator=g))
+            ids[t, b, n:] = 0
+    return ids, ranges, label_begin
+
+
+def pair_batches(vocab: int, g: torch.Generator):
+    """Per step: B pairs as 2B rows (better first), a shared prompt, different answers."""
+    rows = 2 * B
+    ids = torch.randint(3, vocab, (TRAIN["steps"], rows, S), generator=g)
+    ids[:, :, 0] = 1
+    ranges = torch.zeros(TRAIN["steps"], rows, 2, dtype=torch.int32)
+    for t in range(TRAIN["steps"]):
+        for i in range(B):
+            p = int(torch.randint(2, 6, (1,), generator=g))
+            ids[t, B + i, :p] = ids[t, i, :p]
+            for r in (i, B + i):
+                n = int(torch.randint(p + 1, S + 1, (1,), generator=g))
+                ranges[t, r, 1] = n
+                ids[t, r, n:] = 0
+    return ids, ranges
+
+
+def masks_of(ranges):
+    steps, rows, _ = ranges.shape
+    mask = torch.zeros(steps, rows, S, dtype=torch.long)
+    for t in range(steps):
+        for r in range(rows):
+            mask[t, r, :int(ranges[t, r, 1])] = 1
+    return mask
+
+
+def make_train():
+    d = os.path.join(OUT, "gqa")
+    g = torch.Generator().manual_seed(TRAIN["seed"])
+    out = OrderedDict()
+    pos = torch.arange(S)[None].expand(B, S)
+
+    # SFT: mean CE over the answer tokens of each step's batch.
+    m = LlamaForCausalLM.from_pretrained(d, attn_implementation="eager").double()
+    vocab = m.config.vocab_size
+    ids, ranges, label_begin = sft_batches(vocab, g)
+    mask = masks_of(ranges)
+    labels = ids.clone()
+    for t in range(TRAIN["steps"]):
+        for b in range(B):
+            labels[t, b, :int(label_begin[t, b])] = -100
+            labels[t, b, int(ranges[t, b, 1]):] = -100
+    named = [(n, p) for n, p in m.named_parameters()]
+    opt, sched = train_optimizer(named)
+
+    def sft_loss(t):
+        logits = m(input_ids=ids[t], attention_mask=mask[t], position_ids=pos).logits
+        return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, vocab),
+                                                 labels[t][:, 1:].reshape(-1),
+                                                 ignore_index=-100)
+
+    losses, norms, lrs = train_loop([p for _, p in named], opt, sched, sft_loss)
+    out["sft.input_ids"] = ids.to(torch.int32)
+    out["sft.ranges"] = ranges
+    out["sft.label_begin"] = label_begin
+    out["sft.loss"] = torch.tensor(losses, dtype=torch.float32)
+    out["sft.grad_norm"] = torch.tensor(norms, dtype=torch.float32)
+    out["sft.lr"] = torch.tensor(lrs, dtype=torch.float32)
+    for n, p in named:
+        out[f"sft.final.{n}"] = f32(p)
+    print("sft: loss", " ".join(f"{x:.4f}" for x in losses))
+    print("sft: grad norm", " ".join(f"{x:.3f}" for x in norms))
+
+    # Reward model: decoder + Linear(H, 1, bias), L = mean -log sigmoid(r_b - r_w)
+    # + reg * mean of the 2B squared end scores.
+    m = LlamaForCausalLM.from_pretrained(d, attn_implementation="eager").double()
+    sg = safe_open_tensors(os.path.join(d, "score_golden.safetensors"))
+    head = torch.nn.Linear(m.config.hidden_size, 1, bias=True).double()
+    with torch.no_grad():
+        head.weight.copy_(sg["score_head.weight"])
+        head.bias.copy_(sg["score_head.bias"])
+    ids, ranges = pair_batches(vocab, g)
+    mask = masks_of(ranges)
+    rpos = torch.arange(S)[None].expand(2 * B, S)
+    named = [(f"model.{n}", p) for n, p in m.model.named_parameters()]
+    named += [(f"score_head.{n}", p) for n, p in head.named_parameters()]
+    opt, sched = train_optimizer(named)
+
+    def rm_loss(t):
+        h = m.model(input_ids=ids[t], attention_mask=mask[t], position_ids=rpos).last_hidden_state
+        scores = head(h).squeeze(-1)
+        end = torch.stack([scores[r, int(ranges[t, r, 1]) - 1] for r in range(2 * B)])
+        better, worse = end[:B], end[B:]
+        return (-torch.nn.functional.logsigmoid(better - worse).mean()
+                + TRAIN["regularization"] * (end ** 2).mean())
+
+    losses, norms, lrs = train_loop([p for _, p in named], opt, sched, rm_loss)
+    out["rm.input_ids"] = ids.to(torch.int32)
+    out["rm.ranges"] = ranges
+    out["rm.loss"] = torch.tensor(losses, dtype=torch.float32)
+    out["rm.grad_norm"] = torch.tensor(norms, dtype=torch.float32)
+    out["rm.lr"] = torch.tensor(lrs, dtype=torch.float32)
+    for n, p in named:
+        out[f"rm.final.{n}"] = f32(p)
+    print("rm: loss", " ".join(f"{x:.4f}" for x in losses))
+    print("rm: grad norm", " ".join(f"{x:.3f}" for x in norms))
+    save_file(out, os.path.join(d, "train_golden.safetensors"),
+              metadata={k: repr(v) for k, v in TRAIN.items()})
+    print("gqa/train_golden.safetensors: written")
+
+
+def safe_open_tensors(path):
+    from safetensors.torch import load_file
+    return load_file(path)
+
+
 def main():
+    if sys.argv[1:] == ["--train"]:
+        make_train()
+        return
     os.makedirs(OUT, exist_ok=True)
     names = sys.argv[1:] or list(FIXTURES)
     for name in names:

@@ -307,7 +307,7 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   BEAVER_CHECK(opts_.ptx_datasets.empty() || !ptx.empty(), "train: the PTX set is empty");
 
   // Six models. Micro-batches bound every batch (generation, scoring, training, PTX).
-  const int64_t mb = std::min(cfg_.per_device_train_batch_size, cfg_.per_device_prompt_batch_size);
+  const int64_t mb = rlhf_micro_batch(cfg_);
   const int64_t S = cfg_.max_length;
   const uint64_t seed = uint64_t(cfg_.seed);
   actor_ = load_model(ctx, opts_.actor_model, "actor", model::Head::LM, mb, S, true,
@@ -922,6 +922,10 @@ void RlhfTrainer::draw_curves() const {
   add("seconds per step", {"generation_s", "scoring_s", "training_s"});
   if (!panels.empty())
     plot::line_panels((fs::path(opts_.output_dir) / "curves.png").string(), "RL step", panels);
+}
+
+int64_t rlhf_micro_batch(const PpoConfig& c) {
+  return std::min(c.per_device_train_batch_size, c.per_device_prompt_batch_size);
 }
 
 }  // namespace beaver::train

@@ -54,6 +54,9 @@ struct SftBatch;
 PpoAlgorithm parse_ppo_algorithm(std::string_view s);
 std::string_view ppo_algorithm_name(PpoAlgorithm a);
 
+// The micro-batch every model of the RL stage is built for (generation, scoring, training).
+int64_t rlhf_micro_batch(const PpoConfig& c);
+
 struct RlhfOptions {
   PpoAlgorithm algorithm = PpoAlgorithm::PpoLag;
   PpoConfig ppo{};

@@ -420,6 +420,33 @@ void check_args(const StageArgs& a) {
 
 }  // namespace
 
+model::LlamaOptions stage_model_options(const StageArgs& a) {
+  const bool score = a.stage != Stage::SFT;
+  const int64_t rows_per = score ? 2 : 1;  // a pair is two rows
+  model::LlamaOptions mo;
+  mo.head = score ? model::Head::Score : model::Head::LM;
+  mo.max_batch = rows_per * std::max(a.per_device_train_batch_size, a.per_device_eval_batch_size);
+  mo.max_seq = a.max_length;
+  mo.training = true;
+  return mo;
+}
+
+OptimizerConfig stage_optimizer_config(const StageArgs& a, int64_t total_steps) {
+  OptimizerConfig oc;
+  oc.schedule.kind = a.lr_scheduler_type;
+  oc.schedule.base_lr = a.learning_rate;
+  oc.schedule.warmup_ratio = a.lr_warmup_ratio;
+  oc.schedule.total_steps = total_steps;
+  oc.weight_decay = a.weight_decay;
+  oc.beta1 = float(a.adam_beta1);
+  oc.beta2 = float(a.adam_beta2);
+  oc.max_grad_norm = a.max_grad_norm;
+  oc.accumulation = a.gradient_accumulation_steps;
+  oc.comm = a.comm;
+  oc.zero_stage = a.zero_stage;
+  return oc;
+}
+
 StageResult run_stage(const StageArgs& args) {
   check_args(args);
   check_zero_stage(args.zero_stage);
@@ -470,13 +497,7 @@ StageResult run_stage(const StageArgs& args) {
   BEAVER_CHECK(r.train_size() > 0, "train ", name, ": no usable training examples");
 
   const bool score = a.stage != Stage::SFT;
-  const int64_t rows_per = score ? 2 : 1;
-  model::LlamaOptions mo;
-  mo.head = score ? model::Head::Score : model::Head::LM;
-  mo.max_batch = rows_per * std::max(a.per_device_train_batch_size, a.per_device_eval_batch_size);
-  mo.max_seq = a.max_length;
-  mo.training = true;
-  r.m = std::make_unique<model::LlamaModel>(r.ctx, cfg, mo);
+  r.m = std::make_unique<model::LlamaModel>(r.ctx, cfg, stage_model_options(a));
   model::load_weights(*r.m, a.model_name_or_path, a.seed);
 
   // ---- schedule ----
@@ -486,18 +507,7 @@ StageResult run_stage(const StageArgs& args) {
   const int64_t per_epoch = (n + gbs - 1) / gbs;
   const int64_t total_micro = per_epoch * a.epochs;
   const int64_t accum = a.gradient_accumulation_steps;
-  OptimizerConfig oc;
-  oc.schedule.kind = a.lr_scheduler_type;
-  oc.schedule.base_lr = a.learning_rate;
-  oc.schedule.warmup_ratio = a.lr_warmup_ratio;
-  oc.schedule.total_steps = (total_micro + accum - 1) / accum;
-  oc.weight_decay = a.weight_decay;
-  oc.beta1 = float(a.adam_beta1);
-  oc.beta2 = float(a.adam_beta2);
-  oc.max_grad_norm = a.max_grad_norm;
-  oc.accumulation = accum;
-  oc.comm = a.comm;
-  oc.zero_stage = a.zero_stage;
+  const OptimizerConfig oc = stage_optimizer_config(a, (total_micro + accum - 1) / accum);
   Optimizer opt(*r.m, oc);
   NonfiniteGuard guard(cat("train ", name), a.nonfinite);
   opt.set_guard(&guard);

@@ -27,9 +27,11 @@
 #include <vector>
 
 #include "csrc/comm.h"
+#include "model/llama.h"
 #include "train/data.h"
 #include "train/losses.h"
 #include "train/nonfinite.h"
+#include "train/optimizer.h"
 #include "train/schedule.h"
 
 namespace beaver::train {
@@ -87,6 +89,11 @@ struct StageResult {
   std::string final_model_dir;
   int64_t skipped_steps = 0;              // dropped for non-finite values (--nonfinite skip)
 };
+
+// The model a stage builds (a's per-device batch and max_length already resolved).
+model::LlamaOptions stage_model_options(const StageArgs& a);
+// The optimizer a stage runs with (its flags and defaults) over total_steps optimizer steps.
+OptimizerConfig stage_optimizer_config(const StageArgs& a, int64_t total_steps);
 
 // Runs one stage end to end. Errors (bad flags, bad data under --bad_record stop, a model
 // that does not fit) throw beaver::Error naming what and where.

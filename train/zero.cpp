@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "csrc/error.h"
 #include "csrc/ops/gradnorm.h"
@@ -18,13 +19,13 @@ void check_zero_stage(int stage) {
 ZeroShard::ZeroShard(Communicator* comm, int stage, int64_t n)
     : comm_(comm), stage_(stage), part_{n, comm ? comm->size() : 1} {
   check_zero_stage(stage);
-  if (sharded()) {
-    begin_ = part_.begin(rank());
-    end_ = part_.end(rank());
-  } else {
-    begin_ = 0;
-    end_ = n;
-  }
+  std::tie(begin_, end_) = state_range(stage, ranks(), rank(), n);
+}
+
+std::pair<int64_t, int64_t> ZeroShard::state_range(int stage, int ranks, int rank, int64_t n) {
+  if (stage < 1 || ranks <= 1) return {0, n};
+  const Partition p{n, ranks};
+  return {p.begin(rank), p.end(rank)};
 }
 
 void ZeroShard::reduce_grads(Context& ctx, const Tensor& grads) const {

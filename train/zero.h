@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "csrc/comm.h"
@@ -32,6 +33,10 @@ class ZeroShard {
  public:
   // comm may be null (one rank).
   ZeroShard(Communicator* comm, int stage, int64_t n);
+
+  // The range [begin, end) of an n-element flat vector whose optimizer state rank `rank` of
+  // `ranks` holds at `stage` (what the constructor picks; stage 3 shards like 1 and 2).
+  static std::pair<int64_t, int64_t> state_range(int stage, int ranks, int rank, int64_t n);
 
   int stage() const { return stage_; }
   bool sharded() const { return stage_ >= 1 && ranks() > 1; }

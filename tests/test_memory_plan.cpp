@@ -1,0 +1,191 @@
+// The memory planner (train/memory_plan.h) against what the CPU run then allocates: for
+// models of every kind (LM and score head, training with and without recomputation,
+// inference, tied embeddings), the plan's weights, gradients, activations + logits chunks
+// equal the sizes of the model's arenas; the Adam moments equal the Optimizer's m and v at
+// each zero stage's shard; the rollout KV cache and step buffers equal the engine's arena.
+// A run that does not fit is refused naming its largest item and a flag change that fits.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <map>
+#include <string>
+
+#include "csrc/context.h"
+#include "model/engine.h"
+#include "model/llama.h"
+#include "model/loader.h"
+#include "train/memory_plan.h"
+#include "train/optimizer.h"
+#include "train/stages.h"
+#include "train/zero.h"
+
+namespace beaver::train {
+namespace {
+
+using model::Head;
+using model::LlamaModel;
+using model::LlamaOptions;
+
+std::string golden_dir(const std::string& name) {
+  const char* src = std::getenv("BEAVER_SOURCE_DIR");
+  return std::string(src ? src : ".") + "/tests/data/golden/" + name;
+}
+
+// Items of one role of a plan, by name.
+std::map<std::string, size_t> items_of(const MemoryPlan& p, const std::string& role) {
+  std::map<std::string, size_t> m;
+  for (const PlanItem& i : p.items)
+    if (i.role == role) m[i.item] += i.bytes;
+  return m;
+}
+
+PlanSetup one_role(const model::LlamaConfig& cfg, const LlamaOptions& o) {
+  PlanSetup s;
+  s.roles.push_back(PlanRole{"m", cfg, o});
+  s.device_memory = size_t(1) << 40;
+  return s;
+}
+
+struct Case {
+  const char* fixture;
+  LlamaOptions opts;
+};
+
+TEST(MemoryPlan, ArenasAllocateWhatThePlanPredicts) {
+  Context ctx = Context::cpu(1);
+  const Case cases[] = {
+      {"gqa", {.head = Head::LM, .max_batch = 3, .max_seq = 16, .training = true}},
+      {"gqa", {.head = Head::LM, .max_batch = 5, .max_seq = 9, .training = true, .recompute = true}},
+      {"gqa", {.head = Head::Score, .max_batch = 6, .max_seq = 16, .training = true}},
+      {"gqa", {.head = Head::LM, .max_batch = 2, .max_seq = 7, .training = false}},
+      {"tied_llama3", {.head = Head::LM, .max_batch = 4, .max_seq = 12, .training = true,
+                       .logits_chunk_rows = 5}},
+      {"tied_llama3", {.head = Head::Score, .max_batch = 3, .max_seq = 8, .training = false}},
+  };
+  for (const Case& c : cases) {
+    const model::LlamaConfig cfg = model::checkpoint_config(golden_dir(c.fixture));
+    const std::string what = cat(c.fixture, c.opts.head == Head::LM ? " LM" : " score",
+                                 c.opts.training ? " training" : " inference",
+                                 c.opts.recompute ? " recompute" : "", " batch ",
+                                 c.opts.max_batch, " x ", c.opts.max_seq);
+    const LlamaModel::Memory want = LlamaModel::plan_memory(cfg, c.opts, Device::CPU);
+    LlamaModel m(ctx, cfg, c.opts);
+    const LlamaModel::Memory got = m.memory();
+    EXPECT_EQ(want.params, got.params) << what;
+    EXPECT_EQ(want.working, got.working) << what;
+    EXPECT_EQ(want.grads, got.grads) << what;
+    EXPECT_EQ(want.acts + want.logits, got.acts + got.logits) << what;
+    EXPECT_GT(got.acts, 0u) << what;
+    EXPECT_EQ(want.flat_elements, m.flat_params().numel()) << what;
+
+    // The planner's items for this role are the same figures.
+    const auto items = items_of(plan_memory(one_role(cfg, c.opts)), "m");
+    EXPECT_EQ(items.at("weights"), got.params) << what;
+    EXPECT_EQ(items.count("gradients") ? items.at("gradients") : 0, got.grads) << what;
+    EXPECT_EQ(items.at("activations") + (items.count("logits chunks") ? items.at("logits chunks") : 0),
+              got.acts + got.logits)
+        << what;
+    if (c.opts.training) {
+      OptimizerConfig oc;
+      Optimizer opt(m, oc);
+      EXPECT_EQ(items.at("Adam moments"),
+                size_t(opt.exp_avg().nbytes() + opt.exp_avg_sq().nbytes()) + 2 * sizeof(float))
+          << what;
+    } else {
+      EXPECT_EQ(items.count("Adam moments"), 0u) << what;
+    }
+  }
+}
+
+TEST(MemoryPlan, OptimizerShardMatchesZeroStages) {
+  // The moments the plan gives rank 0 of R ranks are the range ZeroShard hands the Optimizer.
+  const model::LlamaConfig cfg = model::checkpoint_config(golden_dir("gqa"));
+  const LlamaOptions o{.head = Head::LM, .max_batch = 2, .max_seq = 8, .training = true};
+  const int64_t n = LlamaModel::plan_memory(cfg, o, Device::CPU).flat_elements;
+  for (int stage = 0; stage <= 3; ++stage)
+    for (int ranks : {1, 2, 3, 8}) {
+      PlanSetup s = one_role(cfg, o);
+      s.zero_stage = stage;
+      s.ranks = ranks;
+      const auto items = items_of(plan_memory(s), "m");
+      const int64_t shard = stage >= 1 && ranks > 1 ? Partition{n, ranks}.count(0) : n;
+      EXPECT_EQ(items.at("Adam moments"), size_t(shard) * 8 + 8) << "stage " << stage << ", "
+                                                                   << ranks << " ranks";
+      // Only stage 3 (a projection) shards the weights and gradients.
+      const size_t full = LlamaModel::plan_memory(cfg, o, Device::CPU).params;
+      if (stage == 3 && ranks > 1)
+        EXPECT_LT(items.at("weights"), full / size_t(ranks) + 4096);
+      else
+        EXPECT_EQ(items.at("weights"), full);
+    }
+}
+
+TEST(MemoryPlan, EngineArenaMatchesRolloutItems) {
+  Context ctx = Context::cpu(1);
+  const model::LlamaConfig cfg = model::checkpoint_config(golden_dir("mha"));
+  const LlamaOptions o{.head = Head::LM, .max_batch = 3, .max_seq = 10, .training = true};
+  LlamaModel m(ctx, cfg, o);
+  model::InferenceEngine engine(m, 24);
+  const auto want = model::InferenceEngine::plan_memory(cfg, Device::CPU, 3, 10, 24);
+  const auto got = engine.memory();
+  EXPECT_EQ(want.kv_cache, got.kv_cache);
+  EXPECT_EQ(want.total(), got.total());
+  PlanSetup s = one_role(cfg, o);
+  s.roles[0].engine_batch = 3;
+  s.roles[0].engine_prompt = 10;
+  s.roles[0].engine_total = 24;
+  const auto items = items_of(plan_memory(s), "m");
+  EXPECT_EQ(items.at("rollout KV cache"), got.kv_cache);
+  EXPECT_EQ(items.at("rollout KV cache") + items.at("rollout step buffers") +
+                items.at("logits chunks") + items.at("activations"),
+            got.total() + m.memory().acts + m.memory().logits);
+}
+
+TEST(MemoryPlan, StageSetupIsTheModelTheStageBuilds) {
+  StageArgs a;
+  a.stage = Stage::RM;
+  a.model_name_or_path = golden_dir("gqa");
+  a.per_device_train_batch_size = 3;
+  a.per_device_eval_batch_size = 5;
+  a.max_length = 100000;  // clipped to max_position_embeddings, as run_stage does
+  const PlanSetup s = stage_plan_setup(a, Device::CPU, 1);
+  ASSERT_EQ(s.roles.size(), 1u);
+  EXPECT_EQ(s.roles[0].options.head, Head::Score);
+  EXPECT_EQ(s.roles[0].options.max_batch, 10);  // two rows per pair, the larger batch
+  EXPECT_EQ(s.roles[0].options.max_seq, s.roles[0].config.max_position_embeddings);
+}
+
+TEST(MemoryPlan, RefusesARunThatDoesNotFitNamingTheLargestItemAndAFix) {
+  const model::LlamaConfig cfg = model::checkpoint_config(golden_dir("gqa"));
+  PlanSetup s = one_role(cfg, {.head = Head::LM, .max_batch = 64, .max_seq = 256, .training = true});
+  PlanSetup small = s;
+  small.roles[0].options.max_batch = 8;
+  const MemoryPlan fits_at_8 = plan_memory(small);
+  s.device_memory = fits_at_8.total + 1024;
+  const MemoryPlan p = plan_memory(s);
+  ASSERT_FALSE(p.fits());
+  EXPECT_EQ(p.largest().item, "activations");
+  try {
+    require_fits(p, standard_variants(s, "--per_device_train_batch_size"));
+    FAIL() << "a run that does not fit was accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("largest item is m activations"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("`--per_device_train_batch_size 8`"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find("`--per_device_train_batch_size 16`"), std::string::npos) << msg;
+  }
+  small.device_memory = s.device_memory;
+  EXPECT_NO_THROW(require_fits(plan_memory(small), {}));
+}
+
+TEST(MemoryPlan, ParsesSizes) {
+  EXPECT_EQ(parse_bytes("80GB"), size_t(80e9));
+  EXPECT_EQ(parse_bytes("141GiB"), size_t(141) << 30);
+  EXPECT_EQ(parse_bytes("512MiB"), size_t(512) << 20);
+  EXPECT_EQ(parse_bytes("1000"), 1000u);
+  for (const char* bad : {"", "GB", "-1GB", "12XB", "0"})
+    EXPECT_THROW(parse_bytes(bad), Error) << bad;
+}
+
+}  // namespace
+}  // namespace beaver::train
