@@ -198,12 +198,13 @@ struct RlhfTrainer::Impl {
   void step_actor() { actor_opt->micro_step(); }
   // What feeds each optimizer's step, checked before it is applied (train/nonfinite.h).
   // The rollout's means (any non-finite element makes its mean non-finite), the λ this very
-  // micro-step uses (after its update), and the losses; the cost and λ only where they exist.
+  // micro-step uses (after its update), and the losses; the cost and λ only where they feed
+  // the step (PPO logs a cost model's scores but does not train on them).
   void watch_actor(const StepStats& st, double loss) {
     NonfiniteGuard& g = *guard[0];
     g.observe("reward", st.reward);
     g.observe("reward_advantage", st.reward_advantage);
-    if (tr->cm_) g.observe("cost", st.cost);
+    if (tr->cm_ && tr->opts_.algorithm != PpoAlgorithm::Ppo) g.observe("cost", st.cost);
     if (tr->lag()) {
       g.observe("cost_advantage", st.cost_advantage);
       g.observe("lambda", tr->lagrange_->lambda());

@@ -13,7 +13,8 @@
 //      max_length = padded prompt width + new tokens, as HF generate counts it);
 //   2. scoring, no gradients: actor and reference log-probs of the sampled tokens, RM and CM
 //      end scores, critic values at every action; per-token rewards/costs and GAE (ppo.h);
-//   3. the batch's costs enter the episode-cost window (ppo-lag);
+//   3. the batch's costs enter the episode-cost window (ppo-lag; a batch holding a non-finite
+//      cost does not, and λ takes no update in that step: train/nonfinite.h);
 //   4. training: update_iters passes over the micro-batches; each micro-step is one SGD step
 //      on log λ (ppo-lag, once lambda_update_delay_steps micro-steps have passed, as the
 //      reference counts its global_step), then one optimizer step of the actor (PPO-clip loss;
