@@ -3,14 +3,14 @@
 # -fsanitize=fuzzer,address,undefined, outside CMake, then runs each for a bounded time on a
 # copy of its committed seed corpus (tests/data/fuzz/<target>/). Crashes land in fuzz/out/.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]   (targets: safetensors pickle config
-#   index data state metrics)
+#   index data state resume metrics)
 # Needs clang and libFuzzer: BEAVER_SETUP_FUZZ=1 scripts/setup.sh
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(safetensors pickle config index data state metrics)
+[[ ${#targets[@]} -eq 0 ]] && targets=(safetensors pickle config index data state resume metrics)
 out=$root/fuzz/out
 mkdir -p "$out"
 CXX=${CXX_FUZZ:-clang++}
@@ -25,6 +25,7 @@ declare -A extra=([safetensors]="" [pickle]="$pickle"
                   [index]="$pickle model/config.cpp model/checkpoint.cpp"
                   [data]="csrc/log.cpp csrc/philox.cpp train/data.cpp train/template.cpp"
                   [state]="csrc/comm.cpp train/trainer_state_json.cpp train/checkpoint_dir.cpp"
+                  [resume]="train/optimizer_json.cpp train/rlhf_state_json.cpp train/ppo.cpp"
                   [metrics]="csrc/image.cpp train/plot.cpp")
 flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -I"$root" -I"$json_inc" -DBEAVER_FUZZ_ROOT="\"$root\"")

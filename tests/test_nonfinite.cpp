@@ -9,9 +9,12 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <vector>
 
 #include "csrc/atomic_file.h"
+#include "csrc/log.h"
 #include "format_fixtures.h"
 #include "model/checkpoint.h"
 #include "model/loader.h"
@@ -102,19 +105,25 @@ class NonfiniteModel : public ::testing::Test {
     return a;
   }
 
+  // The tiny model of the fixture's vocabulary: for training (4 positions, gradients), or only
+  // to load a checkpoint into.
+  model::LlamaModel tiny_model(bool training = true) {
+    model::LlamaOptions o;
+    o.max_batch = 1;
+    o.max_seq = training ? 4 : 1;
+    o.training = training;
+    return model::LlamaModel(ctx, test::tiny_config(vocab), o);
+  }
+
   test::TempDir tmp;
+  Context ctx = Context::cpu(1);
   int64_t vocab = 0;
 };
 
 // One optimizer step under --nonfinite skip with a NaN in the gradients leaves weights, moments
 // and the step counter exactly as they were; the next, finite, step is applied as usual.
 TEST_F(NonfiniteModel, SkipDropsTheStepAndRecoversOnTheNextFiniteOne) {
-  Context ctx = Context::cpu(1);
-  model::LlamaOptions o;
-  o.max_batch = 1;
-  o.max_seq = 4;
-  o.training = true;
-  model::LlamaModel m(ctx, test::tiny_config(vocab), o);
+  model::LlamaModel m = tiny_model();
   train::random_init(m, 5);
   train::OptimizerConfig oc;
   oc.schedule.base_lr = 1e-2;
@@ -168,11 +177,7 @@ TEST_F(NonfiniteModel, DivergingRunStopsAtTheStepAndKeepsThePreviousCheckpointLa
   EXPECT_FALSE(fs::exists(root + "/step-00000002"));
   EXPECT_FALSE(fs::exists(a.output_dir + "/beaver.json"));
   // What was written loads, and is finite.
-  Context ctx = Context::cpu(1);
-  model::LlamaOptions o;
-  o.max_batch = 1;
-  o.max_seq = 1;
-  model::LlamaModel m(ctx, test::tiny_config(vocab), o);
+  model::LlamaModel m = tiny_model(/*training=*/false);
   model::load_weights(m, train::latest_checkpoint(root) + "/model");
 
   // Under skip the same run drops steps, reports them, and ends once too many come in a row.
@@ -185,6 +190,111 @@ TEST_F(NonfiniteModel, DivergingRunStopsAtTheStepAndKeepsThePreviousCheckpointLa
                      {"step 2: ", "3 consecutive steps skipped", "--max_consecutive_skips 2"});
   const std::string metrics = read_text_file(b.output_dir + "/metrics.jsonl");
   EXPECT_NE(metrics.find("\"skipped_steps\":2"), std::string::npos) << metrics;
+}
+
+// A whole SFT run under --nonfinite skip: the gradients of micro-batch 4 are poisoned after its
+// backward (a NaN gradient norm, as an overflow would give). That step is dropped with the
+// weights, both moments and the step counter exactly as they were, the skip is counted in
+// metrics.jsonl and the log, and every later step trains.
+TEST_F(NonfiniteModel, SkipInAStageDropsThePoisonedStepAndTrainsOn) {
+  test::write_tiny_sft(tmp / "sft.json", 12);
+  auto a = sft("skip");
+  a.epochs = 2;
+  a.per_device_train_batch_size = 2;  // 6 micro-batches (= steps) per epoch, 12 in all
+  a.learning_rate = 1e-3;
+  a.save_interval = 0;
+  a.log_interval = 1;
+  a.nonfinite = {train::NonfinitePolicy::Skip, 1};
+  constexpr int64_t kPoisoned = 4;
+  std::vector<float> m_before, v_before;
+  std::vector<int64_t> step_at(13, -1);
+  std::vector<std::vector<float>> params_at(13);
+  a.after_backward = [&](int64_t micro, model::LlamaModel& m, const train::Optimizer& opt) {
+    step_at[size_t(micro)] = opt.step();
+    params_at[size_t(micro)] = to_host_f32(m.flat_params());
+    if (micro == kPoisoned) {
+      m_before = to_host_f32(opt.exp_avg());
+      v_before = to_host_f32(opt.exp_avg_sq());
+      std::vector<float> g = to_host_f32(m.flat_grads());
+      g[g.size() / 3] = std::nanf("");
+      copy_tensor(m.flat_grads(), Tensor(g.data(), DType::F32, m.flat_grads().shape));
+    } else if (micro == kPoisoned + 1) {
+      // The step after the skip starts from exactly the state before it.
+      EXPECT_EQ(to_host_f32(opt.exp_avg()), m_before);
+      EXPECT_EQ(to_host_f32(opt.exp_avg_sq()), v_before);
+    }
+  };
+  testing::internal::CaptureStderr();
+  const train::StageResult res = train::run_stage(a);
+  const std::string log = testing::internal::GetCapturedStderr();
+
+  EXPECT_EQ(res.skipped_steps, 1);
+  EXPECT_EQ(res.steps, 11);
+  for (int64_t k = 1; k <= 12; ++k)
+    EXPECT_EQ(step_at[size_t(k)], k <= kPoisoned ? k - 1 : k - 2) << "micro-batch " << k;
+  EXPECT_EQ(params_at[kPoisoned + 1], params_at[kPoisoned]);   // weights kept across the skip
+  EXPECT_NE(params_at[kPoisoned + 2], params_at[kPoisoned + 1]);  // the next step trained
+  EXPECT_NE(params_at[12], params_at[kPoisoned + 2]);             // and so did the later ones
+  EXPECT_TRUE(std::isfinite(res.last_loss));
+  // metrics.jsonl: the skip's own record (after step 3), then the count on every later step.
+  std::istringstream lines(read_text_file(a.output_dir + "/metrics.jsonl"));
+  std::vector<nlohmann::json> skip_records, counted;
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("skipped_steps")) continue;
+    EXPECT_EQ(j["skipped_steps"], 1) << line;
+    (j.contains("loss") ? counted : skip_records).push_back(j);
+  }
+  ASSERT_EQ(skip_records.size(), 1u);
+  EXPECT_EQ(skip_records[0]["step"], kPoisoned - 1);
+  ASSERT_EQ(counted.size(), 8u);  // steps 4..11
+  EXPECT_EQ(counted.front()["step"], kPoisoned);
+  EXPECT_TRUE(counted.back()["loss"].is_number());
+  // The log names the step, the quantity and the count; the run's summary repeats it (warnings,
+  // shown unless BEAVER_LOG=error).
+  if (log_enabled(LogLevel::Warn)) {
+    // (A NaN prints as "nan" or "-nan", by its sign bit.)
+    EXPECT_NE(log.find("train sft: step 4: grad_norm is "), std::string::npos) << log;
+    EXPECT_NE(log.find("nan: step skipped (weights and optimizer state kept"), std::string::npos)
+        << log;
+    EXPECT_NE(log.find("1 skipped so far"), std::string::npos) << log;
+    EXPECT_NE(log.find("1 optimizer steps skipped for non-finite values"), std::string::npos)
+        << log;
+  }
+  // The final model is written, and finite (the loader refuses anything else).
+  model::LlamaModel m = tiny_model(/*training=*/false);
+  model::load_weights(m, a.output_dir);
+}
+
+// --resume never starts from a poisoned optimizer state: a NaN moment, or a negative second
+// moment (sqrt of it is NaN), in optimizer.safetensors is refused naming the file and element.
+TEST_F(NonfiniteModel, ResumeRefusesANonFiniteOrNegativeOptimizerMoment) {
+  model::LlamaModel m = tiny_model();
+  train::OptimizerConfig oc;
+  oc.schedule.total_steps = 1;
+  train::Optimizer opt(m, oc);
+  opt.save(tmp / "opt");
+  opt.load(tmp / "opt");  // what save wrote loads
+  const int64_t n = opt.exp_avg().numel();
+  auto rewrite = [&](float m3, float v5) {
+    std::vector<float> mv(size_t(n), 0.0f), vv(size_t(n), 0.0f);
+    mv[3] = m3;
+    vv[5] = v5;
+    write_safetensors(tmp / "opt/optimizer.safetensors",
+                      {{"m", Tensor(mv.data(), DType::F32, Shape{n})},
+                       {"v", Tensor(vv.data(), DType::F32, Shape{n})}},
+                      {{"format", "beaver-optimizer"}});
+  };
+  rewrite(INFINITY, 0.0f);
+  test::expect_error([&] { opt.load(tmp / "opt"); },
+                     {"optimizer.safetensors", "moment m", "1 non-finite value", "element 3",
+                      "refusing to resume"});
+  rewrite(0.0f, -1.0f);
+  test::expect_error([&] { opt.load(tmp / "opt"); },
+                     {"optimizer.safetensors", "moment v holds -1 at element 5"});
+  rewrite(0.5f, 0.25f);
+  opt.load(tmp / "opt");
+  EXPECT_EQ(to_host_f32(opt.exp_avg())[3], 0.5f);
 }
 
 TEST_F(NonfiniteModel, StartingModelWithANaNWeightIsRefused) {
@@ -251,12 +361,7 @@ TEST_F(NonfiniteModel, CheckpointsCannotBeWrittenWithNonFiniteValues) {
       {"model.norm.weight", "non-finite"});
 
   // The optimizer state: a NaN moment is refused before anything is written.
-  Context ctx = Context::cpu(1);
-  model::LlamaOptions o;
-  o.max_batch = 1;
-  o.max_seq = 4;
-  o.training = true;
-  model::LlamaModel m(ctx, test::tiny_config(vocab), o);
+  model::LlamaModel m = tiny_model();
   train::OptimizerConfig oc;
   oc.schedule.total_steps = 1;
   train::Optimizer opt(m, oc);

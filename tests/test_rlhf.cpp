@@ -673,5 +673,82 @@ TEST_F(RlhfTiny, UpdatesMoveTheScoresTheRightWay) {
   EXPECT_LT(c1, c0 - 0.3) << "PPO-Lag: cost " << c0 << " -> " << c1;
 }
 
+// ---- Non-finite values (train/nonfinite.h) -----------------------------------------------------
+// A NaN cost (the CM's score-head bias poisoned for one step) is caught at that step, before it
+// can reach λ. Under stop the run ends naming the actor, the step and the cost. Under skip the
+// actor and the cost critic keep their weights and λ its state (window and log λ), the reward
+// critic, whose inputs are finite, trains on, and the next finite step trains everything again.
+TEST_F(RlhfTiny, NonfiniteCostIsCaughtAtItsStepAndLeavesLambdaAsItWas) {
+  RlhfOptions o = tiny_options(world);
+  o.ppo.update_iters = 1;  // 2 micro-steps per RL step (6 prompts, micro-batches of 3)
+  // Learning rates that do not end with the (one-step) run the schedules are planned for.
+  o.ppo.actor_lr = o.ppo.critic_lr = 1e-3;
+  o.ppo.actor_lr_scheduler_type = o.ppo.critic_lr_scheduler_type = "constant";
+  o.ppo.actor_lr_warmup_ratio = o.ppo.critic_lr_warmup_ratio = 0.0;
+  {
+    RlhfTrainer tr(ctx, o);
+    tr.cost_model()->param("score_head.bias").ptr<float>()[0] = std::nanf("");
+    const std::vector<std::vector<int32_t>> batch(tr.prompt_tokens().begin(),
+                                                  tr.prompt_tokens().begin() + 6);
+    const std::string e = error_of([&] { tr.step(batch); });
+    EXPECT_NE(e.find("ppo-lag actor: step 1: cost is "), std::string::npos) << e;
+    EXPECT_NE(e.find("--nonfinite stop"), std::string::npos) << e;
+    EXPECT_EQ(tr.lagrange().window_count(), 0u);
+  }
+  o.nonfinite = {NonfinitePolicy::Skip, 4};
+  RlhfTrainer tr(ctx, o);
+  const std::vector<std::vector<int32_t>> batch(tr.prompt_tokens().begin(),
+                                                tr.prompt_tokens().begin() + 6);
+  float& bias = tr.cost_model()->param("score_head.bias").ptr<float>()[0];
+  const float b0 = bias;
+  EXPECT_EQ(tr.step(batch).skipped_steps, 0);
+  struct Snapshot {
+    std::vector<float> actor, reward_critic, cost_critic, window;
+    double log_lambda;
+  };
+  auto snapshot = [&] {
+    return Snapshot{to_host_f32(tr.actor().flat_params()),
+                    to_host_f32(tr.reward_critic().flat_params()),
+                    to_host_f32(tr.cost_critic()->flat_params()), tr.lagrange().state().window,
+                    tr.lagrange().log_lambda()};
+  };
+  const Snapshot s0 = snapshot();
+  bias = std::nanf("");
+  const StepStats st = tr.step(batch);
+  EXPECT_EQ(st.skipped_steps, 4);  // the actor's and the cost critic's 2 micro-steps
+  EXPECT_FALSE(st.lambda_updated);
+  const Snapshot s1 = snapshot();
+  EXPECT_EQ(s1.actor, s0.actor);
+  EXPECT_EQ(s1.cost_critic, s0.cost_critic);
+  EXPECT_NE(s1.reward_critic, s0.reward_critic);
+  EXPECT_EQ(s1.window, s0.window);
+  EXPECT_EQ(s1.log_lambda, s0.log_lambda);
+  bias = b0;
+  const StepStats st2 = tr.step(batch);
+  EXPECT_EQ(st2.skipped_steps, 4);  // counted over the whole run, none added
+  EXPECT_TRUE(st2.lambda_updated);
+  const Snapshot s2 = snapshot();
+  EXPECT_NE(s2.actor, s1.actor);
+  EXPECT_NE(s2.cost_critic, s1.cost_critic);
+  EXPECT_NE(s2.log_lambda, s1.log_lambda);
+  EXPECT_EQ(s2.window.size(), s1.window.size() + 6);
+  for (float x : s2.actor) ASSERT_TRUE(std::isfinite(x));
+}
+
+// λ overflowing (an absurd --lambda_lr, no cap, a violated threshold) is named as such at the
+// micro-step whose update produced it, not as the NaN actor loss it turns into.
+TEST_F(RlhfTiny, NonfiniteLambdaIsNamedAtItsStep) {
+  RlhfOptions o = tiny_options(world);
+  o.ppo.lambda_lr = 1e300;
+  o.ppo.lambda_max = 0.0;
+  o.ppo.threshold = -100.0;
+  RlhfTrainer tr(ctx, o);
+  const std::vector<std::vector<int32_t>> batch(tr.prompt_tokens().begin(),
+                                                tr.prompt_tokens().begin() + 6);
+  const std::string e = error_of([&] { tr.step(batch); });
+  EXPECT_NE(e.find("ppo-lag actor: step 1: lambda is inf"), std::string::npos) << e;
+  EXPECT_NE(e.find("last finite values: none (the first step)"), std::string::npos) << e;
+}
+
 }  // namespace
 }  // namespace beaver::train

@@ -2,6 +2,7 @@
 #include "train/optimizer.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -16,7 +17,6 @@ namespace beaver::train {
 
 namespace {
 constexpr const char* kStateMagic = "beaver-optimizer";
-constexpr int kStateVersion = 1;
 }  // namespace
 
 Optimizer::Optimizer(model::LlamaModel& model, const OptimizerConfig& cfg)
@@ -125,46 +125,19 @@ void Optimizer::save(const std::string& dir) const {
   else
     write_safetensors(dir + "/optimizer.safetensors", tensors, {{"format", kStateMagic}});
   if (!root) return;
-  nlohmann::ordered_json j;
-  j["magic"] = kStateMagic;
-  j["format_version"] = kStateVersion;
-  j["step"] = step_;
-  j["numel"] = model_->flat_params().numel();
-  if (shard_.sharded()) j["shards"] = shard_.ranks();
-  j["lr"] = cfg_.schedule.base_lr;
-  j["schedule_total_steps"] = cfg_.schedule.total_steps;
-  j["weight_decay"] = cfg_.weight_decay;
-  j["beta1"] = cfg_.beta1;
-  j["beta2"] = cfg_.beta2;
-  j["eps"] = cfg_.eps;
-  j["max_grad_norm"] = cfg_.max_grad_norm;
-  j["accumulation"] = cfg_.accumulation;
+  OptimizerStateRecord rec;
+  rec.step = step_;
+  rec.numel = model_->flat_params().numel();
+  rec.shards = shard_.sharded() ? shard_.ranks() : 1;
+  const auto j = optimizer_state_json(rec, cfg_);
   write_text_file(dir + "/optimizer.json", j.dump(2) + "\n");
 }
 
 void Optimizer::load(const std::string& dir) {
   const std::string jpath = dir + "/optimizer.json";
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(jpath));
-  } catch (const nlohmann::json::exception& e) {
-    BEAVER_FAIL(jpath, ": not valid JSON (", e.what(), ")");
-  }
-  BEAVER_CHECK(j.is_object() && j.contains("magic") && j["magic"] == kStateMagic, jpath,
-               ": not a Beaver optimizer state (magic)");
-  BEAVER_CHECK(j.contains("format_version") && j["format_version"] == kStateVersion, jpath,
-               ": unsupported format_version ", j.value("format_version", nlohmann::json()).dump());
-  BEAVER_CHECK(j.contains("step") && j["step"].is_number_integer() && j["step"].get<int64_t>() >= 0,
-               jpath, ": field \"step\" must be a non-negative integer");
   const int64_t n = model_->flat_params().numel();
-  BEAVER_CHECK(j.contains("numel") && j["numel"] == n, jpath, ": state for ",
-               j.value("numel", nlohmann::json()).dump(), " parameters, the model has ", n);
-  BEAVER_CHECK(!j.contains("shards") || j["shards"].is_number_integer(), jpath,
-               ": field \"shards\" must be an integer");
-  const int64_t stored_shards = j.value("shards", int64_t(1));
-  BEAVER_CHECK(stored_shards >= 1 && stored_shards <= 65536, jpath,
-               ": field \"shards\" must be in [1, 65536], got ", stored_shards);
-  const int shards = int(stored_shards);
+  const OptimizerStateRecord rec = parse_optimizer_state(read_text_file(jpath), jpath, n);
+  const int shards = rec.shards;
   // The stored partition may differ from this run's (another rank count or stage): copy the
   // overlap of every stored shard with this rank's range.
   const Partition stored{n, shards};
@@ -180,10 +153,24 @@ void Optimizer::load(const std::string& dir) {
       const SafeTensorInfo& t = f.at(name);
       BEAVER_CHECK(t.dtype == DType::F32 && t.numel() == se - sb, spath, ": tensor '", name,
                    "' must be f32 [", se - sb, "] (shard ", r, " of ", shards, ")");
-      copy_tensor(dst->view().slice(ob - b, oe - b), t.tensor().slice(ob - sb, oe - sb));
+      const Tensor part = t.tensor().slice(ob - sb, oe - sb);
+      const model::NonfiniteCount bad = model::count_nonfinite(part);
+      BEAVER_CHECK(!bad, spath, ": AdamW moment ", name, " holds ",
+                   model::describe_nonfinite(bad, part),
+                   "; refusing to resume from an optimizer state with non-finite values");
+      if (dst == &v_) {
+        const auto* bytes = static_cast<const uint8_t*>(part.data);
+        for (int64_t i = 0; i < part.numel(); ++i) {
+          float x;  // the mapped file need not be aligned for float
+          std::memcpy(&x, bytes + 4 * i, 4);
+          BEAVER_CHECK(x >= 0.0f, spath, ": AdamW moment v holds ", x, " at element ",
+                       ob - sb + i, "; a second moment is never negative");
+        }
+      }
+      copy_tensor(dst->view().slice(ob - b, oe - b), part);
     }
   }
-  step_ = j["step"].get<int64_t>();
+  step_ = rec.step;
   micro_ = 0;
   have_norm_ = false;
   model_->zero_grads();

@@ -17,7 +17,8 @@
 // parameter count), <dir>/optimizer.json the step counter and the hyper-parameters it was
 // made with, so a resume with different sizes or a different model is refused by name.
 // Checkpoints are taken between optimizer steps only (no accumulated gradient is pending).
-// save refuses m or v holding a NaN or an infinity.
+// save refuses m or v holding a NaN or an infinity; load refuses them too (and a negative v),
+// so a resume never starts from a poisoned state.
 //
 // With a NonfiniteGuard attached (train/nonfinite.h), each step reads the gradient norm back
 // and asks the guard first: a refused step clears the gradients and leaves the weights, m, v
@@ -32,6 +33,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -54,6 +56,21 @@ struct OptimizerConfig {
   Communicator* comm = nullptr;    // data-parallel ranks (null: one rank)
   int zero_stage = 0;              // --zero_stage (train/zero.h)
 };
+
+// optimizer.json, the record beside the moments (train/optimizer_json.cpp): the step counter,
+// the flat parameter count, the number of shards the moments were written in (1: one
+// optimizer.safetensors) and, for the reader's information, the hyper-parameters.
+struct OptimizerStateRecord {
+  int64_t step = 0;
+  int64_t numel = 0;
+  int shards = 1;
+};
+nlohmann::ordered_json optimizer_state_json(const OptimizerStateRecord& r,
+                                            const OptimizerConfig& cfg);
+// Checks the magic, the version, the field types and ranges (step >= 0, shards in [1, 65536])
+// and that numel equals the model's `numel`; fails naming `where` and the field.
+OptimizerStateRecord parse_optimizer_state(const std::string& text, const std::string& where,
+                                           int64_t numel);
 
 class Optimizer {
  public:

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <sstream>
 
@@ -196,15 +197,20 @@ struct RlhfTrainer::Impl {
   void begin_actor() { tr->actor_->zero_grads(); }
   void step_actor() { actor_opt->micro_step(); }
   // What feeds each optimizer's step, checked before it is applied (train/nonfinite.h).
+  // The rollout's means (any non-finite element makes its mean non-finite), the λ this very
+  // micro-step uses (after its update), and the losses; the cost and λ only where they feed
+  // the step (PPO logs a cost model's scores but does not train on them).
   void watch_actor(const StepStats& st, double loss) {
-    for (const auto& [k, v] : {std::pair<const char*, double>{"reward", st.reward},
-                               {"cost", st.cost},
-                               {"reward_advantage", st.reward_advantage},
-                               {"cost_advantage", st.cost_advantage},
-                               {"lambda", st.lambda},
-                               {"actor_loss", loss},
-                               {"ptx_loss", st.ptx_loss}})
-      guard[0]->observe(k, v);
+    NonfiniteGuard& g = *guard[0];
+    g.observe("reward", st.reward);
+    g.observe("reward_advantage", st.reward_advantage);
+    if (tr->cm_ && tr->opts_.algorithm != PpoAlgorithm::Ppo) g.observe("cost", st.cost);
+    if (tr->lag()) {
+      g.observe("cost_advantage", st.cost_advantage);
+      g.observe("lambda", tr->lagrange_->lambda());
+    }
+    g.observe("actor_loss", loss);
+    if (!ptx.empty()) g.observe("ptx_loss", st.ptx_loss);
   }
   void watch_critic(int which, double loss, double mean_return) {
     guard[1 + which]->observe("critic_loss", loss);
@@ -538,7 +544,12 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
 
   // 3. λ: the step's episode costs enter the window. As in the reference, λ then takes one
   // SGD step before every training micro-step (below), and its delay counts those micro-steps.
-  if (!all_costs.empty()) lagrange_->add_episode_costs(all_costs);
+  // A non-finite cost leaves λ as it was: it stays out of the window (λ would never recover
+  // from it) and λ takes none of this step's updates; the actor's guard sees it in st.cost and
+  // stops the run or skips this step's actor updates (train/nonfinite.h).
+  const bool costs_finite =
+      std::all_of(all_costs.begin(), all_costs.end(), [](float c) { return std::isfinite(c); });
+  if (!all_costs.empty() && costs_finite) lagrange_->add_episode_costs(all_costs);
   if (lagrange_->window_count() > 0) st.episode_cost = lagrange_->window_mean();
 
   // 4. Training: update_iters passes over the micro-batches. The PTX batch of this step (one
@@ -552,7 +563,7 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
     for (const auto& s : micro) ptx_batches.push_back(impl_->next_ptx_batch(s.batch.batch));
   for (int64_t it = 0; it < cfg_.update_iters; ++it)
     for (size_t m = 0; m < micro.size(); ++m) {
-      if (lag()) {
+      if (lag() && costs_finite) {
         const auto u = lagrange_->update(lambda_steps_);
         if (u.applied) {
           st.lambda_updated = true;
@@ -600,29 +611,36 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
   const double half = ptx ? 0.5 : 1.0;
   ProfileRange actor_range("rl/actor_update");
   impl_->begin_actor();
-  const auto logp_new = rollout_logprobs(*actor_, db.batch(), targets);
-  const ActorLoss al =
-      lag() ? ppo_lag_actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages, s.gae_c.advantages,
-                                 r.mask, lagrange_->lambda(), cfg_.clip_range_ratio)
-            : actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages, r.mask,
-                         cfg_.clip_range_ratio);
-  std::vector<float> grad = al.grad_logp;
-  if (ptx)
-    for (float& g : grad) g = float(double(g) * half);
-  const OwnedTensor dlogp = to_device(dev, grad, {r.batch, r.width});
-  actor_->token_logprobs_backward(dlogp);
-  st.actor_loss += al.loss;
-  st.actor_clip_fraction += al.clip_fraction;
-  st.approx_kl += al.approx_kl;
-  train_tokens += r.sequence_tokens();
-  if (ptx) {
-    int64_t tokens = 0;
-    st.ptx_loss += impl_->ptx_backward(*ptx, half, &tokens);
-    train_tokens += tokens;
+  if (lag() && !std::isfinite(lagrange_->lambda())) {
+    // λ overflowed in its update: no actor loss can be formed with it. The guard names λ
+    // (stop) or drops the actor's step (skip); the critics still take theirs.
+    impl_->watch_actor(st, std::numeric_limits<double>::quiet_NaN());
+    impl_->step_actor();
+  } else {
+    const auto logp_new = rollout_logprobs(*actor_, db.batch(), targets);
+    const ActorLoss al =
+        lag() ? ppo_lag_actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages, s.gae_c.advantages,
+                                   r.mask, lagrange_->lambda(), cfg_.clip_range_ratio)
+              : actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages, r.mask,
+                           cfg_.clip_range_ratio);
+    std::vector<float> grad = al.grad_logp;
+    if (ptx)
+      for (float& g : grad) g = float(double(g) * half);
+    const OwnedTensor dlogp = to_device(dev, grad, {r.batch, r.width});
+    actor_->token_logprobs_backward(dlogp);
+    st.actor_loss += al.loss;
+    st.actor_clip_fraction += al.clip_fraction;
+    st.approx_kl += al.approx_kl;
+    train_tokens += r.sequence_tokens();
+    if (ptx) {
+      int64_t tokens = 0;
+      st.ptx_loss += impl_->ptx_backward(*ptx, half, &tokens);
+      train_tokens += tokens;
+    }
+    impl_->watch_actor(st, al.loss);
+    impl_->step_actor();
+    st.actor_grad_norm += impl_->actor_grad_norm();
   }
-  impl_->watch_actor(st, al.loss);
-  impl_->step_actor();
-  st.actor_grad_norm += impl_->actor_grad_norm();
   actor_range.end();
 
   // Critics: clipped value loss against their own returns.
@@ -785,20 +803,22 @@ nlohmann::json RlhfTrainer::run_config() const {
 
 void RlhfTrainer::save_state(const std::string& root, int64_t epoch, int64_t index,
                              int64_t metrics_lines) const {
-  nlohmann::ordered_json j;
-  j["magic"] = "beaver-rlhf-state";
-  j["format_version"] = 1;
-  j["global_step"] = global_step_;
-  j["epoch"] = epoch;
-  j["index"] = index;
-  j["sequences_sampled"] = sequences_sampled_;
-  j["ptx_cycle"] = impl_->ptx_cycle;
-  j["ptx_position"] = impl_->ptx_pos;
-  j["lambda_steps"] = lambda_steps_;
-  j["metrics_lines"] = metrics_lines;
-  j["lagrange"] = nlohmann::json::parse(lagrange_->state_json());
-  j["threshold"] = lagrange_->options().threshold;
-  j["run_config"] = run_config();
+  RlhfProgress p;
+  p.global_step = global_step_;
+  p.epoch = epoch;
+  p.index = index;
+  p.sequences_sampled = sequences_sampled_;
+  p.ptx_cycle = impl_->ptx_cycle;
+  p.ptx_position = int64_t(impl_->ptx_pos);
+  p.lambda_steps = lambda_steps_;
+  p.metrics_lines = metrics_lines;
+  p.lagrange = lagrange_->state();
+  p.threshold = lagrange_->options().threshold;
+  // λ is optimiser state too: a non-finite one is never written (JSON would store it as null).
+  BEAVER_CHECK(std::isfinite(p.lagrange.log_lambda), "train ", ppo_algorithm_name(opts_.algorithm),
+               ": log lambda is ", p.lagrange.log_lambda, " at RL step ", global_step_,
+               "; refusing to write a checkpoint with a non-finite Lagrange multiplier");
+  const auto j = rlhf_state_json(p, run_config());
   const std::string dir = write_checkpoint(
       root, global_step_,
       [&](const std::string& d) {
@@ -821,43 +841,20 @@ bool RlhfTrainer::load_state(const std::string& root, int64_t& epoch, int64_t& i
   const std::string dir = latest_checkpoint(root);
   if (dir.empty()) return false;
   const std::string where = dir + "/rlhf_state.json";
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(where));
-  } catch (const nlohmann::json::exception& e) {
-    BEAVER_FAIL(where, ": not valid JSON (", e.what(), ")");
-  }
-  BEAVER_CHECK(j.is_object() && j.contains("magic") && j["magic"] == "beaver-rlhf-state", where,
-               ": not a Beaver RLHF state (magic)");
-  BEAVER_CHECK(j.contains("format_version") && j["format_version"] == 1, where,
-               ": unsupported format_version");
-  const nlohmann::json want = run_config();
-  const nlohmann::json have = j.contains("run_config") ? j["run_config"] : nlohmann::json();
-  for (const auto& [k, v] : want.items()) {
-    const auto it = have.find(k);
-    BEAVER_CHECK(it != have.end() && *it == v, where, ": the run was started with ", k, " = ",
-                 it == have.end() ? std::string("(absent)") : it->dump(), ", this run has ",
-                 v.dump(), "; resume with the same settings");
-  }
-  auto integer = [&](const char* name) {
-    BEAVER_CHECK(j.contains(name) && j[name].is_number_integer() && j[name].get<int64_t>() >= 0,
-                 where, ": field \"", name, "\" must be a non-negative integer");
-    return j[name].get<int64_t>();
-  };
-  global_step_ = integer("global_step");
-  epoch = integer("epoch");
-  index = integer("index");
-  sequences_sampled_ = uint64_t(integer("sequences_sampled"));
-  impl_->ptx_cycle = uint64_t(integer("ptx_cycle"));
-  impl_->ptx_pos = size_t(integer("ptx_position"));
-  lambda_steps_ = integer("lambda_steps");
-  metrics_lines = integer("metrics_lines");
-  BEAVER_CHECK(j.contains("lagrange"), where, ": missing field \"lagrange\"");
-  lagrange_->restore_json(j["lagrange"].dump());
-  // The threshold in force (a resolved requirement is not measured again on resume).
-  BEAVER_CHECK(j.contains("threshold") && j["threshold"].is_number(), where,
-               ": field \"threshold\" must be a number");
-  lagrange_->set_threshold(j["threshold"].get<double>());
+  const RlhfProgress p =
+      parse_rlhf_state(read_text_file(where), where, run_config(), lagrange_->options());
+  global_step_ = p.global_step;
+  epoch = p.epoch;
+  index = p.index;
+  sequences_sampled_ = p.sequences_sampled;
+  impl_->ptx_cycle = p.ptx_cycle;
+  impl_->ptx_pos = size_t(p.ptx_position);
+  lambda_steps_ = p.lambda_steps;
+  metrics_lines = p.metrics_lines;
+  lagrange_->restore(p.lagrange);
+  lagrange_->set_threshold(p.threshold);
+  BEAVER_CHECK(index < int64_t(prompts_.size()), where, ": prompt position ", index,
+               " is past the prompt set of ", prompts_.size());
   // The PTX order of the pass in progress is a function of (seed, pass).
   if (impl_->ptx_cycle > 0)
     impl_->ptx_order = shuffled_indices(impl_->ptx.size(), uint64_t(cfg_.seed),

@@ -13,7 +13,8 @@
 //      max_length = padded prompt width + new tokens, as HF generate counts it);
 //   2. scoring, no gradients: actor and reference log-probs of the sampled tokens, RM and CM
 //      end scores, critic values at every action; per-token rewards/costs and GAE (ppo.h);
-//   3. the batch's costs enter the episode-cost window (ppo-lag);
+//   3. the batch's costs enter the episode-cost window (ppo-lag; a batch holding a non-finite
+//      cost does not, and λ takes no update in that step: train/nonfinite.h);
 //   4. training: update_iters passes over the micro-batches; each micro-step is one SGD step
 //      on log λ (ppo-lag, once lambda_update_delay_steps micro-steps have passed, as the
 //      reference counts its global_step), then one optimizer step of the actor (PPO-clip loss;
@@ -112,6 +113,26 @@ struct ScoredRollout {
   std::vector<float> rewards, costs;       // [B, S] per-token, KL-shaped (costs: ppo-lag)
   Gae gae_r, gae_c;                        // per channel (gae_c: ppo-lag)
 };
+
+// rlhf_state.json, the progress record of an RL checkpoint (train/rlhf_state_json.cpp, apart
+// from the trainer so that the parser stands alone): the position of the run, λ's state and
+// the threshold in force, and the run's configuration.
+struct RlhfProgress {
+  int64_t global_step = 0, epoch = 0, index = 0;
+  uint64_t sequences_sampled = 0, ptx_cycle = 0;
+  int64_t ptx_position = 0, lambda_steps = 0, metrics_lines = 0;
+  LagrangeMultiplier::State lagrange;
+  double threshold = 0.0;
+};
+nlohmann::ordered_json rlhf_state_json(const RlhfProgress& p,
+                                       const nlohmann::json& run_config);
+// Checks the magic, the version, that every key of `run_config` is stored with the same value,
+// that the counters are non-negative integers, and λ's state as `lagrange` would restore it
+// (finite log λ and costs, at most its window of costs) and a finite threshold; fails naming
+// `where` and the field.
+RlhfProgress parse_rlhf_state(const std::string& text, const std::string& where,
+                              const nlohmann::json& run_config,
+                              const LagrangeMultiplier::Options& lagrange);
 
 class RlhfTrainer {
  public:

@@ -579,6 +579,7 @@ StageResult run_stage(const StageArgs& args) {
         step_sum[k].second += mo_out.values[k].second;
       }
       ++step_micro;
+      if (a.after_backward) a.after_backward(prog.micro_batches, *r.m, opt);
       for (const auto& [k, v] : mo_out.values) guard.observe(k, v);
       bool stepped = opt.micro_step();
       if (!stepped && prog.micro_batches == total_micro) stepped = opt.flush();

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -34,7 +35,13 @@
 #include "train/optimizer.h"
 #include "train/schedule.h"
 
+namespace beaver::model {
+class LlamaModel;
+}
+
 namespace beaver::train {
+
+class Optimizer;
 
 enum class Stage { SFT, RM, CM };
 std::string_view stage_name(Stage s);  // "sft" | "rm" | "cm"
@@ -77,6 +84,10 @@ struct StageArgs {
   Communicator* comm = nullptr;
   int zero_stage = 0;             // --zero_stage (train/zero.h)
   int64_t train_batch_size = 0;   // --train_batch_size
+  // Called after each training micro-batch's backward, before the optimizer sees it, with the
+  // run's micro-batch count (1-based), the model (its gradients included) and the optimizer:
+  // a probe for tests and diagnostics, which may read or alter the gradients. Empty: none.
+  std::function<void(int64_t micro_batch, model::LlamaModel&, const Optimizer&)> after_backward;
 };
 
 struct StageResult {

@@ -1,0 +1,92 @@
+// rlhf_state.json: the progress record of an RL checkpoint (rlhf.h), written and parsed here
+// apart from the models and the optimisers so that the parser stands alone (it is fuzzed by
+// tools/fuzz/fuzz_resume.cpp).
+#include <cmath>
+
+#include "csrc/error.h"
+#include "train/rlhf.h"
+
+namespace beaver::train {
+
+namespace {
+constexpr const char* kMagic = "beaver-rlhf-state";
+constexpr int kVersion = 1;
+}  // namespace
+
+nlohmann::ordered_json rlhf_state_json(const RlhfProgress& p,
+                                       const nlohmann::json& run_config) {
+  nlohmann::ordered_json j;
+  j["magic"] = kMagic;
+  j["format_version"] = kVersion;
+  j["global_step"] = p.global_step;
+  j["epoch"] = p.epoch;
+  j["index"] = p.index;
+  j["sequences_sampled"] = p.sequences_sampled;
+  j["ptx_cycle"] = p.ptx_cycle;
+  j["ptx_position"] = p.ptx_position;
+  j["lambda_steps"] = p.lambda_steps;
+  j["metrics_lines"] = p.metrics_lines;
+  nlohmann::ordered_json lag;
+  lag["log_lambda"] = p.lagrange.log_lambda;
+  lag["episode_costs"] = p.lagrange.window;
+  j["lagrange"] = lag;
+  j["threshold"] = p.threshold;
+  j["run_config"] = run_config;
+  return j;
+}
+
+RlhfProgress parse_rlhf_state(const std::string& text, const std::string& where,
+                              const nlohmann::json& run_config,
+                              const LagrangeMultiplier::Options& lagrange) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    BEAVER_FAIL(where, ": not valid JSON (", e.what(), ")");
+  }
+  // Compared as JSON values, so a field of another type is refused by name, never thrown as a
+  // JSON type error.
+  BEAVER_CHECK(j.is_object() && j.contains("magic") && j["magic"] == kMagic, where,
+               ": not a Beaver RLHF state (magic)");
+  BEAVER_CHECK(j.contains("format_version") && j["format_version"] == kVersion, where,
+               ": unsupported format_version");
+  const nlohmann::json have = j.contains("run_config") ? j["run_config"] : nlohmann::json();
+  BEAVER_CHECK(have.is_object(), where, ": field \"run_config\" must be an object");
+  for (const auto& [k, v] : run_config.items()) {
+    const auto it = have.find(k);
+    BEAVER_CHECK(it != have.end() && *it == v, where, ": the run was started with ", k, " = ",
+                 it == have.end() ? std::string("(absent)") : it->dump(), ", this run has ",
+                 v.dump(), "; resume with the same settings");
+  }
+  auto integer = [&](const char* name) {
+    const nlohmann::json& v = j[name];
+    // An unsigned value past int64 reads as negative and is refused with the rest.
+    BEAVER_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0, where, ": field \"", name,
+                 "\" must be a non-negative integer, got ", v.dump());
+    return v.get<int64_t>();
+  };
+  RlhfProgress p;
+  p.global_step = integer("global_step");
+  p.epoch = integer("epoch");
+  p.index = integer("index");
+  p.sequences_sampled = uint64_t(integer("sequences_sampled"));
+  p.ptx_cycle = uint64_t(integer("ptx_cycle"));
+  p.ptx_position = integer("ptx_position");
+  p.lambda_steps = integer("lambda_steps");
+  p.metrics_lines = integer("metrics_lines");
+  BEAVER_CHECK(j.contains("lagrange"), where, ": missing field \"lagrange\"");
+  try {
+    LagrangeMultiplier probe(lagrange);  // restores all or nothing, checking every value
+    probe.restore_json(j["lagrange"].dump());
+    p.lagrange = probe.state();
+  } catch (const Error& e) {
+    BEAVER_FAIL(where, ": field \"lagrange\": ", e.what());
+  }
+  // The threshold in force (a resolved requirement is not measured again on resume).
+  BEAVER_CHECK(j["threshold"].is_number() && std::isfinite(j["threshold"].get<double>()), where,
+               ": field \"threshold\" must be a finite number, got ", j["threshold"].dump());
+  p.threshold = j["threshold"].get<double>();
+  return p;
+}
+
+}  // namespace beaver::train
