@@ -9,6 +9,7 @@
 
 #include "csrc/context.h"
 #include "csrc/error.h"
+#include "csrc/stop_signal.h"
 #include "tools/commands.h"
 #include "tools/nonfinite_flags.h"
 #include "tools/ranks.h"
@@ -38,6 +39,8 @@ void run_rlhf(RlhfArgs& a) {
   for (const auto& s : a.ptx_datasets) a.opts.ptx_datasets.push_back(train::parse_dataset_spec(s));
   a.opts.bad_records = train::parse_bad_record_policy(a.bad_records);
   a.opts.nonfinite = a.nonfinite.resolve();
+  const StopSignalGuard stop;  // Ctrl-C / SIGTERM: checkpoint after the current RL step
+  a.opts.stop = &stop;
   Context ctx = make_context(a.device, a.threads);
   train::RlhfTrainer trainer(ctx, a.opts);
   trainer.train();

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "csrc/log.h"
+#include "csrc/stop_signal.h"
 #include "tools/commands.h"
 #include "tools/nonfinite_flags.h"
 #include "tools/ranks.h"
@@ -129,6 +130,8 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
     BEAVER_CHECK(f->device == "cpu" || f->device == "cuda", "--device must be cpu or cuda, got '",
                  f->device, "'");
     args.use_cuda = f->device == "cuda";
+    const StopSignalGuard stop;  // Ctrl-C / SIGTERM: checkpoint after the current step
+    args.stop = &stop;
     run_on_ranks([&](Communicator& comm) {
     args.comm = &comm;
     const train::StageResult r = train::run_stage(args);

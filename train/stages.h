@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "csrc/comm.h"
+#include "csrc/stop_signal.h"
 #include "train/data.h"
 #include "train/losses.h"
 #include "train/nonfinite.h"
@@ -75,6 +76,9 @@ struct StageArgs {
   Communicator* comm = nullptr;
   int zero_stage = 0;             // --zero_stage (train/zero.h)
   int64_t train_batch_size = 0;   // --train_batch_size
+  // Graceful stop (csrc/stop_signal.h): when set and a SIGINT or SIGTERM arrives, the run ends
+  // after the current optimizer step with a resumable checkpoint and throws Interrupted.
+  const StopSignalGuard* stop = nullptr;
 };
 
 struct StageResult {
@@ -88,8 +92,11 @@ struct StageResult {
   int64_t skipped_steps = 0;              // dropped for non-finite values (--nonfinite skip)
 };
 
-// Runs one stage end to end. Errors (bad flags, bad data under --bad_record stop, a model
-// that does not fit) throw beaver::Error naming what and where.
+// Runs one stage end to end. --max_steps caps the run's optimizer steps and sizes its schedule;
+// a resume of a run that already reached its last step trains and writes nothing.
+// --resume without a checkpoint in <output_dir>/checkpoints is an error. Errors (bad flags,
+// bad data under --bad_record stop, a model that does not fit) throw beaver::Error naming
+// what and where.
 StageResult run_stage(const StageArgs& args);
 
 }  // namespace beaver::train
