@@ -72,12 +72,15 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
   cmd->add_option("--plot_steps", o.plot_steps, "Redraw curves.png every N steps (0: at the end)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--save_interval", o.save_interval,
-                  "RL steps between checkpoints (0: only at the end)")
+                  "RL steps between checkpoints (0: only at the end; Ctrl-C or SIGTERM also "
+                  "writes one, after the current step)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--keep_checkpoints", o.keep_checkpoints, "Newest checkpoints kept (0: all)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_flag("--resume", o.resume, "Continue the run in --output_dir from its latest checkpoint");
+  cmd->add_flag("--resume", o.resume,
+                "Continue the run in --output_dir from its latest checkpoint (an error when "
+                "there is none)");
   cmd->add_option("--bad_records", a->bad_records, "Malformed data records: stop or skip");
   a->nonfinite.add(*cmd);
   cmd->add_option("--device", a->device, "cpu or cuda");
