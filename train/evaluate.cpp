@@ -211,6 +211,7 @@ EvalReport summarize_eval(const std::vector<ScoredResponse>& rs, const std::stri
 EvalReport run_eval(Context& ctx, const EvalOptions& o) {
   check_oracle_name(o.oracle);
   BEAVER_CHECK(!o.output_dir.empty(), "eval: --output is required");
+  check_output_folder(o.output_dir, o.overwrite, "eval --output");
   const auto prompts = read_eval_prompts(o.prompts, o.bad_records);
   PolicyScorer scorer(ctx, o.model, o.reward_model, o.cost_model, o.gen);
   const auto rs = scorer.answer(prompts);
@@ -309,6 +310,7 @@ EvalReport run_eval(Context& ctx, const EvalOptions& o) {
 // ---- arena -------------------------------------------------------------------------------------
 eval_stats::ArenaResult run_arena(Context& ctx, const ArenaOptions& o) {
   BEAVER_CHECK(!o.output_dir.empty(), "arena: --output is required");
+  check_output_folder(o.output_dir, o.overwrite, "arena --output");
   const auto prompts = read_eval_prompts(o.prompts, o.bad_records);
   std::vector<ScoredResponse> a, b;
   {

@@ -83,6 +83,7 @@ struct EvalOptions {
   std::string oracle;  // "" or "toyworld"
   GenerationSettings gen;
   BadRecordPolicy bad_records = BadRecordPolicy::Stop;
+  bool overwrite = false;  // write into a non-empty output_dir (else it is refused, up front)
 };
 // Pure part: aggregates (and the oracle's verdicts when `oracle` is "toyworld").
 EvalReport summarize_eval(const std::vector<ScoredResponse>& rs, const std::string& oracle);
@@ -93,6 +94,7 @@ struct ArenaOptions {
   std::string model_a, model_b, reward_model, cost_model, prompts, output_dir;
   GenerationSettings gen;
   BadRecordPolicy bad_records = BadRecordPolicy::Stop;
+  bool overwrite = false;  // write into a non-empty output_dir (else it is refused, up front)
 };
 eval_stats::ArenaResult run_arena(Context& ctx, const ArenaOptions& o);
 
