@@ -438,13 +438,7 @@ StageResult run_stage(const StageArgs& args) {
   if (a.stage == Stage::SFT)
     BEAVER_CHECK(stored_kind == model::ModelKind::CausalLM, a.model_name_or_path,
                  ": holds a score model; SFT needs a causal LM");
-  const std::string tok_path = a.model_name_or_path + "/tokenizer.model";
-  BEAVER_CHECK(fs::exists(tok_path), a.model_name_or_path,
-               ": no tokenizer.model (the tokenizer travels with the model folder)");
-  model::Tokenizer tok = model::Tokenizer::from_file(tok_path);
-  if (cfg.vocab_size == tok.vocab_size() + 1) tok.add_pad_token();  // safe-rlhf's added <pad>
-  BEAVER_CHECK(tok.vocab_size() <= cfg.vocab_size, a.model_name_or_path, ": the tokenizer has ",
-               tok.vocab_size(), " tokens, the model only ", cfg.vocab_size);
+  model::Tokenizer tok = model::load_model_tokenizer(a.model_name_or_path, cfg, "train " + name);
   if (cfg.max_position_embeddings > 0 && a.max_length > cfg.max_position_embeddings) {
     log_warn("train ", name, ": --max_length ", a.max_length, " exceeds the model's "
              "max_position_embeddings ", cfg.max_position_embeddings, "; using ",
