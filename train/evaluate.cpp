@@ -19,6 +19,7 @@
 #include "train/rlhf.h"
 #include "train/rollout.h"
 #include "train/toyworld.h"
+#include "train/metrics.h"
 
 namespace beaver::train {
 
@@ -102,7 +103,9 @@ PolicyScorer::PolicyScorer(Context& ctx, const std::string& policy_dir,
 
 PolicyScorer::~PolicyScorer() = default;
 
-std::vector<ScoredResponse> PolicyScorer::answer(const std::vector<PromptExample>& prompts) {
+std::vector<ScoredResponse> PolicyScorer::answer(const std::vector<PromptExample>& prompts,
+                                                 const std::string& what) {
+  const ProgressMeter progress(what, "prompts", int64_t(prompts.size()));
   const int32_t eos = tok_->eos_id(), pad = tok_->pad_id() >= 0 ? tok_->pad_id() : eos;
   std::vector<ScoredResponse> out;
   const size_t mb = size_t(gen_.batch_size);
@@ -139,6 +142,7 @@ std::vector<ScoredResponse> PolicyScorer::answer(const std::vector<PromptExample
       s.cost = cost[j];
       out.push_back(std::move(s));
     }
+    log_info(progress.line(int64_t(out.size())));
   }
   return out;
 }
@@ -315,11 +319,11 @@ eval_stats::ArenaResult run_arena(Context& ctx, const ArenaOptions& o) {
   std::vector<ScoredResponse> a, b;
   {
     PolicyScorer sa(ctx, o.model_a, o.reward_model, o.cost_model, o.gen);
-    a = sa.answer(prompts);
+    a = sa.answer(prompts, "arena, model A");
   }
   {
     PolicyScorer sb(ctx, o.model_b, o.reward_model, o.cost_model, o.gen);
-    b = sb.answer(prompts);
+    b = sb.answer(prompts, "arena, model B");
   }
   const eval_stats::ArenaResult res = eval_stats::compare(scored_of(a), scored_of(b));
   fs::create_directories(o.output_dir);

@@ -47,7 +47,9 @@ class PolicyScorer {
   ~PolicyScorer();
   // Answers and scores every prompt (template applied; prompts that leave no room for an
   // answer within max_length are an Error naming their origin).
-  std::vector<ScoredResponse> answer(const std::vector<PromptExample>& prompts);
+  // Logs a progress line (rate, ETA) after every batch, headed by `what`.
+  std::vector<ScoredResponse> answer(const std::vector<PromptExample>& prompts,
+                                     const std::string& what = "eval");
   const model::Tokenizer& tokenizer() const { return *tok_; }
 
  private:
