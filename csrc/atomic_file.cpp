@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -65,6 +66,26 @@ std::string read_text_file(const std::string& path) {
   os << in.rdbuf();
   if (in.bad()) BEAVER_IO_FAIL(path, "read failed");
   return os.str();
+}
+
+void check_output_folder(const std::string& dir, bool overwrite, std::string_view what) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  if (!fs::exists(st)) return;
+  if (!fs::is_directory(st))
+    BEAVER_FAIL(what, ": ", dir, " is a file, not a folder; choose a folder path");
+  if (overwrite) return;
+  fs::directory_iterator it(dir, ec);
+  if (ec) BEAVER_FAIL(what, ": cannot list ", dir, " (", ec.message(), ")");
+  if (it == fs::directory_iterator()) return;  // empty
+  size_t n = 0;
+  std::string first;
+  for (; it != fs::directory_iterator(); ++it, ++n)
+    if (first.empty()) first = it->path().filename().string();
+  BEAVER_FAIL(what, ": ", dir, " already holds ", n, n == 1 ? " entry" : " entries", " (", first,
+              n > 1 ? ", ..." : "", "); choose another folder, or pass --overwrite to replace "
+              "the files this command writes");
 }
 
 }  // namespace beaver

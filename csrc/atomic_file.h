@@ -34,4 +34,10 @@ class AtomicFile {
 void write_text_file(const std::string& path, std::string_view text);
 std::string read_text_file(const std::string& path);
 
+// Commands that write a whole folder refuse one that exists and holds anything, unless told
+// to overwrite (then its files are replaced as they are written; other files stay). `what`
+// names the command and flag for the message ("eval --output"). A path that is a file is
+// refused either way. Creates nothing.
+void check_output_folder(const std::string& dir, bool overwrite, std::string_view what);
+
 }  // namespace beaver

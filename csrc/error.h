@@ -39,11 +39,12 @@ constexpr std::string_view source_basename(std::string_view path) {
 }  // namespace beaver
 
 #define BEAVER_FAIL(...) ::beaver::throw_error(__FILE__, __LINE__, ::beaver::cat(__VA_ARGS__))
-#define BEAVER_CHECK(cond, ...)                                                             \
-  do {                                                                                      \
-    if (!(cond)) [[unlikely]]                                                               \
-      ::beaver::throw_error(__FILE__, __LINE__,                                             \
-                            ::beaver::cat("check failed (" #cond "): ", __VA_ARGS__));      \
+// The message is what the user reads: it says what is wrong, not the C++ condition (the
+// source file and line at its end locate the check).
+#define BEAVER_CHECK(cond, ...)                                                    \
+  do {                                                                             \
+    if (!(cond)) [[unlikely]]                                                      \
+      ::beaver::throw_error(__FILE__, __LINE__, ::beaver::cat(__VA_ARGS__));       \
   } while (0)
 #define BEAVER_IO_FAIL(path, ...) \
   ::beaver::throw_io_error(__FILE__, __LINE__, (path), ::beaver::cat(__VA_ARGS__))

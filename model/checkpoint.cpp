@@ -287,8 +287,19 @@ uint64_t load_shards(const fs::path& dir, const std::string& index, std::vector<
 }
 
 // ---- HF folder ------------------------------------------------------------------------------
+void require_model_folder(const std::string& dir) {
+  std::error_code ec;
+  const fs::file_status st = fs::status(dir, ec);
+  if (!fs::exists(st)) BEAVER_FAIL(dir, ": no such folder (the model folder does not exist)");
+  if (!fs::is_directory(st)) BEAVER_FAIL(dir, ": is a file, not a model folder");
+  const fs::path d(dir);
+  if (!fs::exists(d / "beaver.json") && !fs::exists(d / "config.json"))
+    BEAVER_FAIL(dir, ": not a model folder: it holds neither beaver.json (a Beaver checkpoint) "
+                "nor config.json (an HF folder)");
+}
+
 HfCheckpoint::HfCheckpoint(const std::string& dir) : dir_(dir) {
-  BEAVER_CHECK(fs::is_directory(dir), dir, ": not a folder");
+  require_model_folder(dir);
   const fs::path d(dir);
   config_ = LlamaConfig::load((d / "config.json").string());
   std::vector<SafeTensorInfo> all;
@@ -406,6 +417,7 @@ void write_beaver_checkpoint(const std::string& dir, LlamaConfig config, ModelKi
 BeaverCheckpoint::BeaverCheckpoint(const std::string& dir) : dir_(dir) {
   const fs::path d(dir);
   const std::string hp = (d / "beaver.json").string();
+  require_model_folder(dir);
   BEAVER_CHECK(fs::exists(hp), dir, ": not a Beaver checkpoint (no beaver.json); HF folders "
                "are converted with `beaver convert`");
   const json h = parse_json_file(hp);

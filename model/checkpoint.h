@@ -61,6 +61,10 @@ NonfiniteCount count_nonfinite(const Tensor& t);
 std::string describe_nonfinite(const NonfiniteCount& c, const Tensor& host_or_empty);
 
 // An opened HF model folder: config plus mapped, validated weights.
+// A model folder given by the user: it exists, is a folder and holds beaver.json (a Beaver
+// checkpoint) or config.json (an HF folder); else an Error that says which of these is wrong.
+void require_model_folder(const std::string& dir);
+
 class HfCheckpoint {
  public:
   explicit HfCheckpoint(const std::string& dir);

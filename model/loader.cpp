@@ -28,6 +28,7 @@ OwnedTensor to_dtype(const SafeTensorInfo& t, DType d) {
 }  // namespace
 
 LlamaConfig checkpoint_config(const std::string& dir, ModelKind* kind) {
+  require_model_folder(dir);
   if (is_beaver_dir(dir)) {
     BeaverCheckpoint ck(dir);
     if (kind) *kind = ck.kind();
@@ -36,6 +37,35 @@ LlamaConfig checkpoint_config(const std::string& dir, ModelKind* kind) {
   const LlamaConfig c = LlamaConfig::load((std::filesystem::path(dir) / "config.json").string());
   if (kind) *kind = c.kind();
   return c;
+}
+
+Tokenizer load_model_tokenizer(const std::string& dir, const LlamaConfig& cfg,
+                               std::string_view who) {
+  const std::filesystem::path path = std::filesystem::path(dir) / "tokenizer.model";
+  if (!std::filesystem::exists(path))
+    BEAVER_FAIL(who, ": ", dir, " has no tokenizer.model (the sentencepiece tokenizer travels "
+                "with the model folder; copy the one this model was trained with into it)");
+  Tokenizer tok = Tokenizer::from_file(path.string());
+  const int64_t pieces = tok.vocab_size();
+  if (cfg.vocab_size == pieces + 1) tok.add_pad_token();  // safe-rlhf's added <pad>
+  BEAVER_CHECK(tok.vocab_size() <= cfg.vocab_size, who, ": ", dir, ": the tokenizer has ",
+               tok.vocab_size(), " pieces but the model only ", cfg.vocab_size,
+               " ids: this tokenizer.model belongs to another model");
+  if (cfg.vocab_size > tok.vocab_size())
+    log_warn(who, ": ", dir, ": the model has ", cfg.vocab_size, " token ids but its tokenizer ",
+             "only ", tok.vocab_size(), " pieces; ids from ", tok.vocab_size(),
+             " on print as <unk> in generated text. If the model was trained with another "
+             "tokenizer, its output will be garbage: use that tokenizer.model");
+  auto id_warning = [&](const char* name, int64_t in_config, int64_t in_tokenizer) {
+    if (in_config != in_tokenizer)
+      log_warn(who, ": ", dir, ": the config says ", name, "_token_id ", in_config,
+               " but the tokenizer's ", name, " is ", in_tokenizer, "; Beaver follows the "
+               "tokenizer (check that this tokenizer.model belongs to the model)");
+  };
+  id_warning("bos", cfg.bos_token_id, tok.bos_id());
+  id_warning("eos", cfg.eos_token_id, tok.eos_id());
+  if (cfg.pad_token_id >= 0 && tok.pad_id() >= 0) id_warning("pad", cfg.pad_token_id, tok.pad_id());
+  return tok;
 }
 
 LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_head_seed) {

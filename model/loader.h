@@ -18,11 +18,21 @@
 
 #include "model/config.h"
 #include "model/llama.h"
+#include "model/tokenizer.h"
 
 namespace beaver::model {
 
 // Config and kind of a checkpoint folder, without mapping its weights' data.
 LlamaConfig checkpoint_config(const std::string& dir, ModelKind* kind = nullptr);
+
+// The tokenizer.model of a model folder, checked against the model's config (cfg, from
+// checkpoint_config): a missing file names the folder and what needs it; safe-rlhf's <pad> is
+// added when the model's vocabulary is exactly one larger; a tokenizer with more pieces than
+// the model is refused; a model with more ids than the tokenizer has pieces, and BOS / EOS /
+// pad ids in the config that the tokenizer does not share, are warned about (each says what
+// it breaks). `who` names the command in the messages ("generate", "train sft").
+Tokenizer load_model_tokenizer(const std::string& dir, const LlamaConfig& cfg,
+                               std::string_view who);
 
 struct LoadReport {
   std::string source;            // "beaver checkpoint (bf16)", "model.safetensors", ...

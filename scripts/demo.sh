@@ -57,9 +57,11 @@ fi
 
 [[ $seed =~ ^[0-9]+$ ]] || { echo "demo: --seed takes a non-negative integer, got '$seed'" >&2; exit 2; }
 stamp "1. the toy safety world (seed $seed)"
+rm -rf "$out/world"
 "$B" toyworld --output "$out/world" --seed "$seed" "${world[@]}"
 
 stamp "2. tokenizer (sentencepiece, 1000 pieces, trained on the world's text)"
+rm -rf "$out/tokenizer"
 "$B" tokenizer train --input "$out/world/corpus.txt" --vocab-size 1000 --output "$out/tokenizer"
 
 stamp "3. a tiny LLaMA from random init (hidden 128, 4 layers, context 128)"

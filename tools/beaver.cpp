@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "csrc/error.h"
+#include "csrc/stop_signal.h"
 #include "tools/commands.h"
 #include "tools/flags.h"
 
@@ -44,6 +45,9 @@ int main(int argc, char** argv) {
     // --help and --version end parsing with a "success" exception: print and exit 0.
     const int printed = app.exit(e);
     return printed == static_cast<int>(CLI::ExitCodes::Success) ? 0 : kExitUsageError;
+  } catch (const beaver::Interrupted& e) {
+    std::fprintf(stderr, "beaver: %s\n", e.what());
+    return e.exit_code();
   } catch (const beaver::Error& e) {
     std::fprintf(stderr, "beaver: error: %s\n", e.what());
     return kExitRuntimeError;

@@ -6,6 +6,7 @@
 // (--nonfinite_weights warn lists them and converts anyway); a value that overflows the target
 // dtype (f32 -> f16) is refused the same way.
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "csrc/dtype.h"
@@ -57,6 +58,12 @@ void add_convert_command(CLI::App& app) {
     for (const auto& t : hf.tensors()) src.push_back(model::tensor_source(t));
     model::write_beaver_checkpoint(args->output, hf.config(), hf.kind(), dtype, src, hf.dir(),
                                    /*allow_nonfinite=*/warn);
+    if (!std::filesystem::exists(std::filesystem::path(args->input) / "tokenizer.model"))
+      log_warn("convert: ", args->input, " has no tokenizer.model (Beaver reads sentencepiece "
+               "tokenizers only, not tokenizer.json): the checkpoint in ", args->output,
+               " cannot be trained (train sft/rm/cm, ppo-lag, ppo, ppo-shaping), evaluated "
+               "(eval, arena) or used by generate/chat until the model's tokenizer.model is "
+               "copied into it; info and export work without it");
     std::printf("converted %s (%s, %zu tensors, %s) -> %s (%s)\n", args->input.c_str(),
                 hf.source().c_str(), hf.tensors().size(),
                 std::string(model::kind_name(hf.kind())).c_str(), args->output.c_str(),

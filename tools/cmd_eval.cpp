@@ -54,7 +54,9 @@ void add_eval_command(CLI::App& app) {
   ev->add_option("--prompts", e->prompts, "Prompt file (JSON/JSONL; optional \"category\")")
       ->required();
   ev->add_option("--oracle", e->oracle, "Ground-truth judge: toyworld");
-  ev->add_option("--output", e->output_dir, "Output folder")->required();
+  ev->add_option("--output", e->output_dir, "Output folder (refused if it holds anything)")
+      ->required();
+  ev->add_flag("--overwrite", e->overwrite, "Write into a non-empty --output folder");
   add_common(ev, *ec);
   ev->callback([e, ec] {
     require_one_rank("eval");
@@ -72,7 +74,9 @@ void add_eval_command(CLI::App& app) {
   ar->add_option("--reward_model", a->reward_model, "Reward model folder")->required();
   ar->add_option("--cost_model", a->cost_model, "Cost model folder")->required();
   ar->add_option("--prompts", a->prompts, "Prompt file (JSON/JSONL)")->required();
-  ar->add_option("--output", a->output_dir, "Output folder")->required();
+  ar->add_option("--output", a->output_dir, "Output folder (refused if it holds anything)")
+      ->required();
+  ar->add_flag("--overwrite", a->overwrite, "Write into a non-empty --output folder");
   add_common(ar, *ac);
   ar->callback([a, ac] {
     require_one_rank("arena");

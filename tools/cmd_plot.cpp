@@ -1,5 +1,6 @@
 // `beaver plot`: turns a metrics JSONL file (what every training stage writes) into PNG curves,
 // one stacked panel per metric.
+#include <algorithm>
 #include <memory>
 #include <sstream>
 
@@ -23,6 +24,17 @@ void add_plot_command(CLI::App& app) {
       ->required()
       ->delimiter(',');
   cmd->callback([a] {
+    // A key the file never carries is a typo or the wrong file: say which keys there are.
+    const std::vector<std::string> keys = plot::metric_keys(a->input);
+    std::vector<std::string> wanted = a->y;
+    wanted.push_back(a->x);
+    for (const std::string& k : wanted) {
+      if (std::find(keys.begin(), keys.end(), k) != keys.end()) continue;
+      std::string have;
+      for (const std::string& h : keys) have += (have.empty() ? "" : ", ") + h;
+      BEAVER_FAIL("plot: no key '", k, "' in ", a->input, "; its keys are: ",
+                  have.empty() ? "(none: the file has no numeric values)" : have);
+    }
     const auto series = plot::read_metrics(a->input, a->x, a->y);
     std::vector<plot::Panel> panels;
     for (const auto& s : series) {

@@ -9,6 +9,7 @@
 
 #include "csrc/context.h"
 #include "csrc/error.h"
+#include "csrc/stop_signal.h"
 #include "tools/commands.h"
 #include "tools/nonfinite_flags.h"
 #include "tools/plan_flags.h"
@@ -48,6 +49,8 @@ void run_rlhf(RlhfArgs& a) {
                    "--actor_gradient_checkpointing true --critic_gradient_checkpointing true",
                    true))
     return;
+  const StopSignalGuard stop;  // Ctrl-C / SIGTERM: checkpoint after the current RL step
+  a.opts.stop = &stop;
   Context ctx = make_context(a.device, a.threads);
   train::RlhfTrainer trainer(ctx, a.opts);
   trainer.train();
@@ -79,12 +82,15 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
   cmd->add_option("--plot_steps", o.plot_steps, "Redraw curves.png every N steps (0: at the end)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--save_interval", o.save_interval,
-                  "RL steps between checkpoints (0: only at the end)")
+                  "RL steps between checkpoints (0: only at the end; Ctrl-C or SIGTERM also "
+                  "writes one, after the current step)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--keep_checkpoints", o.keep_checkpoints, "Newest checkpoints kept (0: all)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_flag("--resume", o.resume, "Continue the run in --output_dir from its latest checkpoint");
+  cmd->add_flag("--resume", o.resume,
+                "Continue the run in --output_dir from its latest checkpoint (an error when "
+                "there is none)");
   cmd->add_option("--bad_records", a->bad_records, "Malformed data records: stop or skip");
   a->nonfinite.add(*cmd);
   a->plan.add(*cmd);

@@ -24,9 +24,11 @@ namespace {
 struct TokenizerArgs {
   std::string input, output, model_type = "bpe";
   int vocab_size = 1000;
+  bool overwrite = false;
 };
 
 void run_train(const TokenizerArgs& a) {
+  check_output_folder(a.output, a.overwrite, "tokenizer train --output");
   std::ifstream f(a.input);
   if (!f) BEAVER_IO_FAIL(a.input, "cannot open the corpus");
   std::vector<std::string> lines;
@@ -74,8 +76,10 @@ void add_tokenizer_command(CLI::App& app) {
   tr->add_option("--vocab_size", a->vocab_size, "Sentencepiece pieces (<pad> comes on top)")
       ->check(CLI::Range(4, 1 << 20));
   tr->add_option("--model_type", a->model_type, "bpe | unigram");
-  tr->add_option("--output", a->output, "Folder for tokenizer.model and its JSON files")
+  tr->add_option("--output", a->output,
+                 "Folder for tokenizer.model and its JSON files (refused if it holds anything)")
       ->required();
+  tr->add_flag("--overwrite", a->overwrite, "Write into a non-empty --output folder");
   tr->callback([a] { run_train(*a); });
 }
 

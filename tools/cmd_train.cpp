@@ -11,6 +11,7 @@
 #include <string>
 
 #include "csrc/log.h"
+#include "csrc/stop_signal.h"
 #include "tools/commands.h"
 #include "tools/nonfinite_flags.h"
 #include "tools/plan_flags.h"
@@ -89,10 +90,13 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
   cmd->add_option("--output_dir", a.output_dir, "Run folder (metrics, checkpoints, final model)")
       ->required();
   cmd->add_option("--save_interval", a.save_interval,
-                  "Optimizer steps between resumable checkpoints (0: at the end only)");
+                  "Optimizer steps between resumable checkpoints (0: at the end only; "
+                  "Ctrl-C or SIGTERM also writes one, after the current step)");
   cmd->add_option("--eval_interval", a.eval_interval,
                   "Optimizer steps between evaluations (0: after every epoch)");
-  cmd->add_option("--max_steps", a.max_steps, "Stop after this many optimizer steps (0: no limit)");
+  cmd->add_option("--max_steps", a.max_steps,
+                  "Optimizer steps of the run, if fewer than the epochs give: sizes the warmup "
+                  "and the decay (0: the epochs decide)");
   cmd->add_option("--log_interval", a.log_interval, "Steps between progress lines");
   cmd->add_option("--keep_checkpoints", a.keep_checkpoints, "Newest checkpoints kept (0: all)");
   if (stage != train::Stage::SFT) {
@@ -108,7 +112,9 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
                   "Malformed data records: stop (error naming file:line) | skip (count, log)");
   cmd->add_option("--threads", a.threads, "CPU threads (0: all)");
   cmd->add_option("--device", f->device, "cpu | cuda");
-  cmd->add_flag("--resume", a.resume, "Continue the run in --output_dir from its latest checkpoint");
+  cmd->add_flag("--resume", a.resume,
+                "Continue the run in --output_dir from its latest checkpoint (an error when "
+                "there is none)");
   f->nonfinite.add(*cmd);
   cmd->add_option("--train_batch_size", a.train_batch_size,
                   "Global batch per optimizer step (per device x accumulation x ranks); sets "
@@ -132,6 +138,8 @@ void add_stage(CLI::App& parent, train::Stage stage, const char* help) {
     BEAVER_CHECK(f->device == "cpu" || f->device == "cuda", "--device must be cpu or cuda, got '",
                  f->device, "'");
     args.use_cuda = f->device == "cuda";
+    const StopSignalGuard stop;  // Ctrl-C / SIGTERM: checkpoint after the current step
+    args.stop = &stop;
     run_on_ranks([&](Communicator& comm) {
     args.comm = &comm;
     const train::PlanSetup plan = train::stage_plan_setup(

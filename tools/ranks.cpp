@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "csrc/error.h"
+#include "csrc/stop_signal.h"
 
 namespace beaver::tools {
 
@@ -15,6 +16,8 @@ void run_on_ranks(const std::function<void(Communicator&)>& body) {
   }
   try {
     body(*comm);
+  } catch (const Interrupted&) {
+    throw;  // every rank agreed to stop and wrote its share of the checkpoint: exit as one
   } catch (const std::exception& e) {
     comm->abort(e.what());
   }

@@ -19,6 +19,7 @@
 #include "train/rlhf.h"
 #include "train/rollout.h"
 #include "train/toyworld.h"
+#include "train/metrics.h"
 
 namespace beaver::train {
 
@@ -102,7 +103,9 @@ PolicyScorer::PolicyScorer(Context& ctx, const std::string& policy_dir,
 
 PolicyScorer::~PolicyScorer() = default;
 
-std::vector<ScoredResponse> PolicyScorer::answer(const std::vector<PromptExample>& prompts) {
+std::vector<ScoredResponse> PolicyScorer::answer(const std::vector<PromptExample>& prompts,
+                                                 const std::string& what) {
+  const ProgressMeter progress(what, "prompts", int64_t(prompts.size()));
   const int32_t eos = tok_->eos_id(), pad = tok_->pad_id() >= 0 ? tok_->pad_id() : eos;
   std::vector<ScoredResponse> out;
   const size_t mb = size_t(gen_.batch_size);
@@ -139,6 +142,7 @@ std::vector<ScoredResponse> PolicyScorer::answer(const std::vector<PromptExample
       s.cost = cost[j];
       out.push_back(std::move(s));
     }
+    log_info(progress.line(int64_t(out.size())));
   }
   return out;
 }
@@ -211,6 +215,7 @@ EvalReport summarize_eval(const std::vector<ScoredResponse>& rs, const std::stri
 EvalReport run_eval(Context& ctx, const EvalOptions& o) {
   check_oracle_name(o.oracle);
   BEAVER_CHECK(!o.output_dir.empty(), "eval: --output is required");
+  check_output_folder(o.output_dir, o.overwrite, "eval --output");
   const auto prompts = read_eval_prompts(o.prompts, o.bad_records);
   PolicyScorer scorer(ctx, o.model, o.reward_model, o.cost_model, o.gen);
   const auto rs = scorer.answer(prompts);
@@ -309,15 +314,16 @@ EvalReport run_eval(Context& ctx, const EvalOptions& o) {
 // ---- arena -------------------------------------------------------------------------------------
 eval_stats::ArenaResult run_arena(Context& ctx, const ArenaOptions& o) {
   BEAVER_CHECK(!o.output_dir.empty(), "arena: --output is required");
+  check_output_folder(o.output_dir, o.overwrite, "arena --output");
   const auto prompts = read_eval_prompts(o.prompts, o.bad_records);
   std::vector<ScoredResponse> a, b;
   {
     PolicyScorer sa(ctx, o.model_a, o.reward_model, o.cost_model, o.gen);
-    a = sa.answer(prompts);
+    a = sa.answer(prompts, "arena, model A");
   }
   {
     PolicyScorer sb(ctx, o.model_b, o.reward_model, o.cost_model, o.gen);
-    b = sb.answer(prompts);
+    b = sb.answer(prompts, "arena, model B");
   }
   const eval_stats::ArenaResult res = eval_stats::compare(scored_of(a), scored_of(b));
   fs::create_directories(o.output_dir);

@@ -47,7 +47,9 @@ class PolicyScorer {
   ~PolicyScorer();
   // Answers and scores every prompt (template applied; prompts that leave no room for an
   // answer within max_length are an Error naming their origin).
-  std::vector<ScoredResponse> answer(const std::vector<PromptExample>& prompts);
+  // Logs a progress line (rate, ETA) after every batch, headed by `what`.
+  std::vector<ScoredResponse> answer(const std::vector<PromptExample>& prompts,
+                                     const std::string& what = "eval");
   const model::Tokenizer& tokenizer() const { return *tok_; }
 
  private:
@@ -83,6 +85,7 @@ struct EvalOptions {
   std::string oracle;  // "" or "toyworld"
   GenerationSettings gen;
   BadRecordPolicy bad_records = BadRecordPolicy::Stop;
+  bool overwrite = false;  // write into a non-empty output_dir (else it is refused, up front)
 };
 // Pure part: aggregates (and the oracle's verdicts when `oracle` is "toyworld").
 EvalReport summarize_eval(const std::vector<ScoredResponse>& rs, const std::string& oracle);
@@ -93,6 +96,7 @@ struct ArenaOptions {
   std::string model_a, model_b, reward_model, cost_model, prompts, output_dir;
   GenerationSettings gen;
   BadRecordPolicy bad_records = BadRecordPolicy::Stop;
+  bool overwrite = false;  // write into a non-empty output_dir (else it is refused, up front)
 };
 eval_stats::ArenaResult run_arena(Context& ctx, const ArenaOptions& o);
 

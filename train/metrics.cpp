@@ -65,4 +65,16 @@ std::string MetricsLog::progress_line(int64_t step,
   return s;
 }
 
+std::string ProgressMeter::line(int64_t done) const {
+  const double t = timer_.elapsed_s();
+  std::string s = cat(what_, ": ", done, "/", total_, " ", unit_);
+  if (done > 0 && t > 0) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " | %.3g %s/s", double(done) / t, unit_.c_str());
+    s += buf;
+    s += " | ETA " + format_duration(t / double(done) * double(total_ - done));
+  }
+  return s;
+}
+
 }  // namespace beaver::train

@@ -33,4 +33,19 @@ class MetricsLog {
 // "1h02m", "3m05s", "12s".
 std::string format_duration(double seconds);
 
+// Progress of a loop over a known number of items (prompts of eval, arena, generate):
+// "eval: 32/100 prompts | 4.1 prompts/s | ETA 17s", the rate and ETA over the time since
+// construction.
+class ProgressMeter {
+ public:
+  ProgressMeter(std::string what, std::string unit, int64_t total)
+      : what_(std::move(what)), unit_(std::move(unit)), total_(total) {}
+  std::string line(int64_t done) const;
+
+ private:
+  std::string what_, unit_;
+  int64_t total_;
+  Timer timer_;
+};
+
 }  // namespace beaver::train

@@ -178,4 +178,26 @@ std::vector<Series> read_metrics(const std::string& jsonl_path, const std::strin
   return out;
 }
 
+std::vector<std::string> metric_keys(const std::string& jsonl_path) {
+  std::ifstream f(jsonl_path);
+  if (!f) BEAVER_IO_FAIL(jsonl_path, "cannot open metrics file");
+  std::vector<std::string> keys;
+  std::string line;
+  int lineno = 0;
+  while (std::getline(f, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      BEAVER_FAIL(jsonl_path, ":", lineno, ": not valid JSON (", e.what(), ")");
+    }
+    if (!j.is_object()) continue;
+    for (const auto& [k, v] : j.items())
+      if (v.is_number() && std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+  }
+  return keys;
+}
+
 }  // namespace beaver::plot

@@ -35,4 +35,8 @@ void histogram(const std::string& png_path, const std::string& title,
 std::vector<Series> read_metrics(const std::string& jsonl_path, const std::string& xkey,
                                  const std::vector<std::string>& ykeys);
 
+// The keys with a numeric value on some line of a metrics JSONL file, in first-seen order
+// (what `beaver plot --y` can draw). Same errors as read_metrics.
+std::vector<std::string> metric_keys(const std::string& jsonl_path);
+
 }  // namespace beaver::plot

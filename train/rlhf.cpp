@@ -678,17 +678,21 @@ void RlhfTrainer::train() {
   if (write) {
     fs::create_directories(out);
     const bool has_ckpt = !latest_checkpoint(ckpt_root).empty();
+    if (opts_.resume && !has_ckpt)
+      BEAVER_FAIL("train ", ppo_algorithm_name(opts_.algorithm), " --resume: nothing to resume, ",
+                  ckpt_root, " holds no checkpoint; run without --resume to start afresh");
     BEAVER_CHECK(opts_.resume || !has_ckpt, opts_.output_dir,
                  ": holds checkpoints of an earlier run; pass --resume to continue it or choose "
                  "another --output_dir");
     BEAVER_CHECK(opts_.resume || !fs::exists(out / "beaver.json"), opts_.output_dir,
                  ": holds a trained model already; choose another --output_dir");
     int64_t lines = 0;
-    if (opts_.resume && load_state(ckpt_root, epoch0, index0, lines)) {
+    if (opts_.resume) {
+      BEAVER_CHECK(load_state(ckpt_root, epoch0, index0, lines), "train ",
+                   ppo_algorithm_name(opts_.algorithm), " --resume: no usable checkpoint in ",
+                   ckpt_root);
       truncate_lines(metrics_path, lines);
       resumed = true;
-    } else if (opts_.resume) {
-      log_info("train: nothing to resume in ", ckpt_root, "; starting fresh");
     }
     if (!resumed) truncate_lines(metrics_path, 0);
   }
@@ -701,7 +705,8 @@ void RlhfTrainer::train() {
   int64_t saved_at = resumed ? global_step_ : -1;
   // (epoch, index) is always the position of the next prompt batch.
   int64_t epoch = epoch0, index = index0;
-  while (epoch < cfg_.epochs && global_step_ < total) {
+  int interrupted = 0;  // the signal that stopped the run early (0: none)
+  while (epoch < cfg_.epochs && global_step_ < total && interrupted == 0) {
     const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), uint64_t(epoch));
     std::vector<std::vector<int32_t>> batch;
     for (int64_t j = index; j < std::min<int64_t>(int64_t(order.size()), index + Pb); ++j)
@@ -731,6 +736,20 @@ void RlhfTrainer::train() {
       save_state(ckpt_root, epoch, index, count_lines(metrics_path));
       saved_at = global_step_;
     }
+    const bool last = global_step_ >= total || epoch >= cfg_.epochs;
+    if (!last && opts_.stop) interrupted = opts_.stop->received();
+  }
+  if (interrupted != 0) {
+    if (write && saved_at != global_step_)
+      save_state(ckpt_root, epoch, index, count_lines(metrics_path));
+    draw_curves();
+    throw Interrupted(interrupted,
+                      cat("train ", ppo_algorithm_name(opts_.algorithm), ": stopped by ",
+                          StopSignalGuard::name(interrupted), " after RL step ", global_step_,
+                          " of ", total,
+                          write ? cat("; resumable checkpoint in ", latest_checkpoint(ckpt_root),
+                                      "; continue with the same command and --resume")
+                                : std::string("; nothing was written (no output folder)")));
   }
   if (write && saved_at != global_step_)
     save_state(ckpt_root, epoch, index, count_lines(metrics_path));

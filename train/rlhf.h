@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "csrc/context.h"
+#include "csrc/stop_signal.h"
 #include "model/engine.h"
 #include "model/llama.h"
 #include "model/tokenizer.h"
@@ -77,6 +78,9 @@ struct RlhfOptions {
   int64_t save_interval = 0;
   int keep_checkpoints = 2;
   bool resume = false;
+  // Graceful stop (csrc/stop_signal.h): when set and a SIGINT or SIGTERM arrives, the run ends
+  // after the current RL step with a checkpoint (when output_dir is set) and throws Interrupted.
+  const StopSignalGuard* stop = nullptr;
   NonfiniteOptions nonfinite;  // --nonfinite, --max_consecutive_skips (train/nonfinite.h)
 };
 

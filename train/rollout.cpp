@@ -11,13 +11,8 @@
 namespace beaver::train {
 
 model::Tokenizer load_policy_tokenizer(const std::string& dir) {
-  const auto path = std::filesystem::path(dir) / "tokenizer.model";
-  BEAVER_CHECK(std::filesystem::exists(path), "the model folder ", dir, " has no tokenizer.model");
-  model::Tokenizer tok = model::Tokenizer::from_file(path.string());
-  const model::LlamaConfig cfg = model::checkpoint_config(dir);
-  if (cfg.vocab_size == tok.vocab_size() + 1) tok.add_pad_token();
-  BEAVER_CHECK(tok.vocab_size() <= cfg.vocab_size, "the tokenizer of ", dir, " has ",
-               tok.vocab_size(), " tokens, the model only ", cfg.vocab_size);
+  model::Tokenizer tok =
+      model::load_model_tokenizer(dir, model::checkpoint_config(dir), "the policy");
   BEAVER_CHECK(tok.eos_id() >= 0, "the tokenizer of ", dir, " has no EOS token");
   return tok;
 }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -11,6 +12,7 @@
 #include "csrc/error.h"
 #include "csrc/log.h"
 #include "csrc/profile.h"
+#include "csrc/stop_signal.h"
 #include "csrc/timer.h"
 #include "model/llama.h"
 #include "model/loader.h"
@@ -463,13 +465,7 @@ StageResult run_stage(const StageArgs& args) {
   if (a.stage == Stage::SFT)
     BEAVER_CHECK(stored_kind == model::ModelKind::CausalLM, a.model_name_or_path,
                  ": holds a score model; SFT needs a causal LM");
-  const std::string tok_path = a.model_name_or_path + "/tokenizer.model";
-  BEAVER_CHECK(fs::exists(tok_path), a.model_name_or_path,
-               ": no tokenizer.model (the tokenizer travels with the model folder)");
-  model::Tokenizer tok = model::Tokenizer::from_file(tok_path);
-  if (cfg.vocab_size == tok.vocab_size() + 1) tok.add_pad_token();  // safe-rlhf's added <pad>
-  BEAVER_CHECK(tok.vocab_size() <= cfg.vocab_size, a.model_name_or_path, ": the tokenizer has ",
-               tok.vocab_size(), " tokens, the model only ", cfg.vocab_size);
+  model::Tokenizer tok = model::load_model_tokenizer(a.model_name_or_path, cfg, "train " + name);
   if (cfg.max_position_embeddings > 0 && a.max_length > cfg.max_position_embeddings) {
     log_warn("train ", name, ": --max_length ", a.max_length, " exceeds the model's "
              "max_position_embeddings ", cfg.max_position_embeddings, "; using ",
@@ -479,6 +475,9 @@ StageResult run_stage(const StageArgs& args) {
 
   // ---- output folder: fresh or resumed ----
   const bool has_ckpt = !latest_checkpoint(ckpt_root).empty();
+  if (a.resume && !has_ckpt)
+    BEAVER_FAIL("train ", name, " --resume: nothing to resume, ", ckpt_root,
+                " holds no checkpoint; run without --resume to start afresh");
   BEAVER_CHECK(a.resume || !has_ckpt, a.output_dir, ": holds checkpoints of an earlier run; "
                "pass --resume to continue it or choose another --output_dir");
   BEAVER_CHECK(a.resume || !fs::exists(a.output_dir + "/beaver.json"), a.output_dir,
@@ -507,7 +506,11 @@ StageResult run_stage(const StageArgs& args) {
   const int64_t per_epoch = (n + gbs - 1) / gbs;
   const int64_t total_micro = per_epoch * a.epochs;
   const int64_t accum = a.gradient_accumulation_steps;
-  const OptimizerConfig oc = stage_optimizer_config(a, (total_micro + accum - 1) / accum);
+  // Optimizer steps of the run: the data's (epochs x batches), capped by --max_steps, which
+  // then sizes the warmup, the decay and the progress line (as HF's Trainer does).
+  const int64_t planned_steps = (total_micro + accum - 1) / accum;
+  const int64_t total_steps = a.max_steps > 0 ? std::min(planned_steps, a.max_steps) : planned_steps;
+  const OptimizerConfig oc = stage_optimizer_config(a, total_steps);
   Optimizer opt(*r.m, oc);
   NonfiniteGuard guard(cat("train ", name), a.nonfinite);
   opt.set_guard(&guard);
@@ -518,12 +521,22 @@ StageResult run_stage(const StageArgs& args) {
   prog.run_config = run_config(args);
   r.metrics_path = a.output_dir + "/metrics.jsonl";
   bool resumed = false;
-  if (a.resume && load_trainer_state(ckpt_root, *r.m, opt, prog)) {
-    if (root) truncate_lines(r.metrics_path, prog.metrics_lines);
+  if (a.resume) {
+    BEAVER_CHECK(load_trainer_state(ckpt_root, *r.m, opt, prog), "train ", name,
+                 " --resume: no usable checkpoint in ", ckpt_root);
     resumed = true;
-  } else {
-    if (a.resume) log_info("train ", name, ": nothing to resume in ", ckpt_root, "; starting fresh");
-    if (root && fs::exists(r.metrics_path)) fs::remove(r.metrics_path);
+    if (opt.step() >= total_steps && fs::exists(a.output_dir + "/beaver.json")) {
+      // The run is complete (a --max_steps or all epochs): nothing to train, nothing to write.
+      log_info("train ", name, ": the run in ", a.output_dir, " has already reached step ",
+               opt.step(), " of ", total_steps, "; nothing to do (raise --max_steps to go on)");
+      StageResult done;
+      done.steps = opt.step();
+      done.final_model_dir = a.output_dir;
+      return done;
+    }
+    if (root) truncate_lines(r.metrics_path, prog.metrics_lines);
+  } else if (root && fs::exists(r.metrics_path)) {
+    fs::remove(r.metrics_path);
   }
   if (a.comm) a.comm->barrier();  // no rank reads the output folder after this
   // Only rank 0 writes the records (the others keep them in memory).
@@ -557,8 +570,19 @@ StageResult run_stage(const StageArgs& args) {
   Values step_sum;
   int64_t step_micro = 0;
   bool first_step = true, stop = false;
+  int interrupted = 0;  // the signal that stopped the run early (0: none)
+  // A stop request counts when every rank has seen it or any has: the ranks agree each step.
+  auto stop_signal = [&]() -> int {
+    int sig = a.stop ? a.stop->received() : 0;
+    if (a.comm && a.comm->distributed()) {
+      const double ranks_stopping = a.comm->all_reduce(sig != 0 ? 1.0 : 0.0, ReduceOp::Sum);
+      if (ranks_stopping > 0 && sig == 0) sig = SIGTERM;  // what mpirun forwards
+    }
+    return sig;
+  };
   int64_t saved_at = resumed ? opt.step() : -1;
   const std::string micro_range = "train/" + name + "/micro_batch";  // profiler range
+  if (opt.step() >= total_steps) stop = true;  // resumed at the end: no extra step
   for (; prog.epoch < a.epochs && !stop; ++prog.epoch, prog.index = 0) {
     const std::vector<size_t> order = shuffled_indices(size_t(n), a.seed, uint64_t(prog.epoch));
     while (prog.index < n && !stop) {
@@ -612,13 +636,15 @@ StageResult run_stage(const StageArgs& args) {
         window_start = now;
       }
       if (a.eval_interval > 0 && opt.step() % a.eval_interval == 0) run_eval();
-      if (a.max_steps > 0 && opt.step() >= a.max_steps) stop = true;
+      if (opt.step() >= total_steps) stop = true;
+      if (!stop && (interrupted = stop_signal()) != 0) stop = true;
       if ((a.save_interval > 0 && opt.step() % a.save_interval == 0) || stop) {
         save_state();
         saved_at = opt.step();
       }
     }
-    if (!stop && a.eval_interval == 0) run_eval();
+    // eval_interval 0: after every complete epoch (also the one that ends the run).
+    if (a.eval_interval == 0 && prog.index >= n && interrupted == 0) run_eval();
   }
   res.seconds = timer.elapsed_s();
   res.steps = opt.step();
@@ -626,6 +652,14 @@ StageResult run_stage(const StageArgs& args) {
   if (res.skipped_steps > 0)
     log_warn("train ", name, ": ", res.skipped_steps, " optimizer steps skipped for non-finite ",
              "values (--nonfinite skip)");
+  if (interrupted != 0) {
+    const std::string where = latest_checkpoint(ckpt_root);
+    throw Interrupted(interrupted,
+                      cat("train ", name, ": stopped by ", StopSignalGuard::name(interrupted),
+                          " after step ", opt.step(), " of ", total_steps,
+                          "; resumable checkpoint in ", where,
+                          "; continue with the same command and --resume"));
+  }
   if (saved_at != opt.step()) {
     prog.index = 0;  // the loop ended: epoch == epochs
     save_state();

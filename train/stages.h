@@ -29,6 +29,7 @@
 
 #include "csrc/comm.h"
 #include "model/llama.h"
+#include "csrc/stop_signal.h"
 #include "train/data.h"
 #include "train/losses.h"
 #include "train/nonfinite.h"
@@ -88,6 +89,9 @@ struct StageArgs {
   // run's micro-batch count (1-based), the model (its gradients included) and the optimizer:
   // a probe for tests and diagnostics, which may read or alter the gradients. Empty: none.
   std::function<void(int64_t micro_batch, model::LlamaModel&, const Optimizer&)> after_backward;
+  // Graceful stop (csrc/stop_signal.h): when set and a SIGINT or SIGTERM arrives, the run ends
+  // after the current optimizer step with a resumable checkpoint and throws Interrupted.
+  const StopSignalGuard* stop = nullptr;
 };
 
 struct StageResult {
@@ -106,8 +110,11 @@ model::LlamaOptions stage_model_options(const StageArgs& a);
 // The optimizer a stage runs with (its flags and defaults) over total_steps optimizer steps.
 OptimizerConfig stage_optimizer_config(const StageArgs& a, int64_t total_steps);
 
-// Runs one stage end to end. Errors (bad flags, bad data under --bad_record stop, a model
-// that does not fit) throw beaver::Error naming what and where.
+// Runs one stage end to end. --max_steps caps the run's optimizer steps and sizes its schedule;
+// a resume of a run that already reached its last step trains and writes nothing.
+// --resume without a checkpoint in <output_dir>/checkpoints is an error. Errors (bad flags,
+// bad data under --bad_record stop, a model that does not fit) throw beaver::Error naming
+// what and where.
 StageResult run_stage(const StageArgs& args);
 
 }  // namespace beaver::train
