@@ -1,8 +1,9 @@
 // PNG writer and plots: the file is a valid, deflated PNG (signature, chunk CRCs, a zlib stream
-// that inflates to the same pixels), lines land where the
-// data says, and metrics files are read with errors that name file and line.
+// that inflates to the same pixels), axes tick at round values (whole numbers for steps), lines
+// land where the data says, and metrics files are read with errors that name file and line.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -116,6 +117,47 @@ TEST(Image, TextAndLinesDraw) {
   EXPECT_THROW(Image(0, 5), Error);
 }
 
+TEST(Plot, TicksAreRoundAndStepsAreWholeNumbers) {
+  using V = std::vector<double>;
+  // A 2-step RL run: ticks at the steps, not at quarters of a step.
+  EXPECT_EQ(plot::tick_values(1, 2, true), (V{1, 2}));
+  EXPECT_EQ(plot::tick_values(0, 1, true), (V{0, 1}));
+  EXPECT_EQ(plot::tick_values(1, 1071, true), (V{0, 200, 400, 600, 800, 1000, 1200}));
+  EXPECT_EQ(plot::tick_values(3, 3, true), (V{2, 3, 4}));  // one point: a whole step either side
+  const V frac = plot::tick_values(0.013, 0.93, false);
+  ASSERT_EQ(frac.size(), 6u);
+  for (size_t i = 0; i < frac.size(); ++i) EXPECT_NEAR(frac[i], 0.2 * double(i), 1e-12);
+  // Over many ranges: the ticks cover the range, at most 7 of them, each a whole multiple of a
+  // step of 1, 2 or 5 x 10^k (a whole number for integer data).
+  uint64_t lcg = 99;
+  auto uniform = [&] {
+    lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+    return double(lcg >> 11) / double(1ull << 53);
+  };
+  for (int trial = 0; trial < 2000; ++trial) {
+    const bool integers = trial % 2 == 0;
+    const double scale = std::pow(10.0, std::floor(uniform() * 10 - 4));
+    double lo = (uniform() - 0.3) * scale, hi = lo + uniform() * scale;
+    if (integers) {
+      lo = std::round(lo);
+      hi = std::round(hi);
+    }
+    const V t = plot::tick_values(lo, hi, integers);
+    ASSERT_GE(t.size(), 2u);
+    ASSERT_LE(t.size(), 7u) << lo << " " << hi;
+    EXPECT_LE(t.front(), lo);
+    EXPECT_GE(t.back(), hi);
+    const double step = t[1] - t[0];
+    const double mant = step / std::pow(10.0, std::floor(std::log10(step) + 1e-9));
+    EXPECT_TRUE(std::fabs(mant - 1) < 1e-6 || std::fabs(mant - 2) < 1e-6 ||
+                std::fabs(mant - 5) < 1e-6) << "step " << step << " for " << lo << ".." << hi;
+    if (integers) {
+      EXPECT_EQ(step, std::round(step));
+    }
+    for (double v : t) EXPECT_NEAR(v / step, std::round(v / step), 1e-6) << v;
+  }
+}
+
 TEST(Plot, ReadsMetricsAndNamesBadLines) {
   const auto path = fs::temp_directory_path() / "beaver_metrics.jsonl";
   {
@@ -149,7 +191,7 @@ TEST(Plot, LinePanelsAndHistogramWriteFiles) {
   plot::line_panels(a.string(), "step",
                     {{"loss", {{"loss", {0, 1, 2}, {3, 2, 1}}}},
                      {"lambda", {{"lambda", {0, 1}, {1, 1}}}}});  // a flat series still plots
-  plot::histogram(b.string(), "cost", {{"safe", {-3, -2, -2.5}}, {"unsafe", {1, 2, 2.2}}}, 10);
+  plot::histogram(b.string(), "cost", "cost (CM end score)", {{"safe", {-3, -2, -2.5}}, {"unsafe", {1, 2, 2.2}}}, 10);
   EXPECT_GT(fs::file_size(a), 1000u);
   EXPECT_GT(fs::file_size(b), 1000u);
   EXPECT_THROW(plot::line_panels(a.string(), "step", {}), Error);

@@ -30,6 +30,7 @@
 #include "train/data.h"
 #include "train/losses.h"
 #include "train/nonfinite.h"
+#include "train/plot.h"
 #include "train/schedule.h"
 
 namespace beaver::train {
@@ -91,5 +92,10 @@ struct StageResult {
 // Runs one stage end to end. Errors (bad flags, bad data under --bad_record stop, a model
 // that does not fit) throw beaver::Error naming what and where.
 StageResult run_stage(const StageArgs& args);
+
+// The panels of a stage's <output>/curves.png (written at the end of run_stage), read from its
+// metrics.jsonl: training loss with eval_loss, accuracy with eval_accuracy (RM, CM), mean
+// reward (RM) or cost (CM) on training and eval pairs, learning rate and gradient norm.
+std::vector<plot::Panel> stage_curve_panels(const std::string& metrics_jsonl);
 
 }  // namespace beaver::train
