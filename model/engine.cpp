@@ -66,7 +66,10 @@ InferenceEngine::InferenceEngine(LlamaModel& model, int64_t max_total_len, bool 
   p_ranges_ = arena_[h_pr];
   p_positions_ = arena_[h_pp];
   p_rows_ = arena_[h_rows];
-  log_info(budget());
+  log_info("memory plan: inference engine (batch ", max_batch_, ", total length <= ", max_total_,
+           ", KV cache ", dtype_name(model_->precision().act), "): total ",
+           format_bytes(plan_.total_bytes()), " (--log_level debug for the breakdown)");
+  log_debug(budget());
 }
 
 std::string InferenceEngine::budget() const {
