@@ -33,8 +33,9 @@ void add_toyworld_command(CLI::App& app) {
   cmd->callback([cfg, out] {
     toyworld::write_world(*cfg, *out);
     log_info("toyworld: wrote seed ", cfg->seed, " world to ", *out, " (", cfg->sft_examples,
-             " SFT, ", cfg->preference_pairs, " pairs, ", cfg->ppo_prompts, " prompts, ",
-             cfg->eval_prompts, " eval)");
+             " SFT examples, ", cfg->preference_pairs, " preference pairs, ", cfg->ppo_prompts,
+             " RL prompt records (templates repeat: PPO trains on the distinct texts), ",
+             cfg->eval_prompts, " held-out eval prompts)");
   });
 }
 

@@ -677,7 +677,8 @@ void RlhfTrainer::train() {
   std::optional<ResolvedThreshold> calibration;
   if (lag() && cfg_.target_unsafe_share >= 0 && !resumed) calibration = calibrate_threshold();
   MetricsLog log(metrics_path, total);
-  log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(), " prompts, ",
+  log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(),
+           " distinct prompts (repeated texts dropped), ",
            total, " RL steps of ", Pb, " prompts", impl_->ptx.empty() ? "" : cat(", PTX on ",
            impl_->ptx.size(), " SFT examples"), resumed ? cat(", resumed at step ", global_step_) : "");
   int64_t saved_at = resumed ? global_step_ : -1;
