@@ -1,6 +1,6 @@
 // The LLaMA graph: one implementation serving every role of Safe RLHF. The actor and the
 // reference model use the LM head; the reward model, the cost model and both critics use the
-// score head (Linear(H, 1) with bias, safe-rlhf.md section 2). Only the head differs.
+// score head (Linear(H, 1) with bias, docs/algorithm.md section 2). Only the head differs.
 //
 // Memory is explicit and planned at construction for a maximum batch (B, S):
 //   params  one Arena of master parameters (fp32; bf16 for a CUDA model built for inference

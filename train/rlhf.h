@@ -1,4 +1,4 @@
-// The PPO-Lagrangian trainer (safe-rlhf.md section 5) and its two baselines (section 6), all
+// The PPO-Lagrangian trainer (docs/algorithm.md section 5) and its two baselines (section 6), all
 // through one LlamaModel class:
 //   actor            LM head, trained          (PTX loss on the SFT set when one is given)
 //   reference        LM head, frozen           (the actor's starting point)

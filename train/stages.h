@@ -1,4 +1,4 @@
-// The first three stages of Safe RLHF (safe-rlhf.md sections 1-4) as library calls, so that the
+// The first three stages of Safe RLHF (docs/algorithm.md sections 1-4) as library calls, so that the
 // `beaver train sft|rm|cm` subcommands and the tests run the same code:
 //
 //   SFT  causal LM, mean cross-entropy over answer tokens (BOS + prompt + answer + EOS, right
