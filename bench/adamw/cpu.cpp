@@ -10,7 +10,7 @@ namespace {
 
 constexpr int64_t kN = 16 << 20;
 
-void BM_adamw_cpu(benchmark::State& state) {
+void cpu_adamw(benchmark::State& state) {
   Context ctx = Context::cpu();
   auto master = random_f32(Shape{kN}, 1);
   auto grad = random_f32(Shape{kN}, 2);
@@ -31,7 +31,7 @@ void BM_adamw_cpu(benchmark::State& state) {
   set_bytes(state, 30.0 * double(kN));
   state.counters["threads"] = ctx.threads();
 }
-BENCHMARK(BM_adamw_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(cpu_adamw)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver::bench

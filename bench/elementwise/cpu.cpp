@@ -7,7 +7,7 @@ namespace {
 
 constexpr int64_t kH = 4096;
 
-void BM_add_cpu(benchmark::State& state) {
+void cpu_add(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
   Context ctx = Context::cpu();
   auto a = bench::random_f32(Shape{n}, 1), b = bench::random_f32(Shape{n}, 2);
@@ -18,9 +18,9 @@ void BM_add_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(n) * 4);
 }
-BENCHMARK(BM_add_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+BENCHMARK(cpu_add)->ArgName("T")->Arg(256)->UseRealTime();
 
-void BM_axpy_cpu(benchmark::State& state) {
+void cpu_axpy(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
   Context ctx = Context::cpu();
   auto x = bench::random_f32(Shape{n}, 1), y = bench::random_f32(Shape{n}, 2);
@@ -30,9 +30,9 @@ void BM_axpy_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(n) * 4);
 }
-BENCHMARK(BM_axpy_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+BENCHMARK(cpu_axpy)->ArgName("T")->Arg(256)->UseRealTime();
 
-void BM_scale_fill_cpu(benchmark::State& state) {
+void cpu_scale_fill(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
   Context ctx = Context::cpu();
   auto x = bench::random_f32(Shape{n}, 1);
@@ -43,9 +43,9 @@ void BM_scale_fill_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(n) * 4);  // fill writes; scale reads and writes
 }
-BENCHMARK(BM_scale_fill_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+BENCHMARK(cpu_scale_fill)->ArgName("T")->Arg(256)->UseRealTime();
 
-void BM_convert_f32_bf16_cpu(benchmark::State& state) {
+void cpu_convert_f32_bf16(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
   Context ctx = Context::cpu();
   auto src = bench::random_f32(Shape{n}, 1);
@@ -56,9 +56,9 @@ void BM_convert_f32_bf16_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 6.0 * double(n));  // 4 bytes read, 2 written per element
 }
-BENCHMARK(BM_convert_f32_bf16_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+BENCHMARK(cpu_convert_f32_bf16)->ArgName("T")->Arg(256)->UseRealTime();
 
-void BM_convert_bf16_f32_cpu(benchmark::State& state) {
+void cpu_convert_bf16_f32(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
   Context ctx = Context::cpu();
   auto f = bench::random_f32(Shape{n}, 1);
@@ -70,7 +70,7 @@ void BM_convert_bf16_f32_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 6.0 * double(n));
 }
-BENCHMARK(BM_convert_bf16_f32_cpu)->ArgName("T")->Arg(256)->UseRealTime();
+BENCHMARK(cpu_convert_bf16_f32)->ArgName("T")->Arg(256)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

@@ -13,7 +13,7 @@ OwnedTensor token_ids(int64_t t, int64_t vocab) {
   return ids;
 }
 
-void BM_embedding_fwd_cpu(benchmark::State& state) {
+void cpu_embedding_fwd(benchmark::State& state) {
   const int64_t t = state.range(0), h = state.range(1), v = 2048;
   Context ctx = Context::cpu();
   auto ids = token_ids(t, v);
@@ -25,10 +25,10 @@ void BM_embedding_fwd_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 2.0 * double(t * h) * 4 + double(t) * 4);  // read rows, write out
 }
-BENCHMARK(BM_embedding_fwd_cpu)->ArgNames({"T", "H"})->Args({256, 4096})->Args({1024, 2048})
+BENCHMARK(cpu_embedding_fwd)->ArgNames({"T", "H"})->Args({256, 4096})->Args({1024, 2048})
     ->UseRealTime();
 
-void BM_embedding_bwd_cpu(benchmark::State& state) {
+void cpu_embedding_bwd(benchmark::State& state) {
   const int64_t t = state.range(0), h = state.range(1), v = 2048;
   Context ctx = Context::cpu();
   auto ids = token_ids(t, v);
@@ -40,7 +40,7 @@ void BM_embedding_bwd_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(t * h) * 4);  // read dout, read+write the rows it hits
 }
-BENCHMARK(BM_embedding_bwd_cpu)->ArgNames({"T", "H"})->Args({256, 4096})->UseRealTime();
+BENCHMARK(cpu_embedding_bwd)->ArgNames({"T", "H"})->Args({256, 4096})->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

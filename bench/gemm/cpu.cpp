@@ -6,7 +6,7 @@
 namespace beaver {
 namespace {
 
-void BM_gemm_cpu(benchmark::State& state) {
+void cpu_gemm(benchmark::State& state) {
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
   const bool tb = state.range(3) != 0;
   Context ctx = Context::cpu();
@@ -19,7 +19,7 @@ void BM_gemm_cpu(benchmark::State& state) {
   }
   bench::set_flops(state, 2.0 * double(m) * double(n) * double(k));
 }
-BENCHMARK(BM_gemm_cpu)
+BENCHMARK(cpu_gemm)
     ->ArgNames({"M", "N", "K", "tb"})
     ->Args({256, 256, 256, 0})
     ->Args({1024, 1024, 1024, 0})
@@ -27,7 +27,7 @@ BENCHMARK(BM_gemm_cpu)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-void BM_linear_bwd_weight_cpu(benchmark::State& state) {
+void cpu_linear_bwd_weight(benchmark::State& state) {
   const int64_t t = state.range(0), h = state.range(1);
   Context ctx = Context::cpu();
   auto dy = bench::random_f32(Shape{t, h}, 1);
@@ -39,7 +39,7 @@ void BM_linear_bwd_weight_cpu(benchmark::State& state) {
   }
   bench::set_flops(state, 2.0 * double(t) * double(h) * double(h));
 }
-BENCHMARK(BM_linear_bwd_weight_cpu)
+BENCHMARK(cpu_linear_bwd_weight)
     ->ArgNames({"T", "H"})
     ->Args({64, 4096})
     ->Unit(benchmark::kMillisecond)

@@ -6,7 +6,7 @@
 namespace beaver {
 namespace {
 
-void BM_rmsnorm_fwd_cpu(benchmark::State& state) {
+void cpu_rmsnorm_fwd(benchmark::State& state) {
   const int64_t t = state.range(0), h = state.range(1);
   Context ctx = Context::cpu();
   auto x = bench::random_f32(Shape{t, h}, 1);
@@ -21,14 +21,14 @@ void BM_rmsnorm_fwd_cpu(benchmark::State& state) {
   // read x, residual; write out, residual_out; weight and rstd.
   bench::set_bytes(state, 4.0 * double(t * h) * 4 + double(h + t) * 4);
 }
-BENCHMARK(BM_rmsnorm_fwd_cpu)
+BENCHMARK(cpu_rmsnorm_fwd)
     ->ArgNames({"T", "H"})
     ->Args({256, 4096})
     ->Args({1024, 2048})
     ->Args({7, 4099})
     ->UseRealTime();
 
-void BM_rmsnorm_bwd_cpu(benchmark::State& state) {
+void cpu_rmsnorm_bwd(benchmark::State& state) {
   const int64_t t = state.range(0), h = state.range(1);
   Context ctx = Context::cpu();
   auto dout = bench::random_f32(Shape{t, h}, 1);
@@ -44,7 +44,7 @@ void BM_rmsnorm_bwd_cpu(benchmark::State& state) {
   // read dout, h, dresidual; write dx; weight and dweight.
   bench::set_bytes(state, 4.0 * double(t * h) * 4 + 3.0 * double(h) * 4 + double(t) * 4);
 }
-BENCHMARK(BM_rmsnorm_bwd_cpu)->ArgNames({"T", "H"})->Args({256, 4096})->UseRealTime();
+BENCHMARK(cpu_rmsnorm_bwd)->ArgNames({"T", "H"})->Args({256, 4096})->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

@@ -5,7 +5,7 @@
 namespace beaver {
 namespace {
 
-void BM_rope_fwd_cpu(benchmark::State& state) {
+void cpu_rope_fwd(benchmark::State& state) {
   const int64_t t = state.range(0), nh = state.range(1), nkv = state.range(2), d = 128;
   Context ctx = Context::cpu();
   ops::RopeScaling sc;
@@ -23,7 +23,7 @@ void BM_rope_fwd_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 2.0 * double(t * (nh + nkv) * d) * 4);  // read + write q and k
 }
-BENCHMARK(BM_rope_fwd_cpu)
+BENCHMARK(cpu_rope_fwd)
     ->ArgNames({"T", "nh", "nkv"})
     ->Args({256, 32, 32})
     ->Args({512, 32, 8})

@@ -24,14 +24,14 @@ void run(benchmark::State& state, const ops::SamplingConfig& cfg) {
   state.counters["threads"] = ctx.threads();
 }
 
-void BM_sample_top_p_0_9_cpu(benchmark::State& state) { run(state, {1.0f, 0, 0.9f}); }
-void BM_sample_top_k_50_cpu(benchmark::State& state) { run(state, {1.0f, 50, 1.0f}); }
-void BM_sample_temperature_cpu(benchmark::State& state) { run(state, {0.8f, 0, 1.0f}); }
-void BM_sample_greedy_cpu(benchmark::State& state) { run(state, {0.0f, 0, 1.0f}); }
-BENCHMARK(BM_sample_top_p_0_9_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_sample_top_k_50_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_sample_temperature_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_sample_greedy_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
+void cpu_sample_top_p_0_9(benchmark::State& state) { run(state, {1.0f, 0, 0.9f}); }
+void cpu_sample_top_k_50(benchmark::State& state) { run(state, {1.0f, 50, 1.0f}); }
+void cpu_sample_temperature(benchmark::State& state) { run(state, {0.8f, 0, 1.0f}); }
+void cpu_sample_greedy(benchmark::State& state) { run(state, {0.0f, 0, 1.0f}); }
+BENCHMARK(cpu_sample_top_p_0_9)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(cpu_sample_top_k_50)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(cpu_sample_temperature)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(cpu_sample_greedy)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver::bench
