@@ -38,9 +38,9 @@ PROMPT, NEW = 32, 32
 def case_names(threads):
     out = []
     for t in threads:
-        out.append(("train", f"BM_TrainStep/seq:{TRAIN_S}/recompute:0/threads:{t}", t, TRAIN_B))
+        out.append(("train", f"cpu_train_step/seq:{TRAIN_S}/recompute:0/threads:{t}", t, TRAIN_B))
         for b in (1, 8):
-            out.append(("gen", f"BM_Generate/batch:{b}/threads:{t}", t, b))
+            out.append(("gen", f"cpu_generate/batch:{b}/threads:{t}", t, b))
     return out
 
 

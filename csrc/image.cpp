@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cmath>
 #include <fstream>
+#include <zlib.h>
 
 #include "csrc/error.h"
 
@@ -53,15 +54,6 @@ const Glyph& glyph(char c) {
   for (const auto& g : kFont)
     if (g.c == '?') return g;
   return kFont[0];
-}
-
-uint32_t adler32(const std::vector<uint8_t>& d) {
-  uint32_t a = 1, b = 0;
-  for (uint8_t x : d) {
-    a = (a + x) % 65521u;
-    b = (b + a) % 65521u;
-  }
-  return (b << 16) | a;
 }
 
 void put_u32(std::vector<uint8_t>& v, uint32_t x) {
@@ -152,19 +144,13 @@ void Image::write_png(const std::string& path) const {
     raw.insert(raw.end(), px_.begin() + ptrdiff_t(size_t(y) * size_t(w_) * 3),
                px_.begin() + ptrdiff_t(size_t(y + 1) * size_t(w_) * 3));
   }
-  // zlib stream of stored (uncompressed) deflate blocks of at most 65535 bytes.
-  std::vector<uint8_t> z = {0x78, 0x01};
-  for (size_t off = 0; off < raw.size() || off == 0; off += 65535) {
-    const size_t n = std::min<size_t>(65535, raw.size() - off);
-    z.push_back(off + n >= raw.size() ? 1 : 0);
-    z.push_back(uint8_t(n));
-    z.push_back(uint8_t(n >> 8));
-    z.push_back(uint8_t(~n));
-    z.push_back(uint8_t(~n >> 8));
-    z.insert(z.end(), raw.begin() + ptrdiff_t(off), raw.begin() + ptrdiff_t(off + n));
-    if (off + n >= raw.size()) break;
-  }
-  put_u32(z, adler32(raw));
+  // One zlib stream (RFC 1950) at the best compression: plots are mostly flat colour, so
+  // this is tens of kilobytes where the raw scanlines are megabytes.
+  uLongf zbytes = compressBound(uLong(raw.size()));
+  std::vector<uint8_t> z(zbytes);
+  const int rc = compress2(z.data(), &zbytes, raw.data(), uLong(raw.size()), Z_BEST_COMPRESSION);
+  if (rc != Z_OK) BEAVER_FAIL(path, ": zlib compress2 failed (code ", rc, ")");
+  z.resize(zbytes);
   std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
   std::vector<uint8_t> ihdr;
   put_u32(ihdr, uint32_t(w_));

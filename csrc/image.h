@@ -1,5 +1,5 @@
-// A small RGB raster with line, rectangle and text drawing, and a dependency-free PNG writer
-// (stored deflate blocks, CRC-32 and Adler-32 computed here). Enough for training curves and
+// A small RGB raster with line, rectangle and text drawing, and a PNG writer (zlib's deflate
+// for the image data, chunk CRC-32 computed here). Enough for training curves and
 // histograms without Python; the files open in any image viewer.
 #pragma once
 

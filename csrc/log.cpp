@@ -1,5 +1,6 @@
 #include "csrc/log.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -8,22 +9,30 @@
 
 namespace beaver {
 
-namespace {
-LogLevel threshold_from_env() {
-  const char* v = std::getenv("BEAVER_LOG");
-  if (v == nullptr) return LogLevel::Info;
-  const std::string_view s(v);
+std::optional<LogLevel> parse_log_level(std::string_view s) {
   if (s == "debug") return LogLevel::Debug;
+  if (s == "info") return LogLevel::Info;
   if (s == "warn") return LogLevel::Warn;
   if (s == "error") return LogLevel::Error;
-  return LogLevel::Info;
+  return std::nullopt;
+}
+
+namespace {
+// The process-wide threshold: BEAVER_LOG at first use, then whatever set_log_threshold says
+// (the command line sets it once, before any command runs; atomic so that OpenMP workers that
+// log read it safely).
+std::atomic<int>& threshold() {
+  static std::atomic<int> t = [] {
+    const char* v = std::getenv("BEAVER_LOG");
+    return int(parse_log_level(v ? v : "info").value_or(LogLevel::Info));
+  }();
+  return t;
 }
 }  // namespace
 
-bool log_enabled(LogLevel level) {
-  static const LogLevel threshold = threshold_from_env();  // immutable after first use
-  return int(level) >= int(threshold);
-}
+bool log_enabled(LogLevel level) { return int(level) >= threshold().load(std::memory_order_relaxed); }
+
+void set_log_threshold(LogLevel level) { threshold().store(int(level), std::memory_order_relaxed); }
 
 void log_line(LogLevel level, const std::string& msg) {
   static constexpr const char* names[] = {"debug", "info", "warn", "error"};

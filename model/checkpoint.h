@@ -33,9 +33,11 @@ namespace beaver::model {
 
 constexpr std::string_view kBeaverMagic = "beaver-checkpoint";
 constexpr int kBeaverFormatVersion = 1;
-// Tokenizer files carried along by convert and export when present.
+// Files carried along, when present, by convert, export and every trained model written from
+// another: the tokenizer's, and generation_config.json (HF generate's defaults for the model).
 constexpr std::string_view kTokenizerFiles[] = {"tokenizer.model", "tokenizer_config.json",
-                                                "special_tokens_map.json", "tokenizer.json"};
+                                                "special_tokens_map.json", "tokenizer.json",
+                                                "generation_config.json"};
 
 // Checks `got` against `expected`: every expected name present with the expected shape and a
 // float dtype, nothing else. `where` (a folder or file) starts every message.

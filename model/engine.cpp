@@ -52,7 +52,10 @@ InferenceEngine::InferenceEngine(LlamaModel& model, int64_t max_total_len, bool 
   p_ranges_ = a.get("prefill.ranges");
   p_positions_ = a.get("prefill.positions");
   p_rows_ = a.get("prefill.last_rows");
-  log_info(budget());
+  log_info("memory plan: inference engine (batch ", max_batch_, ", total length <= ", max_total_,
+           ", KV cache ", dtype_name(model_->precision().act), "): total ",
+           format_bytes(plan_.total_bytes()), " (--log_level debug for the breakdown)");
+  log_debug(budget());
 }
 
 ArenaPlan InferenceEngine::make_plan(const LlamaConfig& cfg, const PrecisionPlan& prec,

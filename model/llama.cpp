@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <cstdio>
 #include <sstream>
 
 #include "csrc/log.h"
@@ -91,7 +92,8 @@ LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions&
   if (opts.head == Head::Score) ops::fill(ctx, ones_, 1.0f);
   host_ranges_.resize(size_t(opts.max_batch) * 2);
   host_idx_.resize(size_t(opts.max_batch));
-  log_info(budget());
+  log_info(budget_summary());
+  log_debug(budget());
 }
 
 void LlamaModel::plan_params() {
@@ -300,6 +302,22 @@ LlamaModel::Memory LlamaModel::memory() const {
   m.grads = opts_.training ? grads_.bytes() : 0;
   m.acts = acts_arena_.bytes() - m.logits;
   return m;
+size_t LlamaModel::planned_bytes() const { return memory().total(); }
+
+std::string LlamaModel::budget_summary() const {
+  int64_t n = 0;
+  for (const auto& p : infos_) n += p.shape.numel();
+  char count[32];
+  std::snprintf(count, sizeof count, "%.2fM", double(n) / 1e6);
+  std::string s = cat("memory plan: ", opts_.head == Head::LM ? "causal LM" : "score model", ", ",
+                      count, " parameters (", dtype_name(prec_.master), "): parameters ",
+                      format_bytes(param_plan_.total_bytes()));
+  if (prec_.working_copy()) s += cat(", working copy ", format_bytes(work_buf_.size()));
+  if (opts_.training) s += cat(", gradients ", format_bytes(param_plan_.total_bytes()));
+  s += cat(", activations ", format_bytes(act_plan_.total_bytes()), " (batch ", opts_.max_batch,
+           " x ", opts_.max_seq, "); total ", format_bytes(planned_bytes()),
+           " (--log_level debug for the breakdown)");
+  return s;
 }
 
 // ---- parameters ------------------------------------------------------------------------------

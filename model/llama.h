@@ -1,6 +1,6 @@
 // The LLaMA graph: one implementation serving every role of Safe RLHF. The actor and the
 // reference model use the LM head; the reward model, the cost model and both critics use the
-// score head (Linear(H, 1) with bias, safe-rlhf.md section 2). Only the head differs.
+// score head (Linear(H, 1) with bias, docs/algorithm.md section 2). Only the head differs.
 //
 // Memory is explicit and planned at construction for a maximum batch (B, S):
 //   params  one Arena of master parameters (fp32; bf16 for a CUDA model built for inference
@@ -15,7 +15,8 @@
 //   acts    one Arena for activations, backward buffers and head buffers.
 // Every dtype comes from the PrecisionPlan of the context's device (model/precision.h): fp32
 // everywhere on the CPU; bf16 activations and working params with fp32 master, grads, rstd,
-// lse and logits on CUDA. The budgets (with their dtypes) are logged at construction.
+// lse and logits on CUDA. The budget (one summary line; the table with dtypes at debug level) is
+// logged at construction.
 //
 // Training forward over a padded batch: tokens i32 [B,S], ranges i32 [B,2] (valid tokens
 // [begin, end) of each row: right padding has end < S, left padding begin > 0) and positions
@@ -102,7 +103,7 @@ class LlamaModel {
   int64_t num_kv_heads() const { return nkv_; }
   int64_t head_dim() const { return hd_; }
   int64_t vocab_size() const { return V_; }
-  // The three memory plans as a table (also logged at construction).
+  // The three memory plans as a table (logged at construction at debug level).
   std::string budget() const;
   // Bytes of the model's memory: params arena (master), working copy, grads arena, and the
   // activations arena split into the LM head's logits chunks and the rest (acts).
@@ -116,6 +117,10 @@ class LlamaModel {
   static Memory plan_memory(const LlamaConfig& cfg, const LlamaOptions& opts, Device device);
   // What this model allocated (the sizes of its arenas and working buffer).
   Memory memory() const;
+  // One line with the parts and their total (logged at construction at info level):
+  // "memory plan: causal LM, 1.05M parameters (f32): parameters 4.02 MiB, ... ; total 30.1 MiB".
+  std::string budget_summary() const;
+  size_t planned_bytes() const;  // parameters + working copy + gradients + activations
 
   // ---- parameters and gradients ---------------------------------------------------------------
   const std::vector<ParamInfo>& params() const { return infos_; }

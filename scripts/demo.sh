@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default world (../shared/design/toyworld.md as built in
+# The main job on the embedded default world (docs/toyworld.md, as built in
 # train/toyworld.h): set up, build, then run one round of Safe RLHF end to end on the CPU:
 #   world → tokenizer → random init → SFT → reward model + cost model → PPO-Lagrangian, PPO,
 #   PPO with reward shaping → evaluation on held-out prompts → the results table.

@@ -9,7 +9,7 @@ packages=(
   cmake ninja-build g++ pkg-config git python3
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev sentencepiece
-  nlohmann-json3-dev libcli11-dev libopenblas-dev
+  nlohmann-json3-dev libcli11-dev libopenblas-dev zlib1g-dev
   openmpi-bin libopenmpi-dev
 )
 # Optional extras, installed on request: clang + libFuzzer for scripts/fuzz.sh.

@@ -252,11 +252,13 @@ TEST(BeaverCheckpoint, ConvertExportRoundTripIsExact) {
   write_hf_folder(dir / "hf", cfg, w);
   write_text_file(dir / "hf/tokenizer.model", "sp-model-bytes");
   write_text_file(dir / "hf/special_tokens_map.json", "{}");
+  write_text_file(dir / "hf/generation_config.json", "{\"eos_token_id\": 2}");
   const HfCheckpoint hf(dir / "hf");
   std::vector<TensorSource> src;
   for (const auto& t : hf.tensors()) src.push_back(tensor_source(t));
   write_beaver_checkpoint(dir / "bv", hf.config(), hf.kind(), DType::F32, src, hf.dir());
   EXPECT_EQ(read_text_file(dir / "bv/tokenizer.model"), "sp-model-bytes");
+  EXPECT_EQ(read_text_file(dir / "bv/generation_config.json"), "{\"eos_token_id\": 2}");
 
   const BeaverCheckpoint bv(dir / "bv");
   EXPECT_EQ(bv.kind(), ModelKind::CausalLM);
@@ -278,6 +280,7 @@ TEST(BeaverCheckpoint, ConvertExportRoundTripIsExact) {
   EXPECT_EQ(idx["metadata"]["total_size"], 5024);
   EXPECT_EQ(read_text_file(dir / "out/tokenizer.model"), "sp-model-bytes");
   EXPECT_TRUE(fs::exists(dir / "out/special_tokens_map.json"));
+  EXPECT_EQ(read_text_file(dir / "out/generation_config.json"), "{\"eos_token_id\": 2}");
   const HfCheckpoint back(dir / "out");
   for (const auto& [n, t] : w) EXPECT_EQ(values(back.at(n)), values(t.view())) << n;
   const json exported = json::parse(read_text_file(dir / "out/config.json"));

@@ -1,11 +1,14 @@
-// PNG writer and plots: the file is a valid PNG (signature, chunk CRCs, zlib stream), lines land
-// where the data says, and metrics files are read with errors that name file and line.
+// PNG writer and plots: the file is a valid, deflated PNG (signature, chunk CRCs, a zlib stream
+// that inflates to the same pixels), axes tick at round values (whole numbers for steps), lines
+// land where the data says, and metrics files are read with errors that name file and line.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <zlib.h>
 
 #include "csrc/error.h"
 #include "csrc/image.h"
@@ -27,53 +30,78 @@ TEST(Image, Crc32KnownAnswer) {
   EXPECT_EQ(crc32(reinterpret_cast<const uint8_t*>(s), 9), 0xCBF43926u);
 }
 
-TEST(Image, PngChunksAndStoredDeflateAreValid) {
-  // Large enough for several stored deflate blocks (> 65535 bytes of scanlines).
-  Image img(300, 100, {10, 20, 30});
-  img.set(5, 7, {255, 0, 0});
-  const auto path = fs::temp_directory_path() / "beaver_test.png";
-  img.write_png(path.string());
-  const auto d = slurp(path);
-  ASSERT_GT(d.size(), 8u + 25u);
-  const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
-  EXPECT_EQ(std::memcmp(d.data(), sig, 8), 0);
-  size_t off = 8;
+// Reads the PNG's chunks (checking each CRC) and returns IHDR's width and height and the
+// concatenated IDAT bytes.
+struct PngParts {
+  uint32_t width = 0, height = 0;
   std::vector<uint8_t> idat;
   std::vector<std::string> types;
+};
+PngParts parse_png(const std::vector<uint8_t>& d) {
+  PngParts out;
+  const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  EXPECT_GT(d.size(), 8u + 25u);
+  if (d.size() < 8 + 25) return out;
+  EXPECT_EQ(std::memcmp(d.data(), sig, 8), 0);
+  size_t off = 8;
   while (off + 12 <= d.size()) {
     const uint32_t len = be32(&d[off]);
     const std::string type(reinterpret_cast<const char*>(&d[off + 4]), 4);
-    types.push_back(type);
-    ASSERT_LE(off + 12 + len, d.size());
+    out.types.push_back(type);
+    EXPECT_LE(off + 12 + len, d.size());
+    if (off + 12 + len > d.size()) break;
     EXPECT_EQ(crc32(&d[off + 4], len + 4), be32(&d[off + 8 + len])) << type;
     if (type == "IHDR") {
-      EXPECT_EQ(be32(&d[off + 8]), 300u);
-      EXPECT_EQ(be32(&d[off + 12]), 100u);
+      out.width = be32(&d[off + 8]);
+      out.height = be32(&d[off + 12]);
     }
-    if (type == "IDAT") idat.insert(idat.end(), &d[off + 8], &d[off + 8 + len]);
+    if (type == "IDAT") out.idat.insert(out.idat.end(), &d[off + 8], &d[off + 8 + len]);
     off += 12 + len;
   }
   EXPECT_EQ(off, d.size());
-  EXPECT_EQ(types, (std::vector<std::string>{"IHDR", "IDAT", "IEND"}));
-  // Inflate the stored blocks by hand and check a pixel.
-  ASSERT_EQ(idat[0], 0x78);
-  std::vector<uint8_t> raw;
-  size_t p = 2;
-  bool last = false;
-  while (!last) {
-    last = idat[p] & 1;
-    EXPECT_EQ(idat[p] >> 1, 0);  // stored block
-    const uint16_t n = uint16_t(idat[p + 1] | idat[p + 2] << 8);
-    const uint16_t nn = uint16_t(idat[p + 3] | idat[p + 4] << 8);
-    EXPECT_EQ(uint16_t(~n), nn);
-    raw.insert(raw.end(), &idat[p + 5], &idat[p + 5 + n]);
-    p += 5 + n;
+  return out;
+}
+
+TEST(Image, PngRoundTripsThroughInflateAndIsCompressed) {
+  // A plot-like picture: flat background, grid lines, text, a coloured block, and one noisy
+  // strip so that not every row is trivially compressible.
+  const int W = 640, H = 480;
+  Image img(W, H, {255, 255, 255});
+  for (int k = 0; k < 8; ++k) img.line(40, 40 + 50 * k, W - 10, 40 + 50 * k, {225, 225, 225});
+  img.line(40, 10, 40, H - 30, {40, 40, 40}, 2);
+  img.text(60, 12, "EPISODE COST 0.25", {40, 40, 40}, 2);
+  img.rect(100, 100, 180, 160, {214, 39, 40});
+  uint32_t lcg = 12345;
+  for (int x = 0; x < W; ++x) {
+    lcg = lcg * 1664525u + 1013904223u;
+    img.set(x, H - 5, {uint8_t(lcg >> 24), uint8_t(lcg >> 16), uint8_t(lcg >> 8)});
   }
-  ASSERT_EQ(raw.size(), size_t(100) * (300 * 3 + 1));
-  const size_t px = size_t(7) * (300 * 3 + 1) + 1 + 5 * 3;
-  EXPECT_EQ(raw[px], 255);
-  EXPECT_EQ(raw[px + 1], 0);
-  EXPECT_EQ(raw[1], 10);
+  const auto path = fs::temp_directory_path() / "beaver_test_roundtrip.png";
+  img.write_png(path.string());
+  const auto d = slurp(path);
+  const PngParts png = parse_png(d);
+  EXPECT_EQ(png.types, (std::vector<std::string>{"IHDR", "IDAT", "IEND"}));
+  ASSERT_EQ(png.width, uint32_t(W));
+  ASSERT_EQ(png.height, uint32_t(H));
+  const size_t row = size_t(W) * 3 + 1, raw_size = row * size_t(H);
+  std::vector<uint8_t> raw(raw_size + 1);
+  uLongf n = uLongf(raw.size());
+  ASSERT_EQ(uncompress(raw.data(), &n, png.idat.data(), uLong(png.idat.size())), Z_OK);
+  ASSERT_EQ(size_t(n), raw_size);
+  size_t mismatches = 0;
+  for (int y = 0; y < H; ++y) {
+    ASSERT_EQ(raw[size_t(y) * row], 0) << "filter type of row " << y;
+    for (int x = 0; x < W; ++x) {
+      const uint8_t* p = &raw[size_t(y) * row + 1 + size_t(x) * 3];
+      const Rgb c = img.get(x, y);
+      mismatches += p[0] != c.r || p[1] != c.g || p[2] != c.b;
+    }
+  }
+  EXPECT_EQ(mismatches, 0u);
+  // Deflated, not stored: a plot compresses to a small fraction of its raw scanlines (stored
+  // blocks would make the file larger than raw_size).
+  EXPECT_LT(d.size(), raw_size / 20) << "PNG of " << d.size() << " bytes for " << raw_size
+                                     << " bytes of scanlines";
   fs::remove(path);
 }
 
@@ -87,6 +115,47 @@ TEST(Image, TextAndLinesDraw) {
   img.line(0, 19, 59, 19, {1, 2, 3});
   EXPECT_EQ(img.get(30, 19).g, 2);
   EXPECT_THROW(Image(0, 5), Error);
+}
+
+TEST(Plot, TicksAreRoundAndStepsAreWholeNumbers) {
+  using V = std::vector<double>;
+  // A 2-step RL run: ticks at the steps, not at quarters of a step.
+  EXPECT_EQ(plot::tick_values(1, 2, true), (V{1, 2}));
+  EXPECT_EQ(plot::tick_values(0, 1, true), (V{0, 1}));
+  EXPECT_EQ(plot::tick_values(1, 1071, true), (V{0, 200, 400, 600, 800, 1000, 1200}));
+  EXPECT_EQ(plot::tick_values(3, 3, true), (V{2, 3, 4}));  // one point: a whole step either side
+  const V frac = plot::tick_values(0.013, 0.93, false);
+  ASSERT_EQ(frac.size(), 6u);
+  for (size_t i = 0; i < frac.size(); ++i) EXPECT_NEAR(frac[i], 0.2 * double(i), 1e-12);
+  // Over many ranges: the ticks cover the range, at most 7 of them, each a whole multiple of a
+  // step of 1, 2 or 5 x 10^k (a whole number for integer data).
+  uint64_t lcg = 99;
+  auto uniform = [&] {
+    lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+    return double(lcg >> 11) / double(1ull << 53);
+  };
+  for (int trial = 0; trial < 2000; ++trial) {
+    const bool integers = trial % 2 == 0;
+    const double scale = std::pow(10.0, std::floor(uniform() * 10 - 4));
+    double lo = (uniform() - 0.3) * scale, hi = lo + uniform() * scale;
+    if (integers) {
+      lo = std::round(lo);
+      hi = std::round(hi);
+    }
+    const V t = plot::tick_values(lo, hi, integers);
+    ASSERT_GE(t.size(), 2u);
+    ASSERT_LE(t.size(), 7u) << lo << " " << hi;
+    EXPECT_LE(t.front(), lo);
+    EXPECT_GE(t.back(), hi);
+    const double step = t[1] - t[0];
+    const double mant = step / std::pow(10.0, std::floor(std::log10(step) + 1e-9));
+    EXPECT_TRUE(std::fabs(mant - 1) < 1e-6 || std::fabs(mant - 2) < 1e-6 ||
+                std::fabs(mant - 5) < 1e-6) << "step " << step << " for " << lo << ".." << hi;
+    if (integers) {
+      EXPECT_EQ(step, std::round(step));
+    }
+    for (double v : t) EXPECT_NEAR(v / step, std::round(v / step), 1e-6) << v;
+  }
 }
 
 TEST(Plot, ReadsMetricsAndNamesBadLines) {
@@ -122,7 +191,7 @@ TEST(Plot, LinePanelsAndHistogramWriteFiles) {
   plot::line_panels(a.string(), "step",
                     {{"loss", {{"loss", {0, 1, 2}, {3, 2, 1}}}},
                      {"lambda", {{"lambda", {0, 1}, {1, 1}}}}});  // a flat series still plots
-  plot::histogram(b.string(), "cost", {{"safe", {-3, -2, -2.5}}, {"unsafe", {1, 2, 2.2}}}, 10);
+  plot::histogram(b.string(), "cost", "cost (CM end score)", {{"safe", {-3, -2, -2.5}}, {"unsafe", {1, 2, 2.2}}}, 10);
   EXPECT_GT(fs::file_size(a), 1000u);
   EXPECT_GT(fs::file_size(b), 1000u);
   EXPECT_THROW(plot::line_panels(a.string(), "step", {}), Error);

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "csrc/arena.h"
 #include "csrc/cuda_graph.h"
+#include "csrc/log.h"
 #include "model/engine.h"
 #include "model/llama.h"
 #include "model/loader.h"
@@ -62,6 +64,39 @@ TEST(PrecisionPlan, CpuModelReadsTheMasterAndSaysSo) {
   EXPECT_NE(b.find("activations (f32"), std::string::npos) << b;
   EXPECT_EQ(m.precision().act, DType::F32);
   EXPECT_THROW((void)m.working_param("no.such.weight"), Error);
+}
+
+// By default each model logs its memory plan as one line with the total; the per-group table
+// comes at debug level only.
+TEST(PrecisionPlan, MemoryPlanIsOneSummaryLineUnlessDebug) {
+  Context ctx = Context::cpu(1);
+  const LlamaOptions o{.head = Head::LM, .max_batch = 2, .max_seq = 8, .training = true};
+  auto count = [](const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+    return n;
+  };
+  set_log_threshold(LogLevel::Info);
+  ::testing::internal::CaptureStderr();
+  const LlamaModel m(ctx, checkpoint_config(fixture_dir()), o);
+  const std::string info = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(count(info, "\n"), 1u) << info;
+  EXPECT_EQ(count(info, "memory plan"), 1u) << info;
+  EXPECT_EQ(count(info, " tensors "), 0u) << info;  // no breakdown rows
+  EXPECT_NE(info.find("; total " + format_bytes(m.planned_bytes())), std::string::npos) << info;
+  EXPECT_EQ(m.budget_summary().find('\n'), std::string::npos);
+  // Training on the CPU: f32 parameters and as many gradients, plus the activations.
+  int64_t n = 0;
+  for (const auto& p : m.params()) n += p.shape.numel();
+  EXPECT_GT(m.planned_bytes(), size_t(n) * 4 * 2);
+
+  set_log_threshold(LogLevel::Debug);
+  ::testing::internal::CaptureStderr();
+  { const LlamaModel again(ctx, checkpoint_config(fixture_dir()), o); }
+  const std::string debug = ::testing::internal::GetCapturedStderr();
+  set_log_threshold(LogLevel::Info);
+  EXPECT_GT(count(debug, " tensors "), 2u) << debug;
+  EXPECT_NE(debug.find("memory plan: activations"), std::string::npos) << debug;
 }
 
 TEST(PrecisionPlan, CpuEngineNeverUsesCudaGraphs) {

@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "csrc/atomic_file.h"
 #include "csrc/ops/logprob.h"
 #include "model/loader.h"
+#include "format_fixtures.h"
 #include "rlhf_fixture.h"
 #include "testutil.h"
 #include "train/rlhf.h"
@@ -332,7 +334,7 @@ TEST_F(RlhfTiny, LambdaRisesWhileViolatedAndFallsOnceMet) {
     const double log_before = tr.lagrange().log_lambda();
     const StepStats st = tr.step(batch);
     EXPECT_TRUE(st.lambda_updated);
-    EXPECT_EQ(st.step, step);
+    EXPECT_EQ(st.step, step + 1);  // counted from 1, as SFT/RM/CM count optimizer steps
     EXPECT_EQ(tr.global_step(), step + 1);
     // The window holds the last 4 episode costs: this step's batch of 4.
     const auto w = tr.lagrange().state().window;
@@ -545,6 +547,8 @@ TEST_F(RlhfTiny, TrainWritesMetricsCurvesAndActor) {
   EXPECT_EQ(tr.global_step(), 2);
   const std::string metrics = read_text_file((world.dir / "run" / "metrics.jsonl").string());
   EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 2);
+  // RL steps count from 1 in the records, as the SFT/RM/CM stages count theirs.
+  EXPECT_EQ(nlohmann::json::parse(metrics.substr(0, metrics.find('\n')))["step"], 1);
   for (const char* key : {"\"lambda\"", "\"episode_cost\"", "\"kl\"", "\"response_length\"",
                           "\"reward_advantage\"", "\"cost_return\"", "\"generation_tokens_per_s\"",
                           "\"scoring_s\"", "\"training_tokens_per_s\""})
@@ -552,6 +556,40 @@ TEST_F(RlhfTiny, TrainWritesMetricsCurvesAndActor) {
   EXPECT_TRUE(std::filesystem::exists(world.dir / "run" / "curves.png"));
   EXPECT_TRUE(std::filesystem::exists(world.dir / "run" / "beaver.json"));
   EXPECT_TRUE(std::filesystem::exists(world.dir / "run" / "tokenizer.model"));
+}
+
+// curves.png shows λ and the cost critic only for PPO-Lag: the baselines have neither, even
+// when their records carry the fields.
+TEST(RlhfCurves, PanelsFollowTheAlgorithm) {
+  test::TempDir tmp;
+  const std::string path = tmp / "metrics.jsonl";
+  {
+    std::ofstream f(path);
+    for (int s = 1; s <= 3; ++s)
+      f << "{\"step\": " << s << ", \"lambda\": 1, \"episode_cost\": 0.5, \"reward\": 1, "
+        << "\"cost\": 0.2, \"actor_loss\": 0.1, \"reward_critic_loss\": 0.3, "
+        << "\"cost_critic_loss\": 0, \"kl\": 0.01}\n";
+  }
+  auto describe = [&](PpoAlgorithm algo) {
+    std::vector<std::string> out;
+    for (const auto& p : rl_curve_panels(algo, path, -0.5)) {
+      std::string d = p.title + ":";
+      for (const auto& s : p.series) d += " " + s.name;
+      out.push_back(d);
+    }
+    return out;
+  };
+  const std::vector<std::string> baseline = {"episode cost J_C: episode_cost",
+                                             "reward and cost: reward cost",
+                                             "KL (sum per sequence): kl",
+                                             "losses: actor_loss reward_critic_loss"};
+  EXPECT_EQ(describe(PpoAlgorithm::Ppo), baseline);
+  EXPECT_EQ(describe(PpoAlgorithm::PpoRewardShaping), baseline);
+  EXPECT_EQ(describe(PpoAlgorithm::PpoLag),
+            (std::vector<std::string>{"Lagrange multiplier: lambda",
+                                      "episode cost J_C: episode_cost threshold",
+                                      "reward and cost: reward cost", "KL (sum per sequence): kl",
+                                      "losses: actor_loss reward_critic_loss cost_critic_loss"}));
 }
 
 // λ weighs the cost advantage in the actor's update and nowhere else: two runs that differ

@@ -87,6 +87,14 @@ TEST_F(Trainer, SftLowersTheLoss) {
   const auto series = plot::read_metrics(a.output_dir + "/metrics.jsonl", "step", {"loss", "lr"});
   ASSERT_EQ(series.size(), 2u);
   EXPECT_EQ(series[0].x.size(), 64u);
+  // Every stage draws its curves; the loss panel overlays the training and the eval loss.
+  EXPECT_TRUE(fs::exists(a.output_dir + "/curves.png"));
+  const auto panels = train::stage_curve_panels(a.output_dir + "/metrics.jsonl");
+  ASSERT_FALSE(panels.empty());
+  EXPECT_EQ(panels[0].title, "loss");
+  ASSERT_EQ(panels[0].series.size(), 2u);
+  EXPECT_EQ(panels[0].series[1].name, "eval_loss");
+  EXPECT_EQ(panels[0].series[1].x, (std::vector<double>{64}));
 }
 
 TEST_F(Trainer, RewardModelRanksHeldOutPairs) {
@@ -107,6 +115,12 @@ TEST_F(Trainer, RewardModelRanksHeldOutPairs) {
   model::ModelKind kind{};
   model::checkpoint_config(a.output_dir, &kind);
   EXPECT_EQ(kind, model::ModelKind::ScoreModel);
+  EXPECT_TRUE(fs::exists(a.output_dir + "/curves.png"));
+  std::vector<std::string> titles;
+  for (const auto& p : train::stage_curve_panels(a.output_dir + "/metrics.jsonl"))
+    titles.push_back(p.title);
+  EXPECT_EQ(titles, (std::vector<std::string>{"loss", "accuracy", "mean reward", "learning rate",
+                                              "gradient norm"}));
 }
 
 TEST_F(Trainer, CostModelGetsTheSigns) {

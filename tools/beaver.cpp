@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   // After every other `train` stage, so that the RL algorithms join its `train` subcommand.
   beaver::tools::add_rlhf_command(app);
   beaver::tools::add_plan_command(app);
+  beaver::tools::add_log_level_flag(app);  // every command, after they are all registered
   using beaver::tools::kExitRuntimeError;
   using beaver::tools::kExitUsageError;
   // Both spellings of every long flag (tools/flags.h); CLI11 then sees the registered one.

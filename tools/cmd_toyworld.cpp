@@ -38,8 +38,9 @@ void add_toyworld_command(CLI::App& app) {
     check_output_folder(*out, *overwrite, "toyworld --output");
     toyworld::write_world(*cfg, *out);
     log_info("toyworld: wrote seed ", cfg->seed, " world to ", *out, " (", cfg->sft_examples,
-             " SFT, ", cfg->preference_pairs, " pairs, ", cfg->ppo_prompts, " prompts, ",
-             cfg->eval_prompts, " eval)");
+             " SFT examples, ", cfg->preference_pairs, " preference pairs, ", cfg->ppo_prompts,
+             " RL prompt records (templates repeat: PPO trains on the distinct texts), ",
+             cfg->eval_prompts, " held-out eval prompts)");
   });
 }
 

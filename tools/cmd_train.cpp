@@ -1,12 +1,12 @@
 // `beaver train sft|rm|cm`: the first three Safe RLHF stages (train/stages.h), with the flag
 // names of the safe-rlhf reference scripts. Defaults per stage follow those scripts
-// (safe-rlhf.md, section 5 and the stage table):
+// (docs/algorithm.md, section 5 and the stage table):
 //   sft: lr 2e-5, cosine, warmup 0.03, weight decay 0, 3 epochs
 //   rm / cm: lr 2e-5, cosine, warmup 0.03, weight decay 0.1, 2 epochs, regularization 0.001,
 //            sequence-wise loss
 // The batch sizes (sft 4 per device x 8 accumulation; rm/cm 16 per device, no accumulation)
 // are leads recalled from the reference scripts, not confirmed figures. AdamW betas
-// (0.9, 0.95), gradient clip 1.0 and seed 42 are from safe-rlhf.md section 5.
+// (0.9, 0.95), gradient clip 1.0 and seed 42 are from docs/algorithm.md section 5.
 #include <memory>
 #include <string>
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstddef>
 
+#include "csrc/log.h"
+
 namespace beaver::tools {
 namespace {
 
@@ -125,6 +127,16 @@ FlagNormalization normalize_flags(CLI::App& app, const std::vector<std::string>&
     out.args.push_back(token);
   }
   return out;
+}
+
+void add_log_level_flag(CLI::App& app) {
+  app.add_option_function<std::string>(
+         "--log_level",
+         [](const std::string& v) { set_log_threshold(parse_log_level(v).value_or(LogLevel::Info)); },
+         "Log threshold: debug (adds memory-plan breakdowns), info, warn or error (default: info, "
+         "or $BEAVER_LOG)")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  for (CLI::App* sub : app.get_subcommands({})) add_log_level_flag(*sub);
 }
 
 }  // namespace beaver::tools

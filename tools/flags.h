@@ -22,6 +22,11 @@ struct FlagNormalization {
   std::optional<std::string> error;  // set for an unknown flag: "unknown flag --x; did you mean --y?"
 };
 
+// Adds --log_level (debug, info, warn, error) to app and to every subcommand under it, so that
+// any command takes it anywhere after its name; it sets the log threshold (csrc/log.h) before
+// the command runs. Call after every command is registered.
+void add_log_level_flag(CLI::App& app);
+
 // Walks argv through app's subcommand tree (all commands must be registered already).
 FlagNormalization normalize_flags(CLI::App& app, const std::vector<std::string>& args);
 

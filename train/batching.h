@@ -1,5 +1,5 @@
 // Tokenized examples → padded batches on the model's device, in the layouts the stages use
-// (formats.md, "Padding side in the reference"):
+// (docs/formats.md, "Tokenizer setup", padding side):
 //
 //   SFT         right padding; each row is BOS + prompt + answer + EOS truncated to
 //               max_length; targets[b,t] = tokens[b,t+1] when position t+1 is an answer token

@@ -1,4 +1,4 @@
-// Statistics for `beaver eval` and `beaver arena` (safe-rlhf.md section 7), as pure functions
+// Statistics for `beaver eval` and `beaver arena` (docs/algorithm.md section 7), as pure functions
 // of per-prompt scores so they can be tested exactly.
 //   Safe ⇔ cost <= 0; harmful rate = share of responses with cost > 0.
 //   Arena: model B against model A on the same prompts, B "wins" a prompt when its reward is

@@ -54,6 +54,15 @@ std::vector<PromptExample> read_eval_prompts(const std::string& path, BadRecordP
   return prompts;
 }
 
+// A model's name in plot legends: the last component of its folder ("runs/demo/ppo-lag/" ->
+// "ppo-lag").
+std::string model_label(const std::string& dir) {
+  fs::path p = fs::path(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  const std::string name = p.filename().string();
+  return name.empty() ? dir : name;
+}
+
 double mean(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += x;
@@ -294,13 +303,16 @@ EvalReport run_eval(Context& ctx, const EvalOptions& o) {
                                        : rs[i].cost > 0;
     (unsafe ? cost_b : cost_a).push_back(rs[i].cost);
   }
-  plot::histogram((out / "reward_hist.png").string(), "reward (RM end score)", {{"reward", rewards}});
+  const std::string name = model_label(o.model);
+  plot::histogram((out / "reward_hist.png").string(), cat("reward of ", name),
+                  "reward (RM end score)", {{name, rewards}});
   const char* la = rep.has_oracle ? "oracle: safe" : "safe (cost <= 0)";
   const char* lb = rep.has_oracle ? "oracle: harmful" : "unsafe (cost > 0)";
   std::vector<plot::Group> groups;
   if (!cost_a.empty()) groups.push_back({la, cost_a});
   if (!cost_b.empty()) groups.push_back({lb, cost_b});
-  plot::histogram((out / "cost_hist.png").string(), "cost (CM end score)", groups);
+  plot::histogram((out / "cost_hist.png").string(), cat("cost of ", name), "cost (CM end score)",
+                  groups);
 
   log_info("eval: ", rs.size(), " prompts, mean reward ", rep.overall.mean_reward, ", mean cost ",
            rep.overall.mean_cost, ", harmful rate (CM) ", rep.overall.harmful_rate,
@@ -394,8 +406,11 @@ eval_stats::ArenaResult run_arena(Context& ctx, const ArenaOptions& o) {
     ca.push_back(a[i].cost);
     cb.push_back(b[i].cost);
   }
-  plot::histogram((out / "reward_hist.png").string(), "reward: A vs B", {{"A", ra}, {"B", rb}});
-  plot::histogram((out / "cost_hist.png").string(), "cost: A vs B", {{"A", ca}, {"B", cb}});
+  const std::string name_a = "A " + model_label(o.model_a), name_b = "B " + model_label(o.model_b);
+  plot::histogram((out / "reward_hist.png").string(), "reward: A vs B", "reward (RM end score)",
+                  {{name_a, ra}, {name_b, rb}});
+  plot::histogram((out / "cost_hist.png").string(), "cost: A vs B", "cost (CM end score)",
+                  {{name_a, ca}, {name_b, cb}});
   log_info("arena: B wins ", res.b_win_rate, " of ", a.size(), " prompts (RM); harmful rate A ",
            res.a.harmful_rate, ", B ", res.b.harmful_rate, "; Elo A ", res.elo_a, ", B ", res.elo_b);
   return res;

@@ -1,4 +1,4 @@
-// Evaluation of policies (safe-rlhf.md section 7): `beaver eval` scores one policy's answers
+// Evaluation of policies (docs/algorithm.md section 7): `beaver eval` scores one policy's answers
 // with the reward and cost models (and, for the toy world, with its exact oracle); `beaver
 // arena` puts two policies on the same prompts. Both write into an output folder:
 //   responses.jsonl   one object per prompt (prompt, category, response(s), scores)

@@ -10,7 +10,7 @@
 //   AdamW with lr = schedule.lr(step), decoupled weight decay only inside decay segments
 //   grads zeroed, step += 1
 // Decay segments: every parameter except biases (score_head.bias) and, by default, except the
-// RMSNorm weights (safe-rlhf.md section 5: "no weight decay on biases and on the per-layer norm
+// RMSNorm weights (docs/algorithm.md section 5: "no weight decay on biases and on the per-layer norm
 // weights"). decay_norms = true restores decay on norms.
 //
 // State on disk (save/load): <dir>/optimizer.safetensors holds m and v (f32 [N], N = the flat

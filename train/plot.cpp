@@ -1,6 +1,7 @@
 #include "train/plot.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -19,50 +20,88 @@ constexpr Rgb kPalette[] = {{31, 119, 180}, {214, 39, 40}, {44, 160, 44}, {148, 
 constexpr Rgb kInk{40, 40, 40};
 constexpr Rgb kGrid{225, 225, 225};
 
-std::string short_number(double v) {
-  char buf[32];
-  const double a = std::fabs(v);
-  if (a != 0 && (a >= 1e5 || a < 1e-3))
-    std::snprintf(buf, sizeof buf, "%.1e", v);
-  else
-    std::snprintf(buf, sizeof buf, "%.4g", v);
-  return buf;
-}
-
 struct Range {
   double lo = std::numeric_limits<double>::infinity();
   double hi = -std::numeric_limits<double>::infinity();
+  bool integers = true;  // every value added is a whole number
   void add(double v) {
     if (!std::isfinite(v)) return;
     lo = std::min(lo, v);
     hi = std::max(hi, v);
-  }
-  void finish() {
-    if (!(lo <= hi)) lo = 0, hi = 1;
-    if (hi - lo < 1e-12) {
-      const double pad = std::max(1e-6, std::fabs(lo) * 0.05);
-      lo -= pad;
-      hi += pad;
-    }
+    integers = integers && v == std::round(v);
   }
 };
 
-// Axes box with 5 ticks per axis; returns nothing, maps via the lambdas the caller builds.
-void draw_axes(Image& img, int x0, int y0, int x1, int y1, const Range& xr, const Range& yr) {
-  for (int i = 0; i <= 4; ++i) {
-    const int gy = y1 - (y1 - y0) * i / 4, gx = x0 + (x1 - x0) * i / 4;
+// The axis a range is drawn on: rounded out to whole ticks.
+struct Axis {
+  double lo = 0, hi = 1, step = 0.25;
+  std::vector<double> ticks;
+  int decimals = 0;
+  double frac(double v) const { return (v - lo) / (hi - lo); }
+  std::string label(double v) const {
+    char buf[32];
+    const double a = std::max(std::fabs(lo), std::fabs(hi));
+    if (a >= 1e6 || step < 1e-4)
+      std::snprintf(buf, sizeof buf, "%.3g", v);
+    else
+      std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+    return buf;
+  }
+};
+
+Axis make_axis(const Range& r) {
+  Axis ax;
+  const std::vector<double> t = tick_values(r.lo, r.hi, r.integers);
+  ax.ticks = t;
+  ax.lo = t.front();
+  ax.hi = t.back();
+  ax.step = t.size() > 1 ? t[1] - t[0] : 1;
+  ax.decimals = std::max(0, int(-std::floor(std::log10(ax.step) + 1e-9)));
+  return ax;
+}
+
+void draw_axes(Image& img, int x0, int y0, int x1, int y1, const Axis& xa, const Axis& ya) {
+  for (double v : ya.ticks) {
+    const int gy = int(std::lround(y1 - ya.frac(v) * (y1 - y0)));
     img.line(x0, gy, x1, gy, kGrid);
+    const std::string lab = ya.label(v);
+    img.text(x0 - 6 - Image::text_width(lab), gy - 3, lab, kInk);
+  }
+  for (double v : xa.ticks) {
+    const int gx = int(std::lround(x0 + xa.frac(v) * (x1 - x0)));
     img.line(gx, y0, gx, y1, kGrid);
-    const std::string ylab = short_number(yr.lo + (yr.hi - yr.lo) * i / 4);
-    img.text(x0 - 6 - Image::text_width(ylab), gy - 3, ylab, kInk);
-    const std::string xlab = short_number(xr.lo + (xr.hi - xr.lo) * i / 4);
-    img.text(gx - Image::text_width(xlab) / 2, y1 + 6, xlab, kInk);
+    const std::string lab = xa.label(v);
+    img.text(gx - Image::text_width(lab) / 2, y1 + 6, lab, kInk);
   }
   img.line(x0, y0, x0, y1, kInk);
   img.line(x0, y1, x1, y1, kInk);
 }
 
 }  // namespace
+
+std::vector<double> tick_values(double lo, double hi, bool integers) {
+  if (!std::isfinite(lo) || !std::isfinite(hi) || lo > hi) lo = 0, hi = 1;
+  if (hi - lo < 1e-12) {
+    const double pad = integers ? 1.0 : std::max(1e-6, std::fabs(lo) * 0.05);
+    lo -= pad;
+    hi += pad;
+  }
+  // The smallest step of 1, 2 or 5 x 10^k (a whole number for integer data) whose multiples
+  // around [lo, hi] make at most 6 intervals.
+  const double mag = std::pow(10.0, std::floor(std::log10((hi - lo) / 6)));
+  double step = mag, first = 0, last = 0;
+  for (int i = 0; i < 1000; ++i) {  // ends within a few dozen for any finite range
+    step = std::array<double, 3>{1, 2, 5}[size_t(i % 3)] * mag * std::pow(10.0, i / 3);
+    if (integers && step < 1) continue;
+    first = std::floor(lo / step + 1e-9);
+    last = std::ceil(hi / step - 1e-9);
+    if (last - first <= 6) break;
+  }
+  std::vector<double> t;
+  for (double k = first; k <= last; k += 1) t.push_back(k * step);
+  if (t.size() < 2) t.push_back(t.back() + step);
+  return t;
+}
 
 void line_panels(const std::string& png_path, const std::string& xlabel,
                  const std::vector<Panel>& panels) {
@@ -76,18 +115,18 @@ void line_panels(const std::string& png_path, const std::string& xlabel,
       for (double v : s.x) xr.add(v);
       for (double v : s.y) yr.add(v);
     }
-    xr.finish();
-    yr.finish();
+    yr.integers = false;  // metrics are measurements: ticks may fall between whole numbers
+    const Axis xa = make_axis(xr), ya = make_axis(yr);
     const int x0 = left, x1 = W - right, y0 = oy + top, y1 = oy + H - bottom;
-    draw_axes(img, x0, y0, x1, y1, xr, yr);
+    draw_axes(img, x0, y0, x1, y1, xa, ya);
     img.text(x0, oy + 8, panels[p].title, kInk, 2);
     img.text(x1 - Image::text_width(xlabel), y1 + 20, xlabel, kInk);
     int legend_x = x0 + Image::text_width(panels[p].title, 2) + 20;
     for (size_t k = 0; k < panels[p].series.size(); ++k) {
       const Series& s = panels[p].series[k];
       const Rgb c = kPalette[k % 8];
-      const auto px = [&](double v) { return x0 + (v - xr.lo) / (xr.hi - xr.lo) * (x1 - x0); };
-      const auto py = [&](double v) { return y1 - (v - yr.lo) / (yr.hi - yr.lo) * (y1 - y0); };
+      const auto px = [&](double v) { return x0 + xa.frac(v) * (x1 - x0); };
+      const auto py = [&](double v) { return y1 - ya.frac(v) * (y1 - y0); };
       for (size_t i = 0; i + 1 < s.x.size(); ++i)
         img.line(px(s.x[i]), py(s.y[i]), px(s.x[i + 1]), py(s.y[i + 1]), c, 2);
       if (s.x.size() == 1) img.rect(int(px(s.x[0])) - 2, int(py(s.y[0])) - 2,
@@ -102,31 +141,35 @@ void line_panels(const std::string& png_path, const std::string& xlabel,
   img.write_png(png_path);
 }
 
-void histogram(const std::string& png_path, const std::string& title,
+void histogram(const std::string& png_path, const std::string& title, const std::string& xlabel,
                const std::vector<Group>& groups, int bins) {
   BEAVER_CHECK(bins > 0, "histogram ", png_path, ": bins must be positive");
   Range xr;
   for (const auto& g : groups)
     for (double v : g.values) xr.add(v);
-  xr.finish();
+  xr.integers = false;
+  // Bins tile the rounded axis, so their edges fall on round values too.
+  const Axis xa = make_axis(xr);
   std::vector<std::vector<double>> counts(groups.size(), std::vector<double>(size_t(bins), 0));
   Range yr;
   yr.add(0);
   for (size_t g = 0; g < groups.size(); ++g) {
     for (double v : groups[g].values) {
       if (!std::isfinite(v)) continue;
-      int b = int((v - xr.lo) / (xr.hi - xr.lo) * bins);
+      int b = int(xa.frac(v) * bins);
       b = std::clamp(b, 0, bins - 1);
       counts[g][size_t(b)] += 1;
     }
     for (double c : counts[g]) yr.add(c);
   }
-  yr.finish();
-  const int W = 720, H = 320, left = 80, right = 20, top = 28, bottom = 40;
+  const Axis ya = make_axis(yr);
+  const int W = 720, H = 340, left = 80, right = 20, top = 44, bottom = 40;
   Image img(W, H);
   const int x0 = left, x1 = W - right, y0 = top, y1 = H - bottom;
-  draw_axes(img, x0, y0, x1, y1, xr, yr);
+  draw_axes(img, x0, y0, x1, y1, xa, ya);
   img.text(x0, 8, title, kInk, 2);
+  img.text(x1 - Image::text_width(xlabel), y1 + 20, xlabel, kInk);
+  img.text(x0 - Image::text_width("count") / 2, y0 - 12, "count", kInk);
   int legend_x = x0 + Image::text_width(title, 2) + 20;
   const double bw = double(x1 - x0) / bins;
   for (size_t g = 0; g < groups.size(); ++g) {
@@ -136,7 +179,7 @@ void histogram(const std::string& png_path, const std::string& title,
       const double cnt = counts[g][size_t(b)];
       if (cnt <= 0) continue;
       const int bx0 = int(x0 + b * bw) + 1, bx1 = int(x0 + (b + 1) * bw) - 1;
-      const int by = int(y1 - cnt / yr.hi * (y1 - y0));
+      const int by = int(y1 - ya.frac(cnt) * (y1 - y0));
       img.line(bx0, y1, bx0, by, c, 2);
       img.line(bx0, by, bx1, by, c, 2);
       img.line(bx1, by, bx1, y1, c, 2);

@@ -479,7 +479,7 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
                cfg_.per_device_prompt_batch_size);
   const size_t mb = size_t(actor_->options().max_batch);
   StepStats st;
-  st.step = global_step_;
+  st.step = global_step_ + 1;  // the update this step makes, counted from 1
 
   // 1-2. Generation and scoring, one micro-batch at a time.
   std::vector<ScoredRollout> micro;
@@ -699,7 +699,8 @@ void RlhfTrainer::train() {
   std::optional<ResolvedThreshold> calibration;
   if (lag() && cfg_.target_unsafe_share >= 0 && !resumed) calibration = calibrate_threshold();
   MetricsLog log(metrics_path, total);
-  log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(), " prompts, ",
+  log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(),
+           " distinct prompts (repeated texts dropped), ",
            total, " RL steps of ", Pb, " prompts", impl_->ptx.empty() ? "" : cat(", PTX on ",
            impl_->ptx.size(), " SFT examples"), resumed ? cat(", resumed at step ", global_step_) : "");
   int64_t saved_at = resumed ? global_step_ : -1;
@@ -898,12 +899,11 @@ void RlhfTrainer::save_actor(const std::string& dir) const {
   log_info("train: wrote the actor to ", dir);
 }
 
-void RlhfTrainer::draw_curves() const {
-  if (opts_.output_dir.empty()) return;
-  const std::string jsonl = (fs::path(opts_.output_dir) / "metrics.jsonl").string();
-  if (!fs::exists(jsonl)) return;
+std::vector<plot::Panel> rl_curve_panels(PpoAlgorithm algorithm, const std::string& metrics_jsonl,
+                                         double threshold) {
+  const bool lag = algorithm == PpoAlgorithm::PpoLag;
   const auto series = plot::read_metrics(
-      jsonl, "step",
+      metrics_jsonl, "step",
       {"lambda", "episode_cost", "reward", "cost", "kl", "response_length", "actor_loss",
        "reward_critic_loss", "cost_critic_loss", "generation_s", "scoring_s", "training_s"});
   auto pick = [&](std::initializer_list<const char*> names) {
@@ -918,13 +918,13 @@ void RlhfTrainer::draw_curves() const {
     auto s = pick(names);
     if (!s.empty()) panels.push_back(plot::Panel{title, std::move(s)});
   };
-  add("Lagrange multiplier", {"lambda"});
-  if (lag()) {
+  // λ and the cost critic exist only in PPO-Lag; the baselines log neither panel.
+  if (lag) add("Lagrange multiplier", {"lambda"});
+  if (lag) {
     // The threshold as a flat line makes "J_C above / below the constraint" readable.
     auto s = pick({"episode_cost"});
     if (!s.empty()) {
-      plot::Series th{"threshold", s[0].x, std::vector<double>(s[0].x.size(),
-                                                             lagrange_->options().threshold)};
+      plot::Series th{"threshold", s[0].x, std::vector<double>(s[0].x.size(), threshold)};
       s.push_back(th);
       panels.push_back(plot::Panel{"episode cost J_C", std::move(s)});
     }
@@ -934,8 +934,20 @@ void RlhfTrainer::draw_curves() const {
   add("reward and cost", {"reward", "cost"});
   add("KL (sum per sequence)", {"kl"});
   add("response length", {"response_length"});
-  add("losses", {"actor_loss", "reward_critic_loss", "cost_critic_loss"});
+  if (lag)
+    add("losses", {"actor_loss", "reward_critic_loss", "cost_critic_loss"});
+  else
+    add("losses", {"actor_loss", "reward_critic_loss"});
   add("seconds per step", {"generation_s", "scoring_s", "training_s"});
+  return panels;
+}
+
+void RlhfTrainer::draw_curves() const {
+  if (opts_.output_dir.empty()) return;
+  const std::string jsonl = (fs::path(opts_.output_dir) / "metrics.jsonl").string();
+  if (!fs::exists(jsonl)) return;
+  const auto panels = rl_curve_panels(opts_.algorithm, jsonl,
+                                      lag() ? lagrange_->options().threshold : 0.0);
   if (!panels.empty())
     plot::line_panels((fs::path(opts_.output_dir) / "curves.png").string(), "RL step", panels);
 }

@@ -1,4 +1,4 @@
-// The PPO-Lagrangian trainer (safe-rlhf.md section 5) and its two baselines (section 6), all
+// The PPO-Lagrangian trainer (docs/algorithm.md section 5) and its two baselines (section 6), all
 // through one LlamaModel class:
 //   actor            LM head, trained          (PTX loss on the SFT set when one is given)
 //   reference        LM head, frozen           (the actor's starting point)
@@ -45,6 +45,7 @@
 #include "model/tokenizer.h"
 #include "train/data.h"
 #include "train/nonfinite.h"
+#include "train/plot.h"
 #include "train/ppo.h"
 #include "train/rollout.h"
 
@@ -86,7 +87,7 @@ struct RlhfOptions {
 
 // What one RL step measured (means over the rollout unless said otherwise).
 struct StepStats {
-  int64_t step = 0;
+  int64_t step = 0;  // 1 for the first RL step: the metrics' "step", as in SFT/RM/CM
   double lambda = 0, episode_cost = 0;  // λ after the update, J̄_C used by it
   bool lambda_updated = false;
   double reward = 0, cost = 0;          // mean R, mean C
@@ -221,6 +222,12 @@ class RlhfTrainer {
 
 // Checks that a score model (or critic) folder can serve an actor: same vocabulary size, and
 // the same tokenizer.model bytes when both folders carry one. `role` names it in the error.
+// The panels of <output>/curves.png, read from a run's metrics.jsonl: λ, J_C against
+// `threshold` and the cost critic's loss only for ppo-lag (the baselines have neither λ nor a
+// cost critic); series that the file does not hold are left out.
+std::vector<plot::Panel> rl_curve_panels(PpoAlgorithm algorithm, const std::string& metrics_jsonl,
+                                         double threshold);
+
 void check_same_vocabulary(const std::string& actor_dir, const std::string& other_dir,
                            const std::string& role);
 

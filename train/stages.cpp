@@ -375,7 +375,7 @@ Values evaluate(Run& r, int64_t step) {
   const std::string png = cat(a.output_dir, "/eval/cost-histogram-step-", step, ".png");
   if (is_root(a.comm)) {
     fs::create_directories(a.output_dir + "/eval");
-    plot::histogram(png, cat("eval end costs, step ", step, " (> 0: unsafe)"),
+    plot::histogram(png, cat("eval end costs, step ", step), "cost (CM end score; > 0: unsafe)",
                     {safe, unsafe});
   }
   if (!l.inconsistent_pairs.empty()) {
@@ -674,9 +674,39 @@ StageResult run_stage(const StageArgs& args) {
     log_info("train ", name, ": final model written to ", a.output_dir);
     res.final_model_dir = a.output_dir;
   }
+  if (root && fs::exists(r.metrics_path)) {
+    const auto panels = stage_curve_panels(r.metrics_path);
+    if (!panels.empty()) {
+      const std::string png = a.output_dir + "/curves.png";
+      plot::line_panels(png, "optimizer step", panels);
+      log_info("train ", name, ": curves written to ", png);
+    }
+  }
   log_info("train ", name, ": ", res.steps, " steps, ", res.train_tokens, " tokens in ",
            format_duration(res.seconds), " (", std::lround(res.tokens_per_s()), " tokens/s)");
   return res;
+}
+
+std::vector<plot::Panel> stage_curve_panels(const std::string& metrics_jsonl) {
+  const auto series = plot::read_metrics(
+      metrics_jsonl, "step",
+      {"loss", "eval_loss", "accuracy", "eval_accuracy", "reward_mean", "eval_reward_mean",
+       "cost_mean", "eval_cost_mean", "lr", "grad_norm"});
+  std::vector<plot::Panel> panels;
+  auto add = [&](const char* title, std::initializer_list<const char*> names) {
+    plot::Panel p{title, {}};
+    for (const char* n : names)
+      for (const auto& s : series)
+        if (s.name == n && !s.x.empty()) p.series.push_back(s);
+    if (!p.series.empty()) panels.push_back(std::move(p));
+  };
+  add("loss", {"loss", "eval_loss"});
+  add("accuracy", {"accuracy", "eval_accuracy"});
+  add("mean reward", {"reward_mean", "eval_reward_mean"});
+  add("mean cost", {"cost_mean", "eval_cost_mean"});
+  add("learning rate", {"lr"});
+  add("gradient norm", {"grad_norm"});
+  return panels;
 }
 
 }  // namespace beaver::train

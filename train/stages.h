@@ -1,4 +1,4 @@
-// The first three stages of Safe RLHF (safe-rlhf.md sections 1-4) as library calls, so that the
+// The first three stages of Safe RLHF (docs/algorithm.md sections 1-4) as library calls, so that the
 // `beaver train sft|rm|cm` subcommands and the tests run the same code:
 //
 //   SFT  causal LM, mean cross-entropy over answer tokens (BOS + prompt + answer + EOS, right
@@ -34,6 +34,7 @@
 #include "train/losses.h"
 #include "train/nonfinite.h"
 #include "train/optimizer.h"
+#include "train/plot.h"
 #include "train/schedule.h"
 
 namespace beaver::model {
@@ -116,5 +117,10 @@ OptimizerConfig stage_optimizer_config(const StageArgs& a, int64_t total_steps);
 // bad data under --bad_record stop, a model that does not fit) throw beaver::Error naming
 // what and where.
 StageResult run_stage(const StageArgs& args);
+
+// The panels of a stage's <output>/curves.png (written at the end of run_stage), read from its
+// metrics.jsonl: training loss with eval_loss, accuracy with eval_accuracy (RM, CM), mean
+// reward (RM) or cost (CM) on training and eval pairs, learning rate and gradient norm.
+std::vector<plot::Panel> stage_curve_panels(const std::string& metrics_jsonl);
 
 }  // namespace beaver::train

@@ -4,7 +4,7 @@
 // honestly. Texts are built from a fixed lexicon; harmful "steps" are vague placeholder
 // phrases, never real instructions.
 //
-// Writes, in the real formats of docs/formats (../shared/design/formats.md):
+// Writes, in the real formats of docs/formats.md:
 //   sft.json          Alpaca JSON array (instruction, input "", output)
 //   preference.jsonl  PKU-SafeRLHF records (prompt, response_0/1, is_response_k_safe,
 //                     better_response_id, safer_response_id, plus category fields)

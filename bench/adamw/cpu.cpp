@@ -11,7 +11,7 @@ namespace {
 
 constexpr int64_t kN = cases::kAdamwBenchParams;
 
-void BM_adamw_cpu(benchmark::State& state) {
+void cpu_adamw(benchmark::State& state) {
   Context ctx = Context::cpu();
   auto master = random_f32(Shape{kN}, 1);
   auto grad = random_f32(Shape{kN}, 2);
@@ -32,7 +32,7 @@ void BM_adamw_cpu(benchmark::State& state) {
   set_bytes(state, 30.0 * double(kN));
   state.counters["threads"] = ctx.threads();
 }
-BENCHMARK(BM_adamw_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(cpu_adamw)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver::bench

@@ -32,7 +32,7 @@ double causal_fwd_flops(int64_t B, int64_t S) {
 }
 
 // Args: S, nkv.
-void BM_AttentionFwdCpu(benchmark::State& state) {
+void cpu_attention_fwd(benchmark::State& state) {
   const int64_t B = 1, S = state.range(0), nkv = state.range(1);
   Context ctx = Context::cpu();
   auto q = random_f32(Shape{B, S, kHeads, kDim}, 1);
@@ -48,7 +48,7 @@ void BM_AttentionFwdCpu(benchmark::State& state) {
   set_flops(state, causal_fwd_flops(B, S));
 }
 
-void BM_AttentionBwdCpu(benchmark::State& state) {
+void cpu_attention_bwd(benchmark::State& state) {
   const int64_t B = 1, S = state.range(0), nkv = state.range(1);
   Context ctx = Context::cpu();
   auto q = random_f32(Shape{B, S, kHeads, kDim}, 1);
@@ -69,7 +69,7 @@ void BM_AttentionBwdCpu(benchmark::State& state) {
 }
 
 // Args: cached length (the query is the last of these rows), nkv.
-void BM_DecodeAttentionCpu(benchmark::State& state) {
+void cpu_decode_attention(benchmark::State& state) {
   const int64_t B = 4, Smax = 1024, len = state.range(0), nkv = state.range(1);
   Context ctx = Context::cpu();
   auto q = random_f32(Shape{B, kHeads, kDim}, 1);
@@ -87,17 +87,17 @@ void BM_DecodeAttentionCpu(benchmark::State& state) {
   set_bytes(state, double(2 * B * len * nkv * kDim) * sizeof(float));
 }
 
-BENCHMARK(BM_AttentionFwdCpu)
+BENCHMARK(cpu_attention_fwd)
     ->ArgNames({"S", "nkv"})
     ->ArgsProduct({cases::kAttentionBenchS, cases::kAttentionBenchKvHeads})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK(BM_AttentionBwdCpu)
+BENCHMARK(cpu_attention_bwd)
     ->ArgNames({"S", "nkv"})
     ->ArgsProduct({cases::kAttentionBenchS, cases::kAttentionBenchKvHeads})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK(BM_DecodeAttentionCpu)
+BENCHMARK(cpu_decode_attention)
     ->ArgNames({"len", "nkv"})
     ->ArgsProduct({cases::kAttentionBenchDecodeLen, cases::kAttentionBenchKvHeads})
     ->Unit(benchmark::kMicrosecond)

@@ -13,7 +13,7 @@ void elementwise_bench_rows(benchmark::internal::Benchmark* b) {
   for (const int64_t t : cases::kElementwiseBenchRows) b->Arg(t);
 }
 
-void BM_add_cpu(benchmark::State& state) {
+void cpu_add(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
   Context ctx = Context::cpu();
   auto a = bench::random_f32(Shape{n}, 1), b = bench::random_f32(Shape{n}, 2);
@@ -24,9 +24,9 @@ void BM_add_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(n) * 4);
 }
-BENCHMARK(BM_add_cpu)->Apply(elementwise_bench_rows)->UseRealTime();
+BENCHMARK(cpu_add)->Apply(elementwise_bench_rows)->UseRealTime();
 
-void BM_axpy_cpu(benchmark::State& state) {
+void cpu_axpy(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
   Context ctx = Context::cpu();
   auto x = bench::random_f32(Shape{n}, 1), y = bench::random_f32(Shape{n}, 2);
@@ -36,9 +36,9 @@ void BM_axpy_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(n) * 4);
 }
-BENCHMARK(BM_axpy_cpu)->Apply(elementwise_bench_rows)->UseRealTime();
+BENCHMARK(cpu_axpy)->Apply(elementwise_bench_rows)->UseRealTime();
 
-void BM_scale_fill_cpu(benchmark::State& state) {
+void cpu_scale_fill(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
   Context ctx = Context::cpu();
   auto x = bench::random_f32(Shape{n}, 1);
@@ -49,9 +49,9 @@ void BM_scale_fill_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(n) * 4);  // fill writes; scale reads and writes
 }
-BENCHMARK(BM_scale_fill_cpu)->Apply(elementwise_bench_rows)->UseRealTime();
+BENCHMARK(cpu_scale_fill)->Apply(elementwise_bench_rows)->UseRealTime();
 
-void BM_convert_f32_bf16_cpu(benchmark::State& state) {
+void cpu_convert_f32_bf16(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
   Context ctx = Context::cpu();
   auto src = bench::random_f32(Shape{n}, 1);
@@ -62,9 +62,9 @@ void BM_convert_f32_bf16_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 6.0 * double(n));  // 4 bytes read, 2 written per element
 }
-BENCHMARK(BM_convert_f32_bf16_cpu)->Apply(elementwise_bench_rows)->UseRealTime();
+BENCHMARK(cpu_convert_f32_bf16)->Apply(elementwise_bench_rows)->UseRealTime();
 
-void BM_convert_bf16_f32_cpu(benchmark::State& state) {
+void cpu_convert_bf16_f32(benchmark::State& state) {
   const int64_t n = state.range(0) * kH;
   Context ctx = Context::cpu();
   auto f = bench::random_f32(Shape{n}, 1);
@@ -76,7 +76,7 @@ void BM_convert_bf16_f32_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 6.0 * double(n));
 }
-BENCHMARK(BM_convert_bf16_f32_cpu)->Apply(elementwise_bench_rows)->UseRealTime();
+BENCHMARK(cpu_convert_bf16_f32)->Apply(elementwise_bench_rows)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

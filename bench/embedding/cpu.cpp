@@ -14,7 +14,7 @@ OwnedTensor token_ids(int64_t t, int64_t vocab) {
   return ids;
 }
 
-void BM_embedding_fwd_cpu(benchmark::State& state) {
+void cpu_embedding_fwd(benchmark::State& state) {
   const int64_t t = state.range(0), v = state.range(1), h = state.range(2);
   Context ctx = Context::cpu();
   auto ids = token_ids(t, v);
@@ -30,9 +30,9 @@ void embedding_bench_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"T", "V", "H"});
   for (const auto& c : cases::kEmbeddingBench) b->Args({c.T, c.V, c.H});
 }
-BENCHMARK(BM_embedding_fwd_cpu)->Apply(embedding_bench_shapes)->UseRealTime();
+BENCHMARK(cpu_embedding_fwd)->Apply(embedding_bench_shapes)->UseRealTime();
 
-void BM_embedding_bwd_cpu(benchmark::State& state) {
+void cpu_embedding_bwd(benchmark::State& state) {
   const int64_t t = state.range(0), v = state.range(1), h = state.range(2);
   Context ctx = Context::cpu();
   auto ids = token_ids(t, v);
@@ -44,7 +44,7 @@ void BM_embedding_bwd_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 3.0 * double(t * h) * 4);  // read dout, read+write the rows it hits
 }
-BENCHMARK(BM_embedding_bwd_cpu)->Apply(embedding_bench_shapes)->UseRealTime();
+BENCHMARK(cpu_embedding_bwd)->Apply(embedding_bench_shapes)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

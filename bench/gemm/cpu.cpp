@@ -7,7 +7,7 @@
 namespace beaver {
 namespace {
 
-void BM_gemm_cpu(benchmark::State& state) {
+void cpu_gemm(benchmark::State& state) {
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
   const bool tb = state.range(3) != 0;
   Context ctx = Context::cpu();
@@ -24,12 +24,12 @@ void gemm_bench_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"M", "N", "K", "tb"});
   for (const auto& c : cases::kGemmBench) b->Args({c.M, c.N, c.K, c.trans_b ? 1 : 0});
 }
-BENCHMARK(BM_gemm_cpu)
+BENCHMARK(cpu_gemm)
     ->Apply(gemm_bench_shapes)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-void BM_linear_bwd_weight_cpu(benchmark::State& state) {
+void cpu_linear_bwd_weight(benchmark::State& state) {
   const int64_t t = state.range(0), h = state.range(1);
   Context ctx = Context::cpu();
   auto dy = bench::random_f32(Shape{t, h}, 1);
@@ -45,7 +45,7 @@ void linear_bwd_weight_bench_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"T", "H"});
   for (const auto& c : cases::kLinearBwdWeightBench) b->Args({c.T, c.in});
 }
-BENCHMARK(BM_linear_bwd_weight_cpu)
+BENCHMARK(cpu_linear_bwd_weight)
     ->Apply(linear_bwd_weight_bench_shapes)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

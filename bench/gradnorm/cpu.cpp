@@ -25,7 +25,7 @@ Grads make_grads() {
   return g;
 }
 
-void BM_grad_norm_cpu(benchmark::State& state) {
+void cpu_grad_norm(benchmark::State& state) {
   Context ctx = Context::cpu();
   auto g = make_grads();
   OwnedTensor norm(DType::F32, Shape{1});
@@ -36,9 +36,9 @@ void BM_grad_norm_cpu(benchmark::State& state) {
   set_bytes(state, 4.0 * double(g.numel));
   state.counters["threads"] = ctx.threads();
 }
-BENCHMARK(BM_grad_norm_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(cpu_grad_norm)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-void BM_clip_grad_norm_cpu(benchmark::State& state) {
+void cpu_clip_grad_norm(benchmark::State& state) {
   Context ctx = Context::cpu();
   auto g = make_grads();
   OwnedTensor norm(DType::F32, Shape{1}), coef(DType::F32, Shape{1});
@@ -50,7 +50,7 @@ void BM_clip_grad_norm_cpu(benchmark::State& state) {
   set_bytes(state, 12.0 * double(g.numel));
   state.counters["threads"] = ctx.threads();
 }
-BENCHMARK(BM_clip_grad_norm_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(cpu_clip_grad_norm)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver::bench

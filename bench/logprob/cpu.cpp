@@ -17,7 +17,7 @@ OwnedTensor targets() {
   return t;
 }
 
-void BM_logprob_fwd_cpu(benchmark::State& state) {
+void cpu_logprob_fwd(benchmark::State& state) {
   Context ctx = Context::cpu();
   auto logits = random_f32(Shape{kT, kV}, 1);
   auto tgt = targets();
@@ -29,9 +29,9 @@ void BM_logprob_fwd_cpu(benchmark::State& state) {
   set_bytes(state, double(kT) * kV * 4);
   state.counters["threads"] = ctx.threads();
 }
-BENCHMARK(BM_logprob_fwd_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(cpu_logprob_fwd)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-void BM_logprob_bwd_cpu(benchmark::State& state) {
+void cpu_logprob_bwd(benchmark::State& state) {
   Context ctx = Context::cpu();
   auto logits = random_f32(Shape{kT, kV}, 1);
   auto tgt = targets();
@@ -46,7 +46,7 @@ void BM_logprob_bwd_cpu(benchmark::State& state) {
   set_bytes(state, 2.0 * double(kT) * kV * 4);
   state.counters["threads"] = ctx.threads();
 }
-BENCHMARK(BM_logprob_bwd_cpu)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(cpu_logprob_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver::bench

@@ -50,7 +50,7 @@ double param_count(const model::LlamaModel& m) {
   return n;
 }
 
-void BM_TrainStep(benchmark::State& state) {
+void cpu_train_step(benchmark::State& state) {
   const int64_t B = 4, S = state.range(0);
   const bool recompute = state.range(1) != 0;
   Context ctx = Context::cpu(int(state.range(2)));
@@ -82,14 +82,14 @@ void BM_TrainStep(benchmark::State& state) {
       benchmark::Counter(double(B * S), benchmark::Counter::kIsIterationInvariantRate);
   set_flops(state, 6.0 * param_count(m) * double(B * S));
 }
-BENCHMARK(BM_TrainStep)
+BENCHMARK(cpu_train_step)
     ->ArgNames({"seq", "recompute", "threads"})
     ->Args({128, 0, 1})
     ->Args({128, 1, 1})
     ->Args({128, 0, 2})
     ->Unit(benchmark::kMillisecond);
 
-void BM_Generate(benchmark::State& state) {
+void cpu_generate(benchmark::State& state) {
   const int64_t B = state.range(0), prompt = 32, new_tokens = 32;
   Context ctx = Context::cpu(int(state.range(1)));
   model::LlamaModel m(ctx, small_config(), {model::Head::LM, B, prompt, false, false, 0});
@@ -107,7 +107,7 @@ void BM_Generate(benchmark::State& state) {
   state.counters["prefill tok/s"] = eng.stats().prefill_tokens_per_s();
   state.counters["decode tok/s"] = eng.stats().decode_tokens_per_s();
 }
-BENCHMARK(BM_Generate)
+BENCHMARK(cpu_generate)
     ->ArgNames({"batch", "threads"})
     ->Args({1, 1})
     ->Args({8, 1})

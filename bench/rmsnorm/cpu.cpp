@@ -7,7 +7,7 @@
 namespace beaver {
 namespace {
 
-void BM_rmsnorm_fwd_cpu(benchmark::State& state) {
+void cpu_rmsnorm_fwd(benchmark::State& state) {
   const int64_t t = state.range(0), h = state.range(1);
   Context ctx = Context::cpu();
   auto x = bench::random_f32(Shape{t, h}, 1);
@@ -26,9 +26,9 @@ void rmsnorm_bench_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"T", "H"});
   for (const auto& c : cases::kRmsnormBench) b->Args({c.rows(), c.H});
 }
-BENCHMARK(BM_rmsnorm_fwd_cpu)->Apply(rmsnorm_bench_shapes)->UseRealTime();
+BENCHMARK(cpu_rmsnorm_fwd)->Apply(rmsnorm_bench_shapes)->UseRealTime();
 
-void BM_rmsnorm_bwd_cpu(benchmark::State& state) {
+void cpu_rmsnorm_bwd(benchmark::State& state) {
   const int64_t t = state.range(0), h = state.range(1);
   Context ctx = Context::cpu();
   auto dout = bench::random_f32(Shape{t, h}, 1);
@@ -44,7 +44,7 @@ void BM_rmsnorm_bwd_cpu(benchmark::State& state) {
   // read dout, h, dresidual; write dx; weight and dweight.
   bench::set_bytes(state, 4.0 * double(t * h) * 4 + 3.0 * double(h) * 4 + double(t) * 4);
 }
-BENCHMARK(BM_rmsnorm_bwd_cpu)->Apply(rmsnorm_bench_shapes)->UseRealTime();
+BENCHMARK(cpu_rmsnorm_bwd)->Apply(rmsnorm_bench_shapes)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

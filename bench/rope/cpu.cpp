@@ -6,7 +6,7 @@
 namespace beaver {
 namespace {
 
-void BM_rope_fwd_cpu(benchmark::State& state) {
+void cpu_rope_fwd(benchmark::State& state) {
   const int64_t t = state.range(0), nh = state.range(1), nkv = state.range(2),
                 d = state.range(3);
   Context ctx = Context::cpu();
@@ -29,7 +29,7 @@ void rope_bench_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"T", "nh", "nkv", "d"});
   for (const auto& c : cases::kRopeBench) b->Args({c.T, c.nh, c.nkv, c.d});
 }
-BENCHMARK(BM_rope_fwd_cpu)->Apply(rope_bench_shapes)->UseRealTime();
+BENCHMARK(cpu_rope_fwd)->Apply(rope_bench_shapes)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

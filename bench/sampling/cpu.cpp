@@ -28,10 +28,10 @@ void run(benchmark::State& state, const ops::SamplingConfig& cfg) {
   state.counters["threads"] = ctx.threads();
 }
 
-// BM_sample_<name>_cpu for every case.
+// cpu_sample_<name> for every case.
 const bool kRegistered = [] {
   for (const auto& c : cases::kSamplingBench)
-    benchmark::RegisterBenchmark(("BM_sample_" + std::string(c.name) + "_cpu").c_str(),
+    benchmark::RegisterBenchmark(("cpu_sample_" + std::string(c.name)).c_str(),
                                  [cfg = c.cfg](benchmark::State& s) { run(s, cfg); })
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();

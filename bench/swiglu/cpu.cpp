@@ -6,7 +6,7 @@
 namespace beaver {
 namespace {
 
-void BM_swiglu_fwd_cpu(benchmark::State& state) {
+void cpu_swiglu_fwd(benchmark::State& state) {
   const int64_t t = state.range(0), i = state.range(1);
   Context ctx = Context::cpu();
   auto g = bench::random_f32(Shape{t, i}, 1);
@@ -22,9 +22,9 @@ void swiglu_bench_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"T", "I"});
   for (const auto& c : cases::kSwigluBench) b->Args({c.T, c.I});
 }
-BENCHMARK(BM_swiglu_fwd_cpu)->Apply(swiglu_bench_shapes)->UseRealTime();
+BENCHMARK(cpu_swiglu_fwd)->Apply(swiglu_bench_shapes)->UseRealTime();
 
-void BM_swiglu_bwd_cpu(benchmark::State& state) {
+void cpu_swiglu_bwd(benchmark::State& state) {
   const int64_t t = state.range(0), i = state.range(1);
   Context ctx = Context::cpu();
   auto g = bench::random_f32(Shape{t, i}, 1);
@@ -37,7 +37,7 @@ void BM_swiglu_bwd_cpu(benchmark::State& state) {
   }
   bench::set_bytes(state, 5.0 * double(t * i) * 4);
 }
-BENCHMARK(BM_swiglu_bwd_cpu)->Apply(swiglu_bench_shapes)->UseRealTime();
+BENCHMARK(cpu_swiglu_bwd)->Apply(swiglu_bench_shapes)->UseRealTime();
 
 }  // namespace
 }  // namespace beaver

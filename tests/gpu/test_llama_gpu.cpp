@@ -2,7 +2,7 @@
 // grads: model/precision.h) against the golden fixtures with the CUDA attention head sizes
 // (tests/data/golden/cuda_gqa: head_dim 64, GQA; cuda_tied: head_dim 128, tied, llama3 rope).
 //
-// The bf16 rule (architecture.md): for logits, every hidden state, the final norm output, the
+// The bf16 rule (docs/model.md, precision plan): for logits, every hidden state, the final norm output, the
 // loss and every parameter gradient, the error of ours against the fp64 golden data is at most
 // `factor` times the error of a naive bf16 model plus a small floor. The naive model is the
 // CPU (fp32) graph run on bf16-rounded weights, each compared output rounded to bf16 (the

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PPO-Lagrangian (Safe RLHF, stage 4) with the defaults of the safe-rlhf reference script
-# (safe-rlhf.md section 5). Any flag can be overridden by giving it again: the last value wins.
+# (docs/algorithm.md section 5). Any flag can be overridden by giving it again: the last value wins.
 #
 #   train/scripts/ppo-lag.sh --actor_model_name_or_path SFT_DIR \
 #       --reward_model_name_or_path RM_DIR --cost_model_name_or_path CM_DIR \

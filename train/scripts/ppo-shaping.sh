@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PPO on the shaped score R - nu * C with a fixed nu (the paper's second
 # baseline; it swept nu over {0.01, 0.5, 1, 2, 5, 10, 100}), with the defaults of the
-# safe-rlhf reference script (safe-rlhf.md sections 5-6).
+# safe-rlhf reference script (docs/algorithm.md sections 5-6).
 # Any flag can be overridden by giving it again: the last value wins.
 #
 #   train/scripts/ppo-shaping.sh --actor_model_name_or_path SFT_DIR \

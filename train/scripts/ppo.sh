@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # PPO on the reward only (the Safe RLHF paper's first baseline), with the defaults of the
-# safe-rlhf reference script (safe-rlhf.md sections 5-6).
+# safe-rlhf reference script (docs/algorithm.md sections 5-6).
 # Any flag can be overridden by giving it again: the last value wins.
 #
 #   train/scripts/ppo.sh --actor_model_name_or_path SFT_DIR \
