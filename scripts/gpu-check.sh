@@ -133,6 +133,22 @@ else
   stamp "no .device-carry/*.deb: using the system's packages"
 fi
 
+# cuDNN SDPA oracle: the carried frontend headers, and cuDNN from PyTorch's wheel when the
+# toolkit has none.
+if [[ -f "$root/.device-carry/cudnn-frontend/include/cudnn_frontend.h" ]]; then
+  cmake_args+=(-DBEAVER_CUDNN_FRONTEND_DIR="$root/.device-carry/cudnn-frontend")
+  if ! compgen -G "/usr/local/cuda/lib*/libcudnn.so*" >/dev/null; then
+    cudnn_dir=$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))' \
+                2>/dev/null || true)
+    if [[ -n "$cudnn_dir" ]]; then
+      lib=$(ls "$cudnn_dir"/lib/libcudnn.so* 2>/dev/null | head -1)
+      [[ -n "$lib" ]] && cmake_args+=(-DBEAVER_CUDNN_LIBRARY="$lib"
+                                      -DBEAVER_CUDNN_INCLUDE="$cudnn_dir/include")
+      export LD_LIBRARY_PATH="$cudnn_dir/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    fi
+  fi
+fi
+
 # ---- 2. the stages ---------------------------------------------------------------------------
 export root out build reps stub
 export cmake_args_str="${cmake_args[*]@Q}"
