@@ -108,7 +108,7 @@ TEST(GpuLargeIndex, AdamWPast2To31) {
     EXPECT_NEAR(element(master, i), want[0], 1e-6f * std::fabs(want[0]) + 1e-7f);
     EXPECT_NEAR(element(m, i), want[1], 1e-6f * std::fabs(want[1]) + 1e-7f);
     EXPECT_NEAR(element(v, i), want[2], 1e-6f * std::fabs(want[2]) + 1e-9f);
-    EXPECT_EQ(element(lowp, i), to_f32(to_bf16(want[0])));
+    EXPECT_EQ(element(lowp, i), to_f32(to_bf16(element(master, i)))) << "lowp is not master rounded";
   };
   check(0, plain);
   check((int64_t(1) << 31) - 1, plain);
