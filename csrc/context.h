@@ -6,6 +6,9 @@
 
 #include <cstddef>
 #include <memory>
+#include <typeindex>
+#include <typeinfo>
+#include <unordered_map>
 
 #include "csrc/tensor.h"
 
@@ -53,6 +56,16 @@ class Context {
   void copy(const Tensor& dst, const Tensor& src) const;
   void zero(const Tensor& t) const;
 
+  // State a backend keeps between calls on this context (kernel attributes already set,
+  // cuBLASLt plans per GEMM shape, occupancy figures), one T per type, default-constructed on
+  // first use and dropped with the context. Not thread-safe, like the rest of a Context.
+  template <typename T>
+  T& backend_cache() {
+    std::shared_ptr<void>& slot = caches_[std::type_index(typeid(T))];
+    if (!slot) slot = std::make_shared<T>();
+    return *static_cast<T*>(slot.get());
+  }
+
  private:
   explicit Context(Device d);
   Device device_ = Device::CPU;
@@ -60,6 +73,7 @@ class Context {
   int device_index_ = 0;
   Buffer scratch_;
   std::unique_ptr<CudaResources> cuda_;
+  std::unordered_map<std::type_index, std::shared_ptr<void>> caches_;
 };
 
 }  // namespace beaver

@@ -97,21 +97,44 @@ __device__ __forceinline__ void load_pack(const T* p, float (&f)[N]) {
   }
 }
 
-// Stores N fp32 values at p as T (rounded to nearest-even for 16-bit types).
+// Two fp32 values as one 32-bit word of T (a in the low half for 16-bit types).
+template <typename T> __device__ __forceinline__ uint32_t word_of(float a, float b);
+template <> __device__ __forceinline__ uint32_t word_of<bf16_t>(float a, float b) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(a, b);
+  return uint32_t(__bfloat16_as_ushort(v.x)) | (uint32_t(__bfloat16_as_ushort(v.y)) << 16);
+}
+template <> __device__ __forceinline__ uint32_t word_of<f16_t>(float a, float b) {
+  const __half2 v = __floats2half2_rn(a, b);
+  return uint32_t(__half_as_ushort(v.x)) | (uint32_t(__half_as_ushort(v.y)) << 16);
+}
+
+// Stores N fp32 values at p as T (rounded to nearest-even for 16-bit types). The words are
+// assembled in registers (no byte-wise writes into a local word), so a 16-byte pack is one
+// 16-byte store.
 template <typename T, int N>
 __device__ __forceinline__ void store_pack(T* p, const float (&f)[N]) {
   constexpr int kWord = PackWord<T, N>::kWord;
   if constexpr (N > 1 && kWord > 0) {
-    using W = typename WordType<kWord>::type;
-    constexpr int kWords = PackWord<T, N>::kBytes / kWord;
-    constexpr int kPer = kWord / int(sizeof(T));
+    constexpr int kU = PackWord<T, N>::kBytes / 4;  // 32-bit words in the pack
+    uint32_t u[kU];
 #pragma unroll
-    for (int w = 0; w < kWords; ++w) {
-      W word;
-      T* e = reinterpret_cast<T*>(&word);
+    for (int w = 0; w < kU; ++w) {
+      if constexpr (sizeof(T) == 4)
+        u[w] = __float_as_uint(f[w]);
+      else
+        u[w] = word_of<T>(f[2 * w], f[2 * w + 1]);
+    }
+    if constexpr (kWord == 16) {
 #pragma unroll
-      for (int j = 0; j < kPer; ++j) e[j] = from_f<T>(f[w * kPer + j]);
-      reinterpret_cast<W*>(p)[w] = word;
+      for (int w = 0; w < kU / 4; ++w)
+        reinterpret_cast<uint4*>(p)[w] = make_uint4(u[4 * w], u[4 * w + 1], u[4 * w + 2], u[4 * w + 3]);
+    } else if constexpr (kWord == 8) {
+#pragma unroll
+      for (int w = 0; w < kU / 2; ++w)
+        reinterpret_cast<uint2*>(p)[w] = make_uint2(u[2 * w], u[2 * w + 1]);
+    } else {
+#pragma unroll
+      for (int w = 0; w < kU; ++w) reinterpret_cast<uint32_t*>(p)[w] = u[w];
     }
   } else {
 #pragma unroll

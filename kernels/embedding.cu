@@ -4,19 +4,23 @@
 // 4 f32) when H and the pointers allow, else element by element; an id outside [0, V) writes a
 // zero row. table and out share one dtype (f32 or bf16).
 // Backward (no atomics): a stable radix sort (CUB) of the token ids, carrying the position t,
-// groups equal ids with their positions in increasing t. One kernel then walks the sorted list:
-// at the start of each run of one id v, a block sums dout[t, chunk] over the run in order
-// (fp32, starting from dtable[v] when accumulating) and writes dtable[v, chunk] once; a second
-// grid dimension splits the columns into chunks. The sum order is increasing t, exactly the
-// contract, so the result is bitwise reproducible. When not accumulating, dtable is first
-// zeroed (rows of ids that do not occur must read 0). Ids outside [0, V) are dropped: they sort
-// into one sentinel key V that no block writes. A very frequent id is summed by one block per
-// column chunk (sequential in t by contract). dout and dtable may each be f32 or bf16.
-// Scratch: 4 arrays of T 32-bit words plus CUB's temporary storage.
+// groups equal ids with their positions in increasing t. The sorted list is cut into segments of
+// 128 positions (kernels/embedding_plan.h): a first pass, one block per (segment, column chunk),
+// sums each run's piece in the segment in increasing t (fp32, from dtable[v] when accumulating)
+// and writes runs that lie inside one segment directly; runs that cross a segment boundary (the
+// pad id of a padded batch) leave one f32 partial per segment, which a second pass adds in
+// segment order and writes once. So no block walks more than 128 positions plus one partial per
+// segment a run spans, and the order of every sum depends only on T and the ids: the result is
+// bitwise reproducible. When not accumulating, dtable is first zeroed (rows of ids that do not
+// occur must read 0). Ids outside [0, V) are dropped: they sort into one sentinel key V that no
+// block writes. dout and dtable may each be f32 or bf16.
+// Scratch: 4 arrays of T 32-bit words, the partials (2 rows of H f32 per segment) and CUB's
+// temporary storage.
 #include <cub/device/device_radix_sort.cuh>
 
 #include "csrc/ops/embedding.h"
 #include "kernels/common.cuh"
+#include "kernels/embedding_plan.h"
 
 namespace beaver::ops::cuda {
 
@@ -59,33 +63,84 @@ __global__ void embedding_keys_kernel(const int32_t* __restrict__ tokens, int64_
   }
 }
 
+// Pass 1, one block per (segment, column chunk): sums every piece of the segment in increasing
+// k (kernels/embedding_plan.h); local runs are written to dtable, pieces of runs that cross a
+// segment boundary go to the f32 partials [segments, 2, H].
 template <typename TD, typename TT, int P>
 __global__ void __launch_bounds__(kThreads)
-    embedding_bwd_kernel(const uint32_t* __restrict__ keys, const uint32_t* __restrict__ pos,
-                         const TD* __restrict__ dout, TT* __restrict__ dtable, int64_t T,
-                         int64_t V, int64_t H, bool accumulate) {
+    embedding_bwd_segment_kernel(const uint32_t* __restrict__ keys,
+                                 const uint32_t* __restrict__ pos, const TD* __restrict__ dout,
+                                 TT* __restrict__ dtable, float* __restrict__ partial, int64_t T,
+                                 int64_t V, int64_t H, bool accumulate) {
+  namespace ep = embedding_plan;
+  const int64_t g = blockIdx.x;
   const int64_t c = (int64_t(blockIdx.y) * blockDim.x + threadIdx.x) * P;  // first column
-  const bool active = c < H;
-  for (int64_t i = blockIdx.x; i < T; i += gridDim.x) {
-    const uint32_t v = keys[i];
-    if (int64_t(v) >= V || (i > 0 && keys[i - 1] == v)) continue;  // not the start of a run
-    if (!active) continue;
-    float acc[P];
-    TT* row = dtable + int64_t(v) * H + c;
-    if (accumulate) {
-      load_pack<TT, P>(row, acc);
-    } else {
+  if (c >= H) return;
+  const int64_t sb = ep::segment_begin(g), se = ep::segment_end(g, T);
+  for (int64_t p0 = sb; p0 < se;) {
+    const int64_t p1 = ep::piece_end(keys, p0, se);
+    const uint32_t v = keys[p0];
+    if (int64_t(v) < V) {
+      const ep::Piece kind = ep::piece_kind(keys, T, p0, p1, sb, se);
+      TT* row = dtable + int64_t(v) * H + c;
+      float acc[P];
+      if (kind == ep::Piece::kLocal && accumulate) {
+        load_pack<TT, P>(row, acc);
+      } else {
 #pragma unroll
-      for (int j = 0; j < P; ++j) acc[j] = 0.0f;
-    }
-    for (int64_t k = i; k < T && keys[k] == v; ++k) {
-      float d[P];
-      load_pack<TD, P>(dout + int64_t(pos[k]) * H + c, d);
+        for (int j = 0; j < P; ++j) acc[j] = 0.0f;
+      }
+      for (int64_t k = p0; k < p1; ++k) {
+        float d[P];
+        load_pack<TD, P>(dout + int64_t(pos[k]) * H + c, d);
 #pragma unroll
-      for (int j = 0; j < P; ++j) acc[j] += d[j];
+        for (int j = 0; j < P; ++j) acc[j] += d[j];
+      }
+      if (kind == ep::Piece::kLocal)
+        store_pack<TT, P>(row, acc);
+      else
+        store_pack<float, P>(partial + (2 * g + (kind == ep::Piece::kHead ? 0 : 1)) * H + c,
+                             acc);
     }
-    store_pack<TT, P>(row, acc);
+    p0 = p1;
   }
+}
+
+// Pass 2, one block per (segment, column chunk): the run that begins in the segment and crosses
+// its end (if any) is finished from the partials, in segment order.
+template <typename TT, int P>
+__global__ void __launch_bounds__(kThreads)
+    embedding_bwd_combine_kernel(const uint32_t* __restrict__ keys,
+                                 const float* __restrict__ partial, TT* __restrict__ dtable,
+                                 int64_t T, int64_t V, int64_t H, bool accumulate) {
+  namespace ep = embedding_plan;
+  const int64_t g = blockIdx.x;
+  const int64_t c = (int64_t(blockIdx.y) * blockDim.x + threadIdx.x) * P;
+  if (c >= H) return;
+  const int64_t a = ep::crossing_run_start(keys, T, g);
+  if (a < 0 || int64_t(keys[a]) >= V) return;
+  const int64_t last = ep::last_segment_of_run(keys, T, a);
+  TT* row = dtable + int64_t(keys[a]) * H + c;
+  float acc[P];
+  if (accumulate) {
+    load_pack<TT, P>(row, acc);
+  } else {
+#pragma unroll
+    for (int j = 0; j < P; ++j) acc[j] = 0.0f;
+  }
+  float d[P];
+  load_pack<float, P>(partial + (2 * g + 1) * H + c, d);
+#pragma unroll
+  for (int j = 0; j < P; ++j) acc[j] += d[j];
+  // The bounds are known, so the loads of consecutive partials are independent and in flight
+  // together; only the adds are serial.
+#pragma unroll 4
+  for (int64_t h = g + 1; h <= last; ++h) {
+    load_pack<float, P>(partial + (2 * h) * H + c, d);
+#pragma unroll
+    for (int j = 0; j < P; ++j) acc[j] += d[j];
+  }
+  store_pack<TT, P>(row, acc);
 }
 
 int key_bits(int64_t V) {  // bits needed for keys in [0, V]
@@ -144,12 +199,16 @@ void embedding_bwd(Context& ctx, const Tensor& tokens, const Tensor& dout, const
       static_cast<const uint32_t*>(nullptr), static_cast<uint32_t*>(nullptr), n, 0, key_bits(V),
       stream));
   const size_t arr = round256(size_t(T) * sizeof(uint32_t));
-  auto* base = static_cast<char*>(ctx.scratch(4 * arr + round256(temp_bytes)));
+  const int64_t segs = embedding_plan::segments(T);
+  BEAVER_CHECK(segs < (int64_t(1) << 31), op, ": ", T, " tokens exceed one launch");
+  const size_t part_bytes = round256(size_t(segs) * 2 * size_t(H) * sizeof(float));
+  auto* base = static_cast<char*>(ctx.scratch(4 * arr + part_bytes + round256(temp_bytes)));
   auto* keys_in = reinterpret_cast<uint32_t*>(base);
   auto* pos_in = reinterpret_cast<uint32_t*>(base + arr);
   auto* keys = reinterpret_cast<uint32_t*>(base + 2 * arr);
   auto* pos = reinterpret_cast<uint32_t*>(base + 3 * arr);
-  void* temp = base + 4 * arr;
+  auto* partial = reinterpret_cast<float*>(base + 4 * arr);
+  void* temp = base + 4 * arr + part_bytes;
 
   embedding_keys_kernel<<<grid_for(ctx, T, 256), 256, 0, stream>>>(tokens.ptr<int32_t>(), T, V,
                                                                      keys_in, pos_in);
@@ -167,16 +226,22 @@ void embedding_bwd(Context& ctx, const Tensor& tokens, const Tensor& dout, const
       const int p = vec ? kP : 1;
       const int64_t chunks = (H + int64_t(kThreads) * p - 1) / (int64_t(kThreads) * p);
       BEAVER_CHECK(chunks < 65536, op, ": hidden size ", H, " too large");
-      const int64_t gx = std::min<int64_t>(T, int64_t(sm_count(ctx)) * 16);
-      const dim3 grid{unsigned(gx), unsigned(chunks)};
+      const dim3 grid{unsigned(segs), unsigned(chunks)};
       const auto* d = static_cast<const TD*>(dout.data);
       auto* tb = static_cast<TT*>(dtable.data);
-      if (vec)
-        embedding_bwd_kernel<TD, TT, kP>
-            <<<grid, kThreads, 0, stream>>>(keys, pos, d, tb, T, V, H, accumulate);
-      else
-        embedding_bwd_kernel<TD, TT, 1>
-            <<<grid, kThreads, 0, stream>>>(keys, pos, d, tb, T, V, H, accumulate);
+      if (vec) {
+        embedding_bwd_segment_kernel<TD, TT, kP>
+            <<<grid, kThreads, 0, stream>>>(keys, pos, d, tb, partial, T, V, H, accumulate);
+        BEAVER_CUDA_LAUNCH_CHECK();
+        embedding_bwd_combine_kernel<TT, kP>
+            <<<grid, kThreads, 0, stream>>>(keys, partial, tb, T, V, H, accumulate);
+      } else {
+        embedding_bwd_segment_kernel<TD, TT, 1>
+            <<<grid, kThreads, 0, stream>>>(keys, pos, d, tb, partial, T, V, H, accumulate);
+        BEAVER_CUDA_LAUNCH_CHECK();
+        embedding_bwd_combine_kernel<TT, 1>
+            <<<grid, kThreads, 0, stream>>>(keys, partial, tb, T, V, H, accumulate);
+      }
       BEAVER_CUDA_LAUNCH_CHECK();
     });
   });

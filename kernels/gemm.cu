@@ -10,12 +10,15 @@
 // Determinism: the algorithm comes from cuBLASLt's heuristic, restricted to no split-K or
 // split-K reduced in the compute type in a separate pass (no in-place reduction in the output
 // type, no atomics), so the same shapes on the same device give the same bits.
-// Descriptors and the heuristic query are made per call (a few microseconds of host time) and
-// nothing is cached; the workspace is the context's fixed gemm workspace. Pointer alignment is
-// passed to the heuristic so that views at odd offsets get an algorithm that accepts them.
+// Descriptors, layouts and the heuristic's algorithm are made once per shape (M, N, K,
+// transposes, dtypes and the pointers' alignments) and kept in the context
+// (Context::backend_cache), so a repeated GEMM costs one cublasLtMatmul call; the workspace is
+// the context's fixed gemm workspace. Pointer alignment is part of the key and passed to the
+// heuristic so that views at odd offsets get an algorithm that accepts them.
 #include <cublasLt.h>
 
 #include <memory>
+#include <unordered_map>
 #include <type_traits>
 
 #include "csrc/ops/elementwise.h"
@@ -59,6 +62,38 @@ uint32_t alignment_of(const void* p) {
   return a;
 }
 
+// What selects a plan: everything the descriptors and the heuristic depend on.
+struct PlanKey {
+  int64_t M, N, K;
+  int ta, tb;
+  DType ab, c;
+  uint32_t al_a, al_b, al_c;
+  bool operator==(const PlanKey& o) const {
+    return M == o.M && N == o.N && K == o.K && ta == o.ta && tb == o.tb && ab == o.ab &&
+           c == o.c && al_a == o.al_a && al_b == o.al_b && al_c == o.al_c;
+  }
+};
+struct PlanKeyHash {
+  size_t operator()(const PlanKey& k) const {
+    size_t h = 1469598103934665603ull;
+    auto mix = [&h](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+    mix(uint64_t(k.M));
+    mix(uint64_t(k.N));
+    mix(uint64_t(k.K));
+    mix(uint64_t(k.ta) | uint64_t(k.tb) << 1 | uint64_t(k.ab) << 2 | uint64_t(k.c) << 10);
+    mix(uint64_t(k.al_a) | uint64_t(k.al_b) << 16 | uint64_t(k.al_c) << 32);
+    return h;
+  }
+};
+struct Plan {
+  MatmulDesc desc;
+  Layout a, b, c;
+  cublasLtMatmulAlgo_t algo{};
+};
+struct GemmPlans {
+  std::unordered_map<PlanKey, Plan, PlanKeyHash> plans;
+};
+
 }  // namespace
 
 void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
@@ -90,52 +125,63 @@ void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool tra
 
   auto handle = static_cast<cublasLtHandle_t>(ctx.cublaslt());
   cudaStream_t stream = stream_of(ctx);
-
-  cublasLtMatmulDesc_t desc_raw = nullptr;
-  BEAVER_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_raw, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const MatmulDesc desc(desc_raw);
-  const cublasOperation_t op_lt_a = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLASLt A = our B
-  const cublasOperation_t op_lt_b = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLASLt B = our A
-  BEAVER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSA,
-                                                     &op_lt_a, sizeof(op_lt_a)));
-  BEAVER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.get(), CUBLASLT_MATMUL_DESC_TRANSB,
-                                                     &op_lt_b, sizeof(op_lt_b)));
-
-  // Column-major views of the row-major buffers (rows, cols, leading dimension).
-  const Layout lt_a = trans_b ? make_layout(b.dtype, K, N, K) : make_layout(b.dtype, N, K, N);
-  const Layout lt_b = trans_a ? make_layout(a.dtype, M, K, M) : make_layout(a.dtype, K, M, K);
-  const Layout lt_c = make_layout(c.dtype, N, M, N);
-
-  cublasLtMatmulPreference_t pref_raw = nullptr;
-  BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref_raw));
-  const Preference pref(pref_raw);
   const size_t ws_bytes = ctx.gemm_workspace_bytes();
-  BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof(ws_bytes)));
-  const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
-  BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.get(), CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes)));
-  const uint32_t al_a = alignment_of(b.data), al_b = alignment_of(a.data);
+  const uint32_t al_a = alignment_of(b.data), al_b = alignment_of(a.data);  // cuBLASLt's A, B
   const uint32_t al_c = alignment_of(c.data);
-  BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a)));
-  BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b)));
-  BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof(al_c)));
-  BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-      pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof(al_c)));
+  const PlanKey key{M, N, K, trans_a ? 1 : 0, trans_b ? 1 : 0, a.dtype, c.dtype,
+                    al_a, al_b, al_c};
+  auto& plans = ctx.backend_cache<GemmPlans>().plans;
+  auto it = plans.find(key);
+  if (it == plans.end()) {
+    Plan plan;
+    cublasLtMatmulDesc_t desc_raw = nullptr;
+    BEAVER_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_raw, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    plan.desc = MatmulDesc(desc_raw);
+    const cublasOperation_t op_lt_a = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLASLt A = our B
+    const cublasOperation_t op_lt_b = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLASLt B = our A
+    BEAVER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan.desc.get(), CUBLASLT_MATMUL_DESC_TRANSA, &op_lt_a, sizeof(op_lt_a)));
+    BEAVER_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan.desc.get(), CUBLASLT_MATMUL_DESC_TRANSB, &op_lt_b, sizeof(op_lt_b)));
 
-  cublasLtMatmulHeuristicResult_t result{};
-  int found = 0;
-  BEAVER_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, desc.get(), lt_a.get(), lt_b.get(),
-                                                     lt_c.get(), lt_c.get(), pref.get(), 1,
-                                                     &result, &found));
-  BEAVER_CHECK(found > 0, op, ": cuBLASLt has no algorithm for M=", M, " N=", N, " K=", K,
-               " a/b ", dtype_name(a.dtype), " c ", dtype_name(c.dtype));
-  BEAVER_CUBLAS_CHECK(cublasLtMatmul(handle, desc.get(), &alpha, b.data, lt_a.get(), a.data,
-                                     lt_b.get(), &beta, c.data, lt_c.get(), c.data, lt_c.get(),
-                                     &result.algo, ctx.gemm_workspace(), ws_bytes, stream));
+    // Column-major views of the row-major buffers (rows, cols, leading dimension).
+    plan.a = trans_b ? make_layout(b.dtype, K, N, K) : make_layout(b.dtype, N, K, N);
+    plan.b = trans_a ? make_layout(a.dtype, M, K, M) : make_layout(a.dtype, K, M, K);
+    plan.c = make_layout(c.dtype, N, M, N);
+
+    cublasLtMatmulPreference_t pref_raw = nullptr;
+    BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref_raw));
+    const Preference pref(pref_raw);
+    BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.get(), CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof(ws_bytes)));
+    const uint32_t schemes =
+        CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.get(), CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes)));
+    BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a, sizeof(al_a)));
+    BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b, sizeof(al_b)));
+    BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof(al_c)));
+    BEAVER_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.get(), CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof(al_c)));
+
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    BEAVER_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, plan.desc.get(), plan.a.get(),
+                                                       plan.b.get(), plan.c.get(), plan.c.get(),
+                                                       pref.get(), 1, &result, &found));
+    BEAVER_CHECK(found > 0, op, ": cuBLASLt has no algorithm for M=", M, " N=", N, " K=", K,
+                 " a/b ", dtype_name(a.dtype), " c ", dtype_name(c.dtype));
+    plan.algo = result.algo;
+    it = plans.emplace(key, std::move(plan)).first;
+  }
+  const Plan& plan = it->second;
+  BEAVER_CUBLAS_CHECK(cublasLtMatmul(handle, plan.desc.get(), &alpha, b.data, plan.a.get(),
+                                     a.data, plan.b.get(), &beta, c.data, plan.c.get(), c.data,
+                                     plan.c.get(), &plan.algo, ctx.gemm_workspace(), ws_bytes,
+                                     stream));
 }
 
 }  // namespace beaver::ops::cuda

@@ -4,8 +4,9 @@
 // grad_norm: tensors are passed to the kernel by value, up to kMaxTensors per launch (no
 // host-to-device copy, no host sync). Each launch has a fixed grid of kBlocks blocks; block b
 // walks every tensor of the launch with the same grid-stride pattern (16-byte packs when the
-// tensor is aligned, then its tail), accumulating g^2 in fp64 per thread, reduces the block in
-// a fixed order and writes one fp64 partial to scratch slot (launch, b). A final single-block
+// tensor is aligned, four packs per step with their loads in flight together, then its tail),
+// accumulating g^2 in fp64 per thread (one accumulator per unrolled pack, added in order at the
+// end), reduces the block in a fixed order and writes one fp64 partial to scratch slot (launch, b). A final single-block
 // kernel sums all partials in slot order and writes sqrt. The grid size is a constant, so the
 // result is bitwise reproducible on any device for the same inputs and tensor list.
 // clip_coef: one thread, coef = min(1, max_norm / (norm + 1e-6)).
@@ -23,8 +24,12 @@ using namespace detail;
 namespace {
 
 constexpr int kMaxTensors = 64;
-constexpr int kBlocks = 264;
+// A fixed grid (the same on every device, for reproducibility) large enough to keep several
+// blocks on every multiprocessor of a large card: 1024 blocks x 256 threads x kUnroll 16-byte
+// loads in flight per thread.
+constexpr int kBlocks = 1024;
 constexpr int kThreads = 256;
+constexpr int kUnroll = 4;
 
 struct TensorList {
   const void* ptr[kMaxTensors];
@@ -34,17 +39,35 @@ struct TensorList {
   int count;
 };
 
+// Each thread takes the packs tid, tid + stride, ... of [begin, end); kUnroll of them per step
+// with all loads issued before any arithmetic, each feeding its own fp64 accumulator (so the
+// fp64 adds of one step are independent), the accumulators added in a fixed order at the end.
 template <typename T, int P>
 __device__ __forceinline__ double sumsq_range(const T* p, int64_t begin, int64_t end,
                                               int64_t stride) {
-  double acc = 0.0;
-  for (int64_t i = begin; i < end; i += stride) {
+  double acc[kUnroll];
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) acc[u] = 0.0;
+  int64_t i = begin;
+  for (; i + (kUnroll - 1) * stride < end; i += kUnroll * stride) {
+    float x[kUnroll][P];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) load_pack<T, P>(p + (i + u * stride) * P, x[u]);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int j = 0; j < P; ++j) acc[u] += double(x[u][j]) * double(x[u][j]);
+  }
+  for (; i < end; i += stride) {  // fewer than kUnroll packs left
     float x[P];
     load_pack<T, P>(p + i * P, x);
 #pragma unroll
-    for (int j = 0; j < P; ++j) acc += double(x[j]) * double(x[j]);
+    for (int j = 0; j < P; ++j) acc[0] += double(x[j]) * double(x[j]);
   }
-  return acc;
+  double s = acc[0];
+#pragma unroll
+  for (int u = 1; u < kUnroll; ++u) s += acc[u];
+  return s;
 }
 
 template <typename T>

@@ -28,4 +28,18 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     apt-get download "${missing[@]}"
   fi
 fi
+# The header-only cuDNN frontend (PyPI wheel nvidia-cudnn-frontend, its include/ folder only):
+# the fused-SDPA oracle of the attention GPU tests and bench_attention (tests/gpu/cudnn_sdpa.h).
+if [[ ! -f "$dest/cudnn-frontend/include/cudnn_frontend.h" ]]; then
+  tmp=$(mktemp -d)
+  if python3 -m pip download nvidia-cudnn-frontend --no-deps -q -d "$tmp" 2>/dev/null ||
+     /work/venv-torch/bin/pip download nvidia-cudnn-frontend --no-deps -q -d "$tmp" 2>/dev/null; then
+    rm -rf "$dest/cudnn-frontend" && mkdir -p "$dest/cudnn-frontend"
+    (cd "$dest/cudnn-frontend" && python3 -m zipfile -e "$tmp"/nvidia_cudnn_frontend-*.whl x &&
+       mv x/include . && rm -rf x)
+  else
+    echo "gpu-carry: nvidia-cudnn-frontend not fetched: the cuDNN oracle stays out of the build"
+  fi
+  rm -rf "$tmp"
+fi
 echo "gpu-carry: $(ls "$dest"/*.deb | wc -l) packages, $(du -sh "$dest" | cut -f1) in $dest"

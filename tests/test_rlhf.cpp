@@ -167,7 +167,7 @@ TEST_F(RlhfTiny, RolloutLogprobsAndScoresMatchSeparateForwards) {
       }
     }
     // The RM's end score is the score at the row's last token.
-    rm.forward(upload(Device::CPU, one).batch());
+    rm.forward(upload(ctx, one).batch());
     OwnedTensor sc(DType::F32, {1, one.width});
     rm.scores(sc, Tensor());
     EXPECT_NEAR(s.reward[size_t(b)], sc.ptr<float>()[one.width - 1], 1e-4) << "row " << b;
@@ -185,7 +185,7 @@ TEST_F(RlhfTiny, LogprobsAreThoseOfTheSampledTokens) {
       model::LlamaOptions{
           .head = model::Head::LM, .max_batch = 1, .max_seq = 64, .training = false});
   model::load_weights(lm, world.actor);
-  lm.forward(upload(Device::CPU, r).batch());
+  lm.forward(upload(ctx, r).batch());
   const int64_t V = lm.vocab_size();
   OwnedTensor logits(DType::F32, {1, r.width, V});
   lm.logits(logits);
@@ -265,7 +265,7 @@ TEST_F(RlhfTiny, ScoresAreTakenAtTheEosToken) {
           .head = model::Head::Score, .max_batch = 1, .max_seq = 64, .training = false});
   model::load_weights(rm, world.rm);
   const RolloutBatch one = alone(s.batch, 0);
-  rm.forward(upload(Device::CPU, one).batch());
+  rm.forward(upload(ctx, one).batch());
   OwnedTensor sc(DType::F32, {1, one.width}), end(DType::F32, {1});
   rm.scores(sc, end);
   const float at_eos = sc.ptr<float>()[one.width - 1], before = sc.ptr<float>()[one.width - 2];

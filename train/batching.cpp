@@ -28,6 +28,18 @@ void check_layout(const BatchLayout& L, size_t n, const char* what) {
   BEAVER_CHECK(L.vocab_size > 0, what, ": vocab_size must be set");
   BEAVER_CHECK(L.pad_id >= 0 && L.pad_id < L.vocab_size, what, ": pad id ", L.pad_id,
                " outside the vocabulary [0, ", L.vocab_size, ")");
+  BEAVER_CHECK(L.device == Device::CPU || (L.context && L.context->device() == L.device), what,
+               ": a batch for ", device_name(L.device),
+               " needs the layout's context (uploads are ordered on its stream)");
+}
+
+// Host vector -> batch tensor, on the layout's context stream when there is one.
+void put(const BatchLayout& L, const Tensor& dst, const void* host) {
+  const Tensor src(const_cast<void*>(host), dst.dtype, dst.shape, Device::CPU);
+  if (L.context)
+    L.context->copy(dst, src);
+  else
+    copy_tensor(dst, src);
 }
 
 // Lays rows out right-padded (left = false) or left-padded, fills the host vectors and uploads.
@@ -56,9 +68,9 @@ void fill(PaddedBatch& pb, const std::vector<std::span<const int32_t>>& rows, in
   pb.tokens = OwnedTensor(DType::I32, Shape{R, width}, L.device);
   pb.ranges = OwnedTensor(DType::I32, Shape{R, 2}, L.device);
   pb.positions = OwnedTensor(DType::I32, Shape{R, width}, L.device);
-  copy_tensor(pb.tokens, Tensor(pb.host_tokens.data(), DType::I32, Shape{R, width}, Device::CPU));
-  copy_tensor(pb.ranges, Tensor(pb.host_ranges.data(), DType::I32, Shape{R, 2}, Device::CPU));
-  copy_tensor(pb.positions, Tensor(pos.data(), DType::I32, Shape{R, width}, Device::CPU));
+  put(L, pb.tokens, pb.host_tokens.data());
+  put(L, pb.ranges, pb.host_ranges.data());
+  put(L, pb.positions, pos.data());
 }
 
 std::span<const int32_t> truncated(const std::vector<int32_t>& ids, int64_t max_length) {
@@ -121,8 +133,7 @@ SftBatch make_sft_batch(std::span<const SftSample> samples, const BatchLayout& L
     }
   }
   sb.targets = OwnedTensor(DType::I32, Shape{R, width}, L.device);
-  copy_tensor(sb.targets,
-              Tensor(sb.host_targets.data(), DType::I32, Shape{R, width}, Device::CPU));
+  put(L, sb.targets, sb.host_targets.data());
   return sb;
 }
 

@@ -67,6 +67,9 @@ struct BatchLayout {
   int32_t pad_id = 0;
   int64_t vocab_size = 0;    // every id must be in [0, vocab_size)
   Device device = Device::CPU;
+  // When set (it must be, for a CUDA device), uploads are queued on this context's stream
+  // (Context::copy), in order with the kernels that read the batch.
+  const Context* context = nullptr;
 };
 
 // A padded batch: device tensors plus host copies.

@@ -189,6 +189,7 @@ struct RlhfTrainer::Impl {
     layout.pad_id = t.pad_;
     layout.vocab_size = t.actor_->vocab_size();
     layout.device = t.ctx_->device();
+    layout.context = t.ctx_;
   }
 
   int64_t rl_steps() const { return rl_steps_; }
@@ -602,8 +603,8 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
   const RolloutBatch& r = s.batch;
   const TokenDims d = r.dims();
   const Device dev = ctx_->device();
-  const DeviceBatch db = upload(dev, r);
-  const OwnedTensor targets = to_device(dev, r.targets, {r.batch, r.width});
+  const DeviceBatch db = upload(*ctx_, r);
+  const OwnedTensor targets = to_device(*ctx_, r.targets, {r.batch, r.width});
 
   // Actor: PPO-clip on the rollout, then the PTX batch into the same optimiser step. With PTX
   // the reference accumulates the two backward passes as two micro-steps of one step, each
@@ -626,7 +627,7 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
     std::vector<float> grad = al.grad_logp;
     if (ptx)
       for (float& g : grad) g = float(double(g) * half);
-    const OwnedTensor dlogp = to_device(dev, grad, {r.batch, r.width});
+    const OwnedTensor dlogp = to_device(*ctx_, grad, {r.batch, r.width});
     actor_->token_logprobs_backward(dlogp);
     st.actor_loss += al.loss;
     st.actor_clip_fraction += al.clip_fraction;
@@ -654,7 +655,7 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
     m.scores(v, Tensor());
     const auto vn = to_host_f32(v);
     const CriticLoss cl = critic_loss(d, vn, values_old, g.returns, r.mask, cfg_.clip_range_value);
-    const OwnedTensor dv = to_device(dev, cl.grad_values, {r.batch, r.width});
+    const OwnedTensor dv = to_device(*ctx_, cl.grad_values, {r.batch, r.width});
     m.scores_backward(dv, Tensor());
     impl_->watch_critic(which, cl.loss, which == 0 ? st.reward_return : st.cost_return);
     impl_->step_critic(which);

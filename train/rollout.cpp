@@ -114,15 +114,15 @@ int64_t mask_special_actions(RolloutBatch& r, std::span<const int32_t> ids) {
   return cleared;
 }
 
-DeviceBatch::DeviceBatch(Device device, int64_t B, int64_t S, std::span<const int32_t> tokens,
+DeviceBatch::DeviceBatch(const Context& ctx, int64_t B, int64_t S, std::span<const int32_t> tokens,
                          std::span<const int32_t> ranges, std::span<const int32_t> positions) {
   BEAVER_CHECK(int64_t(tokens.size()) == B * S && int64_t(positions.size()) == B * S &&
                    int64_t(ranges.size()) == 2 * B,
                "DeviceBatch: ", tokens.size(), " tokens, ", positions.size(), " positions and ",
                ranges.size(), " range values for a [", B, ", ", S, "] batch");
-  auto put = [device](std::span<const int32_t> v, Shape s) {
-    OwnedTensor t(DType::I32, s, device);
-    copy_tensor(t, Tensor(const_cast<int32_t*>(v.data()), DType::I32, s, Device::CPU));
+  auto put = [&ctx](std::span<const int32_t> v, Shape s) {
+    OwnedTensor t(DType::I32, s, ctx.device());
+    ctx.copy(t, Tensor(const_cast<int32_t*>(v.data()), DType::I32, s, Device::CPU));
     return t;
   };
   tokens_ = put(tokens, {B, S});
@@ -130,8 +130,8 @@ DeviceBatch::DeviceBatch(Device device, int64_t B, int64_t S, std::span<const in
   positions_ = put(positions, {B, S});
 }
 
-DeviceBatch upload(Device device, const RolloutBatch& r) {
-  return DeviceBatch(device, r.batch, r.width, r.tokens, r.ranges, r.positions);
+DeviceBatch upload(const Context& ctx, const RolloutBatch& r) {
+  return DeviceBatch(ctx, r.batch, r.width, r.tokens, r.ranges, r.positions);
 }
 
 std::vector<float> rollout_logprobs(model::LlamaModel& m, const model::Batch& b,
@@ -144,14 +144,14 @@ std::vector<float> rollout_logprobs(model::LlamaModel& m, const model::Batch& b,
 }
 
 std::vector<float> rollout_logprobs(model::LlamaModel& m, const RolloutBatch& r) {
-  const DeviceBatch db = upload(m.context().device(), r);
-  const OwnedTensor targets = to_device(m.context().device(), r.targets, {r.batch, r.width});
+  const DeviceBatch db = upload(m.context(), r);
+  const OwnedTensor targets = to_device(m.context(), r.targets, {r.batch, r.width});
   return rollout_logprobs(m, db.batch(), targets);
 }
 
 std::vector<float> rollout_end_scores(model::LlamaModel& m, const RolloutBatch& r) {
   const Device dev = m.context().device();
-  const DeviceBatch db = upload(dev, r);
+  const DeviceBatch db = upload(m.context(), r);
   m.forward(db.batch());
   OwnedTensor scores(DType::F32, {r.batch, r.width}, dev), end(DType::F32, {r.batch}, dev);
   m.scores(scores, end);
@@ -160,7 +160,7 @@ std::vector<float> rollout_end_scores(model::LlamaModel& m, const RolloutBatch& 
 
 std::vector<float> rollout_values(model::LlamaModel& m, const RolloutBatch& r) {
   const Device dev = m.context().device();
-  const DeviceBatch db = upload(dev, r);
+  const DeviceBatch db = upload(m.context(), r);
   m.forward(db.batch());
   OwnedTensor scores(DType::F32, {r.batch, r.width}, dev);
   m.scores(scores, Tensor());

@@ -66,14 +66,15 @@ int64_t mask_special_actions(RolloutBatch& r, std::span<const int32_t> ids);
 // A padded batch uploaded to a device, kept alive with its tensors.
 class DeviceBatch {
  public:
-  DeviceBatch(Device device, int64_t batch, int64_t width, std::span<const int32_t> tokens,
+  // Uploads are queued on ctx's stream (Context::copy).
+  DeviceBatch(const Context& ctx, int64_t batch, int64_t width, std::span<const int32_t> tokens,
               std::span<const int32_t> ranges, std::span<const int32_t> positions);
   model::Batch batch() const { return model::Batch{tokens_, ranges_, positions_}; }
 
  private:
   OwnedTensor tokens_, ranges_, positions_;
 };
-DeviceBatch upload(Device device, const RolloutBatch& r);
+DeviceBatch upload(const Context& ctx, const RolloutBatch& r);
 
 // log π(a_t) of the sampled tokens at every action position ([B, S]; 0 off the mask). The
 // model needs an LM head; runs forward() (its activations then belong to this batch).
@@ -93,11 +94,11 @@ model::Tokenizer load_policy_tokenizer(const std::string& model_dir);
 // print as <unk> instead of failing.
 std::string decode_response(const model::Tokenizer& tok, std::vector<int32_t> ids);
 
-// Host vector → device tensor of the given shape (owned).
+// Host vector → tensor of the given shape on ctx's device (owned), queued on ctx's stream.
 template <typename T>
-OwnedTensor to_device(Device device, const std::vector<T>& host, Shape shape) {
-  OwnedTensor t(dtype_of<T>::value, shape, device);
-  copy_tensor(t, Tensor(const_cast<T*>(host.data()), dtype_of<T>::value, shape, Device::CPU));
+OwnedTensor to_device(const Context& ctx, const std::vector<T>& host, Shape shape) {
+  OwnedTensor t(dtype_of<T>::value, shape, ctx.device());
+  ctx.copy(t, Tensor(const_cast<T*>(host.data()), dtype_of<T>::value, shape, Device::CPU));
   return t;
 }
 

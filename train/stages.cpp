@@ -294,10 +294,10 @@ MicroOut train_micro(Run& r, std::span<const size_t> idx, float scale) {
   for (size_t i = 0; i < gb.size(); ++i) g[ga.size() + i] = gb[i] * scale;
   // Sequence-wise: gradients of the 2B end scores; token-wise: of all [2B, W] scores.
   if (tw) {
-    copy_tensor(scores, Tensor(g.data(), DType::F32, Shape{pb.rows, pb.width}, Device::CPU));
+    r.ctx.copy(scores, Tensor(g.data(), DType::F32, Shape{pb.rows, pb.width}, Device::CPU));
     r.m->scores_backward(scores, Tensor{});
   } else {
-    copy_tensor(ends, Tensor(g.data(), DType::F32, Shape{pb.rows}, Device::CPU));
+    r.ctx.copy(ends, Tensor(g.data(), DType::F32, Shape{pb.rows}, Device::CPU));
     r.m->scores_backward(Tensor{}, ends);
   }
   std::vector<double> sums{double(pb.valid_tokens)};
@@ -492,6 +492,7 @@ StageResult run_stage(const StageArgs& args) {
   r.layout.pad_id = r.tok.pad_id() >= 0 ? r.tok.pad_id() : r.tok.eos_id();
   r.layout.vocab_size = cfg.vocab_size;
   r.layout.device = r.ctx.device();
+  r.layout.context = &r.ctx;
   load_data(r);
   BEAVER_CHECK(r.train_size() > 0, "train ", name, ": no usable training examples");
 

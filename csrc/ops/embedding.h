@@ -1,7 +1,8 @@
 // Token embedding lookup and its deterministic backward.
 //   fwd: out[t, :] = table[tokens[t], :]        tokens i32 [T], table [V, H], out [T, H]
-//   bwd: dtable[v, :] (+)= sum_{t : tokens[t] == v} dout[t, :], summed in increasing t, so the
-//        result is bitwise reproducible (no atomics).
+//   bwd: dtable[v, :] (+)= sum_{t : tokens[t] == v} dout[t, :], summed in increasing t (the
+//        CUDA kernel sums a long run in pieces of at most 128 positions, each in increasing t,
+//        and adds the pieces in order), so the result is bitwise reproducible (no atomics).
 // Token ids must lie in [0, V): the CPU twin throws naming the bad id and its position; the
 // CUDA kernel writes zeros for an out-of-range id (ids are validated where data enters).
 #pragma once

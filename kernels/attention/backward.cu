@@ -320,7 +320,8 @@ constexpr int dkdv_bm() {
 
 
 template <int HD>
-void launch_bwd(const BwdParams& p, int B, cudaStream_t st) {
+void launch_bwd(Context& ctx, const BwdParams& p, int B) {
+  const cudaStream_t st = stream_of(ctx);
   const int64_t n_rows = int64_t(B) * p.S * p.nh;
   attn_bwd_delta_kernel<HD><<<unsigned((n_rows + 7) / 8), 256, 0, st>>>(p, n_rows);
   BEAVER_CUDA_LAUNCH_CHECK();
@@ -328,7 +329,7 @@ void launch_bwd(const BwdParams& p, int B, cudaStream_t st) {
   constexpr int BN = kDkvWarps * 16, BMq = dkdv_bm<HD>();
   const size_t smem_kv = size_t(2 * BN + 4 * BMq) * HD * sizeof(bf16_t) + 4 * BMq * sizeof(float);
   auto kv_kernel = attn_bwd_dkdv_kernel<HD, kDkvWarps, BMq>;
-  set_smem(kv_kernel, smem_kv);
+  set_smem(ctx, kv_kernel, smem_kv);
   const dim3 grid_kv(unsigned((p.S + BN - 1) / BN), unsigned(p.nkv), unsigned(B));
   kv_kernel<<<grid_kv, kDkvWarps * 32, smem_kv, st>>>(p);
   BEAVER_CUDA_LAUNCH_CHECK();
@@ -336,7 +337,7 @@ void launch_bwd(const BwdParams& p, int B, cudaStream_t st) {
   constexpr int BM = kDqWarps * 16;
   const size_t smem_q = size_t(2 * BM + 4 * kDqBN) * HD * sizeof(bf16_t);
   auto q_kernel = attn_bwd_dq_kernel<HD, kDqWarps, kDqBN>;
-  set_smem(q_kernel, smem_q);
+  set_smem(ctx, q_kernel, smem_q);
   const dim3 grid_q(unsigned((p.S + BM - 1) / BM), unsigned(p.nh), unsigned(B));
   q_kernel<<<grid_q, kDqWarps * 32, smem_q, st>>>(p);
   BEAVER_CUDA_LAUNCH_CHECK();
@@ -363,9 +364,9 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
                     delta,    mbf(dq),  mbf(dk),  mbf(dv),  ranges.ptr<int32_t>(),
                     S,        nh,       nkv,      nh / nkv, scale,     scale * kLog2e};
   if (d == 64)
-    launch_bwd<64>(p, B, stream_of(ctx));
+    launch_bwd<64>(ctx, p, B);
   else
-    launch_bwd<128>(p, B, stream_of(ctx));
+    launch_bwd<128>(ctx, p, B);
 }
 
 }  // namespace beaver::ops::cuda

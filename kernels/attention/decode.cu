@@ -1,5 +1,6 @@
 // Split-KV decode attention: one query row per sequence against its KV cache, per-split partials
-// merged in split order (see tiles.cuh).
+// merged in split order (see tiles.cuh). The split count follows the kernel's occupancy and each
+// row's real length (kernels/attention/decode_plan.h).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -8,6 +9,7 @@
 
 #include "csrc/cuda_check.h"
 #include "csrc/ops/attention.h"
+#include "kernels/attention/decode_plan.h"
 #include "kernels/attention/host.cuh"
 #include "kernels/attention/tiles.cuh"
 
@@ -46,8 +48,9 @@ __global__ void __launch_bounds__(kDecWarps * 32) decode_split_kernel(const DecP
   const int grp = lane / LPK, sub = lane % LPK;
   int begin, end;
   row_range(p.ranges, b, p.Smax, begin, end);
-  const int per = (end - begin + p.n_split - 1) / p.n_split;
-  const int s0 = begin + split * per, s1 = min(end, s0 + per);
+  const DecodeSplit sp = decode_split(end - begin, p.n_split);
+  if (split >= sp.used) return;  // the row's real length needs fewer splits (uniform per block)
+  const int s0 = begin + split * sp.per, s1 = min(end, s0 + sp.per);
   const int h0 = hk * p.group + chunk * GH;
 
   float qv[GH][8], acc[GH][8], m[GH], l[GH];
@@ -189,11 +192,14 @@ template <int HD>
 __global__ void __launch_bounds__(HD) decode_reduce_kernel(const DecParams p) {
   const int h = int(blockIdx.x), b = int(blockIdx.y), d = int(threadIdx.x);
   const int64_t slot0 = (int64_t(b) * p.nh + h) * p.n_split;
+  int begin, end;
+  row_range(p.ranges, b, p.Smax, begin, end);
+  const int used = decode_split(end - begin, p.n_split).used;
   float mx = kNegInf;
-  for (int s = 0; s < p.n_split; ++s) mx = fmaxf(mx, p.part_ml[2 * (slot0 + s)]);
+  for (int s = 0; s < used; ++s) mx = fmaxf(mx, p.part_ml[2 * (slot0 + s)]);
   const float m_use = mx == kNegInf ? 0.0f : mx;
   float a = 0.0f, l = 0.0f;
-  for (int s = 0; s < p.n_split; ++s) {
+  for (int s = 0; s < used; ++s) {
     const float c = ex2(p.part_ml[2 * (slot0 + s)] - m_use);
     a += p.part_acc[(slot0 + s) * HD + d] * c;
     l += p.part_ml[2 * (slot0 + s) + 1] * c;
@@ -201,10 +207,21 @@ __global__ void __launch_bounds__(HD) decode_reduce_kernel(const DecParams p) {
   p.out[(int64_t(b) * p.nh + h) * HD + d] = __float2bfloat16(l > 0.0f ? a / l : 0.0f);
 }
 
+// Sizes the grid's split count for this kernel's occupancy (queried once per context), takes
+// the partials from the context's scratch, and launches the split and merge kernels.
 template <int HD, int GH>
-void launch_decode(const DecParams& p, int B, cudaStream_t st) {
-  const dim3 grid(unsigned(p.n_split), unsigned(p.nkv * p.n_chunks), unsigned(B));
-  decode_split_kernel<HD, GH><<<grid, kDecWarps * 32, 0, st>>>(p);
+void launch_decode(Context& ctx, DecParams p, int B) {
+  auto kernel = decode_split_kernel<HD, GH>;
+  const int64_t rows = int64_t(B) * p.nkv * p.n_chunks;
+  p.n_split = decode_split_count(rows, detail::sm_count(ctx),
+                                 blocks_per_sm(ctx, kernel, kDecWarps * 32), p.Smax);
+  const size_t slots = size_t(B) * p.nh * p.n_split;
+  float* scratch = static_cast<float*>(ctx.scratch(slots * (size_t(HD) + 2) * sizeof(float)));
+  p.part_acc = scratch;
+  p.part_ml = scratch + slots * size_t(HD);
+  const cudaStream_t st = stream_of(ctx);
+  const dim3 grid(unsigned(p.n_split), unsigned(rows / B), unsigned(B));
+  kernel<<<grid, kDecWarps * 32, 0, st>>>(p);
   BEAVER_CUDA_LAUNCH_CHECK();
   decode_reduce_kernel<HD><<<dim3(unsigned(p.nh), unsigned(B)), HD, 0, st>>>(p);
   BEAVER_CUDA_LAUNCH_CHECK();
@@ -226,28 +243,18 @@ void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,
   const int group = nh / nkv;
   const int gh = group % 4 == 0 ? 4 : group % 2 == 0 ? 2 : 1;
 
-  // Enough splits to give every multiprocessor several blocks, but at least 256 keys each.
-  int device = 0, n_sm = 0;
-  BEAVER_CUDA_CHECK(cudaGetDevice(&device));
-  BEAVER_CUDA_CHECK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, device));
-  const int64_t blocks = int64_t(B) * nkv * (group / gh);
-  int n_split = int(std::clamp<int64_t>((4 * int64_t(n_sm) + blocks - 1) / blocks, 1, 64));
-  n_split = std::max(1, std::min(n_split, (Smax + 255) / 256));
-
-  const size_t slots = size_t(B) * nh * n_split;
-  float* scratch = static_cast<float*>(ctx.scratch(slots * (size_t(d) + 2) * sizeof(float)));
-  const DecParams p{cbf(q),    cbf(k_cache), cbf(v_cache), mbf(out),     ranges.ptr<int32_t>(),
-                    scratch,   scratch + slots * size_t(d), Smax, nh,    nkv,
-                    group,     group / gh,   n_split,      scale * kLog2e};
-  const cudaStream_t st = stream_of(ctx);
+  // part_acc, part_ml and n_split are set by launch_decode.
+  const DecParams p{cbf(q),  cbf(k_cache), cbf(v_cache), mbf(out),   ranges.ptr<int32_t>(),
+                    nullptr, nullptr,      Smax,         nh,         nkv,
+                    group,   group / gh,   1,            scale * kLog2e};
   if (d == 64) {
-    if (gh == 4) launch_decode<64, 4>(p, B, st);
-    else if (gh == 2) launch_decode<64, 2>(p, B, st);
-    else launch_decode<64, 1>(p, B, st);
+    if (gh == 4) launch_decode<64, 4>(ctx, p, B);
+    else if (gh == 2) launch_decode<64, 2>(ctx, p, B);
+    else launch_decode<64, 1>(ctx, p, B);
   } else {
-    if (gh == 4) launch_decode<128, 4>(p, B, st);
-    else if (gh == 2) launch_decode<128, 2>(p, B, st);
-    else launch_decode<128, 1>(p, B, st);
+    if (gh == 4) launch_decode<128, 4>(ctx, p, B);
+    else if (gh == 2) launch_decode<128, 2>(ctx, p, B);
+    else launch_decode<128, 1>(ctx, p, B);
   }
 }
 

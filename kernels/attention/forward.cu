@@ -178,11 +178,12 @@ __global__ void __launch_bounds__(WARPS * 32) attn_fwd_kernel(const FwdParams p)
 constexpr int kFwdWarps = 4, kFwdBN = 64;
 
 template <int HD>
-void launch_fwd(const FwdParams& p, int B, cudaStream_t st) {
+void launch_fwd(Context& ctx, const FwdParams& p, int B) {
+  const cudaStream_t st = stream_of(ctx);
   constexpr int BM = kFwdWarps * 16;
   const size_t smem = size_t(BM + 4 * kFwdBN) * HD * sizeof(bf16_t);
   auto kernel = attn_fwd_kernel<HD, kFwdWarps, kFwdBN>;
-  set_smem(kernel, smem);
+  set_smem(ctx, kernel, smem);
   const dim3 grid(unsigned((p.S + BM - 1) / BM), unsigned(p.nh), unsigned(B));
   kernel<<<grid, kFwdWarps * 32, smem, st>>>(p);
   BEAVER_CUDA_LAUNCH_CHECK();
@@ -205,9 +206,9 @@ void attention_fwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
   const int B = int(q.size(0));
   if (B == 0 || p.S == 0 || p.nh == 0) return;
   if (d == 64)
-    launch_fwd<64>(p, B, stream_of(ctx));
+    launch_fwd<64>(ctx, p, B);
   else
-    launch_fwd<128>(p, B, stream_of(ctx));
+    launch_fwd<128>(ctx, p, B);
 }
 
 }  // namespace beaver::ops::cuda

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <unordered_map>
 #include <utility>
 
 #include "csrc/cuda_check.h"
@@ -30,10 +31,35 @@ inline int head_dim_of(const Tensor& t, const char* op) {
   return int(d);
 }
 
+// The dynamic shared memory limit of each kernel, as set on this context's device so far:
+// cudaFuncSetAttribute runs once per kernel (again only for a larger size), not every launch.
+struct SmemLimits {
+  std::unordered_map<const void*, size_t> bytes;
+};
+
 template <typename Kernel>
-inline void set_smem(Kernel kernel, size_t bytes) {
+inline void set_smem(Context& ctx, Kernel kernel, size_t bytes) {
+  size_t& done = ctx.backend_cache<SmemLimits>().bytes[reinterpret_cast<const void*>(kernel)];
+  if (done >= bytes) return;
   BEAVER_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          int(bytes)));
+  done = bytes;
+}
+
+// Resident blocks per multiprocessor of a kernel at a block size (no dynamic shared memory),
+// queried once per context.
+struct Occupancy {
+  std::unordered_map<const void*, int> blocks;
+};
+
+template <typename Kernel>
+inline int blocks_per_sm(Context& ctx, Kernel kernel, int threads) {
+  int& n = ctx.backend_cache<Occupancy>().blocks[reinterpret_cast<const void*>(kernel)];
+  if (n == 0) {
+    BEAVER_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, 0));
+    if (n < 1) n = 1;
+  }
+  return n;
 }
 
 }  // namespace beaver::ops::cuda::attn
