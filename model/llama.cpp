@@ -302,6 +302,8 @@ LlamaModel::Memory LlamaModel::memory() const {
   m.grads = opts_.training ? grads_.bytes() : 0;
   m.acts = acts_arena_.bytes() - m.logits;
   return m;
+}
+
 size_t LlamaModel::planned_bytes() const { return memory().total(); }
 
 std::string LlamaModel::budget_summary() const {
