@@ -124,6 +124,7 @@ TEST(Plot, TicksAreRoundAndStepsAreWholeNumbers) {
   EXPECT_EQ(plot::tick_values(0, 1, true), (V{0, 1}));
   EXPECT_EQ(plot::tick_values(1, 1071, true), (V{0, 200, 400, 600, 800, 1000, 1200}));
   EXPECT_EQ(plot::tick_values(3, 3, true), (V{2, 3, 4}));  // one point: a whole step either side
+  for (double v : plot::tick_values(-1e308, 1e308, false)) EXPECT_TRUE(std::isfinite(v)) << v;
   const V frac = plot::tick_values(0.013, 0.93, false);
   ASSERT_EQ(frac.size(), 6u);
   for (size_t i = 0; i < frac.size(); ++i) EXPECT_NEAR(frac[i], 0.2 * double(i), 1e-12);

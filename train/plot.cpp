@@ -81,6 +81,8 @@ void draw_axes(Image& img, int x0, int y0, int x1, int y1, const Axis& xa, const
 
 std::vector<double> tick_values(double lo, double hi, bool integers) {
   if (!std::isfinite(lo) || !std::isfinite(hi) || lo > hi) lo = 0, hi = 1;
+  lo = std::clamp(lo, -1e300, 1e300);  // keeps hi - lo and every tick finite
+  hi = std::clamp(hi, -1e300, 1e300);
   if (hi - lo < 1e-12) {
     const double pad = integers ? 1.0 : std::max(1e-6, std::fabs(lo) * 0.05);
     lo -= pad;
