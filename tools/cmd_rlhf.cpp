@@ -13,6 +13,7 @@
 #include "tools/nonfinite_flags.h"
 #include "tools/ranks.h"
 #include "train/rlhf.h"
+#include "train/zero.h"
 
 namespace beaver::tools {
 
@@ -27,18 +28,23 @@ struct RlhfArgs {
   NonfiniteFlags nonfinite;
 };
 
-Context make_context(const std::string& device, int threads) {
+Context make_context(const std::string& device, int threads, Communicator& comm) {
   if (device == "cpu") return Context::cpu(threads);
-  if (device == "cuda") return Context::cuda(0);
+  if (device == "cuda") {
+    Context ctx = Context::cuda(comm.local_rank());
+    comm.use_cuda(ctx.device_index());
+    return ctx;
+  }
   BEAVER_FAIL("--device: expected cpu or cuda, got '", device, "'");
 }
 
-void run_rlhf(RlhfArgs& a) {
+void run_rlhf(RlhfArgs& a, Communicator& comm) {
   for (const auto& s : a.train_datasets) a.opts.train_datasets.push_back(train::parse_dataset_spec(s));
   for (const auto& s : a.ptx_datasets) a.opts.ptx_datasets.push_back(train::parse_dataset_spec(s));
   a.opts.bad_records = train::parse_bad_record_policy(a.bad_records);
   a.opts.nonfinite = a.nonfinite.resolve();
-  Context ctx = make_context(a.device, a.threads);
+  a.opts.comm = &comm;
+  Context ctx = make_context(a.device, a.threads, comm);
   train::RlhfTrainer trainer(ctx, a.opts);
   trainer.train();
 }
@@ -80,6 +86,11 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
   cmd->add_option("--device", a->device, "cpu or cuda");
   cmd->add_option("--threads", a->threads, "CPU threads (0: OpenMP default)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--prompt_batch_size", o.prompt_batch_size,
+                  "Global prompts per RL step over all ranks; sets the per-device size (0: "
+                  "--per_device_prompt_batch_size x ranks)")
+      ->check(CLI::NonNegativeNumber);
+  add_zero_stage_flag(cmd, o.zero_stage);
   o.ppo.visit([&](const char* name, auto& field, const char* h) {
     // Reward shaping's ν and the λ settings only mean something for their algorithm.
     const std::string n = name;
@@ -92,9 +103,9 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
         ->capture_default_str()
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   });
-  cmd->callback([a, algo] {
-    require_one_rank("train " + std::string(train::ppo_algorithm_name(algo)));
-    run_rlhf(*a);
+  cmd->callback([a] {
+    train::check_zero_stage(a->opts.zero_stage);
+    run_on_ranks([&](Communicator& comm) { run_rlhf(*a, comm); });
   });
 }
 
