@@ -89,7 +89,8 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
   cmd->add_option("--prompt_batch_size", o.prompt_batch_size,
                   "Global prompts per RL step over all ranks; sets the per-device size (0: "
                   "--per_device_prompt_batch_size x ranks)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::NonNegativeNumber)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   add_zero_stage_flag(cmd, o.zero_stage);
   o.ppo.visit([&](const char* name, auto& field, const char* h) {
     // Reward shaping's ν and the λ settings only mean something for their algorithm.

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -544,6 +545,7 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
   double adv_r = 0, ret_r = 0, val_r = 0, adv_c = 0, ret_c = 0, val_c = 0;
   for (const auto& s : micro) {
     const RolloutBatch& r = s.batch;
+    if (r.batch == 0) continue;  // this rank's slice of a tail micro-batch is empty
     const TokenDims d = r.dims();
     all_rewards.insert(all_rewards.end(), s.reward.begin(), s.reward.end());
     all_costs.insert(all_costs.end(), s.cost.begin(), s.cost.end());
@@ -834,6 +836,12 @@ void RlhfTrainer::train() {
   }
   if (write && saved_at != global_step_)
     save_state(ckpt_root, epoch, index, root() ? count_lines(metrics_path) : 0);
+  if (lag() && ranks() > 1) {
+    // Every rank says which λ it holds (all the same: the window holds global costs).
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", lagrange_->lambda());
+    log_info("train ppo-lag: rank ", rank(), " of ", ranks(), " ends with lambda ", buf);
+  }
   if (!root()) return;
   if (lag()) report_constraint(calibration);
   draw_curves();
