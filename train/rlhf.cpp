@@ -485,7 +485,7 @@ ResolvedThreshold RlhfTrainer::calibrate_threshold() {
   const std::vector<float> costs(global_costs.begin(), global_costs.end());
   const ResolvedThreshold t = resolve_threshold(costs, cfg_.target_unsafe_share);
   lagrange_->set_threshold(t.threshold);
-  log_info("train ppo-lag: threshold ", t.threshold, " resolved for a target unsafe share of ",
+  if (root()) log_info("train ppo-lag: threshold ", t.threshold, " resolved for a target unsafe share of ",
            t.target_unsafe_share, " from ", t.responses, " responses of the starting policy (",
            "unsafe share ", t.unsafe_share, ", mean cost ", t.mean_cost, ": ", t.mean_unsafe,
            " unsafe, ", t.mean_safe, " safe)");
@@ -793,7 +793,7 @@ void RlhfTrainer::train() {
   std::optional<ResolvedThreshold> calibration;
   if (lag() && cfg_.target_unsafe_share >= 0 && !resumed) calibration = calibrate_threshold();
   MetricsLog log(metrics_path, total);
-  log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(), " prompts, ",
+  if (root()) log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(), " prompts, ",
            total, " RL steps of ", Pb, " prompts",
            ranks() > 1 ? cat(" (", ranks(), " ranks x ", cfg_.per_device_prompt_batch_size,
                              ", zero stage ", opts_.zero_stage, ")")
