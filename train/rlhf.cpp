@@ -573,18 +573,19 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
     }
   }
   const double n = double(all_rewards.size());
-  const double per = n > 0 ? 1.0 / n : 0.0;  // a rank with no rows joins with weight 0
+  // A rank with no rows (an empty tail slice) joins the reduction below with weight 0.
+  auto per = [n](double x) { return n > 0 ? x / n : 0.0; };
   st.reward = mean_of(all_rewards);
   st.cost = mean_of(all_costs);
-  st.kl = kl_sum * per;
-  st.response_length = len_sum * per;
-  st.eos_fraction = eos * per;
-  st.reward_advantage = adv_r * per;
-  st.reward_return = ret_r * per;
-  st.reward_value = val_r * per;
-  st.cost_advantage = adv_c * per;
-  st.cost_return = ret_c * per;
-  st.cost_value = val_c * per;
+  st.kl = per(kl_sum);
+  st.response_length = per(len_sum);
+  st.eos_fraction = per(eos);
+  st.reward_advantage = per(adv_r);
+  st.reward_return = per(ret_r);
+  st.reward_value = per(val_r);
+  st.cost_advantage = per(adv_c);
+  st.cost_return = per(ret_c);
+  st.cost_value = per(val_c);
   if (ranks() > 1) {
     // Means over every rank's sequences; token counts summed.
     std::vector<std::pair<std::string, double>> means = {
