@@ -7,7 +7,11 @@
 //   - a run on 2 ranks (stage 1) resumed on 3 ranks (stage 2) ends where the 1-rank run does;
 //   - a rank killed while saving ends the job non-zero, and `latest` still names the previous
 //     checkpoint, which a resume then uses;
-//   - a global batch that does not divide over the ranks is refused before training.
+//   - a global batch that does not divide over the ranks is refused before training;
+//   - PPO-Lagrangian on 2 and 3 ranks (ZeRO 0 and 2) gives the actor of one rank on the same
+//     global prompt batch within 1e-5 after 3 RL steps, every rank ends with the same λ
+//     (bitwise) and that λ is the one-rank λ within 1e-7; an indivisible --prompt_batch_size
+//     is refused.
 // Skips when mpirun is missing. As root, mpirun needs OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM).
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -17,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "csrc/comm.h"
 #include "csrc/safetensors.h"
@@ -121,6 +126,13 @@ class ScaleOut : public ::testing::Test {
           run(B + " init --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 "
               "--vocab-from " + d + "/tok --max-position 64 --seed 5 --output " + d +
               "/init > /dev/null 2>&1") == 0;
+    // Reward and cost models for the RL runs: a few steps from the init, so they differ.
+    for (const char* stage : {"rm", "cm"})
+      ok_ = ok_ && run("OMP_NUM_THREADS=1 " + B + " train " + stage + " --model_name_or_path " + d +
+                       "/init --train_datasets " + d + "/world/preference.jsonl --max_length 64 "
+                       "--epochs 1 --learning_rate 1e-3 --lr_warmup_ratio 0 --threads 1 "
+                       "--gradient_accumulation_steps 1 --train_batch_size 6 --max_steps 3 "
+                       "--output_dir " + d + "/" + stage + "0 > /dev/null 2>&1") == 0;
   }
   static void TearDownTestSuite() {
     if (dir_) fs::remove_all(*dir_);
@@ -145,6 +157,39 @@ class ScaleOut : public ::testing::Test {
         "--gradient_accumulation_steps 1 --train_batch_size 6 --output_dir " + d() + "/" + out +
         " " + extra + " > " + d() + "/" + out + ".log 2>&1";
     return run(cmd);
+  }
+  // PPO-Lagrangian on `ranks` ranks: a global batch of 6 prompts, in micro-batches of
+  // `micro` per rank (6 / ranks: one global micro-batch per pass, two passes).
+  static int ppo_lag(int ranks, const std::string& out, const std::string& extra,
+                     int prompt_batch = 6) {
+    const std::string cmd =
+        (ranks > 1 ? mpirun(ranks) : std::string("OMP_NUM_THREADS=1 ")) + beaver() +
+        " train ppo-lag --actor_model_name_or_path " + d() + "/init --reward_model_name_or_path " +
+        d() + "/rm0 --cost_model_name_or_path " + d() + "/cm0 --train_datasets " + d() +
+        "/world/prompts.jsonl --max_length 64 --threads 1 --prompt_batch_size " +
+        std::to_string(prompt_batch) + " --per_device_train_batch_size " + std::to_string(6 / std::max(1, ranks)) +
+        " --update_iters 2 --actor_lr 1e-3 --critic_lr 1e-3 --actor_lr_warmup_ratio 0 "
+        "--critic_lr_warmup_ratio 0 --lambda_lr 0.1 --output_dir " + d() + "/" + out + " " +
+        extra + " > " + d() + "/" + out + ".log 2>&1";
+    return run(cmd);
+  }
+  // The λ every rank reports at the end, in rank order (empty entries: a rank said nothing).
+  static std::vector<std::string> rank_lambdas(const std::string& log, int ranks) {
+    std::vector<std::string> out(static_cast<size_t>(ranks), std::string());
+    for (int r = 0; r < ranks; ++r) {
+      const std::string key = "rank " + std::to_string(r) + " of " + std::to_string(ranks) +
+                              " ends with lambda ";
+      const size_t at = log.find(key);
+      if (at != std::string::npos)
+        out[size_t(r)] = log.substr(at + key.size(), log.find('\n', at) - at - key.size());
+    }
+    return out;
+  }
+  static double final_lambda(const std::string& out) {
+    const std::string c = read(out + "/constraint.json");
+    const std::string key = "\"final_lambda\": ";
+    const size_t at = c.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(c.substr(at + key.size()));
   }
   static double max_diff(const std::string& a, const std::string& b) {
     beaver::SafeTensorsFile fa(d() + "/" + a + "/model.safetensors");
@@ -218,6 +263,37 @@ TEST_F(ScaleOut, IndivisibleGlobalBatchIsRefused) {
   EXPECT_NE(log.find("--train_batch_size 5 does not divide into 2 rank(s)"), std::string::npos) << log;
   EXPECT_NE(log.find("on rank"), std::string::npos) << log;
   EXPECT_FALSE(fs::exists(d() + "/odd/metrics.jsonl"));
+}
+
+TEST_F(ScaleOut, PpoLagRanksMatchOneRankAndShareLambda) {
+  ASSERT_EQ(ppo_lag(1, "ppo1", "--max_steps 3"), 0) << read("ppo1.log");
+  const double lambda1 = final_lambda("ppo1");
+  ASSERT_GT(lambda1, 0) << read("ppo1/constraint.json");
+  struct Case { int ranks; int zero; };
+  for (const Case c : {Case{2, 0}, Case{3, 2}}) {
+    const std::string out = "ppo" + std::to_string(c.ranks);
+    ASSERT_EQ(ppo_lag(c.ranks, out, "--max_steps 3 --zero_stage " + std::to_string(c.zero)), 0)
+        << read(out + ".log");
+    EXPECT_LE(max_diff("ppo1", out), kTol) << c.ranks << " ranks";
+    const auto lambdas = rank_lambdas(read(out + ".log"), c.ranks);
+    for (int r = 0; r < c.ranks; ++r) {
+      ASSERT_FALSE(lambdas[size_t(r)].empty()) << "rank " << r << ": " << read(out + ".log");
+      EXPECT_EQ(lambdas[size_t(r)], lambdas[0]) << "rank " << r;
+    }
+    EXPECT_NEAR(std::stod(lambdas[0]), lambda1, 1e-7) << c.ranks << " ranks";
+    // Only rank 0 wrote the model and the records.
+    EXPECT_TRUE(fs::exists(d() + "/" + out + "/model.safetensors"));
+  }
+  // The check can fail: training moved the actor well past the tolerance.
+  EXPECT_GT(max_diff("init", "ppo1"), 10 * kTol);
+}
+
+TEST_F(ScaleOut, PpoLagIndivisiblePromptBatchIsRefused) {
+  ASSERT_NE(ppo_lag(2, "ppo_odd", "--max_steps 1", 5), 0);
+  const std::string log = read("ppo_odd.log");
+  EXPECT_NE(log.find("--prompt_batch_size 5 does not divide into 2 rank(s)"), std::string::npos)
+      << log;
+  EXPECT_FALSE(fs::exists(d() + "/ppo_odd/metrics.jsonl"));
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "tools/plan_flags.h"
 #include "tools/ranks.h"
 #include "train/rlhf.h"
+#include "train/zero.h"
 
 namespace beaver::tools {
 
@@ -30,13 +31,17 @@ struct RlhfArgs {
   PlanFlags plan;
 };
 
-Context make_context(const std::string& device, int threads) {
+Context make_context(const std::string& device, int threads, Communicator& comm) {
   if (device == "cpu") return Context::cpu(threads);
-  if (device == "cuda") return Context::cuda(0);
+  if (device == "cuda") {
+    Context ctx = Context::cuda(comm.local_rank());
+    comm.use_cuda(ctx.device_index());
+    return ctx;
+  }
   BEAVER_FAIL("--device: expected cpu or cuda, got '", device, "'");
 }
 
-void run_rlhf(RlhfArgs& a) {
+void run_rlhf(RlhfArgs& a, Communicator& comm) {
   for (const auto& s : a.train_datasets) a.opts.train_datasets.push_back(train::parse_dataset_spec(s));
   for (const auto& s : a.ptx_datasets) a.opts.ptx_datasets.push_back(train::parse_dataset_spec(s));
   a.opts.bad_records = train::parse_bad_record_policy(a.bad_records);
@@ -44,14 +49,15 @@ void run_rlhf(RlhfArgs& a) {
   BEAVER_CHECK(a.device == "cpu" || a.device == "cuda", "--device: expected cpu or cuda, got '",
                a.device, "'");
   const train::PlanSetup plan = train::rlhf_plan_setup(
-      a.opts, a.device == "cuda" ? Device::CUDA : Device::CPU, 1);
+      a.opts, a.device == "cuda" ? Device::CUDA : Device::CPU, comm.size());
   if (a.plan.check(plan, "--per_device_train_batch_size",
                    "--actor_gradient_checkpointing true --critic_gradient_checkpointing true",
-                   true))
+                   comm.is_root()))
     return;
   const StopSignalGuard stop;  // Ctrl-C / SIGTERM: checkpoint after the current RL step
   a.opts.stop = &stop;
-  Context ctx = make_context(a.device, a.threads);
+  a.opts.comm = &comm;
+  Context ctx = make_context(a.device, a.threads, comm);
   train::RlhfTrainer trainer(ctx, a.opts);
   trainer.train();
 }
@@ -97,6 +103,12 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
   cmd->add_option("--device", a->device, "cpu or cuda");
   cmd->add_option("--threads", a->threads, "CPU threads (0: OpenMP default)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--prompt_batch_size", o.prompt_batch_size,
+                  "Global prompts per RL step over all ranks; sets the per-device size (0: "
+                  "--per_device_prompt_batch_size x ranks)")
+      ->check(CLI::NonNegativeNumber)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  add_zero_stage_flag(cmd, o.zero_stage);
   o.ppo.visit([&](const char* name, auto& field, const char* h) {
     // Reward shaping's ν and the λ settings only mean something for their algorithm.
     const std::string n = name;
@@ -109,9 +121,9 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
         ->capture_default_str()
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   });
-  cmd->callback([a, algo] {
-    require_one_rank("train " + std::string(train::ppo_algorithm_name(algo)));
-    run_rlhf(*a);
+  cmd->callback([a] {
+    train::check_zero_stage(a->opts.zero_stage);
+    run_on_ranks([&](Communicator& comm) { run_rlhf(*a, comm); });
   });
 }
 

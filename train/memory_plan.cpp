@@ -300,6 +300,7 @@ PlanSetup rlhf_plan_setup(const RlhfOptions& o, Device device, int ranks,
   PlanSetup s;
   s.device = device;
   s.ranks = ranks;
+  s.zero_stage = o.zero_stage;
   PlanRole actor = role("actor", o.actor_model, model::Head::LM, true, c.actor_gradient_checkpointing);
   actor.engine_batch = mb;
   actor.engine_prompt = S;

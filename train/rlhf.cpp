@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -24,6 +25,7 @@
 #include "train/metrics.h"
 #include "train/batching.h"
 #include "train/checkpoint_dir.h"
+#include "train/distributed.h"
 #include "train/optimizer.h"
 #include "train/plot.h"
 #include "train/schedule.h"
@@ -162,6 +164,8 @@ struct RlhfTrainer::Impl {
       oc.eps = float(c.adam_epsilon);
       oc.max_grad_norm = c.max_grad_norm;
       oc.accumulation = 1;  // the PTX backward joins the RL backward before the one step
+      oc.comm = t.opts_.comm;
+      oc.zero_stage = t.opts_.zero_stage;
       return oc;
     };
     // With PTX the reference doubles the actor's gradient accumulation (RL and PTX backward
@@ -227,8 +231,9 @@ struct RlhfTrainer::Impl {
   void begin_critic(int which) { critic(which).zero_grads(); }
   void step_critic(int which) { critic_opt[size_t(which)]->micro_step(); }
 
-  // The next `rows` SFT samples of the PTX loader, as one batch.
-  SftBatch next_ptx_batch(int64_t rows) {
+  // The next `rows` SFT samples of the PTX loader (a global micro-batch), of which this rank
+  // keeps [begin, end), as one batch.
+  SftBatch next_ptx_batch(int64_t rows, size_t begin, size_t end) {
     std::vector<SftSample> batch;
     while (int64_t(batch.size()) < rows) {
       if (ptx_pos >= ptx_order.size()) {
@@ -237,7 +242,8 @@ struct RlhfTrainer::Impl {
       }
       batch.push_back(ptx[ptx_order[ptx_pos++]]);
     }
-    return make_sft_batch(batch, layout);
+    if (begin >= end) return SftBatch{};  // nothing on this rank: the draw still advances
+    return make_sft_batch(std::span<const SftSample>(batch).subspan(begin, end - begin), layout);
   }
 
   // Forward and backward of scale × ptx_coeff × the mean answer-token cross-entropy of b;
@@ -263,6 +269,12 @@ struct RlhfTrainer::Impl {
 
 // ---- Construction ------------------------------------------------------------------------------
 RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), opts_(opts) {
+  if (opts_.prompt_batch_size > 0) {
+    BEAVER_CHECK(opts_.prompt_batch_size % ranks() == 0, "--prompt_batch_size ",
+                 opts_.prompt_batch_size, " does not divide into ", ranks(),
+                 " rank(s); choose a multiple of ", ranks());
+    cfg_.per_device_prompt_batch_size = opts_.prompt_batch_size / ranks();
+  }
   cfg_.validate();
   BEAVER_CHECK(cfg_.repetition_penalty == 1.0,
                "--repetition_penalty: only 1 (no penalty, the reference setting) is supported, got ",
@@ -335,9 +347,8 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   lagrange_ = std::make_unique<LagrangeMultiplier>(LagrangeMultiplier::options_from(cfg_));
 
   // Optimiser steps of the whole run, for the schedules.
-  const int64_t per_epoch =
-      (int64_t(prompts_.size()) + cfg_.per_device_prompt_batch_size - 1) /
-      cfg_.per_device_prompt_batch_size;
+  const int64_t global_prompts = cfg_.per_device_prompt_batch_size * ranks();
+  const int64_t per_epoch = (int64_t(prompts_.size()) + global_prompts - 1) / global_prompts;
   // The schedules span the whole planned run; --max_steps only stops it early (so a run cut
   // short and resumed follows the same learning rates as an uninterrupted one).
   const int64_t planned = per_epoch * cfg_.epochs;
@@ -365,6 +376,9 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
 
 RlhfTrainer::~RlhfTrainer() = default;
 
+int RlhfTrainer::ranks() const { return ranks_of(opts_.comm); }
+int RlhfTrainer::rank() const { return rank_of(opts_.comm); }
+
 std::vector<int32_t> RlhfTrainer::encode_prompt(const std::string& text) const {
   return tokenize_prompt(*tok_, text).ids;
 }
@@ -380,9 +394,17 @@ std::string RlhfTrainer::decode(const std::vector<int32_t>& ids) const {
 
 // ---- Rollout -----------------------------------------------------------------------------------
 ScoredRollout RlhfTrainer::rollout(const std::vector<std::vector<int32_t>>& prompts) {
+  int64_t P = 0;
+  for (const auto& p : prompts) P = std::max<int64_t>(P, int64_t(p.size()));
+  const uint64_t first = sequences_sampled_;
+  sequences_sampled_ += prompts.size();
+  return rollout_at(prompts, first, P);
+}
+
+ScoredRollout RlhfTrainer::rollout_at(const std::vector<std::vector<int32_t>>& prompts,
+                                      uint64_t first_sequence, int64_t P) {
   model::GenerateOptions go;
   go.sampling = ops::SamplingConfig{float(cfg_.temperature), 0, float(cfg_.top_p)};
-  int64_t P = 0;
   for (const auto& p : prompts) P = std::max<int64_t>(P, int64_t(p.size()));
   BEAVER_CHECK(P < cfg_.max_length, "rollout: a prompt of ", P,
                " tokens leaves no room for a response within --max_length ", cfg_.max_length);
@@ -390,8 +412,7 @@ ScoredRollout RlhfTrainer::rollout(const std::vector<std::vector<int32_t>>& prom
   go.eos_id = eos_;
   go.pad_id = pad_;
   // Each sampled sequence gets its own seed: (run seed, sequence number) never repeats.
-  go.seed = uint64_t(cfg_.seed) * 0x9E3779B97F4A7C15ull + sequences_sampled_;
-  sequences_sampled_ += prompts.size();
+  go.seed = uint64_t(cfg_.seed) * 0x9E3779B97F4A7C15ull + first_sequence;
   const auto gens = [&] {
     const ProfileRange range("rl/generate");
     return engine_->generate(prompts, go);
@@ -443,28 +464,35 @@ ResolvedThreshold RlhfTrainer::calibrate_threshold() {
   BEAVER_CHECK(cfg_.target_unsafe_share >= 0, "calibrate_threshold: --target_unsafe_share is off");
   const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), 0xCA1Bull);
   const size_t n = std::min<size_t>(order.size(), size_t(cfg_.calibration_prompts));
+  // On several ranks each takes its slice of every global micro-batch (as in step()); the
+  // costs are gathered in global order, so every rank resolves the same threshold.
   const size_t mb = size_t(actor_->options().max_batch);
-  std::vector<float> costs;
+  const size_t gmb = mb * size_t(ranks());
+  std::vector<double> global_costs(n, 0.0);
   model::GenerateOptions go;
   go.sampling = ops::SamplingConfig{float(cfg_.temperature), 0, float(cfg_.top_p)};
   go.eos_id = eos_;
   go.pad_id = pad_;
-  for (size_t i = 0; i < n; i += mb) {
-    std::vector<std::vector<int32_t>> part;
+  for (size_t i = 0; i < n; i += gmb) {
+    const size_t gend = std::min(n, i + gmb);
     int64_t P = 0;
-    for (size_t j = i; j < std::min(n, i + mb); ++j) {
-      part.push_back(prompts_[order[j]]);
-      P = std::max<int64_t>(P, int64_t(part.back().size()));
-    }
+    for (size_t j = i; j < gend; ++j) P = std::max<int64_t>(P, int64_t(prompts_[order[j]].size()));
+    const auto [b, e] = rank_slice(i, gend, mb, rank());
+    if (b >= e) continue;
+    std::vector<std::vector<int32_t>> part;
+    for (size_t j = b; j < e; ++j) part.push_back(prompts_[order[j]]);
     go.max_new_tokens = cfg_.max_length - P;
-    go.seed = (uint64_t(cfg_.seed) ^ 0xCA1B0000ull) * 0x9E3779B97F4A7C15ull + i;
+    go.seed = (uint64_t(cfg_.seed) ^ 0xCA1B0000ull) * 0x9E3779B97F4A7C15ull + b;
     const RolloutBatch r = build_rollout(part, engine_->generate(part, go), eos_, pad_);
     const auto c = rollout_end_scores(*cm_, r);
-    costs.insert(costs.end(), c.begin(), c.end());
+    for (size_t j = 0; j < c.size(); ++j) global_costs[b + j] = double(c[j]);
   }
+  // Each entry is set on one rank and 0 on the others: the sum is exact.
+  if (ranks() > 1) opts_.comm->all_reduce(global_costs, ReduceOp::Sum);
+  const std::vector<float> costs(global_costs.begin(), global_costs.end());
   const ResolvedThreshold t = resolve_threshold(costs, cfg_.target_unsafe_share);
   lagrange_->set_threshold(t.threshold);
-  log_info("train ppo-lag: threshold ", t.threshold, " resolved for a target unsafe share of ",
+  if (root()) log_info("train ppo-lag: threshold ", t.threshold, " resolved for a target unsafe share of ",
            t.target_unsafe_share, " from ", t.responses, " responses of the starting policy (",
            "unsafe share ", t.unsafe_share, ", mean cost ", t.mean_cost, ": ", t.mean_unsafe,
            " unsafe, ", t.mean_safe, " safe)");
@@ -475,21 +503,38 @@ ResolvedThreshold RlhfTrainer::calibrate_threshold() {
 StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
   const ProfileRange range("rl/step");
   BEAVER_CHECK(!prompts.empty(), "RlhfTrainer::step: no prompts");
-  BEAVER_CHECK(int64_t(prompts.size()) <= cfg_.per_device_prompt_batch_size,
+  BEAVER_CHECK(int64_t(prompts.size()) <= cfg_.per_device_prompt_batch_size * ranks(),
                "RlhfTrainer::step: ", prompts.size(), " prompts exceed --per_device_prompt_batch_size ",
-               cfg_.per_device_prompt_batch_size);
+               cfg_.per_device_prompt_batch_size, " x ", ranks(), " rank(s)");
   const size_t mb = size_t(actor_->options().max_batch);
+  const size_t gmb = mb * size_t(ranks());  // the global micro-batch
   StepStats st;
   st.step = global_step_ + 1;  // the update this step makes, counted from 1
 
-  // 1-2. Generation and scoring, one micro-batch at a time.
+  // 1-2. Generation and scoring, one micro-batch at a time: this rank's slice of each global
+  // micro-batch (possibly empty at the tail), with the seeds of its global indices and room
+  // for responses after the global micro-batch's longest prompt.
   std::vector<ScoredRollout> micro;
+  std::vector<size_t> micro_first;   // global index of each micro-batch's first row
+  std::vector<size_t> micro_global;  // rows of the global micro-batch
+  const uint64_t first_sequence = sequences_sampled_;
+  sequences_sampled_ += prompts.size();
   int64_t gen_tokens = 0, seq_tokens = 0;
-  for (size_t i = 0; i < prompts.size(); i += mb) {
-    const std::vector<std::vector<int32_t>> part(
-        prompts.begin() + long(i), prompts.begin() + long(std::min(prompts.size(), i + mb)));
+  for (size_t g = 0; g < prompts.size(); g += gmb) {
+    const size_t gend = std::min(prompts.size(), g + gmb);
+    int64_t P = 0;
+    for (size_t j = g; j < gend; ++j) P = std::max<int64_t>(P, int64_t(prompts[j].size()));
+    const auto [b, e] = rank_slice(g, gend, mb, rank());
+    micro_first.push_back(b);
+    micro_global.push_back(gend - g);
+    if (b >= e) {
+      micro.emplace_back();
+      continue;
+    }
+    const std::vector<std::vector<int32_t>> part(prompts.begin() + long(b),
+                                                 prompts.begin() + long(e));
     Timer tg;
-    micro.push_back(rollout(part));
+    micro.push_back(rollout_at(part, first_sequence + b, P));
     ctx_->synchronize();
     st.generation_s += tg.elapsed_s();
     Timer ts;
@@ -502,13 +547,17 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
 
   // Rollout statistics (per sequence, then averaged over the whole step).
   std::vector<float> all_rewards, all_costs;
+  std::vector<double> global_costs(prompts.size(), 0.0);
   double kl_sum = 0, len_sum = 0, eos = 0;
   double adv_r = 0, ret_r = 0, val_r = 0, adv_c = 0, ret_c = 0, val_c = 0;
   for (const auto& s : micro) {
     const RolloutBatch& r = s.batch;
+    if (r.batch == 0) continue;  // this rank's slice of a tail micro-batch is empty
     const TokenDims d = r.dims();
     all_rewards.insert(all_rewards.end(), s.reward.begin(), s.reward.end());
     all_costs.insert(all_costs.end(), s.cost.begin(), s.cost.end());
+    for (size_t j = 0; j < s.cost.size(); ++j)
+      global_costs[micro_first[size_t(&s - micro.data())] + j] = double(s.cost[j]);
     for (int64_t b = 0; b < r.batch; ++b) {
       double kl = 0;
       for (int64_t t = 0; t < r.width; ++t) {
@@ -531,23 +580,48 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
     }
   }
   const double n = double(all_rewards.size());
+  // A rank with no rows (an empty tail slice) joins the reduction below with weight 0.
+  auto per = [n](double x) { return n > 0 ? x / n : 0.0; };
   st.reward = mean_of(all_rewards);
   st.cost = mean_of(all_costs);
-  st.kl = kl_sum / n;
-  st.response_length = len_sum / n;
-  st.eos_fraction = eos / n;
-  st.reward_advantage = adv_r / n;
-  st.reward_return = ret_r / n;
-  st.reward_value = val_r / n;
-  st.cost_advantage = adv_c / n;
-  st.cost_return = ret_c / n;
-  st.cost_value = val_c / n;
+  st.kl = per(kl_sum);
+  st.response_length = per(len_sum);
+  st.eos_fraction = per(eos);
+  st.reward_advantage = per(adv_r);
+  st.reward_return = per(ret_r);
+  st.reward_value = per(val_r);
+  st.cost_advantage = per(adv_c);
+  st.cost_return = per(ret_c);
+  st.cost_value = per(val_c);
+  if (ranks() > 1) {
+    // Means over every rank's sequences; token counts summed.
+    std::vector<std::pair<std::string, double>> means = {
+        {"reward", st.reward}, {"cost", st.cost}, {"kl", st.kl},
+        {"len", st.response_length}, {"eos", st.eos_fraction},
+        {"adv_r", st.reward_advantage}, {"ret_r", st.reward_return},
+        {"val_r", st.reward_value}, {"adv_c", st.cost_advantage},
+        {"ret_c", st.cost_return}, {"val_c", st.cost_value}};
+    std::vector<double> sums = {double(gen_tokens), double(seq_tokens)};
+    reduce_weighted(opts_.comm, means, n, sums);
+    double* fields[] = {&st.reward, &st.cost, &st.kl, &st.response_length, &st.eos_fraction,
+                        &st.reward_advantage, &st.reward_return, &st.reward_value,
+                        &st.cost_advantage, &st.cost_return, &st.cost_value};
+    for (size_t i = 0; i < means.size(); ++i) *fields[i] = means[i].second;
+    gen_tokens = int64_t(sums[0]);
+    seq_tokens = int64_t(sums[1]);
+    // Every rank's costs in global order (each entry set on one rank, 0 elsewhere: exact).
+    if (cm_) {
+      opts_.comm->all_reduce(global_costs, ReduceOp::Sum);
+      all_costs.assign(global_costs.begin(), global_costs.end());
+    }
+  }
 
-  // 3. λ: the step's episode costs enter the window. As in the reference, λ then takes one
-  // SGD step before every training micro-step (below), and its delay counts those micro-steps.
-  // A non-finite cost leaves λ as it was: it stays out of the window (λ would never recover
-  // from it) and λ takes none of this step's updates; the actor's guard sees it in st.cost and
-  // stops the run or skips this step's actor updates (train/nonfinite.h).
+  // 3. λ: the step's episode costs (of every rank) enter the window. As in the reference, λ
+  // then takes one SGD step before every training micro-step (below), and its delay counts
+  // those micro-steps. A non-finite cost leaves λ as it was: it stays out of the window (λ
+  // would never recover from it) and λ takes none of this step's updates; the actor's guard
+  // sees it in st.cost and stops the run or skips this step's actor updates
+  // (train/nonfinite.h). The costs are global here, so every rank decides alike.
   const bool costs_finite =
       std::all_of(all_costs.begin(), all_costs.end(), [](float c) { return std::isfinite(c); });
   if (!all_costs.empty() && costs_finite) lagrange_->add_episode_costs(all_costs);
@@ -561,7 +635,12 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
   int64_t micro_steps = 0;
   std::vector<SftBatch> ptx_batches;
   if (!impl_->ptx.empty())
-    for (const auto& s : micro) ptx_batches.push_back(impl_->next_ptx_batch(s.batch.batch));
+    for (size_t m = 0; m < micro.size(); ++m) {
+      // The global micro-batch's PTX rows, of which this rank keeps the slice of its rollout.
+      const size_t begin = micro_first[m] - m * gmb;
+      ptx_batches.push_back(impl_->next_ptx_batch(int64_t(micro_global[m]), begin,
+                                                  begin + size_t(micro[m].batch.batch)));
+    }
   for (int64_t it = 0; it < cfg_.update_iters; ++it)
     for (size_t m = 0; m < micro.size(); ++m) {
       if (lag() && costs_finite) {
@@ -578,6 +657,11 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
   st.lambda = lagrange_->lambda();
   ctx_->synchronize();
   st.training_s = tt.elapsed_s();
+  if (ranks() > 1) {
+    std::vector<double> tokens = {double(train_tokens)};
+    opts_.comm->all_reduce(tokens, ReduceOp::Sum);
+    train_tokens = int64_t(tokens[0]);
+  }
   const double k = double(micro_steps);
   st.actor_loss /= k;
   st.ptx_loss /= k;
@@ -603,8 +687,13 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
   const RolloutBatch& r = s.batch;
   const TokenDims d = r.dims();
   const Device dev = ctx_->device();
-  const DeviceBatch db = upload(*ctx_, r);
-  const OwnedTensor targets = to_device(*ctx_, r.targets, {r.batch, r.width});
+  const bool empty = r.batch == 0;  // nothing on this rank: zero gradients into the steps
+  std::optional<DeviceBatch> db;
+  if (!empty) db.emplace(upload(*ctx_, r));
+  // Each rank's losses are means over its rows (tokens for PTX); scaled by the rank's share
+  // of the global rows, the rank average of the gradients is the one-rank gradient of the
+  // global micro-batch (data_parallel_share: 1 on one rank).
+  const double share = data_parallel_share(opts_.comm, double(r.batch));
 
   // Actor: PPO-clip on the rollout, then the PTX batch into the same optimiser step. With PTX
   // the reference accumulates the two backward passes as two micro-steps of one step, each
@@ -612,33 +701,51 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
   const double half = ptx ? 0.5 : 1.0;
   ProfileRange actor_range("rl/actor_update");
   impl_->begin_actor();
+  std::vector<double> none;
   if (lag() && !std::isfinite(lagrange_->lambda())) {
     // λ overflowed in its update: no actor loss can be formed with it. The guard names λ
-    // (stop) or drops the actor's step (skip); the critics still take theirs.
+    // (stop) or drops the actor's step (skip); the critics still take theirs. λ is the same
+    // on every rank, so every rank takes this branch alike.
     impl_->watch_actor(st, std::numeric_limits<double>::quiet_NaN());
     impl_->step_actor();
   } else {
-    const auto logp_new = rollout_logprobs(*actor_, db.batch(), targets);
-    const ActorLoss al =
-        lag() ? ppo_lag_actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages, s.gae_c.advantages,
-                                   r.mask, lagrange_->lambda(), cfg_.clip_range_ratio)
-              : actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages, r.mask,
-                           cfg_.clip_range_ratio);
-    std::vector<float> grad = al.grad_logp;
-    if (ptx)
-      for (float& g : grad) g = float(double(g) * half);
-    const OwnedTensor dlogp = to_device(*ctx_, grad, {r.batch, r.width});
-    actor_->token_logprobs_backward(dlogp);
-    st.actor_loss += al.loss;
-    st.actor_clip_fraction += al.clip_fraction;
-    st.approx_kl += al.approx_kl;
-    train_tokens += r.sequence_tokens();
-    if (ptx) {
-      int64_t tokens = 0;
-      st.ptx_loss += impl_->ptx_backward(*ptx, half, &tokens);
-      train_tokens += tokens;
+    std::vector<std::pair<std::string, double>> means = {
+        {"actor_loss", 0}, {"clip", 0}, {"approx_kl", 0}, {"ptx_loss", 0}};
+    if (!empty) {
+      const OwnedTensor targets = to_device(*ctx_, r.targets, {r.batch, r.width});
+      const auto logp_new = rollout_logprobs(*actor_, db->batch(), targets);
+      const ActorLoss al =
+          lag() ? ppo_lag_actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages,
+                                     s.gae_c.advantages, r.mask, lagrange_->lambda(),
+                                     cfg_.clip_range_ratio)
+                : actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages, r.mask,
+                             cfg_.clip_range_ratio);
+      std::vector<float> grad = al.grad_logp;
+      const double scale = half * share;
+      if (scale != 1.0)
+        for (float& g : grad) g = float(double(g) * scale);
+      const OwnedTensor dlogp = to_device(*ctx_, grad, {r.batch, r.width});
+      actor_->token_logprobs_backward(dlogp);
+      means[0].second = al.loss;
+      means[1].second = al.clip_fraction;
+      means[2].second = al.approx_kl;
+      train_tokens += r.sequence_tokens();
     }
-    impl_->watch_actor(st, al.loss);
+    if (ptx) {
+      const bool have = ptx->rows > 0;
+      const double ptx_share = data_parallel_share(opts_.comm, have ? double(ptx->label_tokens) : 0.0);
+      if (have) {
+        int64_t tokens = 0;
+        means[3].second = impl_->ptx_backward(*ptx, half * ptx_share, &tokens);
+        train_tokens += tokens;
+      }
+    }
+    reduce_weighted(opts_.comm, means, double(r.batch), none);
+    st.actor_loss += means[0].second;
+    st.actor_clip_fraction += means[1].second;
+    st.approx_kl += means[2].second;
+    st.ptx_loss += means[3].second;
+    impl_->watch_actor(st, means[0].second);
     impl_->step_actor();
     st.actor_grad_norm += impl_->actor_grad_norm();
   }
@@ -650,17 +757,24 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
     const ProfileRange range(which == 0 ? "rl/reward_critic_update"
                                         : "rl/cost_critic_update");
     impl_->begin_critic(which);
-    m.forward(db.batch());
-    OwnedTensor v(DType::F32, {r.batch, r.width}, dev);
-    m.scores(v, Tensor());
-    const auto vn = to_host_f32(v);
-    const CriticLoss cl = critic_loss(d, vn, values_old, g.returns, r.mask, cfg_.clip_range_value);
-    const OwnedTensor dv = to_device(*ctx_, cl.grad_values, {r.batch, r.width});
-    m.scores_backward(dv, Tensor());
-    impl_->watch_critic(which, cl.loss, which == 0 ? st.reward_return : st.cost_return);
+    std::vector<std::pair<std::string, double>> loss = {{"critic_loss", 0}};
+    if (!empty) {
+      m.forward(db->batch());
+      OwnedTensor v(DType::F32, {r.batch, r.width}, dev);
+      m.scores(v, Tensor());
+      const auto vn = to_host_f32(v);
+      CriticLoss cl = critic_loss(d, vn, values_old, g.returns, r.mask, cfg_.clip_range_value);
+      if (share != 1.0)
+        for (float& x : cl.grad_values) x = float(double(x) * share);
+      const OwnedTensor dv = to_device(*ctx_, cl.grad_values, {r.batch, r.width});
+      m.scores_backward(dv, Tensor());
+      loss[0].second = cl.loss;
+      train_tokens += r.sequence_tokens();
+    }
+    reduce_weighted(opts_.comm, loss, double(r.batch), none);
+    impl_->watch_critic(which, loss[0].second, which == 0 ? st.reward_return : st.cost_return);
     impl_->step_critic(which);
-    train_tokens += r.sequence_tokens();
-    return cl.loss;
+    return loss[0].second;
   };
   st.reward_critic_loss += critic(*critic_r_, 0, s.values_r, s.gae_r);
   if (lag()) st.cost_critic_loss += critic(*critic_c_, 1, s.values_c, s.gae_c);
@@ -668,16 +782,19 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
 
 // ---- The run -----------------------------------------------------------------------------------
 void RlhfTrainer::train() {
-  const int64_t Pb = cfg_.per_device_prompt_batch_size;
+  // The global prompt batch: every rank walks the same seeded order and step() slices it.
+  const int64_t Pb = cfg_.per_device_prompt_batch_size * ranks();
   const int64_t total = impl_->rl_steps();
   const bool write = !opts_.output_dir.empty();
   const fs::path out(opts_.output_dir);
   const std::string ckpt_root = (out / "checkpoints").string();
-  const std::string metrics_path = write ? (out / "metrics.jsonl").string() : "";
+  // Only rank 0 writes the records, curves and models (the others keep records in memory).
+  const std::string metrics_path = write && root() ? (out / "metrics.jsonl").string() : "";
   int64_t epoch0 = 0, index0 = 0;
   bool resumed = false;
   if (write) {
-    fs::create_directories(out);
+    if (root()) fs::create_directories(out);
+    if (opts_.comm) opts_.comm->barrier();
     const bool has_ckpt = !latest_checkpoint(ckpt_root).empty();
     if (opts_.resume && !has_ckpt)
       BEAVER_FAIL("train ", ppo_algorithm_name(opts_.algorithm), " --resume: nothing to resume, ",
@@ -692,17 +809,21 @@ void RlhfTrainer::train() {
       BEAVER_CHECK(load_state(ckpt_root, epoch0, index0, lines), "train ",
                    ppo_algorithm_name(opts_.algorithm), " --resume: no usable checkpoint in ",
                    ckpt_root);
-      truncate_lines(metrics_path, lines);
+      if (root()) truncate_lines(metrics_path, lines);
       resumed = true;
     }
-    if (!resumed) truncate_lines(metrics_path, 0);
+    if (!resumed && root()) truncate_lines(metrics_path, 0);
+    if (opts_.comm) opts_.comm->barrier();  // no rank reads the output folder after this
   }
   std::optional<ResolvedThreshold> calibration;
   if (lag() && cfg_.target_unsafe_share >= 0 && !resumed) calibration = calibrate_threshold();
   MetricsLog log(metrics_path, total);
-  log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(),
-           " distinct prompts (repeated texts dropped), ",
-           total, " RL steps of ", Pb, " prompts", impl_->ptx.empty() ? "" : cat(", PTX on ",
+  if (root()) log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(),
+           " distinct prompts (repeated texts dropped), ", total, " RL steps of ", Pb, " prompts",
+           ranks() > 1 ? cat(" (", ranks(), " ranks x ", cfg_.per_device_prompt_batch_size,
+                             ", zero stage ", opts_.zero_stage, ")")
+                       : "",
+           impl_->ptx.empty() ? "" : cat(", PTX on ",
            impl_->ptx.size(), " SFT examples"), resumed ? cat(", resumed at step ", global_step_) : "");
   int64_t saved_at = resumed ? global_step_ : -1;
   // (epoch, index) is always the position of the next prompt batch.
@@ -722,7 +843,7 @@ void RlhfTrainer::train() {
     log.record(st.step, st.metrics());
     const double secs = st.generation_s + st.scoring_s + st.training_s;
     const double tps = secs > 0 ? double(batch.size()) * st.response_length / secs : 0.0;
-    log_info(log.progress_line(global_step_,
+    if (root()) log_info(log.progress_line(global_step_,
                                {{"lambda", st.lambda},
                                 {"J_C", st.episode_cost},
                                 {"R", st.reward},
@@ -733,9 +854,9 @@ void RlhfTrainer::train() {
                                 {"score_s", st.scoring_s},
                                 {"train_s", st.training_s}},
                                tps));
-    if (opts_.plot_steps > 0 && global_step_ % opts_.plot_steps == 0) draw_curves();
+    if (opts_.plot_steps > 0 && global_step_ % opts_.plot_steps == 0 && root()) draw_curves();
     if (write && opts_.save_interval > 0 && global_step_ % opts_.save_interval == 0) {
-      save_state(ckpt_root, epoch, index, count_lines(metrics_path));
+      save_state(ckpt_root, epoch, index, root() ? count_lines(metrics_path) : 0);
       saved_at = global_step_;
     }
     const bool last = global_step_ >= total || epoch >= cfg_.epochs;
@@ -754,7 +875,14 @@ void RlhfTrainer::train() {
                                 : std::string("; nothing was written (no output folder)")));
   }
   if (write && saved_at != global_step_)
-    save_state(ckpt_root, epoch, index, count_lines(metrics_path));
+    save_state(ckpt_root, epoch, index, root() ? count_lines(metrics_path) : 0);
+  if (lag() && ranks() > 1) {
+    // Every rank says which λ it holds (all the same: the window holds global costs).
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", lagrange_->lambda());
+    log_info("train ppo-lag: rank ", rank(), " of ", ranks(), " ends with lambda ", buf);
+  }
+  if (!root()) return;
   if (lag()) report_constraint(calibration);
   draw_curves();
   if (opts_.save_actor && write) {
@@ -843,18 +971,19 @@ void RlhfTrainer::save_state(const std::string& root, int64_t epoch, int64_t ind
   const std::string dir = write_checkpoint(
       root, global_step_,
       [&](const std::string& d) {
-        model::save_weights(*actor_, d + "/actor", DType::F32, opts_.actor_model);
+        // Models and the state once (rank 0); optimizer state by every rank (its shard).
+        if (rank() == 0) model::save_weights(*actor_, d + "/actor", DType::F32, opts_.actor_model);
         impl_->actor_opt->save(d + "/actor_optimizer");
-        model::save_weights(*critic_r_, d + "/reward_critic");
+        if (rank() == 0) model::save_weights(*critic_r_, d + "/reward_critic");
         impl_->critic_opt[0]->save(d + "/reward_critic_optimizer");
         if (critic_c_) {
-          model::save_weights(*critic_c_, d + "/cost_critic");
+          if (rank() == 0) model::save_weights(*critic_c_, d + "/cost_critic");
           impl_->critic_opt[1]->save(d + "/cost_critic_optimizer");
         }
-        write_text_file(d + "/rlhf_state.json", j.dump(2) + "\n");
+        if (rank() == 0) write_text_file(d + "/rlhf_state.json", j.dump(2) + "\n");
       },
-      opts_.keep_checkpoints);
-  log_info("train: checkpoint ", dir);
+      opts_.keep_checkpoints, opts_.comm);
+  if (rank() == 0) log_info("train: checkpoint ", dir);
 }
 
 bool RlhfTrainer::load_state(const std::string& root, int64_t& epoch, int64_t& index,

@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "csrc/comm.h"
 #include "csrc/context.h"
 #include "csrc/stop_signal.h"
 #include "model/engine.h"
@@ -83,6 +84,17 @@ struct RlhfOptions {
   // after the current RL step with a checkpoint (when output_dir is set) and throws Interrupted.
   const StopSignalGuard* stop = nullptr;
   NonfiniteOptions nonfinite;  // --nonfinite, --max_consecutive_skips (train/nonfinite.h)
+  // Data parallel (train/distributed.h; null: one rank). Each RL step takes a global batch of
+  // per_device_prompt_batch_size x ranks prompts; global micro-batch m is the ranks' m-th
+  // micro-batches side by side (rank r: the r-th slice of per_device_train_batch_size), and
+  // sequence i of the global batch samples with the seed of global index i, so N ranks roll
+  // out what one rank with an N-times larger micro-batch does. Gradients are averaged across
+  // ranks (the Optimizer's comm path, zero_stage 0-2), λ's window takes every rank's costs.
+  Communicator* comm = nullptr;
+  int zero_stage = 0;
+  // --prompt_batch_size: the global prompt batch; 0: per_device_prompt_batch_size x ranks.
+  // One that does not divide by the rank count is an Error at start.
+  int64_t prompt_batch_size = 0;
 };
 
 // What one RL step measured (means over the rollout unless said otherwise).
@@ -149,8 +161,8 @@ class RlhfTrainer {
   // The whole run: epochs over the prompt set (or max_steps), records, curves, final actor.
   void train();
 
-  // One RL step on these prompts (token ids, template already applied; at most
-  // per_device_prompt_batch_size of them).
+  // One RL step on these prompts (token ids, template already applied; the global batch: at
+  // most per_device_prompt_batch_size x ranks of them, every rank passing the same list).
   StepStats step(const std::vector<std::vector<int32_t>>& prompts);
 
   // Generation of one micro-batch (at most per_device_train_batch_size prompts), unscored.
@@ -191,8 +203,17 @@ class RlhfTrainer {
   struct Impl;
   bool lag() const { return opts_.algorithm == PpoAlgorithm::PpoLag; }
   // One micro-step of the actor (with the PTX batch when given) and of each critic.
+  // An empty s (this rank's slice of the global micro-batch is empty) still joins the
+  // collectives of the optimizer steps with zero gradients.
   void train_micro(const ScoredRollout& s, const SftBatch* ptx, StepStats& acc,
                    int64_t& train_tokens);
+  // Generation of prompts whose first row is sequence `first_sequence` of the run; responses
+  // get room up to --max_length after a prompt of `prompt_width` tokens (>= the longest).
+  ScoredRollout rollout_at(const std::vector<std::vector<int32_t>>& prompts,
+                           uint64_t first_sequence, int64_t prompt_width);
+  int ranks() const;
+  int rank() const;
+  bool root() const { return rank() == 0; }
   void save_actor(const std::string& dir) const;
   void report_constraint(const std::optional<ResolvedThreshold>& calibration) const;
   void draw_curves() const;
