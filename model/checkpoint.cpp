@@ -417,7 +417,7 @@ void write_beaver_checkpoint(const std::string& dir, LlamaConfig config, ModelKi
 BeaverCheckpoint::BeaverCheckpoint(const std::string& dir) : dir_(dir) {
   const fs::path d(dir);
   const std::string hp = (d / "beaver.json").string();
-  require_model_folder(dir);
+  if (!fs::exists(d)) BEAVER_FAIL(dir, ": no such folder (the model folder does not exist)");
   BEAVER_CHECK(fs::exists(hp), dir, ": not a Beaver checkpoint (no beaver.json); HF folders "
                "are converted with `beaver convert`");
   const json h = parse_json_file(hp);

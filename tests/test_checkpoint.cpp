@@ -242,7 +242,7 @@ TEST(HfCheckpoint, NoWeightsNamesTheFolder) {
   TempDir dir;
   write_json(dir / "config.json", tiny_config());
   expect_error([&] { HfCheckpoint ck(dir.str()); }, {dir.str(), "no weights found"});
-  expect_error([&] { HfCheckpoint ck(dir / "nope"); }, {"nope", "not a folder"});
+  expect_error([&] { HfCheckpoint ck(dir / "nope"); }, {"nope", "no such folder"});
 }
 
 TEST(BeaverCheckpoint, ConvertExportRoundTripIsExact) {

@@ -1,5 +1,6 @@
 #include "train/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -30,6 +31,7 @@ MetricsLog::MetricsLog(const std::string& jsonl_path, int64_t total_steps)
 }
 
 void MetricsLog::record(int64_t step, const std::vector<std::pair<std::string, double>>& values) {
+  if (start_step_ < 0) start_step_ = step - 1;
   if (path_.empty()) return;
   nlohmann::ordered_json j;
   j["step"] = step;
@@ -58,8 +60,10 @@ std::string MetricsLog::progress_line(int64_t step,
     std::snprintf(buf, sizeof buf, " | %.0f tok/s", tokens_per_s);
     s += buf;
   }
-  if (total_ > 0 && step > 0) {
-    const double eta = timer_.elapsed_s() / double(step) * double(total_ - step);
+  // The rate over the steps this process ran (a resumed run starts past step 0).
+  const int64_t done = step - std::max<int64_t>(0, start_step_);
+  if (total_ > 0 && done > 0) {
+    const double eta = timer_.elapsed_s() / double(done) * double(total_ - step);
     s += " | ETA " + format_duration(eta);
   }
   return s;

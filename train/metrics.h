@@ -27,6 +27,7 @@ class MetricsLog {
   std::ofstream out_;
   std::string path_;
   int64_t total_;
+  int64_t start_step_ = -1;  // the step before this process's first record (a resume's start)
   Timer timer_;
 };
 

@@ -572,7 +572,7 @@ StageResult run_stage(const StageArgs& args) {
   int64_t step_micro = 0;
   bool first_step = true, stop = false;
   int interrupted = 0;  // the signal that stopped the run early (0: none)
-  // A stop request counts when every rank has seen it or any has: the ranks agree each step.
+  // A stop request seen by any rank stops them all: the ranks agree after every step.
   auto stop_signal = [&]() -> int {
     int sig = a.stop ? a.stop->received() : 0;
     if (a.comm && a.comm->distributed()) {
