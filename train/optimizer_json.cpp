@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "csrc/error.h"
+#include "train/state_json.h"
 #include "train/optimizer.h"
 
 namespace beaver::train {
@@ -36,18 +37,8 @@ nlohmann::ordered_json optimizer_state_json(const OptimizerStateRecord& r,
 
 OptimizerStateRecord parse_optimizer_state(const std::string& text, const std::string& where,
                                            int64_t numel) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    BEAVER_FAIL(where, ": not valid JSON (", e.what(), ")");
-  }
-  // Compared as JSON values, so a field of another type is refused by name, never thrown as a
-  // JSON type error.
-  BEAVER_CHECK(j.is_object() && j.contains("magic") && j["magic"] == kStateMagic, where,
-               ": not a Beaver optimizer state (magic)");
-  BEAVER_CHECK(j.contains("format_version") && j["format_version"] == kStateVersion, where,
-               ": unsupported format_version ", j["format_version"].dump());
+  nlohmann::json j =
+      parse_state_json(text, where, kStateMagic, kStateVersion, "optimizer state");
   auto integer = [&](const char* name, int64_t lo, int64_t hi) {
     const nlohmann::json& v = j[name];
     BEAVER_CHECK(v.is_number_integer(), where, ": field \"", name, "\" must be an integer, got ",

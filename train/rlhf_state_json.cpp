@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "csrc/error.h"
+#include "train/state_json.h"
 #include "train/rlhf.h"
 
 namespace beaver::train {
@@ -38,26 +39,10 @@ nlohmann::ordered_json rlhf_state_json(const RlhfProgress& p,
 RlhfProgress parse_rlhf_state(const std::string& text, const std::string& where,
                               const nlohmann::json& run_config,
                               const LagrangeMultiplier::Options& lagrange) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    BEAVER_FAIL(where, ": not valid JSON (", e.what(), ")");
-  }
-  // Compared as JSON values, so a field of another type is refused by name, never thrown as a
-  // JSON type error.
-  BEAVER_CHECK(j.is_object() && j.contains("magic") && j["magic"] == kMagic, where,
-               ": not a Beaver RLHF state (magic)");
-  BEAVER_CHECK(j.contains("format_version") && j["format_version"] == kVersion, where,
-               ": unsupported format_version");
+  nlohmann::json j = parse_state_json(text, where, kMagic, kVersion, "RLHF state");
   const nlohmann::json have = j.contains("run_config") ? j["run_config"] : nlohmann::json();
   BEAVER_CHECK(have.is_object(), where, ": field \"run_config\" must be an object");
-  for (const auto& [k, v] : run_config.items()) {
-    const auto it = have.find(k);
-    BEAVER_CHECK(it != have.end() && *it == v, where, ": the run was started with ", k, " = ",
-                 it == have.end() ? std::string("(absent)") : it->dump(), ", this run has ",
-                 v.dump(), "; resume with the same settings");
-  }
+  check_run_config(have, run_config, where, false);
   auto integer = [&](const char* name) {
     const nlohmann::json& v = j[name];
     // An unsigned value past int64 reads as negative and is refused with the rest.

@@ -1,6 +1,7 @@
 // trainer_state.json: the progress record of a whole-run checkpoint (trainer_state.h), written
 // and parsed here apart from the model and optimizer files so that the parser stands alone.
 #include "csrc/error.h"
+#include "train/state_json.h"
 #include "train/trainer_state.h"
 
 namespace beaver::train {
@@ -37,31 +38,12 @@ nlohmann::json trainer_state_json(const TrainerProgress& p) {
 
 TrainerProgress parse_trainer_state(const std::string& text, const std::string& where,
                                     const TrainerProgress& expected) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    BEAVER_FAIL(where, ": not valid JSON (", e.what(), ")");
-  }
-  // Compared as JSON values: a magic or version of another type is refused, not thrown as a
-  // type error.
-  BEAVER_CHECK(j.is_object() && j.contains("magic") && j["magic"] == kMagic, where,
-               ": not a Beaver trainer state (magic)");
-  BEAVER_CHECK(j.contains("format_version") && j["format_version"] == kVersion, where,
-               ": unsupported format_version");
+  nlohmann::json j = parse_state_json(text, where, kMagic, kVersion, "trainer state");
   const auto stage = field<std::string>(j, "stage", where);
   BEAVER_CHECK(stage == expected.stage, where, ": the checkpoint is of stage '", stage,
                "', this run is '", expected.stage, "'");
   const nlohmann::json stored_cfg = j.contains("run_config") ? j["run_config"] : nlohmann::json();
-  if (stored_cfg != expected.run_config) {
-    for (const auto& [k, v] : expected.run_config.items()) {
-      const auto it = stored_cfg.find(k);
-      BEAVER_CHECK(it != stored_cfg.end() && *it == v, where, ": the run was started with ", k,
-                   " = ", it == stored_cfg.end() ? std::string("(absent)") : it->dump(),
-                   ", this run has ", v.dump(), "; resume with the same settings");
-    }
-    BEAVER_FAIL(where, ": the stored run configuration differs from this run's");
-  }
+  check_run_config(stored_cfg, expected.run_config, where, true);
   TrainerProgress p = expected;
   p.epoch = field<int64_t>(j, "epoch", where);
   p.index = field<int64_t>(j, "index", where);
