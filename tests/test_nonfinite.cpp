@@ -87,19 +87,11 @@ class NonfiniteModel : public ::testing::Test {
   void SetUp() override { vocab = test::write_tiny_model(tmp / "init", 1); }
 
   train::StageArgs sft(const std::string& out) const {
-    train::StageArgs a;
-    a.stage = train::Stage::SFT;
-    a.model_name_or_path = tmp / "init";
+    train::StageArgs a = test::tiny_stage_args(train::Stage::SFT, tmp.str(), out);
     a.train_datasets = {tmp / "sft.json"};
-    a.output_dir = tmp / out;
-    a.max_length = 48;
-    a.threads = 1;
-    a.seed = 3;
     a.epochs = 4;
     a.per_device_train_batch_size = 4;
     a.gradient_accumulation_steps = 1;
-    a.log_interval = 1000;
-    a.keep_checkpoints = 0;
     a.save_interval = 1;
     a.write_final_model = true;
     return a;

@@ -33,20 +33,12 @@ class StageLifecycle : public ::testing::Test {
   }
 
   train::StageArgs args(const std::string& out) const {
-    train::StageArgs a;
-    a.stage = train::Stage::SFT;
-    a.model_name_or_path = tmp / "init";
+    train::StageArgs a = test::tiny_stage_args(train::Stage::SFT, tmp.str(), out);
     a.train_datasets = {tmp / "sft.json"};
-    a.output_dir = tmp / out;
-    a.max_length = 48;
-    a.threads = 1;
-    a.seed = 3;
     a.per_device_train_batch_size = 2;  // 8 examples: 4 steps per epoch
     a.learning_rate = 1e-3;
     a.lr_warmup_ratio = 0.5;
     a.lr_scheduler_type = train::ScheduleKind::Linear;
-    a.log_interval = 1000;
-    a.keep_checkpoints = 0;
     return a;
   }
 

@@ -30,16 +30,8 @@ class Trainer : public ::testing::Test {
   void SetUp() override { test::write_tiny_model(tmp / "init", 1); }
 
   train::StageArgs args(train::Stage s, const std::string& out) const {
-    train::StageArgs a;
-    a.stage = s;
-    a.model_name_or_path = tmp / "init";
-    a.output_dir = tmp / out;
-    a.max_length = 48;
-    a.threads = 1;
-    a.seed = 3;
+    train::StageArgs a = test::tiny_stage_args(s, tmp.str(), out);
     a.lr_warmup_ratio = 0.03;
-    a.log_interval = 1000;
-    a.keep_checkpoints = 0;
     return a;
   }
 

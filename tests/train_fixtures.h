@@ -17,6 +17,7 @@
 #include "model/loader.h"
 #include "model/tokenizer.h"
 #include "train/init_model.h"
+#include "train/stages.h"
 
 namespace beaver::test {
 
@@ -120,6 +121,22 @@ inline int64_t write_tiny_model(const std::string& dir, uint64_t seed, int vocab
   train::random_init(m, seed);
   model::save_weights(m, dir, DType::F32, dir + "_tok");
   return vocab;
+}
+
+// The stage arguments every tiny-model stage test starts from: stage `s` on the model in
+// <dir>/init, writing to <dir>/<out>, one thread, max_length 48, seed 3, no periodic log.
+inline train::StageArgs tiny_stage_args(train::Stage s, const std::string& dir,
+                                        const std::string& out) {
+  train::StageArgs a;
+  a.stage = s;
+  a.model_name_or_path = dir + "/init";
+  a.output_dir = dir + "/" + out;
+  a.max_length = 48;
+  a.threads = 1;
+  a.seed = 3;
+  a.log_interval = 1000;
+  a.keep_checkpoints = 0;
+  return a;
 }
 
 }  // namespace beaver::test
