@@ -107,12 +107,30 @@ Rgb Image::get(int x, int y) const {
 void Image::line(double x0, double y0, double x1, double y1, Rgb c, int thickness) {
   if (!std::isfinite(x0) || !std::isfinite(y0) || !std::isfinite(x1) || !std::isfinite(y1))
     return;
-  const double dx = x1 - x0, dy = y1 - y0;
+  // Clip the segment to the image plus the pen's width first (Liang-Barsky), so that extreme
+  // data (a point at 1e10 pixels) draws the visible part and no coordinate outgrows an int.
+  const double m = double(thickness) + 1;
+  const double xmin = -m, ymin = -m, xmax = double(w_) + m, ymax = double(h_) + m;
+  double dx = x1 - x0, dy = y1 - y0, t0 = 0, t1 = 1;
+  const double p[4] = {-dx, dx, -dy, dy}, q[4] = {x0 - xmin, xmax - x0, y0 - ymin, ymax - y0};
+  for (int k = 0; k < 4; ++k) {
+    if (p[k] == 0) {
+      if (q[k] < 0) return;  // parallel to this edge and outside it
+      continue;
+    }
+    const double r = q[k] / p[k];
+    if (p[k] < 0) t0 = std::max(t0, r);
+    else t1 = std::min(t1, r);
+    if (t0 > t1) return;
+  }
+  const double cx0 = x0 + t0 * dx, cy0 = y0 + t0 * dy;
+  dx *= (t1 - t0);
+  dy *= (t1 - t0);
   const int steps = std::max(1, int(std::ceil(std::max(std::fabs(dx), std::fabs(dy)))));
   const int lo = -(thickness - 1) / 2, hi = thickness / 2;
-  for (int i = 0; i <= std::min(steps, 100000); ++i) {
+  for (int i = 0; i <= steps; ++i) {
     const double t = double(i) / steps;
-    const int x = int(std::lround(x0 + t * dx)), y = int(std::lround(y0 + t * dy));
+    const int x = int(std::lround(cx0 + t * dx)), y = int(std::lround(cy0 + t * dy));
     for (int a = lo; a <= hi; ++a)
       for (int b = lo; b <= hi; ++b) set(x + a, y + b, c);
   }

@@ -7,11 +7,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <zlib.h>
 
 #include "csrc/error.h"
 #include "csrc/image.h"
+#include "format_fixtures.h"
 #include "train/plot.h"
 
 namespace beaver {
@@ -115,6 +117,46 @@ TEST(Image, TextAndLinesDraw) {
   img.line(0, 19, 59, 19, {1, 2, 3});
   EXPECT_EQ(img.get(30, 19).g, 2);
   EXPECT_THROW(Image(0, 5), Error);
+}
+
+// Found by fuzz_metrics: a metric of 1e20 put a line end 6.2e10 pixels away, whose pixel count
+// overflowed an int (undefined behaviour; on x86 one step, so only the end points were drawn).
+// The segment is clipped to the image first: its visible part is drawn, pixel by pixel.
+TEST(Image, LinesToFarPointsDrawTheirVisiblePart) {
+  Image img(50, 20);
+  img.line(0, 10, 6.2e10, 10, {1, 2, 3});
+  img.line(-3e12, -3e12, 3e12, 3e12, {4, 5, 6});  // the diagonal, from far outside to far outside
+  img.line(-1e15, 40, 1e15, 40, {7, 8, 9});         // entirely below the image: nothing
+  for (int x = 0; x < 50; ++x) {
+    if (x == 10) continue;  // where the diagonal crosses
+    EXPECT_EQ(img.get(x, 10).g, 2) << "x " << x;
+  }
+  for (int d = 0; d < 20; ++d) EXPECT_EQ(img.get(d, d).g, 5) << "d " << d;
+  for (int y = 0; y < 20; ++y)
+    for (int x = 0; x < 50; ++x) EXPECT_NE(img.get(x, y).g, 8);
+}
+
+// Found by fuzz_metrics (tests/data/fuzz/metrics/regression-far-step-*.bin): one record at
+// step 1e308 gave an empty range that the padding of 1 could not widen (1e300 + 1 == 1e300), a
+// zero step and no ticks; the single point's marker then sat 3e16 pixels away.
+TEST(Plot, ExtremeRangesStillGetTwoOrderedTicksAndDraw) {
+  const double big = std::numeric_limits<double>::max();
+  for (const auto& [lo, hi] : std::vector<std::pair<double, double>>{
+           {1e308, 1e308}, {-big, big}, {1e300, 1e300}, {-8, 1e308}, {1, 1 + 1e-15}, {0, 0}}) {
+    for (const bool integers : {true, false}) {
+      const auto t = plot::tick_values(lo, hi, integers);
+      ASSERT_GE(t.size(), 2u) << lo << " " << hi;
+      for (size_t i = 0; i < t.size(); ++i) {
+        EXPECT_TRUE(std::isfinite(t[i])) << lo << " " << hi;
+        if (i > 0) EXPECT_LT(t[i - 1], t[i]) << lo << " " << hi << " integers " << integers;
+      }
+    }
+  }
+  test::TempDir tmp;
+  const std::string png = tmp / "far.png";
+  plot::line_panels(png, "step", {plot::Panel{"loss", {plot::Series{"loss", {1e308}, {5}}}},
+                                  plot::Panel{"far", {plot::Series{"far", {1, 2}, {-8, 1e20}}}}});
+  EXPECT_GT(fs::file_size(png), 100u);
 }
 
 TEST(Plot, TicksAreRoundAndStepsAreWholeNumbers) {

@@ -14,6 +14,11 @@
 namespace beaver::plot {
 
 namespace {
+// A pixel coordinate from a computed position: far-off or non-finite positions (extreme
+// metric values) are clamped before the conversion, which would overflow an int.
+int pixel(double v) {
+  return int(std::lround(std::isfinite(v) ? std::clamp(v, -1e6, 1e6) : 0.0));
+}
 
 constexpr Rgb kPalette[] = {{31, 119, 180}, {214, 39, 40}, {44, 160, 44}, {148, 103, 189},
                             {255, 127, 14}, {23, 190, 207}, {140, 86, 75}, {127, 127, 127}};
@@ -62,13 +67,13 @@ Axis make_axis(const Range& r) {
 
 void draw_axes(Image& img, int x0, int y0, int x1, int y1, const Axis& xa, const Axis& ya) {
   for (double v : ya.ticks) {
-    const int gy = int(std::lround(y1 - ya.frac(v) * (y1 - y0)));
+    const int gy = pixel(y1 - ya.frac(v) * (y1 - y0));
     img.line(x0, gy, x1, gy, kGrid);
     const std::string lab = ya.label(v);
     img.text(x0 - 6 - Image::text_width(lab), gy - 3, lab, kInk);
   }
   for (double v : xa.ticks) {
-    const int gx = int(std::lround(x0 + xa.frac(v) * (x1 - x0)));
+    const int gx = pixel(x0 + xa.frac(v) * (x1 - x0));
     img.line(gx, y0, gx, y1, kGrid);
     const std::string lab = xa.label(v);
     img.text(gx - Image::text_width(lab) / 2, y1 + 6, lab, kInk);
@@ -84,7 +89,9 @@ std::vector<double> tick_values(double lo, double hi, bool integers) {
   lo = std::clamp(lo, -1e300, 1e300);  // keeps hi - lo and every tick finite
   hi = std::clamp(hi, -1e300, 1e300);
   if (hi - lo < 1e-12) {
-    const double pad = integers ? 1.0 : std::max(1e-6, std::fabs(lo) * 0.05);
+    // Relative to the value too: 1 is nothing beside 1e300, and the range would stay empty.
+    const double pad = integers ? std::max(1.0, std::fabs(lo) * 1e-6)
+                                : std::max(1e-6, std::fabs(lo) * 0.05);
     lo -= pad;
     hi += pad;
   }
@@ -99,6 +106,8 @@ std::vector<double> tick_values(double lo, double hi, bool integers) {
     last = std::ceil(hi / step - 1e-9);
     if (last - first <= 6) break;
   }
+  // A range no step fits (beyond double precision): its two ends are the ticks.
+  if (!(step > 0) || !std::isfinite(step) || !(last >= first) || last - first > 6) return {lo, hi};
   std::vector<double> t;
   for (double k = first; k <= last; k += 1) t.push_back(k * step);
   if (t.size() < 2) t.push_back(t.back() + step);
@@ -131,8 +140,8 @@ void line_panels(const std::string& png_path, const std::string& xlabel,
       const auto py = [&](double v) { return y1 - ya.frac(v) * (y1 - y0); };
       for (size_t i = 0; i + 1 < s.x.size(); ++i)
         img.line(px(s.x[i]), py(s.y[i]), px(s.x[i + 1]), py(s.y[i + 1]), c, 2);
-      if (s.x.size() == 1) img.rect(int(px(s.x[0])) - 2, int(py(s.y[0])) - 2,
-                                    int(px(s.x[0])) + 2, int(py(s.y[0])) + 2, c);
+      if (s.x.size() == 1) img.rect(pixel(px(s.x[0])) - 2, pixel(py(s.y[0])) - 2,
+                                    pixel(px(s.x[0])) + 2, pixel(py(s.y[0])) + 2, c);
       if (panels[p].series.size() > 1) {
         img.rect(legend_x, oy + 10, legend_x + 10, oy + 14, c);
         img.text(legend_x + 14, oy + 9, s.name, kInk);
@@ -158,7 +167,8 @@ void histogram(const std::string& png_path, const std::string& title, const std:
   for (size_t g = 0; g < groups.size(); ++g) {
     for (double v : groups[g].values) {
       if (!std::isfinite(v)) continue;
-      int b = int(xa.frac(v) * bins);
+      const double fb = xa.frac(v) * bins;
+      int b = std::isfinite(fb) ? int(std::clamp(fb, -1.0, double(bins))) : 0;
       b = std::clamp(b, 0, bins - 1);
       counts[g][size_t(b)] += 1;
     }
@@ -181,7 +191,7 @@ void histogram(const std::string& png_path, const std::string& title, const std:
       const double cnt = counts[g][size_t(b)];
       if (cnt <= 0) continue;
       const int bx0 = int(x0 + b * bw) + 1, bx1 = int(x0 + (b + 1) * bw) - 1;
-      const int by = int(y1 - ya.frac(cnt) * (y1 - y0));
+      const int by = pixel(y1 - ya.frac(cnt) * (y1 - y0));
       img.line(bx0, y1, bx0, by, c, 2);
       img.line(bx0, by, bx1, by, c, 2);
       img.line(bx1, by, bx1, y1, c, 2);
@@ -194,12 +204,13 @@ void histogram(const std::string& png_path, const std::string& title, const std:
   img.write_png(png_path);
 }
 
-std::vector<Series> read_metrics(const std::string& jsonl_path, const std::string& xkey,
-                                 const std::vector<std::string>& ykeys) {
+namespace {
+// Calls fn(record) for every non-blank line of a metrics JSONL file; a line that is not JSON
+// is refused with its number.
+template <typename Fn>
+void for_each_record(const std::string& jsonl_path, Fn&& fn) {
   std::ifstream f(jsonl_path);
   if (!f) BEAVER_IO_FAIL(jsonl_path, "cannot open metrics file");
-  std::vector<Series> out(ykeys.size());
-  for (size_t k = 0; k < ykeys.size(); ++k) out[k].name = ykeys[k];
   std::string line;
   int lineno = 0;
   while (std::getline(f, line)) {
@@ -211,7 +222,17 @@ std::vector<Series> read_metrics(const std::string& jsonl_path, const std::strin
     } catch (const nlohmann::json::exception& e) {
       BEAVER_FAIL(jsonl_path, ":", lineno, ": not valid JSON (", e.what(), ")");
     }
-    if (!j.is_object() || !j.contains(xkey) || !j[xkey].is_number()) continue;
+    fn(j);
+  }
+}
+}  // namespace
+
+std::vector<Series> read_metrics(const std::string& jsonl_path, const std::string& xkey,
+                                 const std::vector<std::string>& ykeys) {
+  std::vector<Series> out(ykeys.size());
+  for (size_t k = 0; k < ykeys.size(); ++k) out[k].name = ykeys[k];
+  for_each_record(jsonl_path, [&](nlohmann::json& j) {
+    if (!j.is_object() || !j.contains(xkey) || !j[xkey].is_number()) return;
     const double x = j[xkey].get<double>();
     for (size_t k = 0; k < ykeys.size(); ++k) {
       if (j.contains(ykeys[k]) && j[ykeys[k]].is_number()) {
@@ -219,29 +240,17 @@ std::vector<Series> read_metrics(const std::string& jsonl_path, const std::strin
         out[k].y.push_back(j[ykeys[k]].get<double>());
       }
     }
-  }
+  });
   return out;
 }
 
 std::vector<std::string> metric_keys(const std::string& jsonl_path) {
-  std::ifstream f(jsonl_path);
-  if (!f) BEAVER_IO_FAIL(jsonl_path, "cannot open metrics file");
   std::vector<std::string> keys;
-  std::string line;
-  int lineno = 0;
-  while (std::getline(f, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      BEAVER_FAIL(jsonl_path, ":", lineno, ": not valid JSON (", e.what(), ")");
-    }
-    if (!j.is_object()) continue;
+  for_each_record(jsonl_path, [&](const nlohmann::json& j) {
+    if (!j.is_object()) return;
     for (const auto& [k, v] : j.items())
       if (v.is_number() && std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
-  }
+  });
   return keys;
 }
 
