@@ -24,9 +24,9 @@ declare -A extra=([safetensors]="" [pickle]="$pickle"
                   [config]="$pickle model/config.cpp model/checkpoint.cpp"
                   [index]="$pickle model/config.cpp model/checkpoint.cpp"
                   [data]="csrc/log.cpp csrc/philox.cpp train/data.cpp train/template.cpp"
-                  [state]="csrc/comm.cpp train/trainer_state_json.cpp train/checkpoint_dir.cpp"
-                  [resume]="train/optimizer_json.cpp train/rlhf_state_json.cpp train/ppo.cpp"
-                  [metrics]="csrc/image.cpp train/plot.cpp")
+                  [state]="train/state_json.cpp train/trainer_state_json.cpp train/checkpoint_dir.cpp"
+                  [resume]="train/state_json.cpp train/optimizer_json.cpp train/rlhf_state_json.cpp train/ppo.cpp"
+                  [metrics]="csrc/image.cpp train/plot.cpp -lz")  # PNGs are deflated with zlib
 flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -I"$root" -I"$json_inc" -DBEAVER_FUZZ_ROOT="\"$root\"")
 for t in "${targets[@]}"; do
