@@ -58,6 +58,18 @@ std::vector<int32_t> i32_of(const Tensor& t) {
   return {p, p + t.numel()};
 }
 
+// Step t's part of a recording stacked over steps: elements [t·n, (t+1)·n).
+std::vector<int32_t> step_part(const std::vector<int32_t>& all, int64_t t, int64_t n) {
+  return {all.begin() + t * n, all.begin() + (t + 1) * n};
+}
+
+// Positions 0..S-1 in each of `rows` rows (the fixtures' batches are unpacked).
+OwnedTensor row_positions(int64_t rows, int64_t S) {
+  std::vector<int32_t> pos(size_t(rows * S));
+  for (int64_t i = 0; i < rows * S; ++i) pos[size_t(i)] = int32_t(i % S);
+  return test::int_tensor(pos, {rows, S});
+}
+
 double meta(const SafeTensorsFile& g, const char* key) {
   const auto it = g.metadata().find(key);
   BEAVER_CHECK(it != g.metadata().end(), "train_golden.safetensors: no metadata '", key, "'");
@@ -157,14 +169,11 @@ TEST(GoldenTraining, SftTenStepsMatchTorch) {
   const auto h_ids = i32_of(ids);
   const auto h_ranges = i32_of(g.at("sft.ranges").tensor());
   const auto h_begin = i32_of(g.at("sft.label_begin").tensor());
-  std::vector<int32_t> pos(size_t(B * S));
-  for (int64_t i = 0; i < B * S; ++i) pos[size_t(i)] = int32_t(i % S);
-  const OwnedTensor positions = test::int_tensor(pos, {B, S});
+  const OwnedTensor positions = row_positions(B, S);
   StepRecord rec;
   for (int64_t t = 0; t < T; ++t) {
-    const std::vector<int32_t> tok(h_ids.begin() + t * B * S, h_ids.begin() + (t + 1) * B * S);
-    const std::vector<int32_t> rng(h_ranges.begin() + t * B * 2, h_ranges.begin() + (t + 1) * B * 2);
-    const std::vector<int32_t> lb(h_begin.begin() + t * B, h_begin.begin() + (t + 1) * B);
+    const auto tok = step_part(h_ids, t, B * S), rng = step_part(h_ranges, t, B * 2);
+    const auto lb = step_part(h_begin, t, B);
     const OwnedTensor tokens = test::int_tensor(tok, {B, S}), ranges = test::int_tensor(rng, {B, 2});
     const OwnedTensor targets =
         test::int_tensor(model::next_token_targets(tok, rng, B, S, lb), {B, S});
@@ -199,13 +208,10 @@ TEST(GoldenTraining, RewardModelTenStepsMatchTorch) {
 
   const auto h_ids = i32_of(ids);
   const auto h_ranges = i32_of(g.at("rm.ranges").tensor());
-  std::vector<int32_t> pos(size_t(R * S));
-  for (int64_t i = 0; i < R * S; ++i) pos[size_t(i)] = int32_t(i % S);
-  const OwnedTensor positions = test::int_tensor(pos, {R, S});
+  const OwnedTensor positions = row_positions(R, S);
   StepRecord rec;
   for (int64_t t = 0; t < T; ++t) {
-    const std::vector<int32_t> tok(h_ids.begin() + t * R * S, h_ids.begin() + (t + 1) * R * S);
-    const std::vector<int32_t> rng(h_ranges.begin() + t * R * 2, h_ranges.begin() + (t + 1) * R * 2);
+    const auto tok = step_part(h_ids, t, R * S), rng = step_part(h_ranges, t, R * 2);
     const OwnedTensor tokens = test::int_tensor(tok, {R, S}), ranges = test::int_tensor(rng, {R, 2});
     m.forward(Batch{tokens, ranges, positions});
     OwnedTensor scores(DType::F32, {R, S}), ends(DType::F32, {R});
