@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <optional>
 #include <cstdio>
 #include <sstream>
 
@@ -62,11 +63,19 @@ LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions&
   scale_ = float(1.0 / std::sqrt(double(hd_)));
 
   plan_params();
-  params_ = Arena(param_plan_, ctx.device());
-  ctx.zero(arena_bytes(params_));
+  setup_shards();
   const auto& es = param_plan_.entries();
-  for (size_t i = 0; i < es.size(); ++i) pv_.push_back(params_[i]);
-  if (prec_.working_copy()) {
+  if (params_sharded()) {
+    // Only this rank's shard exists (shards_); the views point into gathered slots in use.
+    pv_.assign(es.size(), Tensor{});
+    wv_.assign(es.size(), Tensor{});
+  } else {
+    params_ = Arena(param_plan_, ctx.device());
+    ctx.zero(arena_bytes(params_));
+    for (size_t i = 0; i < es.size(); ++i) pv_.push_back(params_[i]);
+  }
+  if (params_sharded()) {
+  } else if (prec_.working_copy()) {
     // Same element offsets as the master (flat index i ↔ master element i), so AdamW's lowp
     // output over the flat vector writes exactly these views.
     const int64_t n = num_flat();
@@ -80,7 +89,9 @@ LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions&
   } else {
     wv_ = pv_;
   }
-  if (opts.training) {
+  if (opts.training && grads_sharded()) {
+    gv_.assign(es.size(), Tensor{});  // open_grads points them into the unit buffer
+  } else if (opts.training) {
     grads_ = Arena(param_plan_, ctx.device());
     ctx.zero(arena_bytes(grads_));
     for (size_t i = 0; i < es.size(); ++i) gv_.push_back(grads_[i]);
@@ -262,6 +273,29 @@ std::string LlamaModel::budget() const {
 }
 
 namespace {
+// The sharding of a model built with opts (nullopt: none applies).
+std::optional<ShardLayout> shard_layout(const LlamaOptions& o, const PrecisionPlan& prec,
+                                        std::vector<int64_t> bounds) {
+  BEAVER_CHECK(o.zero_stage >= 0 && o.zero_stage <= 3, "LlamaModel: zero stage ", o.zero_stage,
+               " is not 0, 1, 2 or 3");
+  const int ranks = o.comm ? o.comm->size() : o.shard_ranks;
+  const int rank = o.comm ? o.comm->rank() : o.shard_rank;
+  BEAVER_CHECK(ranks >= 1 && rank >= 0 && rank < ranks, "LlamaModel: shard rank ", rank, " of ",
+               ranks);
+  ShardLayout l;
+  l.ranks = ranks;
+  l.rank = rank;
+  l.params = o.zero_stage >= 3 && ranks > 1;
+  l.grads = o.zero_stage >= 2 && ranks > 1 && o.training;
+  if (!l.params && !l.grads) return std::nullopt;
+  l.bounds = std::move(bounds);
+  l.master = prec.master;
+  l.working_copy = prec.working_copy();
+  l.work = l.working_copy ? prec.work : prec.master;
+  l.head_master = l.params && l.working_copy && o.head == Head::Score;
+  return l;
+}
+
 // Bytes of the entries of `plan` named `names`, each with the alignment gap up to the next
 // entry (so that the rest of the plan is total - this).
 size_t span_of(const ArenaPlan& plan, std::initializer_list<const char*> names) {
@@ -275,12 +309,24 @@ size_t span_of(const ArenaPlan& plan, std::initializer_list<const char*> names) 
 }
 
 LlamaModel::Memory memory_of(const ArenaPlan& params, const ArenaPlan& acts,
-                             const PrecisionPlan& prec, bool training) {
+                             const PrecisionPlan& prec, bool training,
+                             const std::optional<ShardLayout>& layout) {
   LlamaModel::Memory m;
   m.flat_elements = int64_t(params.total_bytes() / dtype_size(prec.master));
+  m.shard_elements = m.flat_elements;
   m.params = params.total_bytes();
   m.working = prec.working_copy() ? size_t(m.flat_elements) * dtype_size(prec.work) : 0;
   m.grads = training ? params.total_bytes() : 0;
+  if (layout) {
+    const ShardBytes sb = shard_bytes(*layout);
+    m.shard_elements = shard_elements(layout->bounds, layout->ranks, layout->rank);
+    if (layout->params) {
+      m.params = sb.master;
+      m.working = sb.working;
+    }
+    if (layout->grads) m.grads = sb.grads;
+    m.gathered = sb.gathered;
+  }
   m.logits = span_of(acts, {"lm_head.logits_chunk", "lm_head.dlogits_chunk"});
   m.acts = acts.total_bytes() - m.logits;
   return m;
@@ -291,15 +337,19 @@ LlamaModel::Memory LlamaModel::plan_memory(const LlamaConfig& cfg, const LlamaOp
                                            Device device) {
   const PrecisionPlan prec = PrecisionPlan::for_device(device, opts.training);
   return memory_of(plan_param_entries(cfg, opts.head, prec.master, nullptr),
-                   plan_act_entries(cfg, opts, prec, nullptr), prec, opts.training);
+                   plan_act_entries(cfg, opts, prec, nullptr), prec, opts.training,
+                   shard_layout(opts, prec, unit_bounds(cfg, opts.head, prec.master)));
 }
 
 LlamaModel::Memory LlamaModel::memory() const {
-  Memory m = memory_of(param_plan_, act_plan_, prec_, opts_.training);
-  // What the arenas and the working buffer actually hold.
-  m.params = params_.bytes();
-  m.working = work_buf_.size();
-  m.grads = opts_.training ? grads_.bytes() : 0;
+  Memory m = memory_of(param_plan_, act_plan_, prec_, opts_.training,
+                       shards_ ? std::optional<ShardLayout>(shards_->layout()) : std::nullopt);
+  // What the arenas, the working buffer and the shards actually hold.
+  const ShardBytes sb = shards_ ? shards_->bytes() : ShardBytes{};
+  m.params = params_sharded() ? sb.master : params_.bytes();
+  m.working = params_sharded() ? sb.working : work_buf_.size();
+  m.grads = !opts_.training ? 0 : grads_sharded() ? sb.grads : grads_.bytes();
+  m.gathered = sb.gathered;
   m.acts = acts_arena_.bytes() - m.logits;
   return m;
 }
@@ -313,9 +363,13 @@ std::string LlamaModel::budget_summary() const {
   std::snprintf(count, sizeof count, "%.2fM", double(n) / 1e6);
   std::string s = cat("memory plan: ", opts_.head == Head::LM ? "causal LM" : "score model", ", ",
                       count, " parameters (", dtype_name(prec_.master), "): parameters ",
-                      format_bytes(param_plan_.total_bytes()));
-  if (prec_.working_copy()) s += cat(", working copy ", format_bytes(work_buf_.size()));
-  if (opts_.training) s += cat(", gradients ", format_bytes(param_plan_.total_bytes()));
+                      format_bytes(memory().params));
+  if (prec_.working_copy()) s += cat(", working copy ", format_bytes(memory().working));
+  if (opts_.training) s += cat(", gradients ", format_bytes(memory().grads));
+  if (shards_)
+    s += cat(" (zero stage ", opts_.zero_stage, ": ", params_sharded() ? "parameters and " : "",
+             "gradients sharded over ", shards_->layout().ranks, " ranks, gathered units ",
+             format_bytes(memory().gathered), ")");
   s += cat(", activations ", format_bytes(act_plan_.total_bytes()), " (batch ", opts_.max_batch,
            " x ", opts_.max_seq, "); total ", format_bytes(planned_bytes()),
            " (--log_level debug for the breakdown)");
@@ -331,12 +385,16 @@ Tensor LlamaModel::param(const std::string& name) const {
   if (it == index_.end())
     BEAVER_FAIL("LlamaModel: no parameter named '", name, "' (",
                 opts_.head == Head::LM ? "LM" : "score", " head, ", L_, " layers)");
+  BEAVER_CHECK(!params_sharded(), "LlamaModel::param('", name, "'): the parameters are sharded "
+               "(zero stage 3); use write_param / gather_params");
   return pv_[it->second];
 }
 
 Tensor LlamaModel::working_param(const std::string& name) const {
   const auto it = index_.find(name);
   if (it == index_.end()) BEAVER_FAIL("LlamaModel: no parameter named '", name, "'");
+  BEAVER_CHECK(!params_sharded(), "LlamaModel::working_param('", name, "'): the parameters are "
+               "sharded (zero stage 3)");
   return wv_[it->second];
 }
 
@@ -344,26 +402,32 @@ Tensor LlamaModel::grad(const std::string& name) const {
   require_training("grad");
   const auto it = index_.find(name);
   if (it == index_.end()) BEAVER_FAIL("LlamaModel: no gradient for '", name, "'");
+  BEAVER_CHECK(!grads_sharded(), "LlamaModel::grad('", name, "'): the gradients are sharded "
+               "(zero stage ", opts_.zero_stage, "); flat_grads() is this rank's shard");
   return gv_[it->second];
 }
 
 Tensor LlamaModel::flat_params() const {
+  if (params_sharded()) return shards_->master();
   return Tensor(params_[0].data, prec_.master, Shape{num_flat()},
                 params_.device());
 }
 
 Tensor LlamaModel::flat_working_params() const {
   if (!prec_.working_copy()) return Tensor{};
+  if (params_sharded()) return shards_->working();
   return Tensor(work_buf_.data(), prec_.work, Shape{num_flat()},
                 work_buf_.device());
 }
 
 void LlamaModel::sync_working_params() const {
+  if (params_sharded()) return shards_->sync_working();
   if (prec_.working_copy()) ops::convert(*ctx_, flat_params(), flat_working_params());
 }
 
 Tensor LlamaModel::flat_grads() const {
   require_training("flat_grads");
+  if (grads_sharded()) return shards_->grads();
   return Tensor(grads_[0].data, prec_.grads, Shape{num_flat()},
                 grads_.device());
 }
@@ -381,7 +445,10 @@ std::vector<ops::ParamSegment> LlamaModel::decay_segments(bool decay_norms) cons
 
 void LlamaModel::zero_grads() const {
   require_training("zero_grads");
-  ctx_->zero(arena_bytes(grads_));
+  if (grads_sharded())
+    shards_->zero_grads();
+  else
+    ctx_->zero(arena_bytes(grads_));
 }
 
 void LlamaModel::init_score_head(uint64_t seed) const {
@@ -389,17 +456,20 @@ void LlamaModel::init_score_head(uint64_t seed) const {
   PhiloxStream rng(seed, 0x5c0e);
   std::vector<float> w(static_cast<size_t>(H_));
   for (auto& x : w) x = 0.02f * rng.normal();
-  const Tensor dst = param("score_head.weight");
-  if (dst.dtype == DType::F32) {
-    ctx_->copy(dst, Tensor(w.data(), DType::F32, Shape{1, H_}, Device::CPU));
+  const DType master = prec_.master;
+  if (master == DType::F32) {
+    write_param("score_head.weight", Tensor(w.data(), DType::F32, Shape{1, H_}, Device::CPU));
+    float zero = 0.0f;
+    write_param("score_head.bias", Tensor(&zero, DType::F32, Shape{1}, Device::CPU));
   } else {  // a bf16 master (inference on CUDA): round on the host
-    BEAVER_CHECK(dst.dtype == DType::BF16, "init_score_head: master dtype ",
-                 dtype_name(dst.dtype), " is not f32 or bf16");
+    BEAVER_CHECK(master == DType::BF16, "init_score_head: master dtype ", dtype_name(master),
+                 " is not f32 or bf16");
     std::vector<bf16> wb(w.size());
     for (size_t i = 0; i < w.size(); ++i) wb[i] = to_bf16(w[i]);
-    ctx_->copy(dst, Tensor(wb.data(), DType::BF16, Shape{1, H_}, Device::CPU));
+    write_param("score_head.weight", Tensor(wb.data(), DType::BF16, Shape{1, H_}, Device::CPU));
+    bf16 zero = to_bf16(0.0f);
+    write_param("score_head.bias", Tensor(&zero, DType::BF16, Shape{1}, Device::CPU));
   }
-  ctx_->zero(param("score_head.bias"));
   sync_working_params();
 }
 
@@ -428,6 +498,134 @@ void LlamaModel::require_training(const char* what) const {
 void LlamaModel::require_forward(const char* what) const {
   BEAVER_CHECK(have_forward_, "LlamaModel::", what, ": call forward() first (the last "
                "forward's activations are gone after decode_step or a backward)");
+}
+
+// ---- parameter source (sharding) -------------------------------------------------------------
+
+std::vector<int64_t> LlamaModel::unit_bounds(const LlamaConfig& cfg, Head head, DType master) {
+  const ArenaPlan plan = plan_param_entries(cfg, head, master, nullptr);
+  const auto& es = plan.entries();
+  const size_t es_size = dtype_size(master);
+  const int64_t L = cfg.num_hidden_layers;
+  std::vector<int64_t> b{0};
+  // Handles follow plan_param_entries: embed, 9 per layer, then the final norm and the head.
+  for (int64_t l = 0; l <= L; ++l) b.push_back(int64_t(es[size_t(1 + 9 * l)].offset / es_size));
+  b.push_back(int64_t(plan.total_bytes() / es_size));
+  return b;
+}
+
+std::vector<int64_t> LlamaModel::unit_bounds() const {
+  return unit_bounds(cfg_, opts_.head, prec_.master);
+}
+
+void LlamaModel::setup_shards() {
+  const size_t n = infos_.size();
+  unit_handles_.assign(size_t(L_) + 2, {});
+  for (size_t i = 0; i < n; ++i) {
+    const size_t u = i == 0 ? 0 : i <= size_t(9 * L_) ? 1 + (i - 1) / 9 : size_t(L_) + 1;
+    unit_handles_[u].push_back(i);
+  }
+  const auto layout = shard_layout(opts_, prec_, unit_bounds());
+  if (!layout) return;
+  BEAVER_CHECK(opts_.comm, "LlamaModel: zero stage ", opts_.zero_stage, " over ",
+               layout->ranks, " ranks needs the communicator");
+  shards_ = std::make_unique<ParamShards>(*ctx_, *opts_.comm, *layout);
+}
+
+int LlamaModel::head_unit() const {
+  return opts_.head == Head::LM && cfg_.tie_word_embeddings ? 0 : int(L_) + 1;
+}
+
+namespace {
+// Points the views of unit u's parameters into `base` (the unit's elements from `begin`).
+void bind_views(std::vector<Tensor>& views, const std::vector<size_t>& handles,
+                const ArenaPlan& plan, DType master, const Tensor& base, int64_t begin) {
+  const auto& es = plan.entries();
+  for (size_t h : handles) {
+    const int64_t off = int64_t(es[h].offset / dtype_size(master)) - begin;
+    views[h] = Tensor(static_cast<uint8_t*>(base.data) + size_t(off) * dtype_size(base.dtype),
+                      base.dtype, es[h].shape, base.device);
+  }
+}
+}  // namespace
+
+void LlamaModel::use_unit(int u) {
+  if (!params_sharded()) return;
+  bind_views(wv_, unit_handles_[size_t(u)], param_plan_, prec_.master, shards_->params(u),
+             shards_->unit_begin(u));
+}
+
+void LlamaModel::open_grads(int u) {
+  if (!grads_sharded() || open_unit_ == u) return;
+  close_grads();
+  bind_views(gv_, unit_handles_[size_t(u)], param_plan_, prec_.master, shards_->grads_begin(u),
+             shards_->unit_begin(u));
+  open_unit_ = u;
+}
+
+void LlamaModel::close_grads() {
+  if (!grads_sharded() || open_unit_ < 0) return;
+  shards_->grads_end(open_unit_);
+  for (size_t h : unit_handles_[size_t(open_unit_)]) gv_[h] = Tensor{};
+  open_unit_ = -1;
+}
+
+Tensor LlamaModel::score_bias() {
+  const size_t h = index_.at("score_head.bias");
+  if (!params_sharded()) return pv_[h];
+  const int u = int(L_) + 1;
+  use_unit(u);
+  if (!shards_->layout().head_master) return wv_[h];  // the working copy is the master
+  std::vector<Tensor> views(pv_.size());
+  bind_views(views, unit_handles_[size_t(u)], param_plan_, prec_.master, shards_->head_master(u),
+             shards_->unit_begin(u));
+  return views[h];
+}
+
+void LlamaModel::write_param(const std::string& name, const Tensor& src) const {
+  const auto it = index_.find(name);
+  if (it == index_.end()) BEAVER_FAIL("LlamaModel::write_param: no parameter named '", name, "'");
+  const ParamInfo& p = infos_[it->second];
+  BEAVER_CHECK(src.dtype == prec_.master && src.shape == p.shape, "LlamaModel::write_param('",
+               name, "'): source ", src.str(), ", the parameter is ", dtype_name(prec_.master),
+               p.shape.str());
+  if (!params_sharded()) return ctx_->copy(pv_[it->second], src);
+  shards_->write_master(int64_t(param_plan_.entries()[it->second].offset / dtype_size(prec_.master)),
+                        src);
+}
+
+std::vector<OwnedTensor> LlamaModel::gather_params(int root) const {
+  std::vector<OwnedTensor> out;
+  const bool mine = !params_sharded() || shards_->layout().rank == root;
+  if (!params_sharded()) {
+    ctx_->synchronize();
+    for (size_t i = 0; i < infos_.size(); ++i) {
+      out.emplace_back(prec_.master, infos_[i].shape);
+      ctx_->copy(out.back(), pv_[i]);
+    }
+    return out;
+  }
+  // One unit at a time through host memory: rank `root` keeps them, the others only join.
+  const auto& es = param_plan_.entries();
+  const int ranks = shards_->layout().ranks;
+  for (int u = 0; u < shards_->units(); ++u) {
+    const int64_t n = shards_->unit_size(u), ub = shards_->unit_begin(u);
+    OwnedTensor unit(prec_.master, Shape{n});
+    const ShardPiece& p = shards_->pieces()[size_t(u)];
+    if (p.len > 0)
+      ctx_->copy(unit.view().slice(p.global - ub, p.global - ub + p.len),
+                 shards_->master().slice(p.local, p.local + p.len));
+    ctx_->synchronize();
+    opts_.comm->all_gather(*ctx_, unit, Partition{n, ranks});
+    if (!mine) continue;
+    for (size_t h : unit_handles_[size_t(u)]) {
+      out.emplace_back(prec_.master, infos_[h].shape);
+      const int64_t off = int64_t(es[h].offset / dtype_size(prec_.master)) - ub;
+      copy_tensor(out.back().view().view(Shape{infos_[h].shape.numel()}),
+                  unit.view().slice(off, off + infos_[h].shape.numel()));
+    }
+  }
+  return out;
 }
 
 // ---- trunk -----------------------------------------------------------------------------------
@@ -475,6 +673,7 @@ void LlamaModel::layer_forward(int l, int64_t T, const Tensor& positions, const 
                                const AttendFn& attend) {
   Context& c = *ctx_;
   const LayerActs& a = acts(l);
+  use_unit(1 + l);
   const LayerParams P = layer_params(wv_, l);
   BEAVER_CHECK(!residual.defined() || resid_out.defined(),
                "layer_forward: a residual input needs somewhere to store the stream");
@@ -503,6 +702,8 @@ void LlamaModel::forward(const Batch& batch, const KvSink& sink) {
   Context& c = *ctx_;
   const int64_t T = T_;
   const Tensor positions = batch.positions.view({T});
+  if (shards_) shards_->invalidate();  // the optimizer may have moved the shards since
+  use_unit(0);
   ops::embedding_fwd(c, batch.tokens.view({T}), wv_[0], resid(0).slice(0, T));
   const AttendFn attend = [&](int l, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& att, const Tensor& lse) {
@@ -521,6 +722,7 @@ void LlamaModel::run_layers(int64_t T, const Tensor& positions, const AttendFn& 
       layer_forward(l, T, positions, proj_out_.slice(0, T), acts(l - 1).hmid.slice(0, T),
                     resid(l).slice(0, T), attend);
   }
+  use_unit(int(L_) + 1);
   ops::rmsnorm_fwd(*ctx_, proj_out_.slice(0, T), acts(int(L_) - 1).hmid.slice(0, T),
                    wv_[index_.at("model.norm.weight")], eps_, xnf_.slice(0, T),
                    resid(int(L_)).slice(0, T), rstdf_.slice(0, T));
@@ -546,6 +748,8 @@ void LlamaModel::trunk_backward(const Tensor& dxnf) {
                dact = dact_.slice(0, T), datt = datt_.slice(0, T), dq = dq_.slice(0, T),
                dk = dk_.slice(0, T), dv = dv_.slice(0, T);
   const size_t norm_h = index_.at("model.norm.weight");
+  use_unit(int(L_) + 1);
+  open_grads(int(L_) + 1);
   ops::rmsnorm_bwd(c, dxnf, resid(int(L_)).slice(0, T), wv_[norm_h], rstdf_.slice(0, T),
                    Tensor{}, dresid, gv_[norm_h], true);
   const AttendFn attend = [&](int l, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -558,6 +762,8 @@ void LlamaModel::trunk_backward(const Tensor& dxnf) {
     if (opts_.recompute && l != int(L_) - 1)
       layer_forward(l, T, positions, resid(l).slice(0, T), Tensor{}, Tensor{}, attend);
     const LayerActs& a = acts(l);
+    use_unit(1 + l);
+    open_grads(1 + l);
     const LayerParams P = layer_params(wv_, l);
     const LayerParams G = layer_params(gv_, l);
     const Tensor xn1 = a.xn1.slice(0, T), q = a.q.slice(0, T), k = a.k.slice(0, T),
@@ -592,7 +798,9 @@ void LlamaModel::trunk_backward(const Tensor& dxnf) {
     ops::rmsnorm_bwd(c, dxn, resid(l).slice(0, T), P.in_norm, a.rstd1.slice(0, T), dhmid, dresid,
                      G.in_norm, true);
   }
+  open_grads(0);
   ops::embedding_bwd(c, batch_.tokens.view({T}), dresid, gv_[0], true);
+  close_grads();
   have_forward_ = false;
 }
 
@@ -602,6 +810,7 @@ void LlamaModel::logits(const Tensor& out) {
   BEAVER_CHECK(opts_.head == Head::LM, "LlamaModel::logits: this model has a score head");
   require_forward("logits");
   expect_shape(out, {B_, S_, V_}, "LlamaModel::logits", "out");
+  use_unit(head_unit());
   ops::linear_fwd(*ctx_, xnf_.slice(0, T_), lm_weight(wv_), out.view({T_, V_}));
 }
 
@@ -615,11 +824,14 @@ void LlamaModel::logits_at(const Tensor& rows, const Tensor& out) {
   expect_shape(out, {n, V_}, "LlamaModel::logits_at", "out");
   // The embedding lookup doubles as a row gather (it checks every index against T).
   ops::embedding_fwd(*ctx_, rows, xnf_.slice(0, T_), gath_.slice(0, n));
+  use_unit(head_unit());
   ops::linear_fwd(*ctx_, gath_.slice(0, n), lm_weight(wv_), out);
 }
 
 void LlamaModel::lm_chunks(bool backward, const Tensor& dlogp) {
   Context& c = *ctx_;
+  use_unit(head_unit());
+  if (backward) open_grads(head_unit());
   const Tensor W = lm_weight(wv_);
   const int64_t C = logits_chunk_.size(0);
   const bool round_dlogits = dlogits_chunk_.data != logits_chunk_.data;
@@ -705,10 +917,11 @@ void LlamaModel::scores(const Tensor& scores, const Tensor& end_scores) {
   expect_shape(scores, {B_, S_}, op, "scores");
   Context& c = *ctx_;
   const Tensor sc = scores.view({T_, 1});
-  ops::linear_fwd(c, xnf_.slice(0, T_), working_param("score_head.weight"), sc);
+  const Tensor bias = score_bias();  // gathers the head unit when sharded
+  use_unit(int(L_) + 1);
+  ops::linear_fwd(c, xnf_.slice(0, T_), wv_[index_.at("score_head.weight")], sc);
   // + bias: a K = 1 GEMM with a column of ones, so no broadcast op is needed.
-  ops::gemm(c, ones_.slice(0, T_), false, param("score_head.bias").view({1, 1}), false, sc, 1.0f,
-            1.0f);
+  ops::gemm(c, ones_.slice(0, T_), false, bias.view({1, 1}), false, sc, 1.0f, 1.0f);
   if (end_scores.defined()) {
     expect_shape(end_scores, {B_}, op, "end_scores");
     for (int64_t b = 0; b < B_; ++b) {
@@ -751,10 +964,12 @@ void LlamaModel::scores_backward(const Tensor& dscores, const Tensor& dend_score
   // (fp32 ones) reads it in fp32.
   const Tensor dsa = dscore_act_.slice(0, T_);
   if (dsa.data != ds.data) ops::convert(c, ds, dsa);
-  ops::linear_bwd_weight(c, dsa, x, grad("score_head.weight"), true);
-  ops::gemm(c, ds, true, ones_.slice(0, T_), false, grad("score_head.bias").view({1, 1}), 1.0f,
-            1.0f);
-  ops::linear_bwd_input(c, dsa, working_param("score_head.weight"), dxn_.slice(0, T_), false);
+  const size_t wh = index_.at("score_head.weight"), bh = index_.at("score_head.bias");
+  use_unit(int(L_) + 1);
+  open_grads(int(L_) + 1);
+  ops::linear_bwd_weight(c, dsa, x, gv_[wh], true);
+  ops::gemm(c, ds, true, ones_.slice(0, T_), false, gv_[bh].view({1, 1}), 1.0f, 1.0f);
+  ops::linear_bwd_input(c, dsa, wv_[wh], dxn_.slice(0, T_), false);
   trunk_backward(dxn_.slice(0, T_));
 }
 
@@ -778,6 +993,8 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
   Context& c = *ctx_;
   have_forward_ = false;
   logits_cached_ = false;
+  if (shards_) shards_->invalidate();
+  use_unit(0);
   ops::embedding_fwd(c, tokens, wv_[0], resid(0).slice(0, B));
   const AttendFn attend = [&](int l, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& att, const Tensor& lse) {
@@ -788,6 +1005,7 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
                           att.view({B, nh_, hd_}));
   };
   run_layers(B, positions, attend);
+  use_unit(head_unit());
   ops::linear_fwd(c, xnf_.slice(0, B), lm_weight(wv_), out_logits);
 }
 

@@ -36,11 +36,27 @@
 // Backward: every weight gradient accumulates (+=) into the grads arena, so several
 // backward calls add up (gradient accumulation); zero_grads() clears them. A backward consumes
 // the stored activations (gate/up are overwritten by their gradients).
+//
+// Sharded parameters and gradients (ZeRO, options.zero_stage with more than one rank,
+// model/param_shards.h): the flat vector is cut into units (0 the embedding, 1 + l layer l,
+// L + 1 the final norm and the head). The graph reaches parameters and gradients only through
+// its parameter source, two calls the layer loop makes before it touches a unit:
+//   use_unit(u)    stage 3: unit u's parameters are gathered (unless still resident) and the
+//                  views of its tensors point into the gathered slot;
+//   open_grads(u)  stages 2 and 3: the gradient of the unit open until now is reduce-scattered
+//                  into this rank's gradient shard, and unit u's gradient views point into the
+//                  zeroed unit buffer the backward then accumulates into.
+// Without sharding both are no-ops. Under sharding every forward and backward is a collective:
+// every rank must make the same sequence of calls (train/ runs a one-token pass with a zero
+// gradient on a rank that has no data). flat_params / flat_working_params / flat_grads are then
+// the rank's shards (model/param_shards.h, the pieces' layout); param(), working_param() and
+// grad() of a sharded vector fail; write_param and gather_params read and write by name.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,6 +64,7 @@
 #include "csrc/context.h"
 #include "csrc/ops/adamw.h"
 #include "model/config.h"
+#include "model/param_shards.h"
 #include "model/precision.h"
 
 namespace beaver::model {
@@ -63,6 +80,12 @@ struct LlamaOptions {
   // Rows of logits materialised at once by the fused log-prob / cross-entropy path
   // (0: min(B*S, enough rows for ~64 MiB of logits)). Memory: rows * V floats.
   int64_t logits_chunk_rows = 0;
+  // ZeRO sharding over data-parallel ranks (see the header comment): zero_stage 2 shards the
+  // gradients (training only), 3 also the parameters. Applies only with more than one rank;
+  // comm is then required. plan_memory reads shard_ranks / shard_rank instead of comm.
+  int zero_stage = 0;
+  Communicator* comm = nullptr;
+  int shard_ranks = 1, shard_rank = 0;
 };
 
 // A padded batch (all on the model's device). B <= max_batch, S <= max_seq.
@@ -109,8 +132,10 @@ class LlamaModel {
   // activations arena split into the LM head's logits chunks and the rest (acts).
   struct Memory {
     size_t params = 0, working = 0, grads = 0, acts = 0, logits = 0;
-    int64_t flat_elements = 0;  // elements of flat_params() (AdamW's m and v have as many)
-    size_t total() const { return params + working + grads + acts + logits; }
+    size_t gathered = 0;  // sharded: the gathered unit slots and the unit gradient buffer
+    int64_t flat_elements = 0;   // elements of the whole flat vector
+    int64_t shard_elements = 0;  // elements of this rank's shard (= flat_elements unsharded)
+    size_t total() const { return params + working + grads + acts + logits + gathered; }
   };
   // What a model built with (cfg, opts) on `device` allocates, from the planning code the
   // constructor runs (nothing is allocated; cfg is not validated here).
@@ -121,6 +146,23 @@ class LlamaModel {
   // "memory plan: causal LM, 1.05M parameters (f32): parameters 4.02 MiB, ... ; total 30.1 MiB".
   std::string budget_summary() const;
   size_t planned_bytes() const;  // parameters + working copy + gradients + activations
+
+  // ---- sharding (ZeRO stages 2 and 3) -----------------------------------------------------------
+  bool params_sharded() const { return shards_ && shards_->layout().params; }
+  bool grads_sharded() const { return shards_ && shards_->layout().grads; }
+  // The shard storage (null without sharding).
+  const ParamShards* shards() const { return shards_.get(); }
+  // Unit bounds (element offsets into the flat vector; units + 1 entries) of a model.
+  static std::vector<int64_t> unit_bounds(const LlamaConfig& cfg, Head head, DType master);
+  std::vector<int64_t> unit_bounds() const;
+  int64_t flat_elements() const { return num_flat(); }  // the whole flat vector
+  // Writes parameter `name` from src (master dtype, the parameter's shape, any device): the
+  // master itself, or this rank's part of it when sharded.
+  void write_param(const std::string& name, const Tensor& src) const;
+  // Every parameter as a host tensor (master dtype), in params() order. A collective when the
+  // parameters are sharded (every rank calls it; rank `root` gets the tensors, the others an
+  // empty list); else a copy of the master.
+  std::vector<OwnedTensor> gather_params(int root = 0) const;
 
   // ---- parameters and gradients ---------------------------------------------------------------
   const std::vector<ParamInfo>& params() const { return infos_; }
@@ -238,6 +280,13 @@ class LlamaModel {
   void lm_chunks(bool backward, const Tensor& dlogp);
   void require_training(const char* what) const;
   void require_forward(const char* what) const;
+  // The parameter source (see the header comment).
+  int head_unit() const;
+  void use_unit(int u);
+  void open_grads(int u);
+  void close_grads();
+  Tensor score_bias();
+  void setup_shards();
 
   Context* ctx_;
   LlamaConfig cfg_;
@@ -251,6 +300,9 @@ class LlamaModel {
   ArenaPlan param_plan_, act_plan_;
   Arena params_, grads_, acts_arena_;
   Buffer work_buf_;                    // working copy (empty without one)
+  std::unique_ptr<ParamShards> shards_;  // sharded storage (null without sharding)
+  std::vector<std::vector<size_t>> unit_handles_;  // parameter handles of each unit
+  int open_unit_ = -1;                 // the unit whose gradient views are open
   std::vector<Tensor> pv_, wv_, gv_;   // per-parameter views: master, working, grads
   std::vector<LayerActs> layer_acts_;
   std::vector<Tensor> resid_;

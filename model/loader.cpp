@@ -111,20 +111,21 @@ LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_he
     const bool score_param = p.name.rfind("score_head.", 0) == 0;
     if (score_param && rep.stored_kind == ModelKind::CausalLM) continue;  // fresh below
     const SafeTensorInfo& t = stored(p.name);
-    const OwnedTensor host = to_dtype(t, m.param(p.name).dtype);
+    const OwnedTensor host = to_dtype(t, m.precision().master);
     const NonfiniteCount bad = count_nonfinite(host.view());
     BEAVER_CHECK(!bad, dir, ": tensor ", p.name, " holds ", describe_nonfinite(bad, host.view()),
                  "; refusing to start from a model with non-finite weights");
     const bool vocab_rows = p.name == "model.embed_tokens.weight" || p.name == "lm_head.weight";
     if (vocab_rows && rep.added_vocab_rows > 0) {
-      const OwnedTensor grown(m.param(p.name).dtype, p.shape);
+      const OwnedTensor grown(m.precision().master, p.shape);
       grow_rows_with_mean(host, grown);
-      m.context().copy(m.param(p.name), grown);
+      m.write_param(p.name, grown);
     } else {
       BEAVER_CHECK(Shape(t.shape) == p.shape, dir, ": tensor ", p.name, " has shape ",
                    Shape(t.shape).str(), ", the model expects ", p.shape.str());
-      // Ordered on the model's stream (a CUDA model's master params live on the device).
-      m.context().copy(m.param(p.name), host);
+      // Ordered on the model's stream (a CUDA model's master params live on the device); a
+      // sharded model keeps only this rank's part.
+      m.write_param(p.name, host.view().view(p.shape));
     }
   }
   if (!lm_model && rep.stored_kind == ModelKind::CausalLM) {
@@ -143,7 +144,16 @@ void save_weights(const LlamaModel& m, const std::string& dir, DType dtype,
                   const std::string& tokenizer_dir) {
   m.context().synchronize();  // the master params are read back through the legacy stream
   std::vector<TensorSource> sources;
-  for (const auto& p : m.params()) sources.push_back(tensor_source(p.name, m.param(p.name)));
+  std::vector<OwnedTensor> gathered;
+  if (m.params_sharded()) {
+    // Every rank joins the gather; rank 0 writes.
+    gathered = m.gather_params(0);
+    if (gathered.empty()) return;
+    for (size_t i = 0; i < m.params().size(); ++i)
+      sources.push_back(tensor_source(m.params()[i].name, gathered[i].view()));
+  } else {
+    for (const auto& p : m.params()) sources.push_back(tensor_source(p.name, m.param(p.name)));
+  }
   const ModelKind kind = m.head() == Head::LM ? ModelKind::CausalLM : ModelKind::ScoreModel;
   write_beaver_checkpoint(dir, m.config(), kind, dtype, sources, tokenizer_dir);
 }

@@ -45,6 +45,8 @@ LoadReport load_weights(LlamaModel& m, const std::string& dir, uint64_t score_he
 
 // Writes the model's parameters as a Beaver checkpoint folder (kind from the model's head,
 // tensors stored in `dtype`), copying the tokenizer files found in tokenizer_dir (may be empty).
+// Parameters sharded (zero stage 3): a collective; every rank calls it, rank 0 gathers the
+// units and writes, the others write nothing.
 void save_weights(const LlamaModel& m, const std::string& dir, DType dtype = DType::F32,
                   const std::string& tokenizer_dir = "");
 

@@ -2,9 +2,11 @@
 // rank), through the beaver binary next to this test:
 //   - the collectives of the MPI communicator on 3 ranks (uneven partitions) against sums
 //     computed here;
-//   - SFT on 2 and 3 ranks, ZeRO stages 0-2, and RM on 2 ranks, give the weights of one rank on
-//     the same global batch within 1e-5 (fp32; the reductions round differently) after 4 steps;
-//   - a run on 2 ranks (stage 1) resumed on 3 ranks (stage 2) ends where the 1-rank run does;
+//   - SFT on 2 and 3 ranks, ZeRO stages 0-3, and RM on 2 ranks (stage 2) and 3 ranks (stage 3),
+//     give the weights of one rank on the same global batch within 1e-5 (fp32; the reductions
+//     round differently) after 4 steps; two stage-3 runs on 3 ranks give the same bits;
+//   - a run on 2 ranks (stage 1) resumed on 3 ranks (stage 3: the optimizer shards and the
+//     parameters re-sharded on load) ends where the 1-rank run does;
 //   - a rank killed while saving ends the job non-zero, and `latest` still names the previous
 //     checkpoint, which a resume then uses;
 //   - a global batch that does not divide over the ranks is refused before training;
@@ -216,12 +218,20 @@ TEST_F(ScaleOut, SftRanksAndZeroStagesMatchOneRank) {
   ASSERT_EQ(train("sft", 1, "sft1", "--max_steps 4"), 0) << read("sft1.log");
   ASSERT_EQ(train("sft", 2, "sft2", "--max_steps 4"), 0) << read("sft2.log");
   EXPECT_LE(max_diff("sft1", "sft2"), kTol);
-  for (int z : {0, 1, 2}) {
+  for (int z : {0, 1, 2, 3}) {
     const std::string out = "sft3z" + std::to_string(z);
     ASSERT_EQ(train("sft", 3, out, "--max_steps 4 --zero_stage " + std::to_string(z)), 0)
         << read(out + ".log");
     EXPECT_LE(max_diff("sft1", out), kTol) << "zero stage " << z;
   }
+  // Stage 3 on 2 ranks, and run to run on a fixed rank count: the same bits.
+  ASSERT_EQ(train("sft", 2, "sft2z3", "--max_steps 4 --zero_stage 3"), 0) << read("sft2z3.log");
+  EXPECT_LE(max_diff("sft1", "sft2z3"), kTol);
+  ASSERT_EQ(train("sft", 3, "sft3z3b", "--max_steps 4 --zero_stage 3"), 0) << read("sft3z3b.log");
+  EXPECT_EQ(max_diff("sft3z3", "sft3z3b"), 0.0);
+  // Each rank held only its shard of the parameters and gradients (the model's own summary).
+  EXPECT_NE(read("sft3z3.log").find("parameters and gradients sharded over 3 ranks"),
+            std::string::npos) << read("sft3z3.log");
   // The two runs differ at all (the check can fail): one more step moves the weights.
   ASSERT_EQ(train("sft", 1, "sft1b", "--max_steps 5"), 0);
   EXPECT_GT(max_diff("sft1", "sft1b"), 10 * kTol);
@@ -231,6 +241,8 @@ TEST_F(ScaleOut, RewardModelTwoRanksMatchOneRank) {
   ASSERT_EQ(train("rm", 1, "rm1", "--max_steps 4"), 0) << read("rm1.log");
   ASSERT_EQ(train("rm", 2, "rm2", "--max_steps 4 --zero_stage 2"), 0) << read("rm2.log");
   EXPECT_LE(max_diff("rm1", "rm2"), kTol);
+  ASSERT_EQ(train("rm", 3, "rm3z3", "--max_steps 4 --zero_stage 3"), 0) << read("rm3z3.log");
+  EXPECT_LE(max_diff("rm1", "rm3z3"), kTol);
 }
 
 TEST_F(ScaleOut, ResumeTwoRanksOntoThree) {
@@ -240,7 +252,7 @@ TEST_F(ScaleOut, ResumeTwoRanksOntoThree) {
   ASSERT_NE(train("sft", 2, "res23", "--max_steps 4 --save_interval 2 --zero_stage 1",
                   "BEAVER_TEST_KILL_RANK_IN_SAVE=1@4 "), 0) << read("res23.log");
   EXPECT_TRUE(fs::exists(d() + "/res23/checkpoints/step-00000002/optimizer/optimizer-shard-1.safetensors"));
-  ASSERT_EQ(train("sft", 3, "res23", "--max_steps 4 --save_interval 2 --zero_stage 2 --resume"), 0)
+  ASSERT_EQ(train("sft", 3, "res23", "--max_steps 4 --save_interval 2 --zero_stage 3 --resume"), 0)
       << read("res23.log");
   EXPECT_NE(read("res23.log").find("resumed from"), std::string::npos);
   EXPECT_LE(max_diff("res1", "res23"), kTol);

@@ -33,7 +33,8 @@ void require_one_rank(const std::string& command) {
 void add_zero_stage_flag(CLI::App* cmd, int& stage) {
   cmd->add_option("--zero_stage", stage,
                   "Sharding across data-parallel ranks: 0 none, 1 optimizer state, 2 also the "
-                  "gradient reduction (reduce-scatter)");
+                  "gradients (reduce-scattered per layer), 3 also the parameters (gathered per "
+                  "layer; train sft, rm and cm)");
 }
 
 }  // namespace beaver::tools

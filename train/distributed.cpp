@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "csrc/error.h"
+#include "csrc/ops/logprob.h"
 
 namespace beaver::train {
 
@@ -46,6 +47,33 @@ void reduce_weighted(Communicator* comm, std::vector<std::pair<std::string, doub
   const double w = v[means.size()];
   for (size_t i = 0; i < means.size(); ++i) means[i].second = w > 0 ? v[i] / w : 0.0;
   for (size_t i = 0; i < sums.size(); ++i) sums[i] = v[means.size() + 1 + i];
+}
+
+void join_sharded_pass(model::LlamaModel& m, bool backward) {
+  if (!m.params_sharded() && !(backward && m.grads_sharded())) return;
+  Context& ctx = m.context();
+  const Device d = ctx.device();
+  // token 0 at position 0 (one valid token), an ignored target, a zero gradient
+  int32_t host[5] = {0, 0, 1, 0, ops::kIgnoreIndex};
+  auto upload = [&](int at, Shape s) {
+    OwnedTensor t(DType::I32, s, d);
+    ctx.copy(t, Tensor(host + at, DType::I32, s, Device::CPU));
+    return t;
+  };
+  const OwnedTensor tokens = upload(0, Shape{1, 1}), ranges = upload(1, Shape{1, 2}),
+                    positions = upload(3, Shape{1, 1}), targets = upload(4, Shape{1, 1});
+  m.forward(model::Batch{tokens, ranges, positions});
+  OwnedTensor zero(DType::F32, Shape{1, 1}, d);
+  ctx.zero(zero);
+  if (m.head() == model::Head::LM) {
+    m.token_logprobs(targets, Tensor{});
+    if (backward) m.token_logprobs_backward(zero);
+  } else {
+    OwnedTensor scores(DType::F32, Shape{1, 1}, d), ends(DType::F32, Shape{1}, d);
+    m.scores(scores, ends);
+    if (backward) m.scores_backward(zero, Tensor{});
+  }
+  ctx.synchronize();  // before the host values and the tensors go
 }
 
 }  // namespace beaver::train

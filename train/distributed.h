@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "csrc/comm.h"
+#include "model/llama.h"
 
 namespace beaver::train {
 
@@ -42,5 +43,12 @@ double data_parallel_share(Communicator* comm, double local_weight, double* glob
 // counters in `sums` are summed instead. A collective: every rank passes the same names.
 void reduce_weighted(Communicator* comm, std::vector<std::pair<std::string, double>>& means,
                      double weight, std::vector<double>& sums);
+
+// Under ZeRO sharding a forward (stage 3) and a backward (stages 2-3) are collectives of the
+// model's units (model/llama.h): a rank without data for a pass that the other ranks make
+// joins with this one, on a one-token batch: forward, the head (token log-probs or scores) and,
+// with `backward`, a backward with a zero gradient, which adds nothing to the shards. A no-op
+// when the model shards nothing that the pass would gather or reduce.
+void join_sharded_pass(model::LlamaModel& m, bool backward);
 
 }  // namespace beaver::train

@@ -62,13 +62,23 @@ MemoryPlan plan_memory(const PlanSetup& setup) {
   const Device dev = setup.device;
   const int R = setup.ranks;
   const bool stage3 = setup.zero_stage == 3 && R > 1;
-  plan.projection = setup.zero_stage == 3;
-  size_t gather = 0, scratch = 0;
+  plan.projection = false;
+  size_t gather = 0, gathered = 0, scratch = 0;
   for (const PlanRole& r : setup.roles) {
     const bool train = r.options.training;
-    const model::LlamaModel::Memory mm = model::LlamaModel::plan_memory(r.config, r.options, dev);
+    // A role whose trainer shards the model itself (stages 2-3) is planned as the model it
+    // builds on rank 0 (the fullest: every unit's first slice); the others as the projection.
+    model::LlamaOptions mo = r.options;
+    mo.comm = nullptr;
+    mo.zero_stage = r.sharded_model ? setup.zero_stage : 0;
+    mo.shard_ranks = R;
+    mo.shard_rank = 0;
+    const bool projected = stage3 && !r.sharded_model;
+    plan.projection = plan.projection || (setup.zero_stage == 3 && !r.sharded_model);
+    const model::LlamaModel::Memory mm = model::LlamaModel::plan_memory(r.config, mo, dev);
     const int64_t N = mm.flat_elements;
-    auto shard = [&](size_t b) { return stage3 ? sharded_bytes(b, N, R) : b; };
+    auto shard = [&](size_t b) { return projected ? sharded_bytes(b, N, R) : b; };
+    const bool grads_sharded = r.sharded_model && setup.zero_stage >= 2 && R > 1;
     const model::PrecisionPlan prec = model::PrecisionPlan::for_device(dev, train);
     auto add = [&](const char* item, size_t bytes, std::string note = {}) {
       if (bytes > 0 || std::string(item) == "weights")
@@ -76,14 +86,18 @@ MemoryPlan plan_memory(const PlanSetup& setup) {
     };
     add("weights", shard(mm.params),
         cat(dtype_name(prec.master), train && prec.working_copy() ? " master" : "",
-            stage3 ? ", sharded" : ""));
+            stage3 ? ", sharded" : "", projected ? " (projection)" : ""));
     add("working copy", shard(mm.working), cat(dtype_name(prec.work), stage3 ? ", sharded" : ""));
     add("gradients", shard(mm.grads),
-        cat(dtype_name(prec.grads), stage3 ? ", sharded" : ", whole vector"));
+        cat(dtype_name(prec.grads), stage3 || grads_sharded ? ", sharded" : ", whole vector"));
     if (train) {
-      const auto [b, e] = ZeroShard::state_range(setup.zero_stage, R, 0, N);
-      add("Adam moments", size_t(e - b) * 2 * sizeof(float) + 2 * sizeof(float),
-          e - b < N ? cat("m, v f32, shard of ", R) : std::string("m, v f32"));
+      // The Optimizer's pieces: per unit where the model shards its gradients, else stage 1's
+      // contiguous ranges (also what a stage-2 optimizer uses on a model that does not).
+      const int stage = r.sharded_model || setup.zero_stage < 2 ? setup.zero_stage : 1;
+      const int64_t c = ZeroShard::state_elements(
+          stage, R, 0, model::LlamaModel::unit_bounds(r.config, r.options.head, prec.master));
+      add("Adam moments", size_t(c) * 2 * sizeof(float) + 2 * sizeof(float),
+          c < N ? cat("m, v f32, shard of ", R) : std::string("m, v f32"));
     }
     std::string act_note;
     if (train) {
@@ -105,14 +119,20 @@ MemoryPlan plan_memory(const PlanSetup& setup) {
       add("rollout step buffers", em.other);
     }
     add("logits chunks", logits);
-    if (stage3) gather = std::max(gather, gather_unit_bytes(r, dev));
+    if (projected) gather = std::max(gather, gather_unit_bytes(r, dev));
+    gathered += mm.gathered;
     if (train)  // the attention backward's per-row statistics (the largest scratch user)
       scratch = std::max(scratch, size_t(r.options.max_batch * r.config.num_attention_heads *
                                          r.options.max_seq) * sizeof(float));
   }
-  if (stage3)
-    plan.items.push_back(PlanItem{"", "communication buffers", 2 * gather,
-                                  "two gathered layers (current + prefetched)"});
+  if (gathered > 0 || gather > 0)
+    plan.items.push_back(PlanItem{"", "communication buffers", gathered + 2 * gather,
+                                  cat(setup.zero_stage == 3 ? "two gathered units per model"
+                                                            : "one unit gradient buffer per "
+                                                              "trained model",
+                                      setup.zero_stage == 3 ? " + one unit gradient buffer per "
+                                                              "trained model" : "",
+                                      gather > 0 ? " (in part a projection)" : "")});
   else if (R > 1)
     plan.items.push_back(PlanItem{"", "communication buffers", 0,
                                   "none: collectives run in place on the flat vectors"});
@@ -142,7 +162,8 @@ std::string MemoryPlan::table() const {
   std::ostringstream os;
   os << "memory plan per rank: " << setup.ranks << (setup.ranks == 1 ? " rank" : " ranks")
      << ", zero stage " << setup.zero_stage << ", " << device_name(setup.device)
-     << (projection ? " (stage 3 is not implemented: a projection)" : "") << "\n";
+     << (projection ? " (stage 3 is not implemented for every role: a projection for those)" : "")
+     << "\n";
   char line[256];
   std::snprintf(line, sizeof line, "  %-18s %-22s %12s  %s\n", "role", "item", "bytes", "");
   os << line;
@@ -203,7 +224,9 @@ void require_fits(const MemoryPlan& plan, const std::vector<PlanVariant>& varian
 
 std::vector<PlanVariant> standard_variants(const PlanSetup& setup, const std::string& batch_flag) {
   std::vector<PlanVariant> out;
-  for (int s = setup.zero_stage + 1; s <= 2 && setup.ranks > 1; ++s) {
+  bool all_sharded = true;
+  for (const PlanRole& r : setup.roles) all_sharded = all_sharded && r.sharded_model;
+  for (int s = setup.zero_stage + 1; s <= (all_sharded ? 3 : 2) && setup.ranks > 1; ++s) {
     PlanSetup v = setup;
     v.zero_stage = s;
     out.push_back({cat("--zero_stage ", s), v});
@@ -279,7 +302,9 @@ PlanSetup stage_plan_setup(const StageArgs& args, Device device, int ranks,
   s.device = device;
   s.ranks = ranks;
   s.zero_stage = a.zero_stage;
-  s.roles.push_back(PlanRole{std::string(stage_name(a.stage)), cfg, stage_model_options(a)});
+  PlanRole role{std::string(stage_name(a.stage)), cfg, stage_model_options(a)};
+  role.sharded_model = true;  // run_stage builds its model with the zero stage
+  s.roles.push_back(role);
   return s;
 }
 

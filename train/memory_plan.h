@@ -53,6 +53,10 @@ struct PlanRole {
   model::LlamaOptions options;   // head, max batch and length, training, recompute
   // The rollout engine on this role (the actor): batch, prompt width, total length (0: none).
   int64_t engine_batch = 0, engine_prompt = 0, engine_total = 0;
+  // The trainer builds this model with the run's zero stage (gradients sharded at stage 2,
+  // parameters too at 3; model/param_shards.h): planned from the model's own sharded plan.
+  // Otherwise stage 3 is planned as a projection of that design.
+  bool sharded_model = false;
 };
 
 struct PlanSetup {

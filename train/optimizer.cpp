@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "csrc/atomic_file.h"
 #include "csrc/error.h"
@@ -20,7 +21,7 @@ constexpr const char* kStateMagic = "beaver-optimizer";
 }  // namespace
 
 Optimizer::Optimizer(model::LlamaModel& model, const OptimizerConfig& cfg)
-    : model_(&model), cfg_(cfg), shard_(cfg.comm, cfg.zero_stage, model.flat_params().numel()) {
+    : model_(&model), cfg_(cfg), shard_(cfg.comm, cfg.zero_stage, model) {
   BEAVER_CHECK(model.options().training, "Optimizer: the model was built for inference");
   BEAVER_CHECK(cfg.accumulation >= 1, "Optimizer: gradient accumulation must be >= 1, got ",
                cfg.accumulation);
@@ -38,7 +39,9 @@ Optimizer::Optimizer(model::LlamaModel& model, const OptimizerConfig& cfg)
   coef_ = OwnedTensor(DType::F32, Shape{1}, dev);
   zero_tensor(m_);
   zero_tensor(v_);
-  segments_ = shard_.shard_segments(model.decay_segments(cfg.decay_norms));
+  segments_ = model.decay_segments(cfg.decay_norms);
+  for (size_t i = 0; i < shard_.pieces().size(); ++i)
+    piece_segments_.push_back(shard_.piece_segments(segments_, i));
 }
 
 bool Optimizer::micro_step() {
@@ -81,11 +84,16 @@ void Optimizer::apply() {
   ac.step = step_ + 1;
   // On CUDA the ops read a bf16 working copy of the weights: AdamW rewrites it in the same
   // pass (undefined on the CPU, where the ops read the fp32 master directly).
-  const int64_t b = shard_.begin(), e = shard_.end();
   const Tensor master = model_->flat_params(), working = model_->flat_working_params();
-  if (e > b)
-    ops::adamw_step(ctx, master.slice(b, e), grads.slice(b, e), m_, v_,
-                    working.defined() ? working.slice(b, e) : Tensor{}, scale, segments_, ac);
+  for (size_t i = 0; i < shard_.pieces().size(); ++i) {
+    const ZeroPiece& p = shard_.pieces()[i];
+    if (p.len == 0) continue;
+    ops::adamw_step(ctx, master.slice(p.param, p.param + p.len),
+                    grads.slice(p.grad, p.grad + p.len), m_.view().slice(p.state, p.state + p.len),
+                    v_.view().slice(p.state, p.state + p.len),
+                    working.defined() ? working.slice(p.param, p.param + p.len) : Tensor{}, scale,
+                    piece_segments_[i], ac);
+  }
   shard_.gather(ctx, master);
   shard_.gather(ctx, working);
   model_->zero_grads();
@@ -117,17 +125,21 @@ void Optimizer::save(const std::string& dir) const {
   if (!shard_.sharded() && !root) return;  // every rank holds the same full state
   std::filesystem::create_directories(dir);
   const std::vector<std::pair<std::string, Tensor>> tensors{{"m", m_.view()}, {"v", v_.view()}};
-  if (shard_.sharded())
+  if (shard_.sharded()) {
+    // The pieces (global offset and length, in the order of m and v) name what the shard
+    // holds, so a reader with another layout takes the overlaps.
+    std::string pieces;
+    for (const ZeroPiece& p : shard_.pieces())
+      pieces += cat(pieces.empty() ? "" : ",", p.global, ":", p.len);
     write_safetensors(shard_file(dir, shard_.rank()), tensors,
-                      {{"format", kStateMagic},
-                       {"begin", std::to_string(shard_.begin())},
-                       {"end", std::to_string(shard_.end())}});
+                      {{"format", kStateMagic}, {"pieces", pieces}});
+  }
   else
     write_safetensors(dir + "/optimizer.safetensors", tensors, {{"format", kStateMagic}});
   if (!root) return;
   OptimizerStateRecord rec;
   rec.step = step_;
-  rec.numel = model_->flat_params().numel();
+  rec.numel = shard_.numel();
   rec.shards = shard_.sharded() ? shard_.ranks() : 1;
   const auto j = optimizer_state_json(rec, cfg_);
   write_text_file(dir + "/optimizer.json", j.dump(2) + "\n");
@@ -135,45 +147,89 @@ void Optimizer::save(const std::string& dir) const {
 
 void Optimizer::load(const std::string& dir) {
   const std::string jpath = dir + "/optimizer.json";
-  const int64_t n = model_->flat_params().numel();
+  const int64_t n = shard_.numel();
   const OptimizerStateRecord rec = parse_optimizer_state(read_text_file(jpath), jpath, n);
   const int shards = rec.shards;
-  // The stored partition may differ from this run's (another rank count or stage): copy the
-  // overlap of every stored shard with this rank's range.
+  // The stored layout may differ from this run's (another rank count or stage): copy the
+  // overlap of every stored piece with every piece of this rank.
   const Partition stored{n, shards};
-  const int64_t b = shard_.begin(), e = shard_.end();
   for (int r = 0; r < shards; ++r) {
-    const int64_t sb = stored.begin(r), se = stored.end(r);
-    const int64_t ob = std::max(sb, b), oe = std::min(se, e);
-    if (oe <= ob) continue;
     const std::string spath = shards == 1 ? dir + "/optimizer.safetensors" : shard_file(dir, r);
+    // (global begin, length) of the stored shard's pieces, in the order of its m and v.
+    std::vector<std::pair<int64_t, int64_t>> spieces;
+    int64_t stored_elems = 0;
+    {
+      const SafeTensorsFile f(spath);
+      const auto it = f.metadata().find("pieces");
+      if (it == f.metadata().end() || shards == 1) {
+        spieces.push_back({stored.begin(r), stored.count(r)});  // one contiguous range
+      } else {
+        std::stringstream ss(it->second);
+        std::string item;
+        while (std::getline(ss, item, ',')) {
+          const size_t colon = item.find(':');
+          int64_t g = -1, len = -1;
+          try {
+            BEAVER_CHECK(colon != std::string::npos, "no ':'");
+            g = std::stoll(item.substr(0, colon));
+            len = std::stoll(item.substr(colon + 1));
+          } catch (const std::exception&) {
+            BEAVER_FAIL(spath, ": metadata 'pieces' entry '", item, "' is not <offset>:<length>");
+          }
+          BEAVER_CHECK(g >= 0 && len >= 0 && g + len <= n, spath, ": metadata 'pieces' entry '",
+                       item, "' lies outside the ", n, " elements of the flat vector");
+          spieces.push_back({g, len});
+        }
+      }
+      for (const auto& sp : spieces) stored_elems += sp.second;
+    }
+    bool overlaps = false;
+    for (const auto& sp : spieces)
+      for (const ZeroPiece& p : shard_.pieces())
+        overlaps = overlaps || (std::max(sp.first, p.global) <
+                                std::min(sp.first + sp.second, p.global + p.len));
+    if (!overlaps) continue;
     SafeTensorsFile f(spath);
     for (const auto& [name, dst] : {std::pair<const char*, const OwnedTensor*>{"m", &m_},
                                     std::pair<const char*, const OwnedTensor*>{"v", &v_}}) {
       const SafeTensorInfo& t = f.at(name);
-      BEAVER_CHECK(t.dtype == DType::F32 && t.numel() == se - sb, spath, ": tensor '", name,
-                   "' must be f32 [", se - sb, "] (shard ", r, " of ", shards, ")");
-      const Tensor part = t.tensor().slice(ob - sb, oe - sb);
-      const model::NonfiniteCount bad = model::count_nonfinite(part);
-      BEAVER_CHECK(!bad, spath, ": AdamW moment ", name, " holds ",
-                   model::describe_nonfinite(bad, part),
-                   "; refusing to resume from an optimizer state with non-finite values");
-      if (dst == &v_) {
-        const auto* bytes = static_cast<const uint8_t*>(part.data);
-        for (int64_t i = 0; i < part.numel(); ++i) {
-          float x;  // the mapped file need not be aligned for float
-          std::memcpy(&x, bytes + 4 * i, 4);
-          BEAVER_CHECK(x >= 0.0f, spath, ": AdamW moment v holds ", x, " at element ",
-                       ob - sb + i, "; a second moment is never negative");
+      BEAVER_CHECK(t.dtype == DType::F32 && t.numel() == stored_elems, spath, ": tensor '", name,
+                   "' must be f32 [", stored_elems, "] (shard ", r, " of ", shards, ")");
+      int64_t soff = 0;
+      for (const auto& [sg, slen] : spieces) {
+        for (const ZeroPiece& p : shard_.pieces()) {
+          const int64_t ob = std::max(sg, p.global), oe = std::min(sg + slen, p.global + p.len);
+          if (oe <= ob) continue;
+          copy_overlap(spath, name, t, soff + ob - sg, soff + oe - sg,
+                       dst->view().slice(p.state + ob - p.global, p.state + oe - p.global),
+                       dst == &v_);
         }
+        soff += slen;
       }
-      copy_tensor(dst->view().slice(ob - b, oe - b), part);
     }
   }
   step_ = rec.step;
   micro_ = 0;
   have_norm_ = false;
   model_->zero_grads();
+}
+
+void Optimizer::copy_overlap(const std::string& spath, const char* name, const SafeTensorInfo& t,
+                             int64_t b, int64_t e, const Tensor& dst, bool second_moment) {
+  const Tensor part = t.tensor().slice(b, e);
+  const model::NonfiniteCount bad = model::count_nonfinite(part);
+  BEAVER_CHECK(!bad, spath, ": AdamW moment ", name, " holds ", model::describe_nonfinite(bad, part),
+               "; refusing to resume from an optimizer state with non-finite values");
+  if (second_moment) {
+    const auto* bytes = static_cast<const uint8_t*>(part.data);
+    for (int64_t i = 0; i < part.numel(); ++i) {
+      float x;  // the mapped file need not be aligned for float
+      std::memcpy(&x, bytes + 4 * i, 4);
+      BEAVER_CHECK(x >= 0.0f, spath, ": AdamW moment v holds ", x, " at element ", b + i,
+                   "; a second moment is never negative");
+    }
+  }
+  copy_tensor(dst, part);
 }
 
 }  // namespace beaver::train

@@ -26,10 +26,11 @@
 // reached); a stop policy throws from the step.
 //
 // Data parallel (comm with more than one rank): the gradients are averaged across ranks before
-// the norm and the clip; zero_stage 1-2 shard m and v (train/zero.h). With sharded state each
-// rank writes <dir>/optimizer-shard-<r>.safetensors (m and v of its range of the partition
-// named in optimizer.json); load() reads whichever shards overlap this rank's range, so a run
-// resumes onto another rank count or zero stage.
+// the norm and the clip; zero_stage 1-3 shard m and v (train/zero.h). With sharded state each
+// rank writes <dir>/optimizer-shard-<r>.safetensors (m and v of its pieces, which its
+// "pieces" metadata lists as offset:length of the flat vector; a shard without it holds rank
+// r's range of Partition{N, shards}); load() copies whatever overlaps this rank's pieces, so a
+// run resumes onto another rank count or zero stage.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include "csrc/ops/adamw.h"
+#include "csrc/safetensors.h"
 #include "csrc/tensor.h"
 #include "model/llama.h"
 #include "train/nonfinite.h"
@@ -102,7 +104,7 @@ class Optimizer {
   const std::vector<ops::ParamSegment>& decay_segments() const { return segments_; }
   // The range of the flat vector this rank updates (all of it unless sharded).
   const ZeroShard& shard() const { return shard_; }
-  // AdamW moments (f32 [shard().count()], the flat layout from shard().begin()).
+  // AdamW moments (f32 [shard().count()], the pieces of shard() one after the other).
   const Tensor& exp_avg() const { return m_.view(); }
   const Tensor& exp_avg_sq() const { return v_.view(); }
 
@@ -113,10 +115,14 @@ class Optimizer {
 
  private:
   void apply();
+  // Copies elements [b, e) of a stored moment (checked: finite, v non-negative) into dst.
+  static void copy_overlap(const std::string& spath, const char* name, const SafeTensorInfo& t,
+                           int64_t b, int64_t e, const Tensor& dst, bool second_moment);
 
   model::LlamaModel* model_;
   OptimizerConfig cfg_;
-  std::vector<ops::ParamSegment> segments_;  // relative to the shard
+  std::vector<ops::ParamSegment> segments_;  // of the whole flat vector
+  std::vector<std::vector<ops::ParamSegment>> piece_segments_;  // relative to each piece
   ZeroShard shard_;
   OwnedTensor m_, v_, norm_, coef_;
   int64_t step_ = 0, micro_ = 0;

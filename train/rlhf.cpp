@@ -269,6 +269,9 @@ struct RlhfTrainer::Impl {
 
 // ---- Construction ------------------------------------------------------------------------------
 RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), opts_(opts) {
+  BEAVER_CHECK(opts_.zero_stage <= 2, "--zero_stage 3 (sharded parameters) is implemented for "
+               "train sft, rm and cm, not yet for the RL trainers (ppo-lag, ppo, ppo-shaping); "
+               "use --zero_stage 2 (sharded optimizer state and gradient reduction)");
   if (opts_.prompt_batch_size > 0) {
     BEAVER_CHECK(opts_.prompt_batch_size % ranks() == 0, "--prompt_batch_size ",
                  opts_.prompt_batch_size, " does not divide into ", ranks(),

@@ -242,6 +242,8 @@ MicroOut train_micro(Run& r, std::span<const size_t> idx, float scale) {
       r.m->forward(b->batch());
       out.loss = r.m->cross_entropy(b->targets);
       r.m->cross_entropy_backward(scale * float(share));
+    } else {
+      join_sharded_pass(*r.m, true);  // the other ranks' pass is a collective under sharding
     }
     out.values = {{"loss", out.loss}};
     out.tokens = b ? b->valid_tokens : 0;
@@ -255,7 +257,8 @@ MicroOut train_micro(Run& r, std::span<const size_t> idx, float scale) {
   for (size_t i : idx) s.push_back(r.pair_train[i]);
   const double weight = double(s.size());
   const double share = data_parallel_share(a.comm, weight);
-  if (s.empty()) {  // nothing on this rank in the epoch's tail: join the reductions only
+  if (s.empty()) {  // nothing on this rank in the epoch's tail: join the collectives only
+    join_sharded_pass(*r.m, true);
     out.values = a.stage == Stage::RM
                      ? Values{{"loss", 0}, {"accuracy", 0}, {"reward_mean", 0}, {"reward_std", 0}}
                      : Values{{"loss", 0}, {"accuracy", 0}, {"sign_accuracy", 0}, {"cost_mean", 0}};
@@ -317,7 +320,12 @@ Values evaluate(Run& r, int64_t step) {
     // Eval batches go round-robin over the ranks; sums are reduced.
     double sum = 0.0;
     int64_t count = 0;
-    for (size_t i = bs * size_t(rank_of(a.comm)); i < n; i += bs * size_t(ranks_of(a.comm))) {
+    for (size_t i = bs * size_t(rank_of(a.comm)); i < n + bs * size_t(rank_of(a.comm));
+         i += bs * size_t(ranks_of(a.comm))) {
+      if (i >= n) {  // a round in which this rank has no batch (sharding: join the forward)
+        join_sharded_pass(*r.m, false);
+        continue;
+      }
       const size_t e = std::min(n, i + bs);
       const SftBatch b = make_sft_batch(
           std::span<const SftSample>(r.sft_eval.data() + i, e - i), r.layout);
@@ -343,7 +351,12 @@ Values evaluate(Run& r, int64_t step) {
     la.push_back(r.pair_eval[i].a_safe);
     lb.push_back(r.pair_eval[i].b_safe);
   }
-  for (size_t i = bs * size_t(rank_of(a.comm)); i < n; i += bs * size_t(ranks_of(a.comm))) {
+  for (size_t i = bs * size_t(rank_of(a.comm)); i < n + bs * size_t(rank_of(a.comm));
+       i += bs * size_t(ranks_of(a.comm))) {
+    if (i >= n) {  // a round in which this rank has no batch (sharding: join the forward)
+      join_sharded_pass(*r.m, false);
+      continue;
+    }
     const size_t e = std::min(n, i + bs);
     const PairBatch pb =
         make_pair_batch(std::span<const PairSample>(r.pair_eval.data() + i, e - i), r.layout);
@@ -430,6 +443,7 @@ model::LlamaOptions stage_model_options(const StageArgs& a) {
   mo.max_batch = rows_per * std::max(a.per_device_train_batch_size, a.per_device_eval_batch_size);
   mo.max_seq = a.max_length;
   mo.training = true;
+  mo.zero_stage = a.zero_stage;  // run_stage adds the communicator
   return mo;
 }
 
@@ -497,7 +511,9 @@ StageResult run_stage(const StageArgs& args) {
   BEAVER_CHECK(r.train_size() > 0, "train ", name, ": no usable training examples");
 
   const bool score = a.stage != Stage::SFT;
-  r.m = std::make_unique<model::LlamaModel>(r.ctx, cfg, stage_model_options(a));
+  model::LlamaOptions mo = stage_model_options(a);
+  mo.comm = a.comm;  // stages 2-3: the model shards its gradients (and parameters) itself
+  r.m = std::make_unique<model::LlamaModel>(r.ctx, cfg, mo);
   model::load_weights(*r.m, a.model_name_or_path, a.seed);
 
   // ---- schedule ----
@@ -665,6 +681,8 @@ StageResult run_stage(const StageArgs& args) {
     prog.index = 0;  // the loop ended: epoch == epochs
     save_state();
   }
+  if (a.write_final_model && !root && r.m->params_sharded())
+    model::save_weights(*r.m, a.output_dir, DType::F32);  // joins rank 0's gather; writes nothing
   if (a.write_final_model && root) {
     // A resumed run replaces the final model an earlier (shorter, --max_steps) run wrote.
     if (resumed && fs::exists(a.output_dir + "/beaver.json")) {

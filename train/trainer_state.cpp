@@ -21,7 +21,9 @@ std::string save_trainer_state(const std::string& root, const model::LlamaModel&
   return write_checkpoint(
       root, opt.step(),
       [&](const std::string& dir) {
-        if (root_rank) model::save_weights(m, dir + "/model", DType::F32, tokenizer_dir);
+        // Sharded parameters: every rank joins the gather, rank 0 writes.
+        if (root_rank || m.params_sharded())
+          model::save_weights(m, dir + "/model", DType::F32, tokenizer_dir);
         opt.save(dir + "/optimizer");
         if (root_rank)
           write_text_file(dir + "/trainer_state.json",
