@@ -6,6 +6,8 @@
 // A run that does not fit is refused naming its largest item and a flag change that fits.
 #include <gtest/gtest.h>
 
+#include <span>
+
 #include <cstdlib>
 #include <map>
 #include <string>
@@ -118,6 +120,90 @@ TEST(MemoryPlan, OptimizerShardMatchesZeroStages) {
       else
         EXPECT_EQ(items.at("weights"), full);
     }
+}
+
+// A communicator that only names a rank of a larger job: enough to build a sharded model and
+// its optimizer (neither makes a collective while it is built).
+class RankOf final : public Communicator {
+ public:
+  RankOf(int rank, int size) : Communicator(rank, size) {}
+  std::string backend() const override { return "test"; }
+  void all_reduce(Context&, const Tensor&, ReduceOp) override { fail(); }
+  void reduce_scatter(Context&, const Tensor&, const Partition&, ReduceOp) override { fail(); }
+  void all_gather(Context&, const Tensor&, const Partition&) override { fail(); }
+  void broadcast(Context&, const Tensor&, int) override { fail(); }
+  void all_reduce(std::span<double>, ReduceOp) override { fail(); }
+  void broadcast(std::string&, int) override { fail(); }
+  void barrier() override { fail(); }
+  [[noreturn]] void abort(const std::string& m, int) override { BEAVER_FAIL(m); }
+
+ private:
+  [[noreturn]] static void fail() { BEAVER_FAIL("RankOf: no collectives in this test"); }
+};
+
+TEST(MemoryPlan, ShardedArenasAllocateWhatThePlanPredicts) {
+  // Stages 2 and 3 on every rank of 2 and 3: what the sharded model and its optimizer allocate
+  // is the plan (the planner's items for rank 0), and the shards cover the flat vector.
+  Context ctx = Context::cpu(1);
+  for (const char* fixture : {"gqa", "tied_llama3"})
+    for (Head head : {Head::LM, Head::Score})
+      for (int stage : {2, 3})
+        for (int ranks : {2, 3}) {
+          const model::LlamaConfig cfg = model::checkpoint_config(golden_dir(fixture));
+          const LlamaOptions base{.head = head, .max_batch = 2, .max_seq = 8, .training = true};
+          int64_t covered = 0, n = 0;
+          for (int rank = 0; rank < ranks; ++rank) {
+            RankOf comm(rank, ranks);
+            LlamaOptions o = base;
+            o.zero_stage = stage;
+            o.comm = &comm;
+            const std::string what = cat(fixture, head == Head::LM ? " LM" : " score", " stage ",
+                                         stage, " rank ", rank, " of ", ranks);
+            LlamaModel m(ctx, cfg, o);
+            LlamaOptions po = o;
+            po.comm = nullptr;
+            po.shard_ranks = ranks;
+            po.shard_rank = rank;
+            const LlamaModel::Memory want = LlamaModel::plan_memory(cfg, po, Device::CPU);
+            const LlamaModel::Memory got = m.memory();
+            EXPECT_EQ(want.params, got.params) << what;
+            EXPECT_EQ(want.grads, got.grads) << what;
+            EXPECT_EQ(want.gathered, got.gathered) << what;
+            EXPECT_GT(got.gathered, 0u) << what;
+            n = got.flat_elements;
+            // Only the shard: gradients (and at stage 3 parameters) of about N / ranks.
+            EXPECT_EQ(got.grads, size_t(m.flat_grads().numel()) * 4) << what;
+            EXPECT_LT(m.flat_grads().numel(), n / ranks + 64) << what;
+            if (stage == 3) {
+              EXPECT_EQ(got.params, size_t(m.flat_params().numel()) * 4) << what;
+              EXPECT_EQ(m.flat_params().numel(), m.flat_grads().numel()) << what;
+            } else {
+              EXPECT_EQ(m.flat_params().numel(), n) << what;
+            }
+            covered += m.flat_grads().numel();
+            OptimizerConfig oc;
+            oc.comm = &comm;
+            oc.zero_stage = stage;
+            Optimizer opt(m, oc);
+            EXPECT_EQ(opt.exp_avg().numel(), m.flat_grads().numel()) << what;
+            if (rank == 0) {
+              PlanSetup s = one_role(cfg, base);
+              s.roles[0].sharded_model = true;
+              s.ranks = ranks;
+              s.zero_stage = stage;
+              const MemoryPlan plan = plan_memory(s);
+              const auto items = items_of(plan, "m");
+              EXPECT_EQ(items.at("weights"), got.params) << what;
+              EXPECT_EQ(items.at("gradients"), got.grads) << what;
+              EXPECT_EQ(items.at("Adam moments"),
+                        size_t(opt.exp_avg().nbytes() + opt.exp_avg_sq().nbytes()) + 8)
+                  << what;
+              EXPECT_EQ(items_of(plan, "").at("communication buffers"), got.gathered) << what;
+              EXPECT_FALSE(plan.projection) << what;
+            }
+          }
+          EXPECT_EQ(covered, n) << fixture << " stage " << stage << " over " << ranks;
+        }
 }
 
 TEST(MemoryPlan, EngineArenaMatchesRolloutItems) {
