@@ -5,8 +5,9 @@
 #   PPO with reward shaping → evaluation on held-out prompts → the results table.
 #   scripts/demo.sh [--quick | --ci] [--seed N] [--sweep] [--out DIR] [--threads N] [--no-build]
 # --seed N (default 1) seeds the world, the random init and every training stage from one
-# number; PPO-Lag states its requirement as a target unsafe share (--target_unsafe_share),
-# which needs no per-seed threshold.
+# number; PPO-Lag states its requirement relative to the SFT policy (--target_unsafe_ratio:
+# at most 0.4 of its measured unsafe share), met with a margin of two standard errors of a
+# 512-response window (--cost_confidence, --episode_cost_window_size): no per-seed threshold.
 # --quick is a smaller, faster run (smoke test); --sweep adds reward shaping with several fixed
 # ν (0.1, 1, 10) instead of ν = 1 alone. --ci is the size of the end-to-end test
 # (tests/e2e_toyworld.sh): the full world with fewer RL epochs and no shaping run.
@@ -22,7 +23,9 @@ build_first=1
 sweep=0
 threads=0
 seed=1
-target_unsafe_share=0.1
+target_unsafe_ratio=0.4
+cost_confidence=2
+cost_window=512
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -91,9 +94,10 @@ done
 # RL: the reference defaults (train/scripts/*.sh) with three changes for a 1M-parameter model
 # trained from scratch: larger learning rates, a PTX coefficient of 1 (the SFT set answers half
 # of the harmful prompts by complying, so a weight of 16 pins the actor to that behaviour), and
-# for PPO-Lag the requirement as a target unsafe share of $target_unsafe_share (the threshold on
-# the cost model's scale is resolved from the SFT policy's own costs before the first update;
-# docs/rlhf.md, "The requirement").
+# for PPO-Lag the requirement as a target unsafe share of $target_unsafe_ratio times the SFT
+# policy's own (the threshold on the cost model's scale is resolved from its costs before the
+# first update), with λ following the mean cost of the last $cost_window responses plus
+# $cost_confidence standard errors (docs/rlhf.md, "The requirement").
 rl=(--train_datasets "$out/world/prompts.jsonl" --ptx_datasets "$out/world/sft.json"
     --max_length 128 --epochs "$rl_epochs" --actor_lr 3e-4 --critic_lr 3e-4 --ptx_coeff 1
     --threads "$threads" --seed "$seed")
@@ -103,7 +107,8 @@ stamp "6. PPO-Lagrangian (reward critic from the RM, cost critic from the CM)"
 rm -rf "$out/ppo-lag"
 BEAVER="$B" "$root/train/scripts/ppo-lag.sh" "${models[@]}" \
   --reward_critic_model_name_or_path "$out/rm" --cost_critic_model_name_or_path "$out/cm" \
-  --output_dir "$out/ppo-lag" --target_unsafe_share "$target_unsafe_share" "${rl[@]}"
+  --output_dir "$out/ppo-lag" --target_unsafe_ratio "$target_unsafe_ratio" \
+  --cost_confidence "$cost_confidence" --episode_cost_window_size "$cost_window" "${rl[@]}"
 
 stamp "7. baseline: PPO on the reward alone"
 rm -rf "$out/ppo"

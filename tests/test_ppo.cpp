@@ -457,6 +457,52 @@ TEST(Lagrange, OptionsValidatedAndTakenFromConfig) {
   EXPECT_NEAR(m.lambda(), 0.5, 1e-15);
 }
 
+// --cost_confidence z: λ follows the upper bound mean + z·s/√n of the window, so it keeps
+// rising while the plain mean is below the threshold by less than z standard errors.
+TEST(Lagrange, ConfidenceBoundDrivesTheUpdate) {
+  auto o = lag_options();
+  o.threshold = 0.0;
+  const std::vector<float> c{-2.0f, 0.0f, 1.0f, -3.0f};  // mean -1, s² = 10/3, SE = √(10/3)/2
+  const double se = std::sqrt(10.0 / 3.0) / 2.0;
+  LagrangeMultiplier plain(o);
+  plain.add_episode_costs(c);
+  EXPECT_DOUBLE_EQ(plain.window_mean(), -1.0);
+  EXPECT_NEAR(plain.window_stderr(), se, 1e-12);
+  EXPECT_EQ(plain.margin(), 0.0);
+  const auto up = plain.update(0);
+  EXPECT_EQ(up.margin, 0.0);
+  EXPECT_NEAR(plain.log_lambda(), 0.1 * -1.0, 1e-15);  // the reference: mean below, λ falls
+  o.confidence = 2.0;
+  LagrangeMultiplier ucb(o);
+  ucb.add_episode_costs(c);
+  const auto u = ucb.update(0);
+  EXPECT_DOUBLE_EQ(u.episode_cost, -1.0);  // the plain mean is still what is reported
+  EXPECT_NEAR(u.margin, 2.0 * se, 1e-12);
+  // -1 + 2·0.913 > 0: the bound is above the threshold, so λ rises although the mean is below.
+  EXPECT_NEAR(ucb.log_lambda(), 0.1 * (-1.0 + 2.0 * se), 1e-12);
+  EXPECT_GT(u.lambda_after, u.lambda_before);
+  // One cost: no spread to measure, no margin.
+  LagrangeMultiplier one(o);
+  one.add_episode_costs(std::vector<float>{-1.0f});
+  EXPECT_EQ(one.window_stderr(), 0.0);
+  EXPECT_NEAR(one.update(0).lambda_after, std::exp(-0.1), 1e-15);
+  // At equilibrium under a fixed cost distribution the bound settles at the threshold, so the
+  // plain mean sits z standard errors below it: a policy whose costs average -1 with that
+  // spread meets a threshold of -1 + 2·SE with λ constant.
+  o.threshold = -1.0 + 2.0 * se;
+  LagrangeMultiplier eq(o);
+  eq.add_episode_costs(c);
+  for (int s = 0; s < 5; ++s) eq.update(s);
+  EXPECT_NEAR(eq.lambda(), 1.0, 1e-12);
+  o.confidence = -1.0;
+  expect_error_contains([&] { LagrangeMultiplier m(o); }, "--cost_confidence must be >= 0");
+  PpoConfig cfg;
+  cfg.cost_confidence = 1.5;
+  EXPECT_EQ(LagrangeMultiplier::options_from(cfg).confidence, 1.5);
+  cfg.cost_confidence = -0.5;
+  test::expect_error([&] { cfg.validate(); }, {"--cost_confidence"});
+}
+
 // ---- Config -----------------------------------------------------------------------------------
 // The requirement as an unsafe share: the mean cost the starting policy would have with that
 // share of unsafe responses at its measured cost levels.
@@ -482,6 +528,36 @@ TEST(Requirement, ThresholdFromTheStartingCosts) {
   PpoConfig bad;
   bad.target_unsafe_share = 2.0;
   test::expect_error([&] { bad.validate(); }, {"--target_unsafe_share"});
+}
+
+// The requirement relative to the starting policy: u* = ratio · u0. A ratio survives a change
+// of prompt mix (more benign prompts, whose responses are safe, lower u0 and u* alike), where
+// an absolute share does not.
+TEST(Requirement, RelativeTargetScalesTheStartingShare) {
+  const std::vector<float> c = {3, 1, -2, -4, -6, -6};  // u0 = 1/3
+  const ResolvedThreshold r = resolve_threshold_relative(c, 0.5);
+  EXPECT_NEAR(r.unsafe_share, 1.0 / 3, 1e-12);
+  EXPECT_NEAR(r.target_unsafe_share, 1.0 / 6, 1e-12);
+  EXPECT_EQ(r.target_unsafe_ratio, 0.5);
+  EXPECT_NEAR(r.threshold, resolve_threshold(c, 1.0 / 6).threshold, 1e-12);
+  EXPECT_NEAR(resolve_threshold_relative(c, 1.0).threshold, r.mean_cost, 1e-12);  // just met
+  EXPECT_NEAR(resolve_threshold_relative(c, 0.0).threshold, r.mean_safe, 1e-12);
+  EXPECT_EQ(resolve_threshold(c, 0.25).target_unsafe_ratio, -1.0);
+  // Twice as many prompts, the new ones benign and answered safely: u0 halves, and so does
+  // the target share; the threshold stays the same share of the unsafe responses.
+  std::vector<float> mixed = c;
+  for (float x : {-5.0f, -5.0f, -5.0f, -5.0f, -5.0f, -5.0f}) mixed.push_back(x);
+  const ResolvedThreshold m = resolve_threshold_relative(mixed, 0.5);
+  EXPECT_NEAR(m.unsafe_share, 1.0 / 6, 1e-12);
+  EXPECT_NEAR(m.target_unsafe_share, 1.0 / 12, 1e-12);
+  expect_error_contains([&] { resolve_threshold_relative(c, 1.5); }, "target unsafe ratio");
+  PpoConfig both;
+  both.target_unsafe_share = 0.1;
+  both.target_unsafe_ratio = 0.5;
+  test::expect_error([&] { both.validate(); }, {"--target_unsafe_share", "--target_unsafe_ratio"});
+  PpoConfig bad;
+  bad.target_unsafe_ratio = 2.0;
+  test::expect_error([&] { bad.validate(); }, {"--target_unsafe_ratio"});
 }
 
 TEST(PpoConfig, ReferenceDefaultsAndFlagNames) {

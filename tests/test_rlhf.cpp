@@ -473,6 +473,45 @@ TEST_F(RlhfTiny, TargetUnsafeShareResolvesTheThreshold) {
   EXPECT_EQ(metrics("plain"), metrics("strict"));  // the same rollout
 }
 
+// --target_unsafe_ratio resolves the threshold at a share relative to the starting policy's
+// measured one, and --cost_confidence makes λ follow the window's upper bound: on the same
+// rollout λ ends higher than with the plain mean, and constraint.json says by what margin.
+TEST_F(RlhfTiny, RelativeTargetAndConfidenceMargin) {
+  auto run = [&](double ratio, double z, const std::string& out) {
+    RlhfOptions o = tiny_options(world);
+    o.ppo.target_unsafe_ratio = ratio;
+    o.ppo.cost_confidence = z;
+    o.ppo.calibration_prompts = 6;
+    o.output_dir = (world.dir / out).string();
+    o.max_steps = 1;
+    auto tr = std::make_unique<RlhfTrainer>(ctx, o);
+    tr->train();
+    return tr;
+  };
+  const auto plain = run(0.5, 0.0, "ratio"), ucb = run(0.5, 3.0, "ratio-ucb");
+  auto constraint = [&](const std::string& out) {
+    return nlohmann::json::parse(read_text_file((world.dir / out / "constraint.json").string()));
+  };
+  const auto j = constraint("ratio"), ju = constraint("ratio-ucb");
+  const double u0 = j["calibration"]["unsafe_share"].get<double>();
+  EXPECT_EQ(j["target_unsafe_ratio"].get<double>(), 0.5);
+  EXPECT_NEAR(j["resolved_target_unsafe_share"].get<double>(), 0.5 * u0, 1e-12);
+  const double mu = j["calibration"]["mean_unsafe"].get<double>(),
+               ms = j["calibration"]["mean_safe"].get<double>();
+  EXPECT_NEAR(j["threshold"].get<double>(), 0.5 * u0 * mu + (1 - 0.5 * u0) * ms, 1e-9);
+  EXPECT_EQ(plain->lagrange().options().threshold, j["threshold"].get<double>());
+  // The same calibration and rollout; only the margin differs.
+  EXPECT_EQ(ju["threshold"].get<double>(), j["threshold"].get<double>());
+  EXPECT_EQ(ju["final_episode_cost"].get<double>(), j["final_episode_cost"].get<double>());
+  EXPECT_EQ(j["final_margin"].get<double>(), 0.0);
+  const double margin = ju["final_margin"].get<double>();
+  ASSERT_GT(margin, 0.0);
+  EXPECT_NEAR(margin, 3.0 * ucb->lagrange().window_stderr(), 1e-12);
+  EXPECT_GT(ucb->lagrange().lambda(), plain->lagrange().lambda());
+  // Met is the plain mean against the threshold, whatever the margin.
+  EXPECT_EQ(ju["met"].get<bool>(), ju["final_episode_cost"].get<double>() <= ju["threshold"].get<double>());
+}
+
 // One step changes the actor and both critics, leaves the frozen models alone, and reports
 // finite statistics; the PTX batch joins the actor's step.
 TEST_F(RlhfTiny, StepTrainsActorAndCriticsWithPtx) {

@@ -47,6 +47,15 @@ void PpoConfig::validate() const {
   BEAVER_CHECK(target_unsafe_share < 0 || target_unsafe_share <= 1,
                "--target_unsafe_share must be in [0, 1] (or negative: off), got ",
                target_unsafe_share);
+  BEAVER_CHECK(target_unsafe_ratio < 0 || target_unsafe_ratio <= 1,
+               "--target_unsafe_ratio must be in [0, 1] (or negative: off), got ",
+               target_unsafe_ratio);
+  BEAVER_CHECK(target_unsafe_share < 0 || target_unsafe_ratio < 0,
+               "--target_unsafe_share (", target_unsafe_share, ") and --target_unsafe_ratio (",
+               target_unsafe_ratio, ") both state the requirement: give one of them");
+  BEAVER_CHECK(std::isfinite(cost_confidence) && cost_confidence >= 0,
+               "--cost_confidence must be >= 0 (0: the reference's update), got ",
+               cost_confidence);
   BEAVER_CHECK(calibration_prompts >= 1, "--calibration_prompts must be >= 1, got ",
                calibration_prompts);
   non_negative("shaping_nu", shaping_nu);
@@ -366,6 +375,16 @@ ResolvedThreshold resolve_threshold(std::span<const float> costs, double target)
   return r;
 }
 
+ResolvedThreshold resolve_threshold_relative(std::span<const float> costs, double ratio) {
+  BEAVER_CHECK(ratio >= 0 && ratio <= 1, "resolve_threshold_relative: the target unsafe ratio "
+               "must be in [0, 1], got ", ratio);
+  // The starting share first (the same checks), then the absolute resolution at ratio · u0.
+  const double u0 = resolve_threshold(costs, 0.0).unsafe_share;
+  ResolvedThreshold r = resolve_threshold(costs, ratio * u0);
+  r.target_unsafe_ratio = ratio;
+  return r;
+}
+
 // ---- Lagrange multiplier -----------------------------------------------------------------------
 void LagrangeMultiplier::set_threshold(double t) {
   BEAVER_CHECK(std::isfinite(t), "LagrangeMultiplier: the threshold must be finite, got ", t);
@@ -386,6 +405,8 @@ LagrangeMultiplier::LagrangeMultiplier(const Options& o) : opt_(o) {
                o.update_delay_steps);
   BEAVER_CHECK(std::isfinite(o.threshold), "LagrangeMultiplier: --threshold must be finite, got ",
                o.threshold);
+  BEAVER_CHECK(std::isfinite(o.confidence) && o.confidence >= 0,
+               "LagrangeMultiplier: --cost_confidence must be >= 0, got ", o.confidence);
   // As in the reference, λ_init is not clamped to lambda_max: the cap applies after updates.
   log_lambda_ = std::log(o.lambda_init);
 }
@@ -398,6 +419,7 @@ LagrangeMultiplier::Options LagrangeMultiplier::options_from(const PpoConfig& c)
   o.update_delay_steps = c.lambda_update_delay_steps;
   o.window_size = c.episode_cost_window_size;
   o.threshold = c.threshold;
+  o.confidence = c.cost_confidence;
   return o;
 }
 
@@ -424,6 +446,19 @@ double LagrangeMultiplier::window_mean() const {
   return s / double(window_.size());
 }
 
+double LagrangeMultiplier::window_stderr() const {
+  const double m = window_mean();
+  const size_t n = window_.size();
+  if (n < 2) return 0.0;
+  double ss = 0.0;
+  for (float c : window_) ss += (double(c) - m) * (double(c) - m);
+  return std::sqrt(ss / double(n - 1) / double(n));
+}
+
+double LagrangeMultiplier::margin() const {
+  return opt_.confidence > 0 ? opt_.confidence * window_stderr() : 0.0;
+}
+
 LagrangeMultiplier::Update LagrangeMultiplier::update(int64_t global_step,
                                                       const AverageAcrossRanks& average) {
   Update u;
@@ -434,8 +469,11 @@ LagrangeMultiplier::Update LagrangeMultiplier::update(int64_t global_step,
   BEAVER_CHECK(std::isfinite(u.episode_cost),
                "LagrangeMultiplier: the cross-rank episode cost is not finite (", u.episode_cost,
                ")");
+  // The windows hold every rank's costs (train/rlhf.cpp), so the local margin is the global one.
+  u.margin = margin();
   // Gradient of -(J - threshold)·exp(log λ) w.r.t. log λ is -(J - threshold)·λ.
-  double next = log_lambda_ + opt_.lambda_lr * lambda() * (u.episode_cost - opt_.threshold);
+  double next = log_lambda_ + opt_.lambda_lr * lambda() *
+                                  (u.episode_cost + u.margin - opt_.threshold);
   if (opt_.lambda_max > 0) next = std::min(next, std::log(opt_.lambda_max));
   log_lambda_ = next;
   u.applied = true;

@@ -48,7 +48,14 @@ struct PpoConfig {
   // When set, the threshold is resolved before the first update from calibration_prompts
   // responses of the starting policy (resolve_threshold below).
   double target_unsafe_share = -1.0;
+  // The requirement relative to the starting policy: a target unsafe share of r times the share
+  // u0 the calibration measures (< 0: off). Exclusive with target_unsafe_share.
+  double target_unsafe_ratio = -1.0;
   int64_t calibration_prompts = 128;
+  // z of the upper confidence bound that drives λ: the update compares J̄_C + z·SE(J̄_C) (SE:
+  // the window's standard error) with the threshold, so λ settles with the mean a measured
+  // margin below it. 0: the reference's update on the plain window mean.
+  double cost_confidence = 0.0;
   // Reward shaping baseline: score = R - ν·C.
   double shaping_nu = 1.0;
   // Loop.
@@ -103,8 +110,15 @@ struct PpoConfig {
     v("target_unsafe_share", target_unsafe_share,
       "requirement as a share of unsafe responses (cost > 0); sets the threshold from the "
       "starting policy's costs (< 0: off, use --threshold)");
+    v("target_unsafe_ratio", target_unsafe_ratio,
+      "requirement relative to the starting policy: a target unsafe share of this ratio times "
+      "the starting policy's measured unsafe share (< 0: off)");
     v("calibration_prompts", calibration_prompts,
-      "prompts sampled from the starting policy to resolve --target_unsafe_share");
+      "prompts sampled from the starting policy to resolve --target_unsafe_share or "
+      "--target_unsafe_ratio");
+    v("cost_confidence", cost_confidence,
+      "z of the upper confidence bound of the window's mean cost that drives lambda (0: the "
+      "plain mean, as the reference)");
     v("shaping_nu", shaping_nu, "reward shaping: score = R - nu * C");
     v("epochs", epochs, "passes over the prompt set");
     v("update_iters", update_iters, "PPO epochs per rollout batch");
@@ -231,11 +245,18 @@ CriticLoss critic_loss(TokenDims d, std::span<const float> values_new,
 struct ResolvedThreshold {
   double threshold = 0.0;
   double target_unsafe_share = 0.0;
+  double target_unsafe_ratio = -1.0;  // >= 0: target_unsafe_share = ratio · unsafe_share
   double unsafe_share = 0.0;      // of the calibration responses
   double mean_cost = 0.0, mean_unsafe = 0.0, mean_safe = 0.0;
   int64_t responses = 0;
 };
 ResolvedThreshold resolve_threshold(std::span<const float> start_costs, double target_unsafe_share);
+// The same with the target relative to the starting policy: u* = ratio · u0, u0 the measured
+// unsafe share of start_costs. The share of unsafe responses among all prompts is the share
+// among harmful prompts times their fraction (a benign prompt's response is safe), so a ratio
+// carries over to the harmful prompts whatever the prompt mix; an absolute share does not.
+ResolvedThreshold resolve_threshold_relative(std::span<const float> start_costs,
+                                             double target_unsafe_ratio);
 
 // ---- Lagrange multiplier --------------------------------------------------------------------
 // λ = exp(log_λ). Costs of finished episodes enter a window of the most recent
@@ -245,6 +266,11 @@ ResolvedThreshold resolve_threshold(std::span<const float> start_costs, double t
 // averaged across ranks (through the hook; identity on one rank) and makes one SGD step on
 // loss = -(J̄_C - threshold)·exp(log_λ):
 //     log_λ ← log_λ + lr·λ·(J̄_C - threshold),  then  log_λ ← min(log_λ, log(lambda_max)).
+// With confidence z > 0, J̄_C is replaced by its upper confidence bound J̄_C + z·s/√n (s the
+// sample standard deviation of the n window costs, n >= 2; the margin is 0 for n < 2): λ keeps
+// rising until the mean is z standard errors below the threshold, so a run that settles at
+// equilibrium ends with the plain mean under the threshold with probability about Φ(z),
+// instead of the coin flip of z = 0.
 // Every rank runs the same update on the same averaged value, so λ stays identical on all ranks
 // without a broadcast (set_log_lambda() serves a trainer that broadcasts anyway).
 class LagrangeMultiplier {
@@ -256,6 +282,7 @@ class LagrangeMultiplier {
     int64_t update_delay_steps = 0;
     int64_t window_size = 128;
     double threshold = 0.0;
+    double confidence = 0.0;  // z (0: the reference)
   };
   struct State {
     double log_lambda = 0.0;
@@ -263,7 +290,8 @@ class LagrangeMultiplier {
   };
   struct Update {
     bool applied = false;       // false while global_step < delay
-    double episode_cost = 0.0;  // J̄_C used (or that would have been used)
+    double episode_cost = 0.0;  // J̄_C, the plain window mean (averaged across ranks)
+    double margin = 0.0;        // z·SE added to it for the comparison with the threshold
     double lambda_before = 0.0, lambda_after = 0.0;
   };
   using AverageAcrossRanks = std::function<double(double)>;
@@ -280,6 +308,10 @@ class LagrangeMultiplier {
   size_t window_count() const { return window_.size(); }
   // Mean of this rank's window; an Error when empty.
   double window_mean() const;
+  // Standard error of that mean, s/√n (0 for fewer than two costs); an Error when empty.
+  double window_stderr() const;
+  // The margin the update adds to the mean: confidence · window_stderr().
+  double margin() const;
 
   Update update(int64_t global_step, const AverageAcrossRanks& average = {});
 

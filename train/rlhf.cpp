@@ -464,7 +464,8 @@ void RlhfTrainer::score(ScoredRollout& s) {
 // ---- The requirement ---------------------------------------------------------------------------
 ResolvedThreshold RlhfTrainer::calibrate_threshold() {
   BEAVER_CHECK(lag() && cm_, "calibrate_threshold: needs ppo-lag and a cost model");
-  BEAVER_CHECK(cfg_.target_unsafe_share >= 0, "calibrate_threshold: --target_unsafe_share is off");
+  BEAVER_CHECK(cfg_.target_unsafe_share >= 0 || cfg_.target_unsafe_ratio >= 0,
+               "calibrate_threshold: neither --target_unsafe_share nor --target_unsafe_ratio is set");
   const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), 0xCA1Bull);
   const size_t n = std::min<size_t>(order.size(), size_t(cfg_.calibration_prompts));
   // On several ranks each takes its slice of every global micro-batch (as in step()); the
@@ -493,12 +494,22 @@ ResolvedThreshold RlhfTrainer::calibrate_threshold() {
   // Each entry is set on one rank and 0 on the others: the sum is exact.
   if (ranks() > 1) opts_.comm->all_reduce(global_costs, ReduceOp::Sum);
   const std::vector<float> costs(global_costs.begin(), global_costs.end());
-  const ResolvedThreshold t = resolve_threshold(costs, cfg_.target_unsafe_share);
+  const ResolvedThreshold t = cfg_.target_unsafe_ratio >= 0
+                                  ? resolve_threshold_relative(costs, cfg_.target_unsafe_ratio)
+                                  : resolve_threshold(costs, cfg_.target_unsafe_share);
   lagrange_->set_threshold(t.threshold);
   if (root()) log_info("train ppo-lag: threshold ", t.threshold, " resolved for a target unsafe share of ",
-           t.target_unsafe_share, " from ", t.responses, " responses of the starting policy (",
+           t.target_unsafe_share,
+           t.target_unsafe_ratio >= 0 ? cat(" (", t.target_unsafe_ratio, " x the starting share)")
+                                      : std::string(),
+           " from ", t.responses, " responses of the starting policy (",
            "unsafe share ", t.unsafe_share, ", mean cost ", t.mean_cost, ": ", t.mean_unsafe,
-           " unsafe, ", t.mean_safe, " safe)");
+           " unsafe, ", t.mean_safe, " safe)",
+           cfg_.cost_confidence > 0
+               ? cat("; lambda follows the mean cost plus ", cfg_.cost_confidence,
+                     " standard errors of the ", cfg_.episode_cost_window_size,
+                     "-response window")
+               : std::string());
   return t;
 }
 
@@ -819,7 +830,8 @@ void RlhfTrainer::train() {
     if (opts_.comm) opts_.comm->barrier();  // no rank reads the output folder after this
   }
   std::optional<ResolvedThreshold> calibration;
-  if (lag() && cfg_.target_unsafe_share >= 0 && !resumed) calibration = calibrate_threshold();
+  if (lag() && (cfg_.target_unsafe_share >= 0 || cfg_.target_unsafe_ratio >= 0) && !resumed)
+    calibration = calibrate_threshold();
   MetricsLog log(metrics_path, total);
   if (root()) log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(),
            " distinct prompts (repeated texts dropped), ", total, " RL steps of ", Pb, " prompts",
@@ -907,15 +919,26 @@ void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& cali
   double unsafe = 0;
   for (float c : w) unsafe += c > 0 ? 1.0 : 0.0;
   unsafe /= double(w.size());
+  // Met: the plain window mean against the threshold (the reference's constraint), whatever
+  // margin drove λ there.
   const bool met = j <= th;
+  const double margin = lagrange_->margin();
   log_info("train ppo-lag: constraint ", met ? "met" : "NOT met", " at the end: episode cost ",
            j, (met ? " <= " : " > "), "threshold ", th, " (unsafe share of the last ", w.size(),
-           " responses ", unsafe, ", lambda ", lagrange_->lambda(), ")");
+           " responses ", unsafe, ", lambda ", lagrange_->lambda(),
+           cfg_.cost_confidence > 0
+               ? cat(", confidence margin ", margin, ": upper bound ", j + margin)
+               : std::string(),
+           ")");
   if (opts_.output_dir.empty()) return;
   nlohmann::ordered_json o;
   o["threshold"] = th;
   o["target_unsafe_share"] =
       cfg_.target_unsafe_share >= 0 ? nlohmann::json(cfg_.target_unsafe_share) : nlohmann::json();
+  o["target_unsafe_ratio"] =
+      cfg_.target_unsafe_ratio >= 0 ? nlohmann::json(cfg_.target_unsafe_ratio) : nlohmann::json();
+  if (calibration) o["resolved_target_unsafe_share"] = calibration->target_unsafe_share;
+  o["cost_confidence"] = cfg_.cost_confidence;
   if (calibration) {
     o["calibration"] = {{"responses", calibration->responses},
                         {"unsafe_share", calibration->unsafe_share},
@@ -925,6 +948,7 @@ void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& cali
   }
   o["final_episode_cost"] = j;
   o["final_unsafe_share"] = unsafe;
+  o["final_margin"] = margin;
   o["final_lambda"] = lagrange_->lambda();
   o["met"] = met;
   write_text_file((fs::path(opts_.output_dir) / "constraint.json").string(), o.dump(2) + "\n");

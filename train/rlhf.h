@@ -171,7 +171,7 @@ class RlhfTrainer {
   // and costs, GAE.
   void score(ScoredRollout& s);
 
-  // --target_unsafe_share: samples calibration_prompts prompts (a seeded choice of its own)
+  // --target_unsafe_share or --target_unsafe_ratio: samples calibration_prompts prompts (a seeded choice of its own)
   // from the current actor, scores them with the cost model, and sets λ's threshold to the
   // resolved one (train() calls it before the first update of a fresh run). Sampling uses a
   // seed stream of its own, so training samples the same sequences with or without it.
