@@ -242,5 +242,69 @@ TEST(Plot, LinePanelsAndHistogramWriteFiles) {
   fs::remove(b);
 }
 
+
+// The harm-versus-helpfulness plane: markers sit at the data's pixel, the cross bars span the
+// intervals and stop at their ends, the axes cover every interval, and a point without an
+// interval gets no bars.
+TEST(Plot, PlanePointsAndCrossBarsLandWhereTheDataSays) {
+  const std::vector<plot::PlanePoint> pts = {
+      {"SFT", 1.0, 0.8, 1.2, 40.0, 30.0, 50.0},
+      {"PPO-LAG", 1.5, 1.5, 1.5, 10.0, 10.0, 10.0},
+  };
+  plot::PlaneFrame f;
+  const Image img = plot::plane("plane", "helpfulness", "harm %", pts, &f);
+  // The axes are the rounded ticks of the intervals' span: x 0.8..1.5, y 10..50.
+  EXPECT_EQ(f.x_lo, plot::tick_values(0.8, 1.5, false).front());
+  EXPECT_EQ(f.x_hi, plot::tick_values(0.8, 1.5, false).back());
+  EXPECT_EQ(f.y_lo, plot::tick_values(10, 50, false).front());
+  EXPECT_EQ(f.y_hi, plot::tick_values(10, 50, false).back());
+  // The data range fills the plot area, which lies inside the image: low harm at the bottom.
+  EXPECT_GT(f.x1 - f.x0, 300);
+  EXPECT_GT(f.y1 - f.y0, 300);
+  EXPECT_LT(f.x1, img.width());
+  EXPECT_LT(f.y1, img.height());
+  EXPECT_DOUBLE_EQ(f.px(f.x_lo), f.x0);
+  EXPECT_DOUBLE_EQ(f.px(f.x_hi), f.x1);
+  EXPECT_DOUBLE_EQ(f.py(f.y_lo), f.y1);
+  EXPECT_DOUBLE_EQ(f.py(f.y_hi), f.y0);
+  const auto at = [&](double x, double y) {
+    return img.get(int(std::lround(x)), int(std::lround(y)));
+  };
+  const auto same = [](Rgb a, Rgb b) { return a.r == b.r && a.g == b.g && a.b == b.b; };
+  const Rgb c0 = plot::palette_color(0), c1 = plot::palette_color(1);
+  // Markers at the points, in their own colours; higher harm is higher in the image.
+  EXPECT_TRUE(same(at(f.px(1.0), f.py(40)), c0));
+  EXPECT_TRUE(same(at(f.px(1.0) + 3, f.py(40) - 3), c0));
+  EXPECT_TRUE(same(at(f.px(1.5), f.py(10)), c1));
+  EXPECT_LT(f.py(40), f.py(10));
+  // SFT's horizontal bar from x 0.8 to 1.2 at y 40, with caps at both ends, and nothing past them.
+  for (double x = 0.81; x < 1.2; x += 0.01) EXPECT_TRUE(same(at(f.px(x), f.py(40)), c0)) << x;
+  EXPECT_TRUE(same(at(f.px(0.8), f.py(40) - 3), c0));
+  EXPECT_TRUE(same(at(f.px(1.2), f.py(40) + 3), c0));
+  EXPECT_FALSE(same(at(f.px(1.2) + 4, f.py(40)), c0));
+  EXPECT_FALSE(same(at(f.px(0.8) - 4, f.py(40)), c0));
+  // Its vertical bar from y 30 to 50 at x 1.0.
+  for (double y = 30.5; y < 50; y += 0.5) EXPECT_TRUE(same(at(f.px(1.0), f.py(y)), c0)) << y;
+  EXPECT_TRUE(same(at(f.px(1.0) - 3, f.py(30)), c0));
+  EXPECT_TRUE(same(at(f.px(1.0) + 3, f.py(50)), c0));
+  EXPECT_FALSE(same(at(f.px(1.0), f.py(50) - 4), c0));
+  EXPECT_FALSE(same(at(f.px(1.0), f.py(30) + 4), c0));
+  // PPO-Lag has no interval: no bar leaves its marker.
+  EXPECT_FALSE(same(at(f.px(1.5) - 6, f.py(10)), c1));
+  EXPECT_FALSE(same(at(f.px(1.5), f.py(10) - 6), c1));
+  // Each name is drawn in its point's colour near its marker (first place: right, above).
+  int named = 0;
+  for (int y = int(f.py(40)) - 12; y < int(f.py(40)); ++y)
+    for (int x = int(f.px(1.0)) + 8; x < int(f.px(1.0)) + 8 + Image::text_width("SFT"); ++x)
+      named += same(img.get(x, y), c0);
+  EXPECT_GT(named, 10);
+  test::TempDir tmp;
+  img.write_png(tmp / "plane.png");
+  EXPECT_GT(fs::file_size(tmp / "plane.png"), 1000u);
+  EXPECT_THROW(plot::plane("p", "x", "y", {}), Error);
+  EXPECT_THROW(plot::plane("p", "x", "y", {{"bad", 1, 2, 3, 0, 0, 0}}), Error);  // x below x_lo
+  EXPECT_THROW(plot::plane("p", "x", "y", {{"nan", NAN, NAN, NAN, 0, 0, 0}}), Error);
+}
+
 }  // namespace
 }  // namespace beaver

@@ -204,6 +204,83 @@ void histogram(const std::string& png_path, const std::string& title, const std:
   img.write_png(png_path);
 }
 
+Rgb palette_color(size_t k) { return kPalette[k % 8]; }
+
+Image plane(const std::string& title, const std::string& xlabel, const std::string& ylabel,
+            const std::vector<PlanePoint>& points, PlaneFrame* frame) {
+  BEAVER_CHECK(!points.empty(), "plane '", title, "': no points to draw");
+  Range xr, yr;
+  for (const auto& p : points) {
+    for (double v : {p.x, p.x_lo, p.x_hi, p.y, p.y_lo, p.y_hi})
+      BEAVER_CHECK(std::isfinite(v), "plane '", title, "': point '", p.name,
+                   "' has a non-finite value");
+    BEAVER_CHECK(p.x_lo <= p.x && p.x <= p.x_hi && p.y_lo <= p.y && p.y <= p.y_hi, "plane '",
+                 title, "': point '", p.name, "' lies outside its own interval");
+    xr.add(p.x_lo);
+    xr.add(p.x_hi);
+    yr.add(p.y_lo);
+    yr.add(p.y_hi);
+  }
+  xr.integers = yr.integers = false;
+  const Axis xa = make_axis(xr), ya = make_axis(yr);
+  const int W = 760, H = 560, left = 80, right = 30, top = 48, bottom = 44;
+  Image img(W, H);
+  PlaneFrame f{left, top, W - right, H - bottom, xa.lo, xa.hi, ya.lo, ya.hi};
+  draw_axes(img, f.x0, f.y0, f.x1, f.y1, xa, ya);
+  img.text(f.x0, 8, title, kInk, 2);
+  img.text(f.x1 - Image::text_width(xlabel), f.y1 + 22, xlabel, kInk);
+  img.text(f.x0 - 40, f.y0 - 14, ylabel, kInk);
+  // Boxes taken by markers and names, so that a name goes where it hides nothing drawn before.
+  struct Box {
+    int x0, y0, x1, y1;
+    bool overlaps(const Box& o) const { return x0 <= o.x1 && o.x0 <= x1 && y0 <= o.y1 && o.y0 <= y1; }
+  };
+  std::vector<Box> taken;
+  for (const auto& p : points)
+    taken.push_back({pixel(f.px(p.x)) - 3, pixel(f.py(p.y)) - 3, pixel(f.px(p.x)) + 3,
+                     pixel(f.py(p.y)) + 3});
+  for (size_t k = 0; k < points.size(); ++k) {
+    const PlanePoint& p = points[k];
+    const Rgb c = palette_color(k);
+    const int cx = pixel(f.px(p.x)), cy = pixel(f.py(p.y));
+    const int xl = pixel(f.px(p.x_lo)), xh = pixel(f.px(p.x_hi));
+    const int yl = pixel(f.py(p.y_lo)), yh = pixel(f.py(p.y_hi));  // yl below yh on screen
+    if (xh > xl) {
+      img.line(xl, cy, xh, cy, c);
+      img.line(xl, cy - 3, xl, cy + 3, c);
+      img.line(xh, cy - 3, xh, cy + 3, c);
+    }
+    if (yl > yh) {
+      img.line(cx, yl, cx, yh, c);
+      img.line(cx - 3, yl, cx + 3, yl, c);
+      img.line(cx - 3, yh, cx + 3, yh, c);
+    }
+    img.rect(cx - 3, cy - 3, cx + 3, cy + 3, c);
+    const int tw = Image::text_width(p.name), th = 7;
+    const std::array<std::pair<int, int>, 6> places = {{{cx + 8, cy - 10},
+                                                        {cx - 8 - tw, cy - 10},
+                                                        {cx + 8, cy + 4},
+                                                        {cx - 8 - tw, cy + 4},
+                                                        {cx - tw / 2, cy - 16},
+                                                        {cx - tw / 2, cy + 9}}};
+    Box chosen{places[0].first, places[0].second, places[0].first + tw, places[0].second + th};
+    for (const auto& [tx, ty] : places) {
+      const Box b{tx, ty, tx + tw, ty + th};
+      if (b.x0 < 0 || b.x1 >= W || b.y0 < 0 || b.y1 >= H) continue;
+      bool free = true;
+      for (const Box& o : taken) free = free && !b.overlaps(o);
+      if (free) {
+        chosen = b;
+        break;
+      }
+    }
+    taken.push_back(chosen);
+    img.text(chosen.x0, chosen.y0, p.name, c);
+  }
+  if (frame) *frame = f;
+  return img;
+}
+
 namespace {
 // Calls fn(record) for every non-blank line of a metrics JSONL file; a line that is not JSON
 // is refused with its number.
