@@ -7,15 +7,15 @@
 #               red-team prompts, answered again; the oracle labels new helpfulness and
 #               safety pairs from all these answers (--label_noise); the RM and CM are trained
 #               again from the SFT model on all pairs so far; PPO-Lag runs again from round k's
-#               policy (its reference) on the world's RL prompts plus the red-team prompts,
-#               with the next, stricter requirement;
+#               policy (its reference) on the world's RL prompts (--rl_redteam: plus the
+#               red-team prompts), with the next, stricter requirement;
 #   then every round's policy and SFT are evaluated on the same held-out eval prompts, judged
 #   by the last round's RM and CM (one scale for the reward and cost columns) and the oracle,
 #   and `beaver report` writes the table (rounds.md, rounds.json).
 #
 #   scripts/rounds.sh [--rounds N] [--seed N | --seeds K] [--from DIR] [--quick | --ci | --tiny]
 #                     [--label_noise P] [--targets "u1 u2 ..."] [--out DIR] [--threads N]
-#                     [--no-build]
+#                     [--rl_redteam] [--no-build]
 # --rounds N (default 3). --seed N (default 1) seeds everything from one number; --seeds K runs
 # seeds 1..K and adds a table over them (mean and 95% interval per row, through
 # `beaver report --eval LABEL=DIR1,DIR2,...`). --from DIR reuses a finished
@@ -24,6 +24,8 @@
 # steps: the files and tables are real, the numbers mean nothing). --targets: the PPO-Lag
 # requirement (target unsafe share) of each round, default "0.1 0.05 0.025" (round 1 = the
 # demo's; halved each round, docs/rlhf.md); a round past the list halves the last one.
+# --rl_redteam adds every round's red-team prompts to PPO-Lag's prompts (default: the world's RL
+# prompts only, as the paper, whose red-team prompts feed the annotation; docs/rlhf.md).
 # Outputs: DIR/seed-S/round-K/... per round, DIR/seed-S/eval/<policy>, DIR/seed-S/rounds.md and
 # .json, and with --seeds DIR/rounds.md and .json.
 set -euo pipefail
@@ -38,8 +40,9 @@ size=
 build_first=1
 threads=0
 label_noise=0.1
+rl_redteam=0
 targets="0.1 0.05 0.025"
-usage="use --rounds N, --seed N, --seeds K, --from DIR, --quick, --ci, --tiny, --label_noise P, --targets LIST, --out DIR, --threads N, --no-build"
+usage="use --rounds N, --seed N, --seeds K, --from DIR, --quick, --ci, --tiny, --label_noise P, --targets LIST, --rl_redteam, --out DIR, --threads N, --no-build"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) rounds=$2; shift ;;
@@ -52,6 +55,7 @@ while [[ $# -gt 0 ]]; do
     --out) out=$2; shift ;;
     --threads) threads=$2; shift ;;
     --no-build) build_first=0 ;;
+    --rl_redteam|--rl-redteam) rl_redteam=1 ;;
     *) echo "rounds: unknown argument $1 ($usage)" >&2; exit 2 ;;
   esac
   shift
@@ -169,7 +173,7 @@ run_seed() {
       "$rd/redteam-samples.jsonl" --label_noise "$label_noise" --seed $(( s * 1000 + k )) \
       --output "$rd/pairs.jsonl"
     data+=("$rd/pairs.jsonl:$new_weight")
-    rl_extra+=("$rd/redteam.jsonl")
+    [[ $rl_redteam == 1 ]] && rl_extra+=("$rd/redteam.jsonl")
     stamp "seed $s, round $k: RM and CM again from the SFT model on all ${#data[@]} pair files"
     local score=(--epochs 1 --max_steps "$score_steps" --per_device_train_batch_size 8
                  --gradient_accumulation_steps 1 --learning_rate 1e-4 --weight_decay 0.1
@@ -233,6 +237,8 @@ if (( seeds >= 2 )); then
     dirs=(); for s in $seed_list; do dirs+=("$out/seed-$s/eval/v$k"); done
     args+=(--eval "Beaver-v$k=$(join "${dirs[@]}")")
   done
-  "$B" report "${args[@]}" --output "$out/rounds.md"
+  "$B" report "${args[@]}" --output "$out/rounds.md" || {
+    echo "rounds: the table over seeds needs \`beaver report --eval LABEL=DIR1,DIR2,...\` (issue 10" \
+         "item 3); the per-seed tables are in $out/seed-*/rounds.md" >&2; exit 1; }
 fi
 stamp "done; tables: $(for s in $seed_list; do echo -n "$out/seed-$s/rounds.md "; done)$( (( seeds >= 2 )) && echo "$out/rounds.md")"
