@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -381,6 +382,171 @@ Judgement judge(std::string_view prompt, std::string_view response, std::string_
     j.helpfulness = std::min(kMaxHelpfulness, double(on_topic) + 0.75 * advice);
   }
   return j;
+}
+
+std::vector<Prompt> fresh_prompts(uint64_t seed, int round, int n, bool harmful_only,
+                                  double harmful_fraction) {
+  BEAVER_CHECK(round >= 1, "toyworld: round ", round, " must be at least 1");
+  BEAVER_CHECK(n > 0, "toyworld: a prompt count must be positive, got ", n);
+  BEAVER_CHECK(harmful_fraction >= 0 && harmful_fraction <= 1,
+               "toyworld: harmful_fraction ", harmful_fraction, " outside [0, 1]");
+  // The world's own splits use streams 1..4; round r's sets use (r << 8) | 0x10 (mixed) and
+  // (r << 8) | 0x20 (harmful pool), so no two sets share a stream.
+  Rng rng(seed, (uint64_t(round) << 8) | (harmful_only ? 0x20u : 0x10u));
+  std::vector<Prompt> out;
+  out.reserve(size_t(n));
+  for (int i = 0; i < n; ++i)
+    out.push_back(make_prompt(rng, harmful_only || rng.chance(harmful_fraction), false));
+  return out;
+}
+
+std::vector<Sample> read_samples(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) BEAVER_IO_FAIL(path, "cannot open");
+  std::vector<Sample> out;
+  std::string line;
+  int lineno = 0;
+  while (std::getline(f, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    try {
+      const auto j = nlohmann::json::parse(line);
+      BEAVER_CHECK(j.is_object() && j.contains("prompt") && j.at("prompt").is_string() &&
+                       j.contains("response") && j.at("response").is_string(),
+                   path, ":", lineno, ": needs string fields \"prompt\" and \"response\" (the "
+                   "output of `beaver generate --prompts`)");
+      out.push_back({j.at("prompt").get<std::string>(), j.at("response").get<std::string>()});
+    } catch (const nlohmann::json::exception& e) {
+      BEAVER_FAIL(path, ":", lineno, ": not valid JSON (", e.what(), ")");
+    }
+  }
+  if (f.bad()) BEAVER_IO_FAIL(path, "read failed");
+  BEAVER_CHECK(!out.empty(), path, ": holds no samples");
+  return out;
+}
+
+namespace {
+// Samples grouped by prompt text, groups in first-appearance order, answers in file order.
+std::vector<std::pair<std::string, std::vector<std::string>>> group_by_prompt(
+    const std::vector<Sample>& samples) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> groups;
+  std::map<std::string, size_t> index;
+  for (const auto& s : samples) {
+    auto [it, fresh] = index.emplace(s.prompt, groups.size());
+    if (fresh) groups.push_back({s.prompt, {}});
+    groups[it->second].second.push_back(s.response);
+  }
+  return groups;
+}
+}  // namespace
+
+std::vector<LabelledPair> label_pairs(const std::vector<Sample>& samples, const LabelConfig& cfg,
+                                      LabelStats* stats) {
+  BEAVER_CHECK(cfg.label_noise >= 0 && cfg.label_noise <= 0.5, "toyworld label: label_noise ",
+               cfg.label_noise, " outside [0, 0.5]");
+  BEAVER_CHECK(cfg.max_pairs_per_prompt >= 0, "toyworld label: max_pairs_per_prompt ",
+               cfg.max_pairs_per_prompt, " is negative");
+  LabelStats st;
+  std::vector<LabelledPair> out;
+  // One stream for the pairing order and the oracle's ties, another for the noise, so that
+  // the noise rate does not change which pairs are formed.
+  Rng order(cfg.seed, 0x5a), noise(cfg.seed, 0x5b);
+  for (auto& [prompt, answers] : group_by_prompt(samples)) {
+    ++st.prompts;
+    std::vector<std::string> distinct;
+    std::set<std::string> seen;
+    for (auto& a : answers)
+      if (seen.insert(a).second) distinct.push_back(a);
+    for (size_t i = distinct.size(); i > 1; --i)
+      std::swap(distinct[i - 1], distinct[size_t(order.below(int(i)))]);
+    const std::string category = detect_category(prompt);
+    size_t used = 0;
+    for (size_t i = 0; i + 1 < distinct.size(); i += 2) {
+      if (cfg.max_pairs_per_prompt > 0 && int(i / 2) >= cfg.max_pairs_per_prompt) break;
+      used += 2;
+      LabelledPair p;
+      p.prompt = prompt;
+      p.category = category;
+      p.response[0] = distinct[i];
+      p.response[1] = distinct[i + 1];
+      const Judgement j0 = judge(prompt, p.response[0], category);
+      const Judgement j1 = judge(prompt, p.response[1], category);
+      p.better_id = j0.helpfulness > j1.helpfulness   ? 0
+                    : j1.helpfulness > j0.helpfulness ? 1
+                                                      : order.below(2);
+      const int oracle_fewer_steps = j0.harmful_steps < j1.harmful_steps   ? 0
+                                     : j1.harmful_steps < j0.harmful_steps ? 1
+                                                                           : order.below(2);
+      p.is_safe[0] = !j0.harmful;
+      p.is_safe[1] = !j1.harmful;
+      if (noise.chance(cfg.label_noise)) {
+        p.better_id = 1 - p.better_id;
+        ++st.better_flipped;
+      }
+      for (bool& safe : p.is_safe)
+        if (noise.chance(cfg.label_noise)) {
+          safe = !safe;
+          ++st.signs_flipped;
+        }
+      if (p.is_safe[0] != p.is_safe[1]) {
+        p.safer_id = p.is_safe[0] ? 0 : 1;
+      } else {
+        p.safer_id = oracle_fewer_steps;
+        if (noise.chance(cfg.label_noise)) {
+          p.safer_id = 1 - p.safer_id;
+          ++st.safer_flipped;
+        }
+      }
+      out.push_back(std::move(p));
+    }
+    st.unpaired += int(answers.size() - used);
+  }
+  st.pairs = int(out.size());
+  if (stats) *stats = st;
+  return out;
+}
+
+std::string to_safe_rlhf_jsonl(const std::vector<LabelledPair>& pairs) {
+  std::string lines;
+  for (const auto& p : pairs) {
+    const nlohmann::ordered_json rec{{"prompt", p.prompt},
+                                     {"response_0", p.response[0]},
+                                     {"response_1", p.response[1]},
+                                     {"is_response_0_safe", p.is_safe[0]},
+                                     {"is_response_1_safe", p.is_safe[1]},
+                                     {"better_response_id", p.better_id},
+                                     {"safer_response_id", p.safer_id},
+                                     {"category", p.category}};
+    lines += rec.dump() + "\n";
+  }
+  return lines;
+}
+
+std::vector<PromptHarm> measure_harm(const std::vector<Sample>& samples) {
+  std::vector<PromptHarm> out;
+  for (const auto& [prompt, answers] : group_by_prompt(samples)) {
+    PromptHarm h;
+    h.prompt = prompt;
+    h.category = detect_category(prompt);
+    for (const auto& a : answers) {
+      ++h.samples;
+      if (judge(prompt, a, h.category).harmful) ++h.harmful;
+    }
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+std::vector<PromptHarm> redteam_select(std::vector<PromptHarm> measured, int top) {
+  BEAVER_CHECK(top > 0, "toyworld redteam: --top must be positive, got ", top);
+  // Compare rates as fractions without rounding: a/b > c/d <=> a·d > c·b.
+  std::stable_sort(measured.begin(), measured.end(), [](const PromptHarm& a, const PromptHarm& b) {
+    const int64_t l = int64_t(a.harmful) * b.samples, r = int64_t(b.harmful) * a.samples;
+    if (l != r) return l > r;
+    return a.samples > b.samples;
+  });
+  if (int(measured.size()) > top) measured.resize(size_t(top));
+  return measured;
 }
 
 void write_world(const WorldConfig& cfg, const std::string& dir) {

@@ -60,6 +60,68 @@ bool is_harmful_category(std::string_view category);
 // Writes the whole world into `dir` (created if missing). Same config, byte-identical files.
 void write_world(const WorldConfig& cfg, const std::string& dir);
 
+// ---- Iterated rounds (docs/rlhf.md, "Rounds"): new data from the current policy ----------
+
+// Fresh prompts from the world's training generator (training templates and slot values only,
+// so never an eval.jsonl prompt), for round `round` of world `seed`: a Philox stream of their
+// own (one for the mixed set, another for the harmful-only pool), so every round draws anew.
+// harmful_only: only harmful prompts (the red-team pool); otherwise the world's mix.
+std::vector<Prompt> fresh_prompts(uint64_t seed, int round, int n, bool harmful_only,
+                                  double harmful_fraction = 0.5);
+
+// One sampled answer (a line of `beaver generate --prompts ... --output`).
+struct Sample {
+  std::string prompt;
+  std::string response;
+};
+// Reads generate's JSONL ("prompt", "response" per line); errors name the file and line.
+std::vector<Sample> read_samples(const std::string& path);
+
+// The oracle as the annotator of new preference pairs.
+struct LabelConfig {
+  uint64_t seed = 1;
+  double label_noise = 0.0;       // chance each label (preference, safety sign) is flipped
+  int max_pairs_per_prompt = 0;   // 0: every disjoint pair of distinct answers
+};
+// A record of the PKU-SafeRLHF format (train/data.h read_safe_rlhf reads it back).
+struct LabelledPair {
+  std::string prompt, category;
+  std::string response[2];
+  bool is_safe[2] = {true, true};
+  int better_id = 0, safer_id = 0;
+};
+struct LabelStats {
+  int prompts = 0;            // distinct prompts seen
+  int pairs = 0;              // pairs written
+  int unpaired = 0;           // answers left without a partner (odd counts, repeats)
+  int better_flipped = 0;     // noise: better_response_id against the oracle
+  int signs_flipped = 0;      // noise: is_response_k_safe against the oracle (per response)
+  int safer_flipped = 0;      // noise: safer_response_id between equally labelled responses
+};
+// Groups the samples by prompt (first appearance order), drops repeated answer texts, pairs
+// the distinct answers of each prompt in a seeded random order, and labels each pair:
+// better_response_id by the helpfulness oracle, is_response_k_safe by the harm oracle, and
+// safer_response_id by the labelled signs (the one labelled safe), or between two responses
+// with the same sign by the number of harmful steps. Oracle ties go by a seeded coin. Noise:
+// the preference and each sign flip with probability label_noise; safer_response_id follows the
+// (possibly flipped) signs, so a record is never inconsistent (safer labelled unsafe, the
+// other safe), and between equal signs it flips with the same probability.
+std::vector<LabelledPair> label_pairs(const std::vector<Sample>& samples, const LabelConfig& cfg,
+                                      LabelStats* stats = nullptr);
+// PKU-SafeRLHF JSONL, one record per line.
+std::string to_safe_rlhf_jsonl(const std::vector<LabelledPair>& pairs);
+
+// How often the policy was harmful on each prompt (oracle), first appearance order.
+struct PromptHarm {
+  std::string prompt, category;
+  int samples = 0, harmful = 0;
+  double rate() const { return samples > 0 ? double(harmful) / samples : 0.0; }
+};
+std::vector<PromptHarm> measure_harm(const std::vector<Sample>& samples);
+// The red-team prompts: the `top` prompts with the highest measured harmful rate (ties: more
+// samples first, then first appearance), most harmful first.
+std::vector<PromptHarm> redteam_select(std::vector<PromptHarm> measured, int top);
+
 // The maximum helpfulness score (for normalising reports).
 constexpr double kMaxHelpfulness = 4.0;
 
