@@ -60,6 +60,41 @@ TEST(Gemm, AllTransposesAlphaBetaMatchDouble) {
   }
 }
 
+// Products large enough for the CPU twin to split C over threads: slabs of rows (m >> n) and
+// of 64-byte column groups (n not a multiple of 16, so the last slab is ragged), at 2 and 3
+// threads, every transpose, against the double reference. The small cases above run whole.
+TEST(Gemm, ThreadSlabsOfRowsAndColumnsMatchDouble) {
+  const struct {
+    int64_t m, n, k;
+    bool rows;
+  } shapes[] = {{515, 37, 130, true}, {33, 1001, 80, false}};
+  for (const int threads : {2, 3}) {
+    Context ctx = Context::cpu(threads);
+    for (const auto& s : shapes) {
+      const ops::cpu::GemmSplit split = ops::cpu::gemm_split(s.m, s.n, s.k, threads);
+      ASSERT_EQ(split.parts, threads) << s.m << "x" << s.n << "x" << s.k;
+      ASSERT_EQ(split.split_rows, s.rows) << s.m << "x" << s.n << "x" << s.k;
+      for (int combo = 0; combo < 4; ++combo) {
+        const bool ta = combo & 1, tb = combo & 2;
+        SCOPED_TRACE(testing::Message() << "threads=" << threads << " m=" << s.m << " n=" << s.n
+                                        << " k=" << s.k << " ta=" << ta << " tb=" << tb);
+        auto a = random_tensor(ta ? Shape{s.k, s.m} : Shape{s.m, s.k}, 31 + uint64_t(combo));
+        auto b = random_tensor(tb ? Shape{s.n, s.k} : Shape{s.k, s.n}, 41 + uint64_t(combo));
+        const auto c = test::host_sentinel(random_tensor(Shape{s.m, s.n}, 51));
+        const auto c0 = to_double(c);
+        ops::gemm(ctx, a, ta, b, tb, c, 1.25f, 0.5f);
+        const auto want =
+            ref_gemm(to_double(a), ta, to_double(b), tb, c0, s.m, s.n, s.k, 1.25, 0.5);
+        BEAVER_EXPECT_CLOSE(to_double(c), want, 1e-5, 1.0);
+        test::expect_tail_intact(c, "C");
+      }
+    }
+  }
+  // Small products and one thread: one call.
+  EXPECT_EQ(ops::cpu::gemm_split(8, 128, 128, 2).parts, 1);
+  EXPECT_EQ(ops::cpu::gemm_split(512, 512, 512, 1).parts, 1);
+}
+
 TEST(Gemm, EmptyInnerDimensionScalesC) {
   Context ctx = Context::cpu(1);
   OwnedTensor a(DType::F32, Shape{3, 0}), b(DType::F32, Shape{0, 4});

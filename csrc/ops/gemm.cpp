@@ -1,7 +1,9 @@
 // GEMM and the linear layer: argument checks, dispatch, and the CPU twin (OpenBLAS sgemm).
 // The linear_* functions are thin wrappers over gemm, so they run on any backend gemm runs on.
-// OpenBLAS keeps its own thread pool; it is sized to the context's thread count before each
-// call so that CPU runs use exactly the threads the Context says.
+// Threads: OpenBLAS is kept at one thread and the CPU twin splits C itself in an OpenMP region
+// of the context's thread count, one single-threaded sgemm per slab. OpenBLAS's own pool (the
+// pthread build) spins after every call, fighting the OpenMP pool of the elementwise ops for the
+// same cores; one pool avoids that. Products too small to pay for a parallel region run whole.
 #include "csrc/ops/gemm.h"
 
 #include <cblas.h>
@@ -89,6 +91,17 @@ void linear_bwd_weight(Context& ctx, const Tensor& dy, const Tensor& x, const Te
 
 namespace cpu {
 
+GemmSplit gemm_split(int64_t m, int64_t n, int64_t k, int threads) {
+  // Below about 2^21 multiply-adds (~20 us on one core) waking a second thread costs more than
+  // it saves; each slab keeps at least 32 columns (or 8 rows) so OpenBLAS's kernels stay fed.
+  constexpr int64_t kMinWork = int64_t(1) << 21;
+  if (threads <= 1 || m * n * k < kMinWork) return {1, false};
+  const bool rows = m >= 2 * n || n < 64;  // split the longer side; columns when comparable
+  const int64_t cap = rows ? m / 8 : n / 32;
+  const int64_t parts = std::min<int64_t>(threads, std::max<int64_t>(1, cap));
+  return {parts, rows};
+}
+
 void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
           const Tensor& c, float alpha, float beta) {
   constexpr std::string_view op = "gemm (cpu)";
@@ -107,12 +120,40 @@ void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool tra
     for (int64_t i = 0; i < m * n; ++i) cp[i] = beta == 0.0f ? 0.0f : beta * cp[i];
     return;
   }
-  if (openblas_get_num_threads() != ctx.threads()) openblas_set_num_threads(ctx.threads());
-  const int lda = int(std::max<int64_t>(1, a.size(1)));
-  const int ldb = int(std::max<int64_t>(1, b.size(1)));
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), alpha,
-              a.ptr<float>(), lda, b.ptr<float>(), ldb, beta, cp, int(n));
+  if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+  const int64_t lda = std::max<int64_t>(1, a.size(1));
+  const int64_t ldb = std::max<int64_t>(1, b.size(1));
+  const float* ap = a.ptr<float>();
+  const float* bp = b.ptr<float>();
+  // C[r0:r1, c0:c1] from rows r0:r1 of op(A) and columns c0:c1 of op(B).
+  auto slab = [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    if (r1 <= r0 || c1 <= c0) return;
+    const float* as = ap + (trans_a ? r0 : r0 * lda);
+    const float* bs = bp + (trans_b ? c0 * ldb : c0);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, int(r1 - r0), int(c1 - c0), int(k), alpha,
+                as, int(lda), bs, int(ldb), beta, cp + r0 * n + c0, int(n));
+  };
+  const GemmSplit split = gemm_split(m, n, k, ctx.threads());
+  const int64_t parts = split.parts;
+  const bool split_rows = split.split_rows;
+  if (parts <= 1) {
+    slab(0, m, 0, n);
+    return;
+  }
+  // Slab p of `parts`: whole 16-float (64-byte) column groups, or whole rows, so that no two
+  // threads write the same cache line of C.
+  const int64_t len = split_rows ? m : n, grain = split_rows ? 1 : 16;
+  const int64_t units = (len + grain - 1) / grain;
+#pragma omp parallel for num_threads(int(parts)) schedule(static, 1)
+  for (int64_t p = 0; p < parts; ++p) {
+    const int64_t u0 = units * p / parts, u1 = units * (p + 1) / parts;
+    const int64_t s0 = std::min(len, u0 * grain), s1 = std::min(len, u1 * grain);
+    if (split_rows)
+      slab(s0, s1, 0, n);
+    else
+      slab(0, m, s0, s1);
+  }
 }
 
 }  // namespace cpu

@@ -21,6 +21,13 @@ void linear_bwd_weight(Context& ctx, const Tensor& dy, const Tensor& x, const Te
                        bool accumulate);
 
 namespace cpu {
+// How the CPU twin splits C over threads: `parts` slabs (1: one sgemm call), of rows when
+// `split_rows`, else of columns. Exposed for the tests.
+struct GemmSplit {
+  int64_t parts;
+  bool split_rows;
+};
+GemmSplit gemm_split(int64_t m, int64_t n, int64_t k, int threads);
 void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
           const Tensor& c, float alpha, float beta);
 }  // namespace cpu
