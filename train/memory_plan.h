@@ -5,26 +5,27 @@
 //
 // One source of truth: the per-model items come from LlamaModel::plan_memory and
 // InferenceEngine::plan_memory (model/), which run the planning code the constructors run;
-// the optimizer state from ZeroShard::state_range (train/zero.h), the range the Optimizer
+// the optimizer state from ZeroShard::state_elements (train/zero.h), the pieces the Optimizer
 // gives AdamW's m and v. Nothing here restates a tensor shape. Items per role:
 //   weights          the params arena (the fp32 master on the CPU and for trained CUDA roles;
 //                    bf16 for frozen CUDA roles)
 //   working copy     bf16 copy of a trained CUDA role's master (what the kernels read)
-//   gradients        the grads arena (fp32, the whole vector at every implemented stage)
+//   gradients        the grads arena (fp32; the rank's shard at stages 2-3 for a sharded model)
 //   Adam moments     m and v (fp32) over this rank's shard, plus the norm and clip scalars
 //   activations      the activations arena without the logits chunks; both the planned
 //                    figure and the one with the other recomputation setting are shown
 //   logits chunks    the LM head's logits chunk (and its bf16 gradient copy), the engine's
 //                    decode logits
 //   rollout KV cache the generation engine's cache (actor)
-// and per rank: the communication buffers (none at stages 0-2: collectives run in place on
-// the flat vectors; stage 3 would gather two layers at a time) and the workspace (the GEMM
+// and per rank: the communication buffers (sharded models: the unit gradient buffer, and at
+// stage 3 the two gathered unit slots; none at stages 0-1) and the workspace (the GEMM
 // workspace a CUDA context allocates, and the largest context scratch: the attention
 // backward's per-row statistics).
 //
-// Stage 3 is not implemented (the trainers refuse it); its plan is the projection of the
-// design in issue 9: parameters (frozen roles too), gradients and optimizer state sharded
-// over the ranks, two layers' parameters gathered at a time. The table says so.
+// Roles marked sharded_model (train sft, rm, cm) are planned from the sharded model's own plan
+// (rank 0, the fullest). Stage 3 of the other roles (the RL trainers refuse it) is the
+// projection of the same design: parameters (frozen roles too), gradients and optimizer state
+// sharded over the ranks, two layers' parameters gathered at a time. The table says so.
 // Not counted: the CUDA context, cuBLAS handles and NCCL's internal buffers (outside Beaver's
 // allocations; a few hundred MiB to ~1 GiB per GPU, which the "headroom" line reserves), host
 // staging copies (host memory), and transient tensors of a step (a few rows of scores).
