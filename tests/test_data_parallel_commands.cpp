@@ -4,17 +4,24 @@
 //     3 ranks write byte for byte the files one rank writes (generation batch k runs on rank
 //     k mod N with the seeds of its global prompt indices; rank 0 writes in prompt order);
 //     another seed changes the answers, so the comparison can fail;
-//   - `generate --prompt` under mpirun is refused with a message.
+//   - `generate --prompt` under mpirun is refused with a message;
+//   - PPO-Lagrangian cut after RL step 1 of 3 on 2 ranks (a rank killed while saving step 2)
+//     resumes on 3 ranks (ZeRO 2, optimizer shards re-cut) and on 1 rank and ends with the
+//     1-rank actor within 1e-5 and its λ within 1e-7, every rank with the same λ; a resume
+//     whose global micro-batch differs is refused naming it.
 // Skips when mpirun is missing. As root, mpirun needs OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include "csrc/safetensors.h"
 
 namespace fs = std::filesystem;
 
@@ -78,9 +85,41 @@ class DataParallelCommands : public ::testing::Test {
     return std::string(std::istreambuf_iterator<char>(f), {});
   }
   // `beaver <args>` on `ranks` ranks, output and errors into <name>.log.
-  static int beaver_on(int ranks, const std::string& args, const std::string& name) {
-    return run("cd " + d() + " && " + launcher(ranks) + beaver() + " " + args + " > " + name +
-               ".log 2>&1");
+  static int beaver_on(int ranks, const std::string& args, const std::string& name,
+                       const std::string& env = "") {
+    return run("cd " + d() + " && " + env + launcher(ranks) + beaver() + " " + args + " > " +
+               name + ".log 2>&1");
+  }
+  // PPO-Lagrangian, 3 RL steps of a global batch of 6 prompts, global micro-batch 6, a
+  // checkpoint every step.
+  static int ppo_lag(int ranks, const std::string& out, const std::string& extra,
+                     const std::string& env = "") {
+    return beaver_on(ranks, "train ppo-lag --actor_model_name_or_path init5 "
+                     "--reward_model_name_or_path rm --cost_model_name_or_path cm "
+                     "--train_datasets world/prompts.jsonl --max_length 64 --threads 1 "
+                     "--prompt_batch_size 6 --per_device_train_batch_size " +
+                     std::to_string(6 / ranks) + " --update_iters 2 --actor_lr 1e-3 "
+                     "--critic_lr 1e-3 --actor_lr_warmup_ratio 0 --critic_lr_warmup_ratio 0 "
+                     "--lambda_lr 0.1 --max_steps 3 --save_interval 1 --output_dir " + out +
+                     " " + extra, out, env);
+  }
+  static double max_diff(const std::string& a, const std::string& b) {
+    beaver::SafeTensorsFile fa(d() + "/" + a + "/model.safetensors");
+    beaver::SafeTensorsFile fb(d() + "/" + b + "/model.safetensors");
+    double m = 0;
+    for (const auto& t : fa.tensors()) {
+      const auto& u = fb.at(t.name);
+      const float* x = static_cast<const float*>(t.tensor().data);
+      const float* y = static_cast<const float*>(u.tensor().data);
+      for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, double(std::fabs(x[i] - y[i])));
+    }
+    return m;
+  }
+  static double final_lambda(const std::string& out) {
+    const std::string c = read(out + "/constraint.json");
+    const std::string key = "\"final_lambda\": ";
+    const size_t at = c.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(c.substr(at + key.size()));
   }
   static inline std::string* dir_ = nullptr;
   static inline bool ok_ = false;
@@ -143,6 +182,46 @@ TEST_F(DataParallelCommands, GenerateOnePromptIsRefusedOnSeveralRanks) {
   const std::string log = read("gen_one.log");
   EXPECT_NE(log.find("runs on one rank; under mpirun give --prompts FILE"), std::string::npos)
       << log;
+}
+
+TEST_F(DataParallelCommands, PpoLagResumesFromTwoRanksOntoThreeAndOne) {
+  ASSERT_EQ(ppo_lag(1, "rl1", ""), 0) << read("rl1.log");
+  const double lambda1 = final_lambda("rl1");
+  ASSERT_GT(lambda1, 0) << read("rl1/constraint.json");
+  // Cut on 2 ranks after step 1 (--max_steps would not do: it sizes the schedules).
+  ASSERT_NE(ppo_lag(2, "rl2", "", "BEAVER_TEST_KILL_RANK_IN_SAVE=1@2 "), 0);
+  ASSERT_EQ(read("rl2/checkpoints/latest"), "step-00000001\n") << read("rl2.log");
+  fs::copy(d() + "/rl2", d() + "/rl2b", fs::copy_options::recursive);
+  fs::copy(d() + "/rl2", d() + "/rl2c", fs::copy_options::recursive);
+  struct Case { const char* out; int ranks; const char* extra; };
+  for (const Case c : {Case{"rl2", 3, "--resume --zero_stage 2"}, Case{"rl2b", 1, "--resume"}}) {
+    ASSERT_EQ(ppo_lag(c.ranks, c.out, c.extra), 0) << read(std::string(c.out) + ".log");
+    const std::string log = read(std::string(c.out) + ".log");
+    EXPECT_NE(log.find("written by 2 rank(s), continued on " + std::to_string(c.ranks)),
+              std::string::npos) << log;
+    EXPECT_LE(max_diff("rl1", c.out), 1e-5) << c.ranks << " ranks";
+    EXPECT_NEAR(final_lambda(c.out), lambda1, 1e-7) << c.ranks << " ranks";
+    if (c.ranks > 1) {
+      const std::string key = "ends with lambda ";
+      std::vector<std::string> seen;
+      for (size_t at = log.find(key); at != std::string::npos; at = log.find(key, at + 1))
+        seen.push_back(log.substr(at + key.size(), log.find('\n', at) - at - key.size()));
+      ASSERT_EQ(seen.size(), size_t(c.ranks)) << log;
+      for (const auto& l : seen) EXPECT_EQ(l, seen[0]);
+    }
+  }
+  // The comparison can fail: the run moved the actor well past the tolerance.
+  EXPECT_GT(max_diff("init5", "rl1"), 1e-4);
+  // Another global micro-batch (3 ranks x 1) is another run: refused, naming it.
+  ASSERT_NE(beaver_on(3, "train ppo-lag --actor_model_name_or_path init5 "
+                         "--reward_model_name_or_path rm --cost_model_name_or_path cm "
+                         "--train_datasets world/prompts.jsonl --max_length 64 --threads 1 "
+                         "--prompt_batch_size 6 --per_device_train_batch_size 1 --update_iters 2 "
+                         "--actor_lr 1e-3 --critic_lr 1e-3 --actor_lr_warmup_ratio 0 "
+                         "--critic_lr_warmup_ratio 0 --lambda_lr 0.1 --max_steps 3 "
+                         "--save_interval 1 --output_dir rl2c --resume", "rl2c"), 0);
+  EXPECT_NE(read("rl2c.log").find("the run was started with global_micro_batch_size"),
+            std::string::npos) << read("rl2c.log");
 }
 
 }  // namespace
