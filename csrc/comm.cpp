@@ -19,6 +19,16 @@ int64_t Partition::end(int r) const {
   return std::min(n, int64_t(r + 1) * chunk());
 }
 
+std::vector<std::string> Communicator::all_gather_bytes(const std::string& mine) {
+  std::vector<std::string> out(static_cast<size_t>(size()));
+  for (int r = 0; r < size(); ++r) {
+    std::string& b = out[size_t(r)];
+    if (r == rank()) b = mine;
+    broadcast(b, r);
+  }
+  return out;
+}
+
 namespace {
 
 class SingleRank final : public Communicator {

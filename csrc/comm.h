@@ -73,6 +73,9 @@ class Communicator {
   virtual void broadcast(std::string& bytes, int root) = 0;
   // Whether every rank passed true (a collective: all ranks must call it).
   bool all_true(bool ok) { return all_reduce(ok ? 0.0 : 1.0, ReduceOp::Sum) == 0.0; }
+  // Every rank's bytes (any length each), in rank order, on every rank: one broadcast per
+  // rank (a collective; for results gathered once, not for the training step's tensors).
+  std::vector<std::string> all_gather_bytes(const std::string& mine);
   virtual void barrier() = 0;
 
   // Ends the whole job: prints the message (naming this rank) and stops every rank with a

@@ -1,6 +1,8 @@
 // `beaver eval` (one policy scored by the reward and cost models, optionally by the toy world's
 // oracle) and `beaver arena` (two policies on the same prompts: win rate, safe/unsafe table,
 // Elo). Both write responses.jsonl, summary.json, table.csv and PNG histograms (train/evaluate.h).
+// Under `mpirun -np N` the generation batches are spread over the ranks (train/evaluate.h) and
+// rank 0 writes the same files one rank would.
 #include <memory>
 #include <string>
 
@@ -36,9 +38,10 @@ void add_common(CLI::App* cmd, CommonArgs& c) {
       ->check(CLI::NonNegativeNumber);
 }
 
-Context make_context(const CommonArgs& c) {
+// One device per rank on a node (the rank's local index) for cuda.
+Context make_context(const CommonArgs& c, const Communicator& comm) {
   if (c.device == "cpu") return Context::cpu(c.threads);
-  if (c.device == "cuda") return Context::cuda(0);
+  if (c.device == "cuda") return Context::cuda(comm.local_rank());
   BEAVER_FAIL("--device: expected cpu or cuda, got '", c.device, "'");
 }
 
@@ -59,11 +62,13 @@ void add_eval_command(CLI::App& app) {
   ev->add_flag("--overwrite", e->overwrite, "Write into a non-empty --output folder");
   add_common(ev, *ec);
   ev->callback([e, ec] {
-    require_one_rank("eval");
-    e->gen = ec->gen;
-    e->bad_records = train::parse_bad_record_policy(ec->bad_records);
-    Context ctx = make_context(*ec);
-    (void)train::run_eval(ctx, *e);
+    run_on_ranks([&](Communicator& comm) {
+      e->gen = ec->gen;
+      e->bad_records = train::parse_bad_record_policy(ec->bad_records);
+      e->comm = &comm;
+      Context ctx = make_context(*ec, comm);
+      (void)train::run_eval(ctx, *e);
+    });
   });
 
   auto* ar = app.add_subcommand("arena", "Compare two policies on the same prompts");
@@ -79,11 +84,13 @@ void add_eval_command(CLI::App& app) {
   ar->add_flag("--overwrite", a->overwrite, "Write into a non-empty --output folder");
   add_common(ar, *ac);
   ar->callback([a, ac] {
-    require_one_rank("arena");
-    a->gen = ac->gen;
-    a->bad_records = train::parse_bad_record_policy(ac->bad_records);
-    Context ctx = make_context(*ac);
-    (void)train::run_arena(ctx, *a);
+    run_on_ranks([&](Communicator& comm) {
+      a->gen = ac->gen;
+      a->bad_records = train::parse_bad_record_policy(ac->bad_records);
+      a->comm = &comm;
+      Context ctx = make_context(*ac, comm);
+      (void)train::run_arena(ctx, *a);
+    });
   });
 }
 

@@ -12,6 +12,10 @@
 // Prompts are wrapped in the conversation template unless --no_template. Sampling defaults to
 // temperature 1 with top-k and top-p off (--temperature 0: greedy); prefill and decode
 // tokens/s are printed at the end, on stderr.
+// `mpirun -np N beaver generate --prompts FILE`: batch k runs on rank k mod N (with the seeds of
+// its global prompt indices, so the answers are one rank's), the ranks' answers are gathered
+// after every round of N batches and rank 0 alone writes them, in prompt order. --prompt and
+// chat run on one rank.
 #include <unistd.h>
 
 #include <cstdio>
@@ -131,12 +135,15 @@ void print_stats(const model::InferenceEngine& engine) {
                static_cast<long long>(s.decode_tokens), s.decode_tokens_per_s());
 }
 
-void run_generate(const GenerateArgs& a) {
+void run_generate(const GenerateArgs& a, Communicator& comm) {
   BEAVER_CHECK(a.prompt.empty() != a.prompts_file.empty(),
                "generate: give exactly one of --prompt TEXT and --prompts FILE (for a "
                "conversation, use `beaver chat --model ", a.model, "`)");
   BEAVER_CHECK(a.prompts_file.empty() || a.output.empty() || a.output != a.prompts_file,
                "generate: --output ", a.output, " is the --prompts file; choose another file");
+  BEAVER_CHECK(!comm.distributed() || a.prompt.empty(), "generate --prompt streams one answer "
+               "and runs on one rank; under mpirun give --prompts FILE (the batches are spread "
+               "over the ranks)");
   const Loaded l = load(a.model, "generate");
   const model::Tokenizer& tok = l.tok;
 
@@ -170,37 +177,60 @@ void run_generate(const GenerateArgs& a) {
     print_stats(engine);
     return;
   }
-  // Batch by batch, so that progress shows; prompt k still samples with seed + k.
+  // Batch by batch, so that progress shows; prompt k still samples with seed + k. On N ranks,
+  // round r is batches r N .. r N + N - 1, batch r N + q on rank q.
+  const bool root = comm.is_root();
+  const int ranks = comm.size();
   std::unique_ptr<AtomicFile> file;
-  if (!a.output.empty()) file = std::make_unique<AtomicFile>(a.output);
-  const train::ProgressMeter progress("generate", "prompts", int64_t(prompts.size()));
-  for (size_t i = 0; i < prompts.size(); i += size_t(batch)) {
-    const size_t n = std::min(size_t(batch), prompts.size() - i);
-    const std::vector<std::vector<int32_t>> chunk(prompts.begin() + long(i),
-                                                  prompts.begin() + long(i + n));
-    model::GenerateOptions gc = go;
-    gc.seed = go.seed + i;
-    const auto out = engine.generate(chunk, gc);
-    for (size_t k = 0; k < n; ++k) {
-      nlohmann::json j;
-      j["prompt"] = texts[i + k];
-      j["response"] = text_of(tok, out[k].tokens);
-      j["tokens"] = out[k].tokens.size();
-      j["stopped_at_eos"] = out[k].stopped_at_eos;
-      const std::string line = j.dump() + "\n";
+  if (root && !a.output.empty()) file = std::make_unique<AtomicFile>(a.output);
+  const size_t step = size_t(batch);
+  const size_t batches = (prompts.size() + step - 1) / step;
+  int64_t mine_total = 0;
+  for (size_t k = size_t(comm.rank()); k < batches; k += size_t(ranks))
+    mine_total += int64_t(std::min(step, prompts.size() - k * step));
+  const train::ProgressMeter progress(
+      ranks > 1 ? cat("generate (rank ", comm.rank(), " of ", ranks, ")") : std::string("generate"),
+      "prompts", mine_total);
+  int64_t done = 0;
+  for (size_t round = 0; round * size_t(ranks) < batches; ++round) {
+    const size_t k = round * size_t(ranks) + size_t(comm.rank());
+    std::string lines;  // this rank's batch of the round, one JSON line per prompt
+    if (k < batches) {
+      const size_t i = k * step, n = std::min(step, prompts.size() - i);
+      const std::vector<std::vector<int32_t>> chunk(prompts.begin() + long(i),
+                                                    prompts.begin() + long(i + n));
+      model::GenerateOptions gc = go;
+      gc.seed = go.seed + i;
+      const auto out = engine.generate(chunk, gc);
+      for (size_t q = 0; q < n; ++q) {
+        nlohmann::json j;
+        j["prompt"] = texts[i + q];
+        j["response"] = text_of(tok, out[q].tokens);
+        j["tokens"] = out[q].tokens.size();
+        j["stopped_at_eos"] = out[q].stopped_at_eos;
+        lines += j.dump() + "\n";
+      }
+      done += int64_t(n);
+      log_info(progress.line(done));
+    }
+    // Rank order within a round is batch order.
+    const std::vector<std::string> all =
+        ranks > 1 ? comm.all_gather_bytes(lines) : std::vector<std::string>{lines};
+    if (!root) continue;
+    for (const std::string& part : all) {
       if (file) {
-        file->write(line);
+        file->write(part);
       } else {
-        std::fputs(line.c_str(), stdout);
+        std::fputs(part.c_str(), stdout);
       }
     }
     if (!file) std::fflush(stdout);
-    log_info(progress.line(int64_t(i + n)));
   }
   if (file) {
     file->commit();
     log_info("generate: wrote ", prompts.size(), " responses to ", a.output);
   }
+  if (ranks > 1) std::fprintf(stderr, "rank %d of %d: ", comm.rank(), ranks);
   print_stats(engine);
 }
 
@@ -281,10 +311,7 @@ void add_generate_command(CLI::App& app) {
                   "JSONL file for the answers to --prompts (default: stdout)");
   cmd->add_flag("--no_template", a->no_template, "Use the prompt text as is");
   cmd->add_option("--batch_size", a->batch_size, "Prompts per batch")->check(CLI::PositiveNumber);
-  cmd->callback([a] {
-    require_one_rank("generate");
-    run_generate(*a);
-  });
+  cmd->callback([a] { run_on_ranks([&](Communicator& comm) { run_generate(*a, comm); }); });
 
   auto* chat = app.add_subcommand(
       "chat",

@@ -27,7 +27,8 @@ void require_one_rank(const std::string& command) {
   std::unique_ptr<Communicator> comm = communicator_from_environment();
   if (comm->distributed())
     comm->abort("beaver " + command + " runs on one rank; data parallel over mpirun covers "
-                "`beaver train sft|rm|cm|ppo-lag|ppo|ppo-shaping` so far; run it without mpirun");
+                "`beaver train sft|rm|cm|ppo-lag|ppo|ppo-shaping`, `eval`, `arena` and `generate "
+                "--prompts`; run it without mpirun");
 }
 
 void add_zero_stage_flag(CLI::App* cmd, int& stage) {

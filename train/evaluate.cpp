@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -112,13 +113,54 @@ PolicyScorer::PolicyScorer(Context& ctx, const std::string& policy_dir,
 
 PolicyScorer::~PolicyScorer() = default;
 
+namespace {
+
+// One rank's answers for the gather: global prompt index, the generated text and its scores
+// (the floats as their bits, so the gathered values are the computed ones exactly).
+std::string pack_answers(const std::vector<std::pair<size_t, ScoredResponse>>& mine) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& [k, r] : mine) {
+    uint32_t rb = 0, cb = 0;
+    std::memcpy(&rb, &r.reward, 4);
+    std::memcpy(&cb, &r.cost, 4);
+    a.push_back({k, r.response, r.response_tokens, r.stopped_at_eos, rb, cb});
+  }
+  return a.dump();
+}
+
+void unpack_answers(const std::string& bytes, int rank, std::vector<ScoredResponse>& out,
+                    std::vector<bool>& seen) {
+  const nlohmann::json a = nlohmann::json::parse(bytes);
+  for (const auto& e : a) {
+    const size_t k = e[0].get<size_t>();
+    BEAVER_CHECK(k < out.size() && !seen[k], "eval: rank ", rank, " sent an answer for prompt ",
+                 k, ", outside the prompt set or answered twice");
+    seen[k] = true;
+    ScoredResponse& r = out[k];
+    r.response = e[1].get<std::string>();
+    r.response_tokens = e[2].get<int64_t>();
+    r.stopped_at_eos = e[3].get<bool>();
+    const uint32_t rb = e[4].get<uint32_t>(), cb = e[5].get<uint32_t>();
+    std::memcpy(&r.reward, &rb, 4);
+    std::memcpy(&r.cost, &cb, 4);
+  }
+}
+
+}  // namespace
+
 std::vector<ScoredResponse> PolicyScorer::answer(const std::vector<PromptExample>& prompts,
-                                                 const std::string& what) {
-  const ProgressMeter progress(what, "prompts", int64_t(prompts.size()));
-  const int32_t eos = tok_->eos_id(), pad = tok_->pad_id() >= 0 ? tok_->pad_id() : eos;
-  std::vector<ScoredResponse> out;
+                                                 const std::string& what, Communicator* comm) {
+  const int ranks = comm ? comm->size() : 1, rank = comm ? comm->rank() : 0;
   const size_t mb = size_t(gen_.batch_size);
-  for (size_t i = 0; i < prompts.size(); i += mb) {
+  // Batch k (prompts [k mb, (k + 1) mb)) is rank k mod ranks's.
+  int64_t mine_total = 0;
+  for (size_t i = size_t(rank) * mb; i < prompts.size(); i += mb * size_t(ranks))
+    mine_total += int64_t(std::min(mb, prompts.size() - i));
+  const ProgressMeter progress(ranks > 1 ? cat(what, " (rank ", rank, " of ", ranks, ")") : what,
+                               "prompts", mine_total);
+  const int32_t eos = tok_->eos_id(), pad = tok_->pad_id() >= 0 ? tok_->pad_id() : eos;
+  std::vector<std::pair<size_t, ScoredResponse>> mine;
+  for (size_t i = size_t(rank) * mb; i < prompts.size(); i += mb * size_t(ranks)) {
     const size_t n = std::min(mb, prompts.size() - i);
     std::vector<std::vector<int32_t>> ids;
     int64_t P = 0;
@@ -141,18 +183,36 @@ std::vector<ScoredResponse> PolicyScorer::answer(const std::vector<PromptExample
     const auto cost = rollout_end_scores(*cm_, r);
     for (size_t j = 0; j < n; ++j) {
       ScoredResponse s;
-      s.prompt = prompts[i + j].prompt;
-      s.category = prompts[i + j].category;
-      s.origin = prompts[i + j].origin;
       s.response = decode_response(*tok_, gens[j].tokens);
       s.response_tokens = int64_t(gens[j].tokens.size());
       s.stopped_at_eos = gens[j].stopped_at_eos;
       s.reward = reward[j];
       s.cost = cost[j];
-      out.push_back(std::move(s));
+      mine.emplace_back(i + j, std::move(s));
     }
-    log_info(progress.line(int64_t(out.size())));
+    log_info(progress.line(int64_t(mine.size())));
   }
+  std::vector<ScoredResponse> out(prompts.size());
+  for (size_t k = 0; k < prompts.size(); ++k) {
+    out[k].prompt = prompts[k].prompt;
+    out[k].category = prompts[k].category;
+    out[k].origin = prompts[k].origin;
+  }
+  if (ranks == 1) {
+    for (auto& [k, s] : mine) {
+      out[k].response = std::move(s.response);
+      out[k].response_tokens = s.response_tokens;
+      out[k].stopped_at_eos = s.stopped_at_eos;
+      out[k].reward = s.reward;
+      out[k].cost = s.cost;
+    }
+    return out;
+  }
+  const std::vector<std::string> all = comm->all_gather_bytes(pack_answers(mine));
+  std::vector<bool> seen(prompts.size(), false);
+  for (int q = 0; q < ranks; ++q) unpack_answers(all[size_t(q)], q, out, seen);
+  for (size_t k = 0; k < prompts.size(); ++k)
+    BEAVER_CHECK(seen[k], "eval: no rank answered prompt ", k, " (", prompts[k].origin, ")");
   return out;
 }
 
@@ -227,8 +287,9 @@ EvalReport run_eval(Context& ctx, const EvalOptions& o) {
   check_output_folder(o.output_dir, o.overwrite, "eval --output");
   const auto prompts = read_eval_prompts(o.prompts, o.bad_records);
   PolicyScorer scorer(ctx, o.model, o.reward_model, o.cost_model, o.gen);
-  const auto rs = scorer.answer(prompts);
+  const auto rs = scorer.answer(prompts, "eval", o.comm);
   const EvalReport rep = summarize_eval(rs, o.oracle);
+  if (o.comm && !o.comm->is_root()) return rep;  // every rank holds every answer; rank 0 writes
   fs::create_directories(o.output_dir);
   const fs::path out(o.output_dir);
 
@@ -331,13 +392,14 @@ eval_stats::ArenaResult run_arena(Context& ctx, const ArenaOptions& o) {
   std::vector<ScoredResponse> a, b;
   {
     PolicyScorer sa(ctx, o.model_a, o.reward_model, o.cost_model, o.gen);
-    a = sa.answer(prompts, "arena, model A");
+    a = sa.answer(prompts, "arena, model A", o.comm);
   }
   {
     PolicyScorer sb(ctx, o.model_b, o.reward_model, o.cost_model, o.gen);
-    b = sb.answer(prompts, "arena, model B");
+    b = sb.answer(prompts, "arena, model B", o.comm);
   }
   const eval_stats::ArenaResult res = eval_stats::compare(scored_of(a), scored_of(b));
+  if (o.comm && !o.comm->is_root()) return res;  // every rank holds every answer; rank 0 writes
   fs::create_directories(o.output_dir);
   const fs::path out(o.output_dir);
   {

@@ -6,6 +6,12 @@
 //   table.csv         eval: one row per category (plus "all"); arena: the safe/unsafe 2×2 table
 //   *.png             reward and cost histograms
 // Statistics come from train/eval_stats.h (safe ⇔ cost <= 0).
+//
+// Data parallel (`mpirun -np N beaver eval|arena ...`): generation batch k (prompts
+// [k x batch_size, (k + 1) x batch_size)) runs on rank k mod N, with the seeds of its global
+// prompt indices, so every batch, and hence every answer and score, is what one rank computes;
+// the answers are gathered to every rank in prompt order, the aggregates computed from all of
+// them, and rank 0 alone writes the output folder.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "csrc/comm.h"
 #include "csrc/context.h"
 #include "model/engine.h"
 #include "model/llama.h"
@@ -47,9 +54,12 @@ class PolicyScorer {
   ~PolicyScorer();
   // Answers and scores every prompt (template applied; prompts that leave no room for an
   // answer within max_length are an Error naming their origin).
-  // Logs a progress line (rate, ETA) after every batch, headed by `what`.
+  // Logs a progress line (rate, ETA) after every batch, headed by `what`. With a
+  // communicator of several ranks (a collective): this rank answers its batches (see the
+  // header) and every rank returns all the answers in prompt order.
   std::vector<ScoredResponse> answer(const std::vector<PromptExample>& prompts,
-                                     const std::string& what = "eval");
+                                     const std::string& what = "eval",
+                                     Communicator* comm = nullptr);
   const model::Tokenizer& tokenizer() const { return *tok_; }
 
  private:
@@ -86,6 +96,7 @@ struct EvalOptions {
   GenerationSettings gen;
   BadRecordPolicy bad_records = BadRecordPolicy::Stop;
   bool overwrite = false;  // write into a non-empty output_dir (else it is refused, up front)
+  Communicator* comm = nullptr;  // data-parallel ranks (null: one rank)
 };
 // Pure part: aggregates (and the oracle's verdicts when `oracle` is "toyworld").
 EvalReport summarize_eval(const std::vector<ScoredResponse>& rs, const std::string& oracle);
@@ -97,6 +108,7 @@ struct ArenaOptions {
   GenerationSettings gen;
   BadRecordPolicy bad_records = BadRecordPolicy::Stop;
   bool overwrite = false;  // write into a non-empty output_dir (else it is refused, up front)
+  Communicator* comm = nullptr;  // data-parallel ranks (null: one rank)
 };
 eval_stats::ArenaResult run_arena(Context& ctx, const ArenaOptions& o);
 

@@ -990,6 +990,7 @@ void RlhfTrainer::save_state(const std::string& root, int64_t epoch, int64_t ind
   p.metrics_lines = metrics_lines;
   p.lagrange = lagrange_->state();
   p.threshold = lagrange_->options().threshold;
+  p.ranks = ranks();
   // λ is optimiser state too: a non-finite one is never written (JSON would store it as null).
   BEAVER_CHECK(std::isfinite(p.lagrange.log_lambda), "train ", ppo_algorithm_name(opts_.algorithm),
                ": log lambda is ", p.lagrange.log_lambda, " at RL step ", global_step_,
@@ -1019,7 +1020,7 @@ bool RlhfTrainer::load_state(const std::string& root, int64_t& epoch, int64_t& i
   if (dir.empty()) return false;
   const std::string where = dir + "/rlhf_state.json";
   const RlhfProgress p =
-      parse_rlhf_state(read_text_file(where), where, run_config(), lagrange_->options());
+      parse_rlhf_state(read_text_file(where), where, run_config(), lagrange_->options(), ranks());
   global_step_ = p.global_step;
   epoch = p.epoch;
   index = p.index;
@@ -1047,7 +1048,10 @@ bool RlhfTrainer::load_state(const std::string& root, int64_t& epoch, int64_t& i
     impl_->critic_opt[1]->load(dir + "/cost_critic_optimizer");
   }
   log_info("train: resumed from ", dir, " (RL step ", global_step_, ", epoch ", epoch,
-           ", position ", index, ")");
+           ", position ", index, ")",
+           p.ranks != ranks() ? cat("; written by ", p.ranks, " rank(s), continued on ", ranks(),
+                                    ", the optimizer state re-sharded")
+                              : std::string());
   return true;
 }
 

@@ -140,16 +140,20 @@ struct RlhfProgress {
   int64_t ptx_position = 0, lambda_steps = 0, metrics_lines = 0;
   LagrangeMultiplier::State lagrange;
   double threshold = 0.0;
+  int ranks = 0;  // ranks of the run that wrote it (0: not recorded, a file older than the field)
 };
 nlohmann::ordered_json rlhf_state_json(const RlhfProgress& p,
                                        const nlohmann::json& run_config);
 // Checks the magic, the version, that every key of `run_config` is stored with the same value,
 // that the counters are non-negative integers, and λ's state as `lagrange` would restore it
 // (finite log λ and costs, at most its window of costs) and a finite threshold; fails naming
-// `where` and the field.
+// `where` and the field. `ranks` is this run's rank count: the per-device prompt and train
+// batch sizes are compared as the global prompt batch and global micro-batch they make on
+// the stored run's ranks and on these (a file without "ranks": on as many as this run), so a
+// checkpoint resumes on another rank count with the same global batches.
 RlhfProgress parse_rlhf_state(const std::string& text, const std::string& where,
                               const nlohmann::json& run_config,
-                              const LagrangeMultiplier::Options& lagrange);
+                              const LagrangeMultiplier::Options& lagrange, int ranks = 1);
 
 class RlhfTrainer {
  public:

@@ -1,6 +1,7 @@
 // rlhf_state.json: the progress record of an RL checkpoint (rlhf.h), written and parsed here
 // apart from the models and the optimisers so that the parser stands alone (it is fuzzed by
 // tools/fuzz/fuzz_resume.cpp).
+#include <algorithm>
 #include <cmath>
 
 #include "csrc/error.h"
@@ -12,6 +13,27 @@ namespace beaver::train {
 namespace {
 constexpr const char* kMagic = "beaver-rlhf-state";
 constexpr int kVersion = 1;
+constexpr const char* kPrompts = "per_device_prompt_batch_size";
+constexpr const char* kTrain = "per_device_train_batch_size";
+
+// The run configuration without the rank count in it: the per-device prompt batch and
+// micro-batch of `ranks` ranks become the global prompt batch and global micro-batch the RL
+// step computes with (rlhf.h: global micro-batch m is the ranks' m-th micro-batches side by
+// side). Values outside [1, 2^40] stay as they are (the comparison then takes them literally).
+nlohmann::json rank_free(nlohmann::json c, int64_t ranks) {
+  auto ok = [&](const char* k) {
+    return c.contains(k) && c[k].is_number_integer() && c[k].get<int64_t>() >= 1 &&
+           c[k].get<int64_t>() <= (int64_t(1) << 40);
+  };
+  if (!c.is_object() || !ok(kPrompts) || !ok(kTrain)) return c;
+  const int64_t p = c[kPrompts].get<int64_t>(), t = c[kTrain].get<int64_t>();
+  c.erase(kPrompts);
+  c.erase(kTrain);
+  c["global_prompt_batch_size (per_device_prompt_batch_size x ranks)"] = p * ranks;
+  c["global_micro_batch_size (min(per_device_train_batch_size, per_device_prompt_batch_size) "
+    "x ranks)"] = std::min(p, t) * ranks;
+  return c;
+}
 }  // namespace
 
 nlohmann::ordered_json rlhf_state_json(const RlhfProgress& p,
@@ -32,17 +54,25 @@ nlohmann::ordered_json rlhf_state_json(const RlhfProgress& p,
   lag["episode_costs"] = p.lagrange.window;
   j["lagrange"] = lag;
   j["threshold"] = p.threshold;
+  if (p.ranks > 0) j["ranks"] = p.ranks;
   j["run_config"] = run_config;
   return j;
 }
 
 RlhfProgress parse_rlhf_state(const std::string& text, const std::string& where,
                               const nlohmann::json& run_config,
-                              const LagrangeMultiplier::Options& lagrange) {
+                              const LagrangeMultiplier::Options& lagrange, int ranks) {
   nlohmann::json j = parse_state_json(text, where, kMagic, kVersion, "RLHF state");
   const nlohmann::json have = j.contains("run_config") ? j["run_config"] : nlohmann::json();
   BEAVER_CHECK(have.is_object(), where, ": field \"run_config\" must be an object");
-  check_run_config(have, run_config, where, false);
+  int stored_ranks = ranks;
+  if (j.contains("ranks")) {
+    const nlohmann::json& v = j["ranks"];
+    BEAVER_CHECK(v.is_number_integer() && v.get<int64_t>() >= 1 && v.get<int64_t>() <= (1 << 20),
+                 where, ": field \"ranks\" must be an integer in [1, 2^20], got ", v.dump());
+    stored_ranks = int(v.get<int64_t>());
+  }
+  check_run_config(rank_free(have, stored_ranks), rank_free(run_config, ranks), where, false);
   auto integer = [&](const char* name) {
     const nlohmann::json& v = j[name];
     // An unsigned value past int64 reads as negative and is refused with the rest.
@@ -71,6 +101,7 @@ RlhfProgress parse_rlhf_state(const std::string& text, const std::string& where,
   BEAVER_CHECK(j["threshold"].is_number() && std::isfinite(j["threshold"].get<double>()), where,
                ": field \"threshold\" must be a finite number, got ", j["threshold"].dump());
   p.threshold = j["threshold"].get<double>();
+  p.ranks = stored_ranks;
   return p;
 }
 
