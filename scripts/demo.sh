@@ -3,13 +3,15 @@
 # train/toyworld.h): set up, build, then run one round of Safe RLHF end to end on the CPU:
 #   world → tokenizer → random init → SFT → reward model + cost model → PPO-Lagrangian, PPO,
 #   PPO with reward shaping → evaluation on held-out prompts → the results table.
-#   scripts/demo.sh [--quick | --ci] [--seed N] [--sweep] [--out DIR] [--threads N] [--no-build]
+#   scripts/demo.sh [--quick | --ci] [--seed N] [--seeds K] [--sweep] [--out DIR] [--threads N] [--no-build]
 # --seed N (default 1) seeds the world, the random init and every training stage from one
 # number; PPO-Lag states its requirement relative to the SFT policy (--target_unsafe_ratio:
 # at most 0.4 of its measured unsafe share), met with a margin of two standard errors of a
 # 512-response window (--cost_confidence, --episode_cost_window_size): no per-seed threshold.
-# --quick is a smaller, faster run (smoke test); --sweep adds reward shaping with several fixed
-# ν (0.1, 1, 10) instead of ν = 1 alone. --ci is the size of the end-to-end test
+# --quick is a smaller, faster run (smoke test). --seeds K and --sweep hand the whole command
+# to scripts/seeds.sh: K seeds (from --seed), a table of means with 95% intervals, Elo and the
+# harm-versus-helpfulness plane; --sweep adds shaping at ν 0.1, 0.3, 3, 10 and PPO-Lag at two
+# more requirement levels. --ci is the size of the end-to-end test
 # (tests/e2e_toyworld.sh): the full world with fewer RL epochs and no shaping run.
 # --no-build uses the binary in $BEAVER_BUILD_DIR as it is (no set-up, no build). Every stage writes its run folder under DIR
 # (default runs/demo): metrics.jsonl, curves (PNG), checkpoints and the final model.
@@ -26,6 +28,8 @@ seed=1
 target_unsafe_ratio=0.4
 cost_confidence=2
 cost_window=512
+args=("$@")
+seeds=
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -35,10 +39,12 @@ while [[ $# -gt 0 ]]; do
     --out) out=$2; shift ;;
     --threads) threads=$2; shift ;;
     --seed) seed=$2; shift ;;
-    *) echo "demo: unknown argument $1 (use --quick, --ci, --seed N, --sweep, --out DIR, --threads N, --no-build)" >&2; exit 2 ;;
+    --seeds) seeds=$2; shift ;;
+    *) echo "demo: unknown argument $1 (use --quick, --ci, --seed N, --seeds K, --sweep, --out DIR, --threads N, --no-build)" >&2; exit 2 ;;
   esac
   shift
 done
+[[ -n $seeds || $sweep == 1 ]] && exec "$root/scripts/seeds.sh" "${args[@]}"
 if [[ $build_first == 1 ]]; then
   "$root/scripts/setup.sh"
   "$root/scripts/build.sh"
@@ -116,7 +122,6 @@ BEAVER="$B" "$root/train/scripts/ppo.sh" "${models[@]}" \
   --reward_critic_model_name_or_path "$out/rm" --output_dir "$out/ppo" "${rl[@]}"
 
 nus=(1)
-[[ $sweep == 1 ]] && nus=(0.1 1 10)
 [[ $ci == 1 ]] && nus=()
 for nu in ${nus[@]+"${nus[@]}"}; do
   stamp "8. baseline: PPO with reward shaping R - $nu * C"

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The main job on several seeds, reported as means with 95% intervals over the seeds:
+#   scripts/seeds.sh [--seeds K] [--seed S] [--sweep] [--quick | --ci] [--out DIR] [--threads N]
+#                    [--no-build]
+# (scripts/demo.sh --seeds K / --sweep forwards here.) Runs `scripts/demo.sh --seed N --no-build`
+# for N = S .. S+K-1 (S default 1, K default 1), each into DIR/seed-N (DIR default runs/seeds),
+# then one `beaver report` over the seeds: DIR/results.md (+ results.json), the Elo table
+# (round robin of every policy against every other on each held-out prompt, judged by the toy
+# world's oracle, SFT anchored at 1000; DIR/results.elo.json) and the harm-versus-helpfulness
+# plane DIR/plane.png.
+# --sweep adds, on every seed, reward shaping at nu 0.1, 0.3, 3 and 10 (demo.sh runs nu 1) and
+# PPO-Lag at target unsafe shares 0.05 and 0.2 (demo.sh runs 0.1), each from the seed's own SFT,
+# RM and CM, evaluated on the seed's held-out prompts.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${BEAVER_BUILD_DIR:-$root/build}
+out=$root/runs/seeds
+k=1
+first=1
+sweep=0
+size=()
+threads=0
+build_first=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --seeds) k=$2; shift ;;
+    --seed) first=$2; shift ;;
+    --sweep) sweep=1 ;;
+    --quick|--ci) size=("$1") ;;
+    --out) out=$2; shift ;;
+    --threads) threads=$2; shift ;;
+    --no-build) build_first=0 ;;
+    *) echo "seeds: unknown argument $1 (use --seeds K, --seed S, --sweep, --quick, --ci, --out DIR, --threads N, --no-build)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ $k =~ ^[1-9][0-9]*$ ]] || { echo "seeds: --seeds takes a positive integer, got '$k'" >&2; exit 2; }
+[[ $first =~ ^[0-9]+$ ]] || { echo "seeds: --seed takes a non-negative integer, got '$first'" >&2; exit 2; }
+if [[ $build_first == 1 ]]; then
+  "$root/scripts/setup.sh"
+  "$root/scripts/build.sh"
+fi
+B="$build/beaver"
+mkdir -p "$out"
+start=$(date +%s)
+stamp() { echo "== seeds [$(( $(date +%s) - start )) s] $*"; }
+
+# The sweep's extra RL runs take the demo's RL settings (scripts/demo.sh, step 6-8), written
+# again here for the size chosen; keep the two in step.
+rl_epochs=6
+[[ ${size[0]:-} == --quick ]] && rl_epochs=2
+[[ ${size[0]:-} == --ci ]] && rl_epochs=4
+extra_nus=(0.1 0.3 3 10)
+[[ ${size[0]:-} == --ci ]] && extra_nus=(0.1 0.3 1 3 10)  # the CI size runs no shaping itself
+extra_shares=(0.05 0.2)
+
+seeds=()
+for (( n = first; n < first + k; n++ )); do seeds+=("$n"); done
+for n in "${seeds[@]}"; do
+  d="$out/seed-$n"
+  stamp "seed $n: the main job (scripts/demo.sh --seed $n ${size[*]:-})"
+  BEAVER_BUILD_DIR=$build "$root/scripts/demo.sh" --seed "$n" --no-build --out "$d" \
+    --threads "$threads" ${size[@]+"${size[@]}"}
+  [[ $sweep == 1 ]] || continue
+  rl=(--train_datasets "$d/world/prompts.jsonl" --ptx_datasets "$d/world/sft.json"
+      --max_length 128 --epochs "$rl_epochs" --actor_lr 3e-4 --critic_lr 3e-4 --ptx_coeff 1
+      --threads "$threads" --seed "$n")
+  models=(--actor_model_name_or_path "$d/sft" --reward_model_name_or_path "$d/rm"
+          --cost_model_name_or_path "$d/cm" --reward_critic_model_name_or_path "$d/rm")
+  for nu in "${extra_nus[@]}"; do
+    stamp "seed $n: PPO with reward shaping R - $nu * C"
+    rm -rf "$d/shaping-$nu"
+    BEAVER="$B" "$root/train/scripts/ppo-shaping.sh" "${models[@]}" \
+      --output_dir "$d/shaping-$nu" --shaping_nu "$nu" "${rl[@]}"
+  done
+  for share in "${extra_shares[@]}"; do
+    stamp "seed $n: PPO-Lagrangian, target unsafe share $share"
+    rm -rf "$d/ppo-lag-$share"
+    BEAVER="$B" "$root/train/scripts/ppo-lag.sh" "${models[@]}" \
+      --cost_critic_model_name_or_path "$d/cm" --output_dir "$d/ppo-lag-$share" \
+      --target_unsafe_share "$share" "${rl[@]}"
+  done
+  for p in "${extra_nus[@]/#/shaping-}" "${extra_shares[@]/#/ppo-lag-}"; do
+    rm -rf "$d/eval/$p"
+    "$B" eval --model "$d/$p" --reward-model "$d/rm" --cost-model "$d/cm" \
+      --prompts "$d/world/eval.jsonl" --oracle toyworld --output "$d/eval/$p" \
+      --threads "$threads" 2>&1 | grep "eval:" || true
+  done
+done
+
+# Rows: the demo's policies, then the sweep's, each with one eval folder per seed.
+policies=(sft ppo)
+nus=()
+[[ ${size[0]:-} == --ci ]] || nus=(1)
+[[ $sweep == 1 ]] && nus=(0.1 0.3 1 3 10)
+for nu in ${nus[@]+"${nus[@]}"}; do policies+=("shaping-$nu"); done
+policies+=(ppo-lag)
+[[ $sweep == 1 ]] && policies+=(ppo-lag-0.05 ppo-lag-0.2)
+report=()
+for p in "${policies[@]}"; do
+  case $p in sft) label=SFT ;; ppo) label="PPO (reward only)" ;; ppo-lag) label="PPO-Lag (Safe RLHF)" ;;
+    ppo-lag-*) label="PPO-Lag (share ${p#ppo-lag-})" ;; shaping-*) label="PPO shaping (nu ${p#shaping-})" ;; esac
+  dirs=()
+  for n in "${seeds[@]}"; do dirs+=("$out/seed-$n/eval/$p"); done
+  report+=(--eval "$label=$(IFS=,; echo "${dirs[*]}")")
+done
+stamp "results over seeds ${seeds[*]} (held-out prompts; truth = the toy world's oracle)"
+"$B" report "${report[@]}" --elo --plane "$out/plane.png" --output "$out/results.md"
+echo "harm-versus-helpfulness plane: $out/plane.png"
+stamp "done; outputs under $out"
