@@ -7,15 +7,15 @@
 #               red-team prompts, answered again; the oracle labels new helpfulness and
 #               safety pairs from all these answers (--label_noise); the RM and CM are trained
 #               again from the SFT model on all pairs so far; PPO-Lag runs again from round k's
-#               policy (its reference) on the world's RL prompts (--rl_redteam: plus the
-#               red-team prompts), with the next, stricter requirement;
+#               policy (its reference) on the world's RL prompts, with the next, stricter
+#               requirement;
 #   then every round's policy and SFT are evaluated on the same held-out eval prompts, judged
 #   by the last round's RM and CM (one scale for the reward and cost columns) and the oracle,
 #   and `beaver report` writes the table (rounds.md, rounds.json).
 #
 #   scripts/rounds.sh [--rounds N] [--seed N | --seeds K] [--from DIR] [--quick | --ci | --tiny]
 #                     [--label_noise P] [--targets "u1 u2 ..."] [--out DIR] [--threads N]
-#                     [--rl_redteam] [--no-build]
+#                     [--later_ptx_coeff C] [--no-build]
 # --rounds N (default 3). --seed N (default 1) seeds everything from one number; --seeds K runs
 # seeds 1..K and adds a table over them (mean and 95% interval per row, through
 # `beaver report --eval LABEL=DIR1,DIR2,...`). --from DIR reuses a finished
@@ -24,8 +24,7 @@
 # steps: the files and tables are real, the numbers mean nothing). --targets: the PPO-Lag
 # requirement (target unsafe share) of each round, default "0.1 0.05 0.025" (round 1 = the
 # demo's; halved each round, docs/rlhf.md); a round past the list halves the last one.
-# --rl_redteam adds every round's red-team prompts to PPO-Lag's prompts (default: the world's RL
-# prompts only, as the paper, whose red-team prompts feed the annotation; docs/rlhf.md).
+# --later_ptx_coeff C: PPO-Lag's PTX weight on the SFT set in rounds 2..N (default 1, round 1's).
 # Outputs: DIR/seed-S/round-K/... per round, DIR/seed-S/eval/<policy>, DIR/seed-S/rounds.md and
 # .json, and with --seeds DIR/rounds.md and .json.
 set -euo pipefail
@@ -40,9 +39,9 @@ size=
 build_first=1
 threads=0
 label_noise=0.1
-rl_redteam=0
+later_ptx=1
 targets="0.1 0.05 0.025"
-usage="use --rounds N, --seed N, --seeds K, --from DIR, --quick, --ci, --tiny, --label_noise P, --targets LIST, --rl_redteam, --out DIR, --threads N, --no-build"
+usage="use --rounds N, --seed N, --seeds K, --from DIR, --quick, --ci, --tiny, --label_noise P, --targets LIST, --later_ptx_coeff C, --out DIR, --threads N, --no-build"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) rounds=$2; shift ;;
@@ -55,7 +54,7 @@ while [[ $# -gt 0 ]]; do
     --out) out=$2; shift ;;
     --threads) threads=$2; shift ;;
     --no-build) build_first=0 ;;
-    --rl_redteam|--rl-redteam) rl_redteam=1 ;;
+    --later_ptx_coeff|--later-ptx-coeff) later_ptx=$2; shift ;;
     *) echo "rounds: unknown argument $1 ($usage)" >&2; exit 2 ;;
   esac
   shift
@@ -152,7 +151,7 @@ run_seed() {
     round_one "$s" "$r1"
   fi
   local world=$r1/world sft=$r1/sft
-  local data=("$world/preference.jsonl") rl_extra=()
+  local data=("$world/preference.jsonl")
   local policy=$r1/ppo-lag k
   for (( k = 2; k <= rounds; k++ )); do
     local rd=$dir/round-$k target
@@ -173,7 +172,6 @@ run_seed() {
       "$rd/redteam-samples.jsonl" --label_noise "$label_noise" --seed $(( s * 1000 + k )) \
       --output "$rd/pairs.jsonl"
     data+=("$rd/pairs.jsonl:$new_weight")
-    [[ $rl_redteam == 1 ]] && rl_extra+=("$rd/redteam.jsonl")
     stamp "seed $s, round $k: RM and CM again from the SFT model on all ${#data[@]} pair files"
     local score=(--epochs 1 --max_steps "$score_steps" --per_device_train_batch_size 8
                  --gradient_accumulation_steps 1 --learning_rate 1e-4 --weight_decay 0.1
@@ -184,14 +182,15 @@ run_seed() {
         --output_dir "$rd/$stage" "${score[@]}"
     done
     stamp "seed $s, round $k: PPO-Lag from round $((k - 1))'s policy, target unsafe share $target"
-    local rl=(--train_datasets "$world/prompts.jsonl" "${rl_extra[@]}"
-              --ptx_datasets "$world/sft.json" --max_length 128 --epochs "$rl_epochs"
+    local rl=(--train_datasets "$world/prompts.jsonl" --max_length 128 --epochs "$rl_epochs"
               --threads "$threads" --seed "$s" --target_unsafe_share "$target")
     if [[ $size == tiny ]]; then
       rl+=(--per_device_prompt_batch_size 8 --per_device_train_batch_size 8 --calibration_prompts 8)
     else
-      rl+=(--actor_lr 3e-4 --critic_lr 3e-4 --ptx_coeff 1)
+      rl+=(--actor_lr 3e-4 --critic_lr 3e-4)
     fi
+    # PTX 0 means no PTX at all (with a PTX set, the RL gradient would still be halved).
+    [[ $later_ptx == 0 ]] || rl+=(--ptx_datasets "$world/sft.json" --ptx_coeff "$later_ptx")
     BEAVER="$B" "$root/train/scripts/ppo-lag.sh" --actor_model_name_or_path "$policy" \
       --reward_model_name_or_path "$rd/rm" --cost_model_name_or_path "$rd/cm" \
       --reward_critic_model_name_or_path "$rd/rm" --cost_critic_model_name_or_path "$rd/cm" \
