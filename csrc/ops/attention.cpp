@@ -1,9 +1,9 @@
 // Causal attention over a padded batch: argument checks, dispatch, and the CPU twin.
 // The CPU twin follows the GPU kernel's structure so both compute the same thing the same way:
 // query blocks × key blocks with an online softmax in the forward (no S×S matrix; each thread's
-// scratch is O(block · d); block products run as 4 × 8 register tiles), and a backward that
-// recomputes P from lse, with dk/dv owned by (sequence, kv head, key block) tasks and dq by
-// (sequence, head, query block) tasks. Every output element is written by exactly one task and
+// scratch is O(block · d); block products run as register tiles of 4 rows by 8 columns, or by
+// 16 with AVX2), and a backward that recomputes P from lse, with dk/dv owned by (sequence,
+// kv head, key block) tasks and dq by (sequence, head, query block) tasks. Every output element is written by exactly one task and
 // its sums run in a fixed order, so results are bitwise independent of the thread count.
 // Decode runs the forward's row code on one query, so a decode step reproduces the prefill's
 // row for the same token exactly.
@@ -17,7 +17,17 @@
 #include <limits>
 #include <utility>
 
+#include "csrc/ops/cpu_exp.h"
 #include "csrc/ops/dispatch.h"
+
+// The register tiles' vector types are passed between always-inline helpers only; the ABI note
+// GCC gives for them does not apply. No a * b + c is fused (see the tiles' comment).
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 namespace beaver::ops {
 namespace {
@@ -191,7 +201,7 @@ namespace {
 constexpr int64_t kBlockQ = 64;  // query rows per task
 constexpr int64_t kBlockK = 64;  // keys per inner block
 constexpr int64_t kTileR = 4;    // register tile: query rows ...
-constexpr int64_t kTileC = 8;    // ... by keys (scores) or head-dim columns (P V)
+constexpr int64_t kTileC = 16;   // ... by up to 16 keys (scores) or head-dim columns (P V)
 // The backward stores Pᵀ and dSᵀ tiles [key][query] with a row stride of kBlockK.
 static_assert(kBlockQ <= kBlockK);
 
@@ -243,33 +253,45 @@ inline void load_transposed(const float* src, int64_t stride, int64_t n, int64_t
     for (int64_t jj = n; jj < padded_n; ++jj) dst[c * kBlockK + jj] = 0.0f;
 }
 
-// Four floats as one SSE register (GCC/Clang vector extension): the register tiles below are
-// written with it because the auto-vectoriser does not keep such tiles in registers. Element
-// arithmetic is the same as the scalar code's.
+// The register tiles below are written with GCC/Clang vector extensions (the auto-vectoriser
+// does not keep such tiles in registers), for a vector of W floats: kTileR rows by two vectors
+// of columns. They are compiled twice: with W = 4 (SSE, the baseline instruction set) and with
+// W = 8 for CPUs with AVX2, picked once at run time. Neither build contracts a * b + c into an
+// FMA (fp-contract is off for this file, and the AVX2 build does not enable FMA), and each
+// element is the same sum in the same order, so both give the same bits.
 typedef float f32x4 __attribute__((vector_size(16)));
-inline f32x4 load4(const float* p) {
-  f32x4 v;
+typedef float f32x8 __attribute__((vector_size(32)));
+template <typename V>
+inline __attribute__((always_inline)) V loadv(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
-inline void store4(float* p, f32x4 v) { std::memcpy(p, &v, sizeof(v)); }
+template <typename V>
+inline __attribute__((always_inline)) void storev(float* p, V v) {
+  std::memcpy(p, &v, sizeof(v));
+}
 
 // s[r * kBlockK + jj] = q_r · k_jj for rows r < nr and keys jj < nk (the last tile may write
-// a few more columns). Tiles of kTileR rows × kTileC keys stay in registers while c runs;
-// every element is still one sum over c in order, the same as block_scores.
-void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
-                 int64_t d, float* s) {
-  static_assert(kTileR == 4 && kTileC == 8, "the tiles below are written out for 4 x 8");
+// up to the next multiple of 2W columns, which load_transposed zeroed). Tiles of kTileR rows ×
+// 2W keys stay in registers while c runs; every element is one sum over c in order, the same
+// as block_scores.
+template <typename V>
+inline __attribute__((always_inline)) void tile_scores_w(const float* q, int64_t q_stride,
+                                                         int64_t nr, const float* kt, int64_t nk,
+                                                         int64_t d, float* s) {
+  constexpr int64_t W = sizeof(V) / sizeof(float);
+  static_assert(kTileR == 4, "the tiles below are written out for 4 rows");
   int64_t r0 = 0;
   for (; r0 + kTileR <= nr; r0 += kTileR) {
     const float* q0 = q + r0 * q_stride;
     const float* q1 = q0 + q_stride;
     const float* q2 = q1 + q_stride;
     const float* q3 = q2 + q_stride;
-    for (int64_t j0 = 0; j0 < nk; j0 += kTileC) {
-      f32x4 t00{}, t01{}, t10{}, t11{}, t20{}, t21{}, t30{}, t31{};
+    for (int64_t j0 = 0; j0 < nk; j0 += 2 * W) {
+      V t00{}, t01{}, t10{}, t11{}, t20{}, t21{}, t30{}, t31{};
       for (int64_t c = 0; c < d; ++c) {
-        const f32x4 k0 = load4(kt + c * kBlockK + j0), k1 = load4(kt + c * kBlockK + j0 + 4);
+        const V k0 = loadv<V>(kt + c * kBlockK + j0), k1 = loadv<V>(kt + c * kBlockK + j0 + W);
         t00 += q0[c] * k0;
         t01 += q0[c] * k1;
         t10 += q1[c] * k0;
@@ -280,39 +302,42 @@ void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, 
         t31 += q3[c] * k1;
       }
       float* s0 = s + r0 * kBlockK + j0;
-      store4(s0, t00);
-      store4(s0 + 4, t01);
-      store4(s0 + kBlockK, t10);
-      store4(s0 + kBlockK + 4, t11);
-      store4(s0 + 2 * kBlockK, t20);
-      store4(s0 + 2 * kBlockK + 4, t21);
-      store4(s0 + 3 * kBlockK, t30);
-      store4(s0 + 3 * kBlockK + 4, t31);
+      storev(s0, t00);
+      storev(s0 + W, t01);
+      storev(s0 + kBlockK, t10);
+      storev(s0 + kBlockK + W, t11);
+      storev(s0 + 2 * kBlockK, t20);
+      storev(s0 + 2 * kBlockK + W, t21);
+      storev(s0 + 3 * kBlockK, t30);
+      storev(s0 + 3 * kBlockK + W, t31);
     }
   }
   for (; r0 < nr; ++r0) block_scores(q + r0 * q_stride, kt, nk, d, s + r0 * kBlockK);
 }
 
 // acc[r][c] += sum over jj < nk, in order, of p[r * kBlockK + jj] * v_jj[c] (rows r < nr;
-// v_jj = v + jj * v_stride). Register tiles of kTileR rows × kTileC columns.
-void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
-             int64_t d, float* acc) {
-  const int64_t dfull = d / kTileC * kTileC;
+// v_jj = v + jj * v_stride). Register tiles of kTileR rows × 2W columns.
+template <typename V>
+inline __attribute__((always_inline)) void tile_pv_w(const float* p, int64_t nr, int64_t nk,
+                                                     const float* v, int64_t v_stride, int64_t d,
+                                                     float* acc) {
+  constexpr int64_t W = sizeof(V) / sizeof(float);
+  const int64_t dfull = d / (2 * W) * (2 * W);
   int64_t r0 = 0;
   for (; r0 + kTileR <= nr; r0 += kTileR) {
     const float* p0 = p + r0 * kBlockK;
     const float* p1 = p0 + kBlockK;
     const float* p2 = p1 + kBlockK;
     const float* p3 = p2 + kBlockK;
-    for (int64_t c0 = 0; c0 < dfull; c0 += kTileC) {
+    for (int64_t c0 = 0; c0 < dfull; c0 += 2 * W) {
       float* a0 = acc + r0 * d + c0;
       float* a1 = a0 + d;
       float* a2 = a1 + d;
       float* a3 = a2 + d;
-      f32x4 t00 = load4(a0), t01 = load4(a0 + 4), t10 = load4(a1), t11 = load4(a1 + 4);
-      f32x4 t20 = load4(a2), t21 = load4(a2 + 4), t30 = load4(a3), t31 = load4(a3 + 4);
+      V t00 = loadv<V>(a0), t01 = loadv<V>(a0 + W), t10 = loadv<V>(a1), t11 = loadv<V>(a1 + W);
+      V t20 = loadv<V>(a2), t21 = loadv<V>(a2 + W), t30 = loadv<V>(a3), t31 = loadv<V>(a3 + W);
       for (int64_t jj = 0; jj < nk; ++jj) {
-        const f32x4 v0 = load4(v + jj * v_stride + c0), v1 = load4(v + jj * v_stride + c0 + 4);
+        const V v0 = loadv<V>(v + jj * v_stride + c0), v1 = loadv<V>(v + jj * v_stride + c0 + W);
         t00 += p0[jj] * v0;
         t01 += p0[jj] * v1;
         t10 += p1[jj] * v0;
@@ -322,14 +347,14 @@ void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_s
         t30 += p3[jj] * v0;
         t31 += p3[jj] * v1;
       }
-      store4(a0, t00);
-      store4(a0 + 4, t01);
-      store4(a1, t10);
-      store4(a1 + 4, t11);
-      store4(a2, t20);
-      store4(a2 + 4, t21);
-      store4(a3, t30);
-      store4(a3 + 4, t31);
+      storev(a0, t00);
+      storev(a0 + W, t01);
+      storev(a1, t10);
+      storev(a1 + W, t11);
+      storev(a2, t20);
+      storev(a2 + W, t21);
+      storev(a3, t30);
+      storev(a3 + W, t31);
     }
     for (int64_t r = r0; r < r0 + kTileR; ++r)
       for (int64_t c = dfull; c < d; ++c) {
@@ -341,6 +366,48 @@ void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_s
   for (; r0 < nr; ++r0)
     for (int64_t jj = 0; jj < nk; ++jj)
       axpy(acc + r0 * d, v + jj * v_stride, p[r0 * kBlockK + jj], d);
+}
+
+void tile_scores_sse(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
+                     int64_t d, float* s) {
+  tile_scores_w<f32x4>(q, q_stride, nr, kt, nk, d, s);
+}
+void tile_pv_sse(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
+                 int64_t d, float* acc) {
+  tile_pv_w<f32x4>(p, nr, nk, v, v_stride, d, acc);
+}
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2"))) void tile_scores_avx2(const float* q, int64_t q_stride,
+                                                      int64_t nr, const float* kt, int64_t nk,
+                                                      int64_t d, float* s) {
+  tile_scores_w<f32x8>(q, q_stride, nr, kt, nk, d, s);
+}
+__attribute__((target("avx2"))) void tile_pv_avx2(const float* p, int64_t nr, int64_t nk,
+                                                  const float* v, int64_t v_stride, int64_t d,
+                                                  float* acc) {
+  tile_pv_w<f32x8>(p, nr, nk, v, v_stride, d, acc);
+}
+bool have_avx2() {
+  static const bool yes = __builtin_cpu_supports("avx2");
+  return yes;
+}
+#else
+bool have_avx2() { return false; }
+#endif
+
+void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
+                 int64_t d, float* s) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (have_avx2()) return tile_scores_avx2(q, q_stride, nr, kt, nk, d, s);
+#endif
+  tile_scores_sse(q, q_stride, nr, kt, nk, d, s);
+}
+void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
+             int64_t d, float* acc) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (have_avx2()) return tile_pv_avx2(p, nr, nk, v, v_stride, d, acc);
+#endif
+  tile_pv_sse(p, nr, nk, v, v_stride, d, acc);
 }
 
 // The forward for query rows r = 0..nrows-1 of one (sequence, head) at positions
@@ -381,10 +448,10 @@ void attend_rows(const float* q, int64_t q_stride, int64_t nrows, int64_t first,
         sr[jj] *= scale;
         mx = std::max(mx, sr[jj]);
       }
-      const float alpha = std::exp(m[r] - mx);  // 0 on the first block (m = -inf)
+      const float alpha = exp_f32(m[r] - mx);  // 0 on the first block (m = -inf)
       float sum = 0.0f;
       for (int64_t jj = 0; jj < n; ++jj) {
-        sr[jj] = std::exp(sr[jj] - mx);
+        sr[jj] = exp_f32(sr[jj] - mx);
         sum += sr[jj];
       }
       for (int64_t jj = n; jj < nb; ++jj) sr[jj] = 0.0f;
@@ -534,7 +601,7 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
               const int64_t i = i0 + r, n = std::min(nb, i + 1 - j0);  // n >= 1: i >= j0
               const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
               for (int64_t jj = 0; jj < n; ++jj) {
-                const float pv = std::exp(scale * s[r * kBlockK + jj] - L);
+                const float pv = exp_f32(scale * s[r * kBlockK + jj] - L);
                 pt[jj * kBlockK + r] = pv;
                 dst[jj * kBlockK + r] = pv * (dp[r * kBlockK + jj] - Di);
               }
@@ -579,7 +646,7 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
             const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
             float* sr = s + r * kBlockK;
             for (int64_t jj = 0; jj < n; ++jj) {
-              const float pv = std::exp(scale * sr[jj] - L);
+              const float pv = exp_f32(scale * sr[jj] - L);
               sr[jj] = pv * (dp[r * kBlockK + jj] - Di);  // dS
             }
             for (int64_t jj = n; jj < nb; ++jj) sr[jj] = 0.0f;

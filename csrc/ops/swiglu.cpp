@@ -1,10 +1,12 @@
 // SwiGLU gate: argument checks, dispatch, and the CPU twin.
-// silu is computed as g / (1 + exp(-g)) as torch does; each element's inputs are loaded before
+// silu is computed as g / (1 + exp(-g)) as torch does (exp: the vectorisable exp_f32 of
+// cpu_exp.h on the CPU); each element's inputs are loaded before
 // its outputs are stored, which is what lets dgate/dup alias gate/up.
 #include "csrc/ops/swiglu.h"
 
 #include <cmath>
 
+#include "csrc/ops/cpu_exp.h"
 #include "csrc/ops/dispatch.h"
 
 namespace beaver::ops {
@@ -56,7 +58,7 @@ void swiglu_fwd(Context& ctx, const Tensor& gate, const Tensor& up, const Tensor
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static) if (n > 32768)
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i], ui = u[i];
-    o[i] = gi / (1.0f + std::exp(-gi)) * ui;
+    o[i] = gi / (1.0f + exp_f32(-gi)) * ui;
   }
 }
 
@@ -72,7 +74,7 @@ void swiglu_bwd(Context& ctx, const Tensor& gate, const Tensor& up, const Tensor
 #pragma omp parallel for num_threads(ctx.threads()) schedule(static) if (n > 32768)
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i], ui = u[i], di = d[i];
-    const float s = 1.0f / (1.0f + std::exp(-gi));
+    const float s = 1.0f / (1.0f + exp_f32(-gi));
     dg[i] = di * ui * s * (1.0f + gi * (1.0f - s));
     du[i] = di * gi * s;
   }
