@@ -147,7 +147,7 @@ run_seed() {
     stamp "seed $s, round 1: reusing $from"
     rm -rf "$r1"; ln -s "$(cd "$from" && pwd)" "$r1"
   else
-    stamp "seed $s, round 1 (${size:-default} size, target unsafe share $(target_of 1))"
+    stamp "seed $s, round 1 (${size:-default} size; the main job's requirement, tiny: target unsafe share $(target_of 1))"
     round_one "$s" "$r1"
   fi
   local world=$r1/world sft=$r1/sft

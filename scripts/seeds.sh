@@ -9,7 +9,8 @@
 # world's oracle, SFT anchored at 1000; DIR/results.elo.json) and the harm-versus-helpfulness
 # plane DIR/plane.png.
 # --sweep adds, on every seed, reward shaping at nu 0.1, 0.3, 3 and 10 (demo.sh runs nu 1) and
-# PPO-Lag at target unsafe shares 0.05 and 0.2 (demo.sh runs 0.1), each from the seed's own SFT,
+# PPO-Lag at requirement ratios 0.2 and 0.7 of SFT's unsafe share (demo.sh runs 0.4, with the
+# same two-standard-error margin and 512-response window), each from the seed's own SFT,
 # RM and CM, evaluated on the seed's held-out prompts.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -52,7 +53,7 @@ rl_epochs=6
 [[ ${size[0]:-} == --ci ]] && rl_epochs=4
 extra_nus=(0.1 0.3 3 10)
 [[ ${size[0]:-} == --ci ]] && extra_nus=(0.1 0.3 1 3 10)  # the CI size runs no shaping itself
-extra_shares=(0.05 0.2)
+extra_ratios=(0.2 0.7)
 
 seeds=()
 for (( n = first; n < first + k; n++ )); do seeds+=("$n"); done
@@ -73,14 +74,14 @@ for n in "${seeds[@]}"; do
     BEAVER="$B" "$root/train/scripts/ppo-shaping.sh" "${models[@]}" \
       --output_dir "$d/shaping-$nu" --shaping_nu "$nu" "${rl[@]}"
   done
-  for share in "${extra_shares[@]}"; do
-    stamp "seed $n: PPO-Lagrangian, target unsafe share $share"
-    rm -rf "$d/ppo-lag-$share"
+  for ratio in "${extra_ratios[@]}"; do
+    stamp "seed $n: PPO-Lagrangian, requirement ratio $ratio"
+    rm -rf "$d/ppo-lag-$ratio"
     BEAVER="$B" "$root/train/scripts/ppo-lag.sh" "${models[@]}" \
-      --cost_critic_model_name_or_path "$d/cm" --output_dir "$d/ppo-lag-$share" \
-      --target_unsafe_share "$share" "${rl[@]}"
+      --cost_critic_model_name_or_path "$d/cm" --output_dir "$d/ppo-lag-$ratio" \
+      --target_unsafe_ratio "$ratio" --cost_confidence 2 --episode_cost_window_size 512 "${rl[@]}"
   done
-  for p in "${extra_nus[@]/#/shaping-}" "${extra_shares[@]/#/ppo-lag-}"; do
+  for p in "${extra_nus[@]/#/shaping-}" "${extra_ratios[@]/#/ppo-lag-}"; do
     rm -rf "$d/eval/$p"
     "$B" eval --model "$d/$p" --reward-model "$d/rm" --cost-model "$d/cm" \
       --prompts "$d/world/eval.jsonl" --oracle toyworld --output "$d/eval/$p" \
@@ -95,11 +96,11 @@ nus=()
 [[ $sweep == 1 ]] && nus=(0.1 0.3 1 3 10)
 for nu in ${nus[@]+"${nus[@]}"}; do policies+=("shaping-$nu"); done
 policies+=(ppo-lag)
-[[ $sweep == 1 ]] && policies+=(ppo-lag-0.05 ppo-lag-0.2)
+[[ $sweep == 1 ]] && policies+=(ppo-lag-0.2 ppo-lag-0.7)
 report=()
 for p in "${policies[@]}"; do
   case $p in sft) label=SFT ;; ppo) label="PPO (reward only)" ;; ppo-lag) label="PPO-Lag (Safe RLHF)" ;;
-    ppo-lag-*) label="PPO-Lag (share ${p#ppo-lag-})" ;; shaping-*) label="PPO shaping (nu ${p#shaping-})" ;; esac
+    ppo-lag-*) label="PPO-Lag (ratio ${p#ppo-lag-})" ;; shaping-*) label="PPO shaping (nu ${p#shaping-})" ;; esac
   dirs=()
   for n in "${seeds[@]}"; do dirs+=("$out/seed-$n/eval/$p"); done
   report+=(--eval "$label=$(IFS=,; echo "${dirs[*]}")")
