@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -113,6 +114,20 @@ TEST(RlhfRollout, UnkAndPadTokensAreNotActions) {
 struct RlhfTiny : ::testing::Test {
   TinyWorld world{"rlhf"};
   Context ctx = Context::cpu(1);
+
+  // One RL step with the threshold calibrated on 6 prompts, the requirement set by `require`,
+  // into world.dir / out (constraint.json, metrics.jsonl).
+  std::unique_ptr<RlhfTrainer> calibrated_step(const std::string& out,
+                                               const std::function<void(PpoConfig&)>& require) {
+    RlhfOptions o = tiny_options(world);
+    require(o.ppo);
+    o.ppo.calibration_prompts = 6;
+    o.output_dir = (world.dir / out).string();
+    o.max_steps = 1;
+    auto tr = std::make_unique<RlhfTrainer>(ctx, o);
+    tr->train();
+    return tr;
+  }
 };
 
 // A single row on its own (no padding at all) through a separate model.
@@ -449,14 +464,7 @@ TEST_F(RlhfTiny, PtxHalvesTheGradientAndReusesItsBatchAcrossEpochs) {
 // by stating whether the constraint is met.
 TEST_F(RlhfTiny, TargetUnsafeShareResolvesTheThreshold) {
   auto run = [&](double target, const std::string& out) {
-    RlhfOptions o = tiny_options(world);
-    o.ppo.target_unsafe_share = target;
-    o.ppo.calibration_prompts = 6;
-    o.output_dir = (world.dir / out).string();
-    o.max_steps = 1;
-    auto tr = std::make_unique<RlhfTrainer>(ctx, o);
-    tr->train();
-    return tr;
+    return calibrated_step(out, [&](PpoConfig& c) { c.target_unsafe_share = target; });
   };
   const auto plain = run(-1.0, "plain"), strict = run(0.0, "strict");
   EXPECT_EQ(plain->lagrange().options().threshold, 0.0);
@@ -478,15 +486,10 @@ TEST_F(RlhfTiny, TargetUnsafeShareResolvesTheThreshold) {
 // rollout λ ends higher than with the plain mean, and constraint.json says by what margin.
 TEST_F(RlhfTiny, RelativeTargetAndConfidenceMargin) {
   auto run = [&](double ratio, double z, const std::string& out) {
-    RlhfOptions o = tiny_options(world);
-    o.ppo.target_unsafe_ratio = ratio;
-    o.ppo.cost_confidence = z;
-    o.ppo.calibration_prompts = 6;
-    o.output_dir = (world.dir / out).string();
-    o.max_steps = 1;
-    auto tr = std::make_unique<RlhfTrainer>(ctx, o);
-    tr->train();
-    return tr;
+    return calibrated_step(out, [&](PpoConfig& c) {
+      c.target_unsafe_ratio = ratio;
+      c.cost_confidence = z;
+    });
   };
   const auto plain = run(0.5, 0.0, "ratio"), ucb = run(0.5, 3.0, "ratio-ucb");
   auto constraint = [&](const std::string& out) {
