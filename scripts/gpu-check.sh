@@ -2,8 +2,14 @@
 # One command for the device machine (16 cores, at most 600 s per call): unpack the carried
 # Debian packages (scripts/gpu-carry.sh fetched them into .device-carry/ here), configure and
 # build only the GPU tests and benches (sm_90), then run, each stage under its own time budget:
-#   configure, build          the GPU targets only (gpu_test_*, bench_*)
-#   tests                     ctest -L gpu: correctness first
+#   configure, build          the GPU targets only (gpu_test_*, bench_*, and the beaver binary
+#                             that the NCCL SFT test drives)
+#   tests                     ctest -L gpu: correctness first (all but the NCCL tests)
+#   nccl                      the NCCL tests (ctest -R '^Nccl': the backend alone, the
+#                             communicator under mpirun on 1 rank, and on 2 ranks and SFT on
+#                             2 ranks where two GPUs exist; they skip, saying why, otherwise),
+#                             then bench_comm --device cuda (all-reduce and all-gather bus
+#                             bandwidth; under mpirun -np <GPUs> where two or more exist)
 #   sanitizer                 compute-sanitizer racecheck + synccheck over the attention and
 #                             sampling tests (a short filter, repeated runs)
 #   benches                   every bench_* binary's GPU cases (median of repetitions)
@@ -21,8 +27,8 @@
 # existing build; BEAVER_CONFIGURE_ONLY=1 stops after cmake (to check the dependency wiring on a
 # machine without a GPU). Budgets in seconds: BEAVER_BUDGET_TOTAL (default 560, the whole run;
 # a stage never gets more than what is left of it), BEAVER_BUDGET_<STAGE> for CONFIGURE (40),
-# BUILD (200), TESTS (80), SANITIZER (50), BENCHES (80), BASELINES (50), TABLE (10): 510 s in
-# all, so one 600 s device call holds the whole run with room for the tool's transfers.
+# BUILD (200), TESTS (80), NCCL (40), SANITIZER (50), BENCHES (70), BASELINES (50), TABLE (10):
+# 540 s in all, so one 600 s device call holds the whole run with room for the tool's transfers.
 # BEAVER_GPU_CHECK_STUB=1 replaces every device part (and the build) by a stub that sleeps
 # BEAVER_STUB_SLEEP_<STAGE> seconds (default 0), writes <stage>.txt and exits with
 # BEAVER_STUB_RC_<STAGE> (default 0): tests/gpu_check_stages.sh checks the stage logic so on a
@@ -160,10 +166,11 @@ stage_configure() {
 }
 
 stage_build() {
-  # Only what the GPU checks need: the gpu_test_* and bench_* targets.
+  # Only what the GPU checks need: the gpu_test_* and bench_* targets, and the beaver binary
+  # (the NCCL SFT test runs it under mpirun).
   mapfile -t targets < <(ninja -C "$build" -t targets all 2>/dev/null |
-                         grep -oE '^(gpu_test_[A-Za-z0-9_]+|bench_[A-Za-z0-9_]+):' | tr -d ':' |
-                         sort -u)
+                         grep -oE '^(gpu_test_[A-Za-z0-9_]+|bench_[A-Za-z0-9_]+|beaver):' |
+                         tr -d ':' | sort -u)
   echo "building ${#targets[@]} targets: ${targets[*]}"
   # Keep going past a target that fails: the others still get tested and timed.
   cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" -- -k 0
@@ -171,8 +178,30 @@ stage_build() {
 
 stage_tests() {
   set -o pipefail
-  ctest --test-dir "$build" -L gpu --output-on-failure -j 4 --timeout 120 \
+  ctest --test-dir "$build" -L gpu -E '^Nccl' --output-on-failure -j 4 --timeout 120 \
     --output-junit "$out/ctest-gpu.xml" | tee "$out/tests.txt"
+}
+
+stage_nccl() {
+  # One test at a time (the multi-rank ones take every GPU), then the bus bandwidth.
+  set -o pipefail
+  local rc=0 gpus
+  ctest --test-dir "$build" -L gpu -R '^Nccl' --output-on-failure -j 1 --timeout 60 -V \
+    --output-junit "$out/ctest-nccl.xml" | tee "$out/nccl.txt" || rc=1
+  # Why each one skipped (no second GPU, no mpirun) stays in the log.
+  grep -E 'Skipped|SKIPPED' "$out/nccl.txt" | sort -u
+  gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+  if (( gpus >= 2 )) && command -v mpirun >/dev/null; then
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+      mpirun --oversubscribe -np "$gpus" "$build/bench_comm" --device cuda \
+      >"$out/bench_comm.txt" 2>&1 || { echo "bench_comm on $gpus ranks FAILED"; rc=1; }
+  else
+    # One rank (busbw is 0 there by definition): the NCCL path and its per-call latency.
+    "$build/bench_comm" --device cuda >"$out/bench_comm.txt" 2>&1 ||
+      { echo "bench_comm FAILED"; rc=1; }
+  fi
+  cat "$out/bench_comm.txt"
+  exit $rc
 }
 
 stage_sanitizer() {
@@ -207,12 +236,8 @@ stage_benches() {
     r=$reps agg=true
     [[ "$name" == bench_model ]] && r=1 agg=false
     echo "== $name"
-    if [[ "$name" == bench_comm ]]; then
-      # A driver, not a Google Benchmark: NCCL on device buffers, one rank (busbw 0 there;
-      # `mpirun -np N` where N GPUs exist).
-      "$bin" --device cuda >"$out/$name.txt" 2>&1 || { echo "$name FAILED (log: $name.txt)"; rc=1; }
-      continue
-    fi
+    # bench_comm is a driver, not a Google Benchmark: the nccl stage runs it.
+    [[ "$name" == bench_comm ]] && continue
     "$bin" --benchmark_filter='^gpu_' --benchmark_repetitions="$r" \
       --benchmark_report_aggregates_only="$agg" --benchmark_min_time=0.05 \
       --benchmark_out="$out/$name.json" --benchmark_out_format=json \
@@ -246,8 +271,9 @@ if [[ "${BEAVER_SKIP_BUILD:-0}" != 1 ]]; then
   run_stage build 200 stage_build || stamp "build did not pass: going on with what was built"
 fi
 run_stage tests 80 stage_tests
+run_stage nccl 40 stage_nccl
 run_stage sanitizer 50 stage_sanitizer
-run_stage benches 80 stage_benches
+run_stage benches 70 stage_benches
 run_stage baselines 50 stage_baselines
 run_stage table 10 stage_table
 [[ -f "$out/table.txt" ]] && cat "$out/table.txt"

@@ -14,7 +14,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "gpu_check_stages: $*"; exit 1; }
-stages=(configure build tests sanitizer benches baselines table)
+stages=(configure build tests nccl sanitizer benches baselines table)
 
 run() {  # run NAME [VAR=VALUE...]: gpu-check in stub mode into $tmp/NAME
   local name=$1; shift
@@ -37,7 +37,7 @@ run cut BEAVER_STUB_SLEEP_BENCHES=30 BEAVER_BUDGET_BENCHES=2; rc=$?
 secs=$(( $(date +%s) - s0 ))
 (( rc == 1 )) || fail "a cut stage gives exit status $rc (want 1)"
 line cut benches | grep -c ' CUT ' >/dev/null || fail "benches not reported CUT: $(cat "$tmp/cut/stages.txt")"
-for s in configure build tests sanitizer; do
+for s in configure build tests nccl sanitizer; do
   line cut "$s" | grep -c ' ok ' >/dev/null || fail "stage $s before the cut one not ok"
   [[ -f "$tmp/cut/$s.txt" ]] || fail "the result of finished stage $s is missing after a cut"
 done
