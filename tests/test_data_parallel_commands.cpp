@@ -21,27 +21,16 @@
 #include <string>
 #include <vector>
 
-#include "csrc/safetensors.h"
+#include "mpi_testutil.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string self_dir() { return fs::read_symlink("/proc/self/exe").parent_path().string(); }
-
-bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
-
-// The launcher of `ranks` ranks (1: the plain command).
-std::string launcher(int ranks) {
-  if (ranks == 1) return "OMP_NUM_THREADS=1 ";
-  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
-         "OMP_WAIT_POLICY=passive mpirun --oversubscribe -np " + std::to_string(ranks) + " ";
-}
-
-int run(const std::string& cmd) {
-  const int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
+using beaver::test::have_mpirun;
+using beaver::test::launcher;
+using beaver::test::run;
+using beaver::test::self_dir;
 
 class DataParallelCommands : public ::testing::Test {
  protected:
@@ -54,14 +43,9 @@ class DataParallelCommands : public ::testing::Test {
     const std::string quiet = " > /dev/null 2>&1";
     // Two policies (different seeds) with room for the toy world's prompts, and a reward and
     // a cost model trained a few steps from the first.
-    ok_ = run(B + " toyworld --output " + d + "/world --seed 3 --sft-examples 120 "
-              "--preference-pairs 120 --ppo-prompts 20 --eval-prompts 10" + quiet) == 0 &&
-          run(B + " tokenizer train --input " + d + "/world/corpus.txt --vocab-size 300 "
-              "--output " + d + "/tok" + quiet) == 0;
-    for (const char* seed : {"5", "6"})
-      ok_ = ok_ && run(B + " init --hidden 32 --layers 2 --heads 4 --kv-heads 2 --intermediate 64 "
-                       "--vocab-from " + d + "/tok --max-position 128 --seed " + seed +
-                       " --output " + d + "/init" + seed + quiet) == 0;
+    ok_ = beaver::test::make_tiny_world(B, d) &&
+          beaver::test::make_tiny_init(B, d, 5, 128, "init5") &&
+          beaver::test::make_tiny_init(B, d, 6, 128, "init6");
     for (const char* stage : {"rm", "cm"})
       ok_ = ok_ && run("OMP_NUM_THREADS=1 " + B + " train " + stage + " --model_name_or_path " + d +
                        "/init5 --train_datasets " + d + "/world/preference.jsonl --max_length 128 "
@@ -75,14 +59,13 @@ class DataParallelCommands : public ::testing::Test {
     dir_ = nullptr;
   }
   void SetUp() override {
-    if (!have_mpirun()) GTEST_SKIP() << "mpirun not found (scripts/setup.sh installs openmpi-bin)";
+    if (!have_mpirun()) GTEST_SKIP() << beaver::test::kNoMpirun;
     ASSERT_TRUE(ok_) << "fixture setup failed in " << *dir_;
   }
   static std::string beaver() { return self_dir() + "/beaver"; }
   static std::string d() { return *dir_; }
   static std::string read(const std::string& path) {
-    std::ifstream f(d() + "/" + path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), {});
+    return beaver::test::read_file(d() + "/" + path);
   }
   // `beaver <args>` on `ranks` ranks, output and errors into <name>.log.
   static int beaver_on(int ranks, const std::string& args, const std::string& name,
@@ -104,16 +87,8 @@ class DataParallelCommands : public ::testing::Test {
                      " " + extra, out, env);
   }
   static double max_diff(const std::string& a, const std::string& b) {
-    beaver::SafeTensorsFile fa(d() + "/" + a + "/model.safetensors");
-    beaver::SafeTensorsFile fb(d() + "/" + b + "/model.safetensors");
-    double m = 0;
-    for (const auto& t : fa.tensors()) {
-      const auto& u = fb.at(t.name);
-      const float* x = static_cast<const float*>(t.tensor().data);
-      const float* y = static_cast<const float*>(u.tensor().data);
-      for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, double(std::fabs(x[i] - y[i])));
-    }
-    return m;
+    return beaver::test::model_diff(d() + "/" + a + "/model.safetensors",
+                                    d() + "/" + b + "/model.safetensors").max_abs;
   }
   static double final_lambda(const std::string& out) {
     const std::string c = read(out + "/constraint.json");
