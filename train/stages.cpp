@@ -562,7 +562,8 @@ StageResult run_stage(const StageArgs& args) {
   log_info("train ", name, ": ", n, " training ", score ? "pairs" : "examples", ", ",
            r.eval_size(), " eval; ", per_epoch, " micro-batches per epoch",
            ranks_of(a.comm) > 1 ? cat(" (", ranks_of(a.comm), " ranks x ", bs, ", zero stage ",
-                                      a.zero_stage, ")") : std::string(), ", ",
+                                      a.zero_stage, ", collectives ", a.comm->backend(), ")")
+                                : std::string(), ", ",
            oc.schedule.total_steps, " optimizer steps, max_length ", a.max_length);
 
   StageResult res;
