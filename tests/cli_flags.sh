@@ -4,21 +4,9 @@
 # 2 and runtime errors 1, and --help showing each flag's default.
 # Usage: tests/cli_flags.sh BUILD_DIR
 set -uo pipefail
-build=${1:?usage: cli_flags.sh BUILD_DIR}
-beaver=$build/beaver
-out=$(mktemp -d /tmp/beaver-cli.XXXXXX)
-trap 'rm -rf "$out"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-
-# expect CODE PATTERN ARGS...: beaver ARGS exits CODE and its stderr+stdout matches PATTERN.
-expect() {
-  local code=$1 pattern=$2; shift 2
-  local got text
-  text=$("$beaver" "$@" 2>&1); got=$?
-  [[ $got == "$code" ]] || fail "beaver $* exited $got, expected $code: $text"
-  grep -qE -- "$pattern" <<<"$text" || fail "beaver $* printed no /$pattern/: $text"
-}
+source "$(dirname "$0")/cli_lib.sh"
+cli_init cli "${1:-}"
+cli_tail=200  # a failing --help check shows the whole help
 
 # Both spellings reach the same flag and give byte-identical output.
 small=(--sft_examples 20 --preference-pairs 20 --ppo_prompts 10 --eval-prompts 10)
@@ -61,8 +49,4 @@ expect 0 'cost critic +Adam moments' train ppo-lag --actor_model_name_or_path "$
 expect 0 'zero stage 3, cuda .*projection' plan --ranks 8 --zero_stage 3 --device_memory 80GB
 expect 1 'device_memory.*not a positive size' plan --device_memory 12XB
 
-if ((failures > 0)); then
-  echo "$failures check(s) failed"
-  exit 1
-fi
-echo "all command-line checks passed"
+cli_finish "all command-line checks passed"

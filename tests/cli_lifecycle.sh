@@ -6,22 +6,9 @@
 # --max_steps sizes the plan shown in the progress line.
 # Usage: tests/cli_lifecycle.sh BUILD_DIR
 set -uo pipefail
-build=${1:?usage: cli_lifecycle.sh BUILD_DIR}
-beaver=$build/beaver
-out=$(mktemp -d /tmp/beaver-lifecycle.XXXXXX)
-trap 'rm -rf "$out"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/cli_lib.sh"
+cli_init lifecycle "${1:-}"
 export OMP_NUM_THREADS=1
-
-# expect CODE PATTERN ARGS...: beaver ARGS exits CODE and its stderr+stdout matches PATTERN.
-expect() {
-  local code=$1 pattern=$2; shift 2
-  local got text
-  text=$("$beaver" "$@" 2>&1); got=$?
-  [[ $got == "$code" ]] || fail "beaver $* exited $got, expected $code: $(tail -5 <<<"$text")"
-  grep -qE -- "$pattern" <<<"$text" || fail "beaver $* printed no /$pattern/: $(tail -5 <<<"$text")"
-}
 
 # A tiny world, tokenizer and model.
 setup() {
@@ -115,8 +102,4 @@ ppo_fresh=("${ppo[@]}")
 ppo_fresh[${#ppo_fresh[@]} - 1]=$out/ppo-fresh
 expect 1 'nothing to resume' "${ppo_fresh[@]}" --resume
 
-if ((failures > 0)); then
-  echo "$failures check(s) failed"
-  exit 1
-fi
-echo "all run life-cycle checks passed"
+cli_finish "all run life-cycle checks passed"

@@ -4,12 +4,8 @@
 # one panel, one panel per --y.
 # Usage: tests/cli_logs_plots.sh BUILD_DIR
 set -uo pipefail
-build=${1:?usage: cli_logs_plots.sh BUILD_DIR}
-beaver=$build/beaver
-out=$(mktemp -d /tmp/beaver-logs.XXXXXX)
-trap 'rm -rf "$out"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/cli_lib.sh"
+cli_init logs "${1:-}"
 
 # --log_level on every command, in both spellings; a bad level is a usage error.
 commands=(info generate toyworld plot report convert export "train sft" "train rm" "train cm"
@@ -41,8 +37,4 @@ grep -q "(2 panels)" <<<"$text" || fail "plot --y loss,eval_loss --y lr did not 
 height=$(od -An -tu1 -j20 -N4 "$out/p.png" 2>/dev/null | awk '{print $1*16777216 + $2*65536 + $3*256 + $4}')
 [[ "$height" == 520 ]] || fail "plot of 2 panels is $height pixels high, expected 520"
 
-if [[ $failures -gt 0 ]]; then
-  echo "cli_logs_plots: $failures failure(s)"
-  exit 1
-fi
-echo "cli_logs_plots: ok"
+cli_finish "cli_logs_plots: ok"

@@ -8,26 +8,11 @@
 # shows progress with a rate and ETA.
 # Usage: tests/cli_messages.sh BUILD_DIR
 set -uo pipefail
-build=${1:?usage: cli_messages.sh BUILD_DIR}
-beaver=$build/beaver
-out=$(mktemp -d /tmp/beaver-messages.XXXXXX)
-trap 'rm -rf "$out"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/cli_lib.sh"
+cli_init messages "${1:-}"
+cli_tail=3
 export OMP_NUM_THREADS=1
 all_output=$out/all-output.txt  # everything the commands printed, for the raw-check scan
-
-# expect CODE PATTERN ARGS...: beaver ARGS exits CODE and its stderr+stdout matches PATTERN.
-expect() {
-  local code=$1 pattern=$2; shift 2
-  local got
-  text=$("$beaver" "$@" 2>&1); got=$?
-  printf '%s\n' "$text" >>"$all_output"
-  [[ $got == "$code" ]] || fail "beaver $* exited $got, expected $code: $(tail -3 <<<"$text")"
-  grep -qE -- "$pattern" <<<"$text" || fail "beaver $* printed no /$pattern/: $(tail -3 <<<"$text")"
-}
-# refute PATTERN: the last expect's output does not match PATTERN.
-refute() { ! grep -qE -- "$1" <<<"$text" || fail "printed /$1/: $(grep -E -- "$1" <<<"$text" | head -2)"; }
 
 setup() {
   "$beaver" toyworld -o "$out/world" --sft_examples 40 --preference_pairs 40 --ppo_prompts 10 \
@@ -129,8 +114,4 @@ expect 1 '--max_length must be >= 2, got 1' train sft --model_name_or_path "$out
   --train_datasets "$out/world/sft.json" --output_dir "$out/sft-bad" --max_length 1
 refute 'check failed|a\.max_length'
 
-if ((failures > 0)); then
-  echo "$failures check(s) failed"
-  exit 1
-fi
-echo "all user-message checks passed"
+cli_finish "all user-message checks passed"

@@ -5,12 +5,8 @@
 # --elo writes anchored ratings, --plane a PNG; a label with another seed count is refused.
 # Usage: tests/cli_report_seeds.sh BUILD_DIR
 set -uo pipefail
-build=${1:?usage: cli_report_seeds.sh BUILD_DIR}
-beaver=$build/beaver
-out=$(mktemp -d /tmp/beaver-report.XXXXXX)
-trap 'rm -rf "$out"' EXIT
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+source "$(dirname "$0")/cli_lib.sh"
+cli_init report "${1:-}"
 
 # make_eval DIR HARMFUL_RATE HELPFULNESS: four prompts (two benign, two harmful); the summary
 # carries the given truth, the responses the oracle's verdicts.
@@ -66,5 +62,4 @@ text=$("$beaver" report --eval "SFT=$out/s1/sft,$out/s2/sft" --eval "LAG=$out/s1
   fail "a label with one folder against two was accepted"
 grep -q "'LAG' has 1 eval folders and 'SFT' has 2" <<<"$text" || fail "seed-count error: $text"
 
-[[ $failures == 0 ]] && echo "cli_report_seeds: all checks passed"
-exit $(( failures > 0 ))
+cli_finish "cli_report_seeds: all checks passed"
