@@ -97,6 +97,15 @@ __device__ __forceinline__ void load_pack(const T* p, float (&f)[N]) {
   }
 }
 
+// Adds the N elements at p (aligned to the pack word), as fp32, to acc: acc[j] += p[j].
+template <typename T, int N>
+__device__ __forceinline__ void add_pack(const T* p, float (&acc)[N]) {
+  float f[N];
+  load_pack<T, N>(p, f);
+#pragma unroll
+  for (int j = 0; j < N; ++j) acc[j] += f[j];
+}
+
 // Two fp32 values as one 32-bit word of T (a in the low half for 16-bit types).
 template <typename T> __device__ __forceinline__ uint32_t word_of(float a, float b);
 template <> __device__ __forceinline__ uint32_t word_of<bf16_t>(float a, float b) {

@@ -40,11 +40,9 @@ struct AddOp {
   T* out;
   template <int N>
   __device__ void apply(int64_t i) const {
-    float x[N], y[N];
+    float x[N];
     load_pack<T, N>(a + i, x);
-    load_pack<T, N>(b + i, y);
-#pragma unroll
-    for (int j = 0; j < N; ++j) x[j] += y[j];
+    add_pack<T, N>(b + i, x);
     store_pack<T, N>(out + i, x);
   }
 };

@@ -90,12 +90,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int j = 0; j < P; ++j) acc[j] = 0.0f;
       }
-      for (int64_t k = p0; k < p1; ++k) {
-        float d[P];
-        load_pack<TD, P>(dout + int64_t(pos[k]) * H + c, d);
-#pragma unroll
-        for (int j = 0; j < P; ++j) acc[j] += d[j];
-      }
+      for (int64_t k = p0; k < p1; ++k) add_pack<TD, P>(dout + int64_t(pos[k]) * H + c, acc);
       if (kind == ep::Piece::kLocal)
         store_pack<TT, P>(row, acc);
       else
@@ -128,18 +123,11 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < P; ++j) acc[j] = 0.0f;
   }
-  float d[P];
-  load_pack<float, P>(partial + (2 * g + 1) * H + c, d);
-#pragma unroll
-  for (int j = 0; j < P; ++j) acc[j] += d[j];
+  add_pack<float, P>(partial + (2 * g + 1) * H + c, acc);
   // The bounds are known, so the loads of consecutive partials are independent and in flight
   // together; only the adds are serial.
 #pragma unroll 4
-  for (int64_t h = g + 1; h <= last; ++h) {
-    load_pack<float, P>(partial + (2 * h) * H + c, d);
-#pragma unroll
-    for (int j = 0; j < P; ++j) acc[j] += d[j];
-  }
+  for (int64_t h = g + 1; h <= last; ++h) add_pack<float, P>(partial + (2 * h) * H + c, acc);
   store_pack<TT, P>(row, acc);
 }
 

@@ -114,12 +114,7 @@ __global__ void __launch_bounds__(kThreads)
       float o[P];
 #pragma unroll
       for (int j = 0; j < P; ++j) o[j] = rs * (g_row[c * P + j] - hn_row[c * P + j] * mean);
-      if (drr) {
-        float dr[P];
-        load_pack<T, P>(drr + c * P, dr);
-#pragma unroll
-        for (int j = 0; j < P; ++j) o[j] += dr[j];
-      }
+      if (drr) add_pack<T, P>(drr + c * P, o);
       store_pack<T, P>(dxr + c * P, o);
     }
   }
@@ -180,12 +175,7 @@ __global__ void __launch_bounds__(512)
         float o[P];
 #pragma unroll
         for (int j = 0; j < P; ++j) o[j] = rs * (d[i][j] - hn[i][j] * mean);
-        if (drr) {
-          float dr[P];
-          load_pack<T, P>(drr + c * P, dr);
-#pragma unroll
-          for (int j = 0; j < P; ++j) o[j] += dr[j];
-        }
+        if (drr) add_pack<T, P>(drr + c * P, o);
         store_pack<T, P>(dxr + c * P, o);
       }
     }
