@@ -111,15 +111,7 @@ __global__ void __launch_bounds__(WARPS * 32) attn_bwd_dkdv_kernel(const BwdPara
   const int key_a = n0 + warp * 16 + (lane >> 2);  // this thread's keys: key_a, key_a + 8
 
   for (int it = 0; it < n_iter; ++it) {
-    const int buf = it & 1;
-    if (it + 1 < n_iter) {
-      load_q(it + 1, buf ^ 1);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+    const int buf = pipeline_step(it, n_iter, load_q);
     const bf16_t* q_s = sQ + buf * BM * HD;
     const bf16_t* do_s = sdO + buf * BM * HD;
     const float* l_s = sL + buf * BM;
@@ -245,15 +237,7 @@ __global__ void __launch_bounds__(WARPS * 32) attn_bwd_dq_kernel(const BwdParams
   const bool rows_partial = lo > m0 + warp * 16 || hi < m0 + warp * 16 + 16;
 
   for (int t = 0; t < n_tiles; ++t) {
-    const int buf = t & 1;
-    if (t + 1 < n_tiles) {
-      load_kv(t + 1, buf ^ 1);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+    const int buf = pipeline_step(t, n_tiles, load_kv);
     const bf16_t* k_s = sK + buf * BN * HD;
     const bf16_t* v_s = sV + buf * BN * HD;
 

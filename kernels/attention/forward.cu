@@ -73,15 +73,7 @@ __global__ void __launch_bounds__(WARPS * 32) attn_fwd_kernel(const FwdParams p)
   float m_r[2] = {kNegInf, kNegInf}, l_r[2] = {0.0f, 0.0f};
 
   for (int t = 0; t < n_tiles; ++t) {
-    const int buf = t & 1;
-    if (t + 1 < n_tiles) {
-      load_kv(t + 1, buf ^ 1);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+    const int buf = pipeline_step(t, n_tiles, load_kv);
     if (t == 0) {
 #pragma unroll
       for (int kk = 0; kk < HD / 16; ++kk) ld_a<HD>(sQ, warp * 16, kk * 16, qf[kk]);

@@ -120,4 +120,22 @@ __device__ __forceinline__ void row_range(const int* ranges, int b, int S, int& 
   if (end < begin) end = begin;
 }
 
+// Step t of n of the two-buffer pipeline: starts the copies of tile t + 1 into the other buffer
+// (load(t + 1, buffer), then one cp.async group), waits until tile t's copies have landed and
+// syncs the block. Returns tile t's buffer (t & 1). Tile 0's copies must have been committed
+// before step 0; the caller syncs again before the next step's copies overwrite a buffer.
+template <typename Load>
+__device__ __forceinline__ int pipeline_step(int t, int n, Load& load) {
+  const int buf = t & 1;
+  if (t + 1 < n) {
+    load(t + 1, buf ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
+  __syncthreads();
+  return buf;
+}
+
 }  // namespace beaver::ops::cuda::attn
