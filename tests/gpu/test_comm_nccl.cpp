@@ -23,22 +23,12 @@
 
 #include "csrc/comm.h"
 #include "gpu/gpu_testutil.h"
+#include "gpu/nccl_testutil.h"
 #include "mpi_testutil.h"
 
 namespace beaver::test {
 namespace {
 
-int visible_devices() {
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess) return 0;
-  return devices;
-}
-
-#define BEAVER_REQUIRE_NCCL()                                                           \
-  do {                                                                                  \
-    BEAVER_REQUIRE_CUDA();                                                              \
-    if (!nccl_available()) GTEST_SKIP() << "this build has no NCCL (libnccl not found)"; \
-  } while (0)
 
 float value(int rank, int64_t i) { return float(rank + 1) * 0.25f + float(i % 97); }
 
@@ -51,7 +41,7 @@ std::vector<float> rank_values(int rank, int64_t n) {
 // One rank: every collective through NCCL against the single-rank communicator on a CPU copy
 // (the data must come back as it went in), reductions in f32, copies in f32 and bf16.
 TEST(NcclGpu, OneRankMatchesTheCpu) {
-  BEAVER_REQUIRE_NCCL();
+  BEAVER_REQUIRE_NCCL(1);
   Context ctx = Context::cuda(0), cpu = Context::cpu(1);
   auto nccl = nccl_collectives(make_nccl_unique_id(), 0, 1, 0);
   auto single = single_rank_communicator();
@@ -118,10 +108,7 @@ void check_two_ranks(int64_t n) {
 }
 
 TEST(NcclGpu, TwoRanksOnTwoDevices) {
-  BEAVER_REQUIRE_NCCL();
-  if (const int devices = visible_devices(); devices < 2)
-    GTEST_SKIP() << "needs two visible CUDA devices (NCCL takes one rank per device), found "
-                 << devices;
+  BEAVER_REQUIRE_NCCL(2);
   check_two_ranks(1001);  // uneven: grouped ncclReduce / ncclBroadcast
   check_two_ranks(1024);  // even: ncclReduceScatter / ncclAllGather in place
 }
@@ -140,7 +127,7 @@ TEST(NcclRanks, CollectivesMatchTheHost) {
   ASSERT_TRUE(nccl_available()) << "this build has no NCCL";
   auto comm = communicator_from_environment();
   const int P = comm->size(), r = comm->rank();
-  ASSERT_LE(P, visible_devices()) << "one rank per device";
+  ASSERT_LE(P, visible_cuda_devices()) << "one rank per device";
   Context ctx = Context::cuda(comm->local_rank());
   Context host = Context::cpu(1);
   comm->use_cuda(ctx.device_index());
@@ -225,18 +212,15 @@ void launch_ranks(int ranks) {
 
 TEST(NcclMpi, OneRankOnOneDevice) {
   if (is_mpi_rank()) GTEST_SKIP() << "already a rank";
-  BEAVER_REQUIRE_NCCL();
+  BEAVER_REQUIRE_NCCL(1);
   if (!have_mpirun()) GTEST_SKIP() << kNoMpirun;
   launch_ranks(1);
 }
 
 TEST(NcclMpi, TwoRanksOnTwoDevices) {
   if (is_mpi_rank()) GTEST_SKIP() << "already a rank";
-  BEAVER_REQUIRE_NCCL();
+  BEAVER_REQUIRE_NCCL(2);
   if (!have_mpirun()) GTEST_SKIP() << kNoMpirun;
-  if (const int devices = visible_devices(); devices < 2)
-    GTEST_SKIP() << "needs two visible CUDA devices (NCCL takes one rank per device), found "
-                 << devices;
   launch_ranks(2);
 }
 

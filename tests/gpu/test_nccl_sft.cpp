@@ -16,7 +16,6 @@
 // saying which (NCCL takes one rank per device, so one lent GPU cannot hold two ranks).
 #include <gtest/gtest.h>
 
-#include <cuda_runtime.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -27,9 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "csrc/comm.h"
+#include "gpu/nccl_testutil.h"
 #include "mpi_testutil.h"
-#include "testutil.h"
 
 namespace beaver::test {
 namespace {
@@ -42,16 +40,8 @@ class NcclSft : public ::testing::Test {
  protected:
   // Why the suite cannot run here, or empty when it can.
   static std::string missing() {
-    std::string why;
-    if (!cuda_available(&why)) return why;
-    if (!nccl_available()) return "this build has no NCCL (libnccl not found)";
-    if (!have_mpirun()) return kNoMpirun;
-    int devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess) devices = 0;
-    if (devices < 2)
-      return "needs two visible CUDA devices (NCCL takes one rank per device), found " +
-             std::to_string(devices);
-    return "";
+    if (std::string why = nccl_missing(2); !why.empty()) return why;
+    return have_mpirun() ? "" : kNoMpirun;
   }
   static void SetUpTestSuite() {
     if (!missing().empty()) return;
