@@ -26,6 +26,9 @@
 
 namespace beaver::test {
 
+// The float dtypes the CUDA ops take (f32 and bf16): the GPU tests run their cases in each.
+inline constexpr DType kFloat[] = {DType::F32, DType::BF16};
+
 // Host fp32 values as the bytes of dtype d (rounded to nearest-even).
 inline std::vector<uint8_t> pack_as(const std::vector<float>& v, DType d) {
   std::vector<uint8_t> raw(v.size() * dtype_size(d));

@@ -11,7 +11,6 @@
 namespace beaver::test {
 namespace {
 
-constexpr DType kFloat[] = {DType::F32, DType::BF16};
 
 std::string tag(DType d, int64_t n) { return dtype_str(d) + " n=" + std::to_string(n); }
 

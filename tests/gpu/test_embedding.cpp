@@ -13,7 +13,6 @@ namespace beaver::test {
 namespace {
 
 using Dims = cases::EmbeddingShape;
-constexpr DType kFloat[] = {DType::F32, DType::BF16};
 
 // Ids drawn from a small range so that many repeat (the backward must sum them in order).
 std::vector<int32_t> tokens_of(const Dims& sh, uint64_t seed) {

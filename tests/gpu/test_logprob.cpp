@@ -13,7 +13,6 @@ namespace beaver::test {
 namespace {
 
 using Dims = cases::LogprobShape;
-constexpr DType kFloat[] = {DType::F32, DType::BF16};
 
 std::vector<int32_t> targets_of(const Dims& sh, uint64_t seed) {
   PhiloxStream rng(seed, 3);

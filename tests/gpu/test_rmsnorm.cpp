@@ -17,7 +17,6 @@ namespace {
 struct Dims {
   int64_t T, H;
 };
-constexpr DType kFloat[] = {DType::F32, DType::BF16};
 constexpr float kEps = 1e-5f;
 
 struct Inputs {

@@ -12,7 +12,6 @@
 namespace beaver::test {
 namespace {
 
-constexpr DType kFloat[] = {DType::F32, DType::BF16};
 
 std::vector<float> inv_freq_of(int64_t d) {
   std::vector<float> f(size_t(d / 2));

@@ -10,7 +10,6 @@
 namespace beaver::test {
 namespace {
 
-constexpr DType kFloat[] = {DType::F32, DType::BF16};
 
 struct Ref {
   std::vector<float> out, dgate, dup;
