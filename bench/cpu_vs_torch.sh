@@ -2,6 +2,7 @@
 # Beaver against PyTorch on the CPU, side by side in one run (see bench/cpu_vs_torch.py for what
 # is timed and how). PyTorch and transformers come from a virtual environment:
 #   bench/cpu_vs_torch.sh --venv DIR [--install] [--build DIR] [-- cpu_vs_torch.py options]
+# (options: --reps N --iters N --threads 1,2 --wait-policy passive|active --json FILE).
 # The venv is --venv DIR, else $BEAVER_TORCH_VENV. With --install a missing venv is created
 # and torch + transformers are installed into it from PyPI (pip); without it a venv lacking
 # them is reported with the command that would install them. Builds bench_model if needed.
@@ -16,7 +17,7 @@ while [[ $# -gt 0 ]]; do
     --install) install=1; shift ;;
     --build) build="${2:?--build needs a directory}"; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "cpu_vs_torch.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -8,16 +8,21 @@
 
 namespace beaver {
 
-Shape::Shape(std::initializer_list<int64_t> d) : Shape(std::vector<int64_t>(d)) {}
-
-Shape::Shape(const std::vector<int64_t>& d) {
-  BEAVER_CHECK(d.size() <= size_t(kMaxDims), "shape of rank ", d.size(), " exceeds ", kMaxDims);
-  rank = int(d.size());
-  for (size_t i = 0; i < d.size(); ++i) {
+namespace {
+// Fills the inline dims from [d, d + n) (no heap: shapes are built on every op call).
+void fill_dims(Shape& s, const int64_t* d, size_t n) {
+  BEAVER_CHECK(n <= size_t(kMaxDims), "shape of rank ", n, " exceeds ", kMaxDims);
+  s.rank = int(n);
+  for (size_t i = 0; i < n; ++i) {
     BEAVER_CHECK(d[i] >= 0, "negative dimension ", d[i], " in shape");
-    dims[i] = d[i];
+    s.dims[i] = d[i];
   }
 }
+}  // namespace
+
+Shape::Shape(std::initializer_list<int64_t> d) { fill_dims(*this, d.begin(), d.size()); }
+
+Shape::Shape(const std::vector<int64_t>& d) { fill_dims(*this, d.data(), d.size()); }
 
 bool Shape::operator==(const Shape& o) const {
   if (rank != o.rank) return false;

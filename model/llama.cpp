@@ -63,6 +63,16 @@ LlamaModel::LlamaModel(Context& ctx, const LlamaConfig& cfg, const LlamaOptions&
   scale_ = float(1.0 / std::sqrt(double(hd_)));
 
   plan_params();
+  {
+    const auto handle = [&](const char* name) {
+      const auto it = index_.find(name);
+      return it == index_.end() ? kNoHandle : it->second;
+    };
+    final_norm_h_ = handle("model.norm.weight");
+    lm_head_h_ = handle("lm_head.weight");
+    score_w_h_ = handle("score_head.weight");
+    score_b_h_ = handle("score_head.bias");
+  }
   setup_shards();
   const auto& es = param_plan_.entries();
   if (params_sharded()) {
@@ -481,7 +491,7 @@ LlamaModel::LayerParams LlamaModel::layer_params(const std::vector<Tensor>& aren
 }
 
 Tensor LlamaModel::lm_weight(const std::vector<Tensor>& arena) const {
-  return cfg_.tie_word_embeddings ? arena[0] : arena[index_.at("lm_head.weight")];
+  return cfg_.tie_word_embeddings ? arena[0] : arena[lm_head_h_];
 }
 
 const LlamaModel::LayerActs& LlamaModel::acts(int l) const {
@@ -571,7 +581,7 @@ void LlamaModel::close_grads() {
 }
 
 Tensor LlamaModel::score_bias() {
-  const size_t h = index_.at("score_head.bias");
+  const size_t h = score_b_h_;
   if (!params_sharded()) return pv_[h];
   const int u = int(L_) + 1;
   use_unit(u);
@@ -724,7 +734,7 @@ void LlamaModel::run_layers(int64_t T, const Tensor& positions, const AttendFn& 
   }
   use_unit(int(L_) + 1);
   ops::rmsnorm_fwd(*ctx_, proj_out_.slice(0, T), acts(int(L_) - 1).hmid.slice(0, T),
-                   wv_[index_.at("model.norm.weight")], eps_, xnf_.slice(0, T),
+                   wv_[final_norm_h_], eps_, xnf_.slice(0, T),
                    resid(int(L_)).slice(0, T), rstdf_.slice(0, T));
 }
 
@@ -747,7 +757,7 @@ void LlamaModel::trunk_backward(const Tensor& dxnf) {
   const Tensor dresid = dresid_.slice(0, T), dhmid = dhmid_.slice(0, T), dxn = dxn_.slice(0, T),
                dact = dact_.slice(0, T), datt = datt_.slice(0, T), dq = dq_.slice(0, T),
                dk = dk_.slice(0, T), dv = dv_.slice(0, T);
-  const size_t norm_h = index_.at("model.norm.weight");
+  const size_t norm_h = final_norm_h_;
   use_unit(int(L_) + 1);
   open_grads(int(L_) + 1);
   ops::rmsnorm_bwd(c, dxnf, resid(int(L_)).slice(0, T), wv_[norm_h], rstdf_.slice(0, T),
@@ -919,7 +929,7 @@ void LlamaModel::scores(const Tensor& scores, const Tensor& end_scores) {
   const Tensor sc = scores.view({T_, 1});
   const Tensor bias = score_bias();  // gathers the head unit when sharded
   use_unit(int(L_) + 1);
-  ops::linear_fwd(c, xnf_.slice(0, T_), wv_[index_.at("score_head.weight")], sc);
+  ops::linear_fwd(c, xnf_.slice(0, T_), wv_[score_w_h_], sc);
   // + bias: a K = 1 GEMM with a column of ones, so no broadcast op is needed.
   ops::gemm(c, ones_.slice(0, T_), false, bias.view({1, 1}), false, sc, 1.0f, 1.0f);
   if (end_scores.defined()) {
@@ -964,7 +974,7 @@ void LlamaModel::scores_backward(const Tensor& dscores, const Tensor& dend_score
   // (fp32 ones) reads it in fp32.
   const Tensor dsa = dscore_act_.slice(0, T_);
   if (dsa.data != ds.data) ops::convert(c, ds, dsa);
-  const size_t wh = index_.at("score_head.weight"), bh = index_.at("score_head.bias");
+  const size_t wh = score_w_h_, bh = score_b_h_;
   use_unit(int(L_) + 1);
   open_grads(int(L_) + 1);
   ops::linear_bwd_weight(c, dsa, x, gv_[wh], true);

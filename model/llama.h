@@ -297,6 +297,11 @@ class LlamaModel {
 
   std::vector<ParamInfo> infos_;
   std::map<std::string, size_t> index_;  // name → plan handle (= index into infos_)
+  // Handles the step uses, looked up once (a lookup by name builds a std::string per call);
+  // kNoHandle where the model has no such parameter.
+  static constexpr size_t kNoHandle = ~size_t(0);
+  size_t final_norm_h_ = kNoHandle, lm_head_h_ = kNoHandle, score_w_h_ = kNoHandle,
+         score_b_h_ = kNoHandle;
   ArenaPlan param_plan_, act_plan_;
   Arena params_, grads_, acts_arena_;
   Buffer work_buf_;                    // working copy (empty without one)

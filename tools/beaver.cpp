@@ -1,5 +1,10 @@
 // Entry point of the `beaver` binary: one executable, many subcommands (tools/commands.h).
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <string>
 #include <vector>
@@ -9,7 +14,26 @@
 #include "tools/commands.h"
 #include "tools/flags.h"
 
+namespace {
+
+// OpenMP's idle threads: libgomp reads OMP_WAIT_POLICY once, when it is loaded, and by default
+// spins between parallel regions. On a machine shared with other jobs that spinning takes the
+// cores the other threads of a step are waiting for (a 2-thread CPU step ran several times
+// slower), so unless the user chose a policy, the binary re-executes itself once with
+// OMP_WAIT_POLICY=passive (same pid, arguments and environment otherwise; docs/performance.md
+// has the measurement). If the re-exec fails, it runs on with libgomp's default.
+void default_to_passive_wait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  std::fprintf(stderr, "beaver: note: could not re-execute with OMP_WAIT_POLICY=passive (%s); "
+               "idle OpenMP threads will spin\n", std::strerror(errno));
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  default_to_passive_wait(argv);
   CLI::App app{"Beaver: Safe RLHF on LLaMA models, from scratch in C++20/CUDA"};
   app.require_subcommand(1);
   // Every subcommand inherits this: --help shows each flag's default value.

@@ -4,6 +4,11 @@
 // inference engine. Counters: tokens/s and FLOP/s (6 · params · tokens for training,
 // 2 · params per decoded token; attention FLOPs left out). The last argument of every case is
 // the CPU thread count (1 and 2); bench/cpu_vs_torch.sh runs the same cases in PyTorch.
+// Every case runs one untimed step (or generation) before timing: the first one page-faults
+// the fresh arenas in, grows the context scratch and starts OpenMP's team, which is start-up
+// cost, not the steady state being measured. Run with OMP_WAIT_POLICY=passive on a shared
+// machine (see bench/README.md): libgomp's default spin-wait makes 2-thread steps several times
+// slower as soon as another job holds a core.
 #include <benchmark/benchmark.h>
 
 #include <vector>
@@ -73,11 +78,13 @@ void cpu_train_step(benchmark::State& state) {
   std::copy(rng.begin(), rng.end(), rg.ptr<int32_t>());
   const auto targets = model::next_token_targets(tok, rng, B, S);
   std::copy(targets.begin(), targets.end(), tg.ptr<int32_t>());
-  for (auto _ : state) {
+  const auto step = [&] {
     m.forward(model::Batch{t, rg, p});
     benchmark::DoNotOptimize(m.cross_entropy(tg));
     m.cross_entropy_backward();
-  }
+  };
+  step();  // warm-up, untimed
+  for (auto _ : state) step();
   state.counters["tokens/s"] =
       benchmark::Counter(double(B * S), benchmark::Counter::kIsIterationInvariantRate);
   set_flops(state, 6.0 * param_count(m) * double(B * S));
@@ -103,9 +110,16 @@ void cpu_generate(benchmark::State& state) {
   go.sampling.temperature = 0.0f;
   go.max_new_tokens = new_tokens;
   go.eos_id = -1;
+  benchmark::DoNotOptimize(eng.generate(prompts, go));  // warm-up, untimed
+  const model::GenerateStats warm = eng.stats();       // the counters leave it out
   for (auto _ : state) benchmark::DoNotOptimize(eng.generate(prompts, go));
-  state.counters["prefill tok/s"] = eng.stats().prefill_tokens_per_s();
-  state.counters["decode tok/s"] = eng.stats().decode_tokens_per_s();
+  model::GenerateStats timed = eng.stats();
+  timed.prefill_tokens -= warm.prefill_tokens;
+  timed.decode_tokens -= warm.decode_tokens;
+  timed.prefill_s -= warm.prefill_s;
+  timed.decode_s -= warm.decode_s;
+  state.counters["prefill tok/s"] = timed.prefill_tokens_per_s();
+  state.counters["decode tok/s"] = timed.decode_tokens_per_s();
 }
 BENCHMARK(cpu_generate)
     ->ArgNames({"batch", "threads"})

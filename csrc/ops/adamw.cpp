@@ -10,6 +10,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
 
 namespace beaver::ops {
@@ -46,16 +47,23 @@ void check_segments(const std::vector<ParamSegment>& segs, int64_t n) {
       BEAVER_FAIL("adamw_step: decay_segments[", i, "] = [", s.offset, ", ", s.offset + s.size,
                   ") is not inside the parameter vector [0, ", n, ")");
   }
-  std::vector<size_t> order(segs.size());
+  const auto by_offset = [](const ParamSegment& a, const ParamSegment& b) {
+    return a.offset < b.offset;
+  };
+  // Neighbours in offset order must not overlap. The segments usually come sorted (the model
+  // lists them in plan order), and then no index vector is allocated for every step.
+  const bool sorted = std::is_sorted(segs.begin(), segs.end(), by_offset);
+  std::vector<size_t> order(sorted ? 0 : segs.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return segs[a].offset < segs[b].offset; });
-  for (size_t k = 1; k < order.size(); ++k) {
-    const auto& a = segs[order[k - 1]];
-    const auto& b = segs[order[k]];
+            [&](size_t a, size_t b) { return by_offset(segs[a], segs[b]); });
+  const auto at = [&](size_t k) { return sorted ? k : order[k]; };
+  for (size_t k = 1; k < segs.size(); ++k) {
+    const auto& a = segs[at(k - 1)];
+    const auto& b = segs[at(k)];
     if (a.size > 0 && b.size > 0 && b.offset < a.offset + a.size)
-      BEAVER_FAIL("adamw_step: decay_segments[", order[k - 1], "] = [", a.offset, ", ",
-                  a.offset + a.size, ") and decay_segments[", order[k], "] = [", b.offset, ", ",
+      BEAVER_FAIL("adamw_step: decay_segments[", at(k - 1), "] = [", a.offset, ", ",
+                  a.offset + a.size, ") and decay_segments[", at(k), "] = [", b.offset, ", ",
                   b.offset + b.size, ") overlap");
   }
 }
@@ -128,22 +136,45 @@ void update(int64_t b, int64_t e, float* p, const float* g, float* m, float* v, 
 
 constexpr int64_t kChunk = 1 << 16;
 
+// The runs of the last call's segments, kept in the context: a training loop passes the same
+// segments every step, and rebuilding them would allocate every step.
+struct RunCache {
+  std::vector<ParamSegment> segs;
+  int64_t n = -1;
+  std::vector<Run> runs;
+};
+
+const std::vector<Run>& cached_runs(Context& ctx, const std::vector<ParamSegment>& segs,
+                                    int64_t n) {
+  RunCache& c = ctx.backend_cache<RunCache>();
+  const auto same = [](const ParamSegment& a, const ParamSegment& b) {
+    return a.offset == b.offset && a.size == b.size;
+  };
+  if (c.n != n || !std::equal(segs.begin(), segs.end(), c.segs.begin(), c.segs.end(), same)) {
+    c.runs = make_runs(segs, n);
+    c.segs = segs;
+    c.n = n;
+  }
+  return c.runs;
+}
+
 template <typename Low>
 void run_all(Context& ctx, const std::vector<Run>& runs, int64_t n, float* p, const float* g,
              float* m, float* v, Low* low, float scale, float decay, float beta1, float beta2,
              float step_size, float sqrt_bc2, float eps) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t cb = c * kChunk, ce = std::min(n, cb + kChunk);
-    // First run that ends after cb.
-    auto it = std::upper_bound(runs.begin(), runs.end(), cb,
-                               [](int64_t x, const Run& r) { return x < r.end; });
-    for (; it != runs.end() && it->begin < ce; ++it) {
-      update(std::max(cb, it->begin), std::min(ce, it->end), p, g, m, v, low, scale,
-             it->decay ? decay : 1.0f, beta1, beta2, step_size, sqrt_bc2, eps);
+  parallel_range(ctx.threads(), chunks, true, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t c = part_begin; c < part_end; ++c) {
+      const int64_t cb = c * kChunk, ce = std::min(n, cb + kChunk);
+      // First run that ends after cb.
+      auto it = std::upper_bound(runs.begin(), runs.end(), cb,
+                                 [](int64_t x, const Run& r) { return x < r.end; });
+      for (; it != runs.end() && it->begin < ce; ++it) {
+        update(std::max(cb, it->begin), std::min(ce, it->end), p, g, m, v, low, scale,
+               it->decay ? decay : 1.0f, beta1, beta2, step_size, sqrt_bc2, eps);
+      }
     }
-  }
+  });
 }
 
 }  // namespace
@@ -153,7 +184,7 @@ void adamw_step(Context& ctx, const Tensor& master, const Tensor& grad, const Te
                 const std::vector<ParamSegment>& decay_segments, const AdamWConfig& cfg) {
   expect_dtype(grad, DType::F32, "adamw_step", "grad (CPU backend)");
   const int64_t n = master.numel();
-  const std::vector<Run> runs = make_runs(decay_segments, n);
+  const std::vector<Run>& runs = cached_runs(ctx, decay_segments, n);
   const float scale = grad_scale.data != nullptr ? grad_scale.ptr<float>()[0] : 1.0f;
   const float decay = 1.0f - cfg.lr * cfg.weight_decay;
   // Bias corrections in double (beta^step for large steps), used in fp32 like PyTorch.

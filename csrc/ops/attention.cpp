@@ -9,7 +9,6 @@
 // row for the same token exactly.
 #include "csrc/ops/attention.h"
 
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -18,6 +17,7 @@
 #include <utility>
 
 #include "csrc/ops/cpu_exp.h"
+#include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
 
 // The register tiles' vector types are passed between always-inline helpers only; the ABI note
@@ -490,31 +490,30 @@ void attention_fwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
   const size_t per = padded(attend_scratch(kBlockQ, d));
   float* scratch = thread_scratch(ctx, per, 0, nullptr);
 
-#pragma omp parallel num_threads(ctx.threads())
-  {
-    // Rows outside [begin, end): out = 0, lse = 0.
-#pragma omp for schedule(static)
-    for (int64_t bi = 0; bi < B * S; ++bi) {
+  DynamicCounter next_task;
+  parallel_region(ctx.threads(), true, [&](int tid, int nthreads) {
+    // Rows outside [begin, end): out = 0, lse = 0 (disjoint from what the tasks write).
+    const auto [r0, r1] = static_part(B * S, tid, nthreads);
+    for (int64_t bi = r0; bi < r1; ++bi) {
       const int64_t b = bi / S, i = bi % S;
       if (i >= rg[2 * b] && i < rg[2 * b + 1]) continue;
       std::fill(op + bi * nh * d, op + (bi + 1) * nh * d, 0.0f);
       for (int64_t h = 0; h < nh; ++h) lp[(b * nh + h) * S + i] = 0.0f;
     }
-    float* mine = scratch + per * size_t(omp_get_thread_num());
+    float* mine = scratch + per * size_t(tid);
     // Later query blocks attend to more keys: hand them out first for balance.
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < tasks; ++t) {
+    for_dynamic(next_task, tasks, [&](int64_t t) {
       const int64_t qb = nqb - 1 - t % nqb, bh = t / nqb, b = bh / nh, h = bh % nh;
       const int64_t begin = rg[2 * b], end = rg[2 * b + 1];
       const int64_t i0 = begin + qb * kBlockQ;
-      if (i0 >= end) continue;
+      if (i0 >= end) return;
       const int64_t rows = std::min(kBlockQ, end - i0), g = h / group;
       const int64_t qoff = ((b * S + i0) * nh + h) * d;
       const int64_t kvoff = (b * S * nkv + g) * d;
       attend_rows(qp + qoff, nh * d, rows, i0, kp + kvoff, vp + kvoff, nkv * d, begin, scale, d,
                   op + qoff, nh * d, lp + (b * nh + h) * S + i0, mine);
-    }
-  }
+    });
+  });
 }
 
 void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor& v,
@@ -545,10 +544,10 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
   float* D = nullptr;  // D[b, h, i] = rowsum(dout * out), laid out like lse
   float* scratch = thread_scratch(ctx, per, size_t(B * nh * S), &D);
 
-#pragma omp parallel num_threads(ctx.threads())
-  {
-#pragma omp for schedule(static)
-    for (int64_t bi = 0; bi < B * S; ++bi) {
+  DynamicCounter next_task;
+  parallel_region(ctx.threads(), true, [&](int tid, int nthreads) {
+    const auto [r0, r1] = static_part(B * S, tid, nthreads);
+    for (int64_t bi = r0; bi < r1; ++bi) {
       const int64_t b = bi / S, i = bi % S;
       if (i >= rg[2 * b] && i < rg[2 * b + 1]) {
         for (int64_t h = 0; h < nh; ++h) {
@@ -564,8 +563,9 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
         std::fill(dvp + bi * nkv * d, dvp + (bi + 1) * nkv * d, 0.0f);
       }
     }
-    // The implicit barrier above publishes D before any task reads it.
-    float* kt = scratch + per * size_t(omp_get_thread_num());
+    // Every thread's D is published before any task reads it.
+#pragma omp barrier
+    float* kt = scratch + per * size_t(tid);
     float* vt = kt + d * kBlockK;
     float* s = vt + d * kBlockK;       // scores, then P or dS   [query][key]
     float* dp = s + kBlockQ * kBlockK;  // dP = dO Vᵀ             [query][key]
@@ -574,15 +574,14 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
     float* acc1 = dst + kBlockK * kBlockK;
     float* acc2 = acc1 + accrows * d;
 
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < n_kv + n_q; ++t) {
+    for_dynamic(next_task, n_kv + n_q, [&](int64_t t) {
       if (t < n_kv) {
         // dk, dv for keys [j0, j0 + nb) of kv head g: the group's query heads in order, then
         // the queries that see these keys in blocks, in order.
         const int64_t kb = t % nkb, bg = t / nkb, b = bg / nkv, g = bg % nkv;
         const int64_t begin = rg[2 * b], end = rg[2 * b + 1];
         const int64_t j0 = begin + kb * kBlockK;
-        if (j0 >= end) continue;
+        if (j0 >= end) return;
         const int64_t nb = std::min(kBlockK, end - j0);
         const int64_t kvoff = ((b * S + j0) * nkv + g) * d;
         load_transposed(kp + kvoff, nkv * d, nb, d, kt);
@@ -626,7 +625,7 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
         const int64_t qb = u % nqb, bh = u / nqb, b = bh / nh, h = bh % nh, g = h / group;
         const int64_t begin = rg[2 * b], end = rg[2 * b + 1];
         const int64_t i0 = begin + qb * kBlockQ;
-        if (i0 >= end) continue;
+        if (i0 >= end) return;
         const int64_t rows = std::min(kBlockQ, end - i0), last = i0 + rows - 1;
         const int64_t qoff = ((b * S + i0) * nh + h) * d;
         float* dQ = acc1;
@@ -659,8 +658,8 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
           for (int64_t c = 0; c < d; ++c) o[c] = scale * dQ[r * d + c];
         }
       }
-    }
-  }
+    });
+  });
 }
 
 void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,
@@ -677,11 +676,10 @@ void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,
   const size_t per = padded(attend_scratch(1, d));
   float* scratch = thread_scratch(ctx, per, 0, nullptr);
 
-#pragma omp parallel num_threads(ctx.threads())
-  {
-    float* mine = scratch + per * size_t(omp_get_thread_num());
-#pragma omp for schedule(static)
-    for (int64_t bh = 0; bh < B * nh; ++bh) {
+  parallel_region(ctx.threads(), B * nh > 1, [&](int tid, int nthreads) {
+    float* mine = scratch + per * size_t(tid);
+    const auto [p0, p1] = static_part(B * nh, tid, nthreads);
+    for (int64_t bh = p0; bh < p1; ++bh) {
       const int64_t b = bh / nh, h = bh % nh, g = h / group;
       const int64_t begin = rg[2 * b], end = rg[2 * b + 1];
       if (begin == end) {
@@ -693,7 +691,7 @@ void decode_attention(Context& ctx, const Tensor& q, const Tensor& k_cache,
       attend_rows(qp + bh * d, d, 1, end - 1, kp + kvoff, vp + kvoff, nkv * d, begin, scale, d,
                   op + bh * d, d, nullptr, mine);
     }
-  }
+  });
 }
 
 void kv_append(Context& ctx, const Tensor& k_new, const Tensor& v_new, const Tensor& k_cache,
@@ -707,13 +705,14 @@ void kv_append(Context& ctx, const Tensor& k_new, const Tensor& v_new, const Ten
   const auto* vn = static_cast<const char*>(v_new.data);
   auto* kc = static_cast<char*>(k_cache.data);
   auto* vc = static_cast<char*>(v_cache.data);
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static)
-  for (int64_t b = 0; b < B; ++b) {
-    if (n == 0) continue;
-    const size_t src = size_t(b * n) * row, dst = size_t(b * Smax + pp[b]) * row;
-    std::memcpy(kc + dst, kn + src, size_t(n) * row);
-    std::memcpy(vc + dst, vn + src, size_t(n) * row);
-  }
+  if (n == 0) return;
+  parallel_range(ctx.threads(), B, true, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const size_t src = size_t(b * n) * row, dst = size_t(b * Smax + pp[b]) * row;
+      std::memcpy(kc + dst, kn + src, size_t(n) * row);
+      std::memcpy(vc + dst, vn + src, size_t(n) * row);
+    }
+  });
 }
 
 }  // namespace cpu

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
 
 namespace beaver::ops {
@@ -90,8 +91,9 @@ void store(void* p, int64_t i, float v) {
 
 template <typename S, typename D>
 void convert_loop(int threads, const void* src, void* dst, int64_t n) {
-#pragma omp parallel for num_threads(threads) schedule(static) if (n > kSerialBelow)
-  for (int64_t i = 0; i < n; ++i) store<D>(dst, i, load<S>(src, i));
+  parallel_range(threads, n, n > kSerialBelow, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t i = part_begin; i < part_end; ++i) store<D>(dst, i, load<S>(src, i));
+  });
 }
 
 template <typename S>
@@ -129,8 +131,9 @@ void add(Context& ctx, const Tensor& a, const Tensor& b, const Tensor& out) {
   const float* bp = b.ptr<float>();
   float* op = out.ptr<float>();
   const int64_t n = a.numel();
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static) if (n > kSerialBelow)
-  for (int64_t i = 0; i < n; ++i) op[i] = ap[i] + bp[i];
+  parallel_range(ctx.threads(), n, n > kSerialBelow, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t i = part_begin; i < part_end; ++i) op[i] = ap[i] + bp[i];
+  });
 }
 
 void axpy(Context& ctx, float alpha, const Tensor& x, const Tensor& y) {
@@ -138,24 +141,27 @@ void axpy(Context& ctx, float alpha, const Tensor& x, const Tensor& y) {
   const float* xp = x.ptr<float>();
   float* yp = y.ptr<float>();
   const int64_t n = x.numel();
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static) if (n > kSerialBelow)
-  for (int64_t i = 0; i < n; ++i) yp[i] += alpha * xp[i];
+  parallel_range(ctx.threads(), n, n > kSerialBelow, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t i = part_begin; i < part_end; ++i) yp[i] += alpha * xp[i];
+  });
 }
 
 void scale(Context& ctx, const Tensor& x, float alpha) {
   expect_dtype(x, DType::F32, "scale (cpu)", "x");
   float* xp = x.ptr<float>();
   const int64_t n = x.numel();
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static) if (n > kSerialBelow)
-  for (int64_t i = 0; i < n; ++i) xp[i] *= alpha;
+  parallel_range(ctx.threads(), n, n > kSerialBelow, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t i = part_begin; i < part_end; ++i) xp[i] *= alpha;
+  });
 }
 
 void fill(Context& ctx, const Tensor& x, float value) {
   expect_dtype(x, DType::F32, "fill (cpu)", "x");
   float* xp = x.ptr<float>();
   const int64_t n = x.numel();
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static) if (n > kSerialBelow)
-  for (int64_t i = 0; i < n; ++i) xp[i] = value;
+  parallel_range(ctx.threads(), n, n > kSerialBelow, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t i = part_begin; i < part_end; ++i) xp[i] = value;
+  });
 }
 
 }  // namespace cpu

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
 
 namespace beaver::ops {
@@ -69,9 +70,10 @@ void embedding_fwd(Context& ctx, const Tensor& tokens, const Tensor& table, cons
   check_ids(ids, n, vocab, op);
   const float* src = table.ptr<float>();
   float* dst = out.ptr<float>();
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static) if (n * h > 65536)
-  for (int64_t t = 0; t < n; ++t)
-    std::memcpy(dst + t * h, src + int64_t(ids[t]) * h, size_t(h) * sizeof(float));
+  parallel_range(ctx.threads(), n, n * h > 65536, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t t = part_begin; t < part_end; ++t)
+      std::memcpy(dst + t * h, src + int64_t(ids[t]) * h, size_t(h) * sizeof(float));
+  });
 }
 
 void embedding_bwd(Context& ctx, const Tensor& tokens, const Tensor& dout, const Tensor& dtable,
@@ -85,19 +87,21 @@ void embedding_bwd(Context& ctx, const Tensor& tokens, const Tensor& dout, const
   const float* g = dout.ptr<float>();
   float* dt = dtable.ptr<float>();
   if (!accumulate) {
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static) if (vocab * h > 65536)
-    for (int64_t v = 0; v < vocab; ++v) std::memset(dt + v * h, 0, size_t(h) * sizeof(float));
+    parallel_range(ctx.threads(), vocab, vocab * h > 65536, [&](int64_t v0, int64_t v1) {
+      for (int64_t v = v0; v < v1; ++v) std::memset(dt + v * h, 0, size_t(h) * sizeof(float));
+    });
   }
   const int64_t blocks = (h + kColBlock - 1) / kColBlock;
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static) if (n * h > 65536)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t j0 = blk * kColBlock, j1 = std::min(h, j0 + kColBlock);
-    for (int64_t t = 0; t < n; ++t) {
-      const float* src = g + t * h;
-      float* row = dt + int64_t(ids[t]) * h;
-      for (int64_t j = j0; j < j1; ++j) row[j] += src[j];
+  parallel_range(ctx.threads(), blocks, n * h > 65536, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t blk = part_begin; blk < part_end; ++blk) {
+      const int64_t j0 = blk * kColBlock, j1 = std::min(h, j0 + kColBlock);
+      for (int64_t t = 0; t < n; ++t) {
+        const float* src = g + t * h;
+        float* row = dt + int64_t(ids[t]) * h;
+        for (int64_t j = j0; j < j1; ++j) row[j] += src[j];
+      }
     }
-  }
+  });
 }
 
 }  // namespace cpu

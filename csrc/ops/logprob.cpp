@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "csrc/ops/cpu_exp.h"
+#include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
 
 namespace beaver::ops {
@@ -168,18 +169,19 @@ void logprob_fwd(Context& ctx, const Tensor& logits, const Tensor& targets, cons
   float* o = out.ptr<float>();
   float* l = lse.ptr<float>();
   check_targets(tgt, rows, V, ignore_index, op);
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static)
-  for (int64_t t = 0; t < rows; ++t) {
-    if (tgt[t] == ignore_index) {
-      o[t] = 0.0f;
-      l[t] = 0.0f;
-      continue;
+  parallel_range(ctx.threads(), rows, true, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t t = part_begin; t < part_end; ++t) {
+      if (tgt[t] == ignore_index) {
+        o[t] = 0.0f;
+        l[t] = 0.0f;
+        continue;
+      }
+      const float* row = x + t * V;
+      const float z = row_logsumexp(row, V);
+      l[t] = z;
+      o[t] = sign * (row[tgt[t]] - z);
     }
-    const float* row = x + t * V;
-    const float z = row_logsumexp(row, V);
-    l[t] = z;
-    o[t] = sign * (row[tgt[t]] - z);
-  }
+  });
 }
 
 void logprob_bwd(Context& ctx, const Tensor& logits, const Tensor& targets, const Tensor& lse,
@@ -194,19 +196,20 @@ void logprob_bwd(Context& ctx, const Tensor& logits, const Tensor& targets, cons
   const float* d = dout.ptr<float>();
   float* dx = dlogits.ptr<float>();
   check_targets(tgt, rows, V, ignore_index, op);
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static)
-  for (int64_t t = 0; t < rows; ++t) {
-    float* drow = dx + t * V;
-    if (tgt[t] == ignore_index) {
-      std::fill(drow, drow + V, 0.0f);
-      continue;
+  parallel_range(ctx.threads(), rows, true, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t t = part_begin; t < part_end; ++t) {
+      float* drow = dx + t * V;
+      if (tgt[t] == ignore_index) {
+        std::fill(drow, drow + V, 0.0f);
+        continue;
+      }
+      const float* row = x + t * V;  // may be drow: each element is read before it is written
+      const float g = sign * d[t];
+      const float z = l[t];
+      for (int64_t v = 0; v < V; ++v) drow[v] = -g * exp_f32(row[v] - z);
+      drow[tgt[t]] += g;
     }
-    const float* row = x + t * V;  // may be drow: each element is read before it is written
-    const float g = sign * d[t];
-    const float z = l[t];
-    for (int64_t v = 0; v < V; ++v) drow[v] = -g * exp_f32(row[v] - z);
-    drow[tgt[t]] += g;
-  }
+  });
 }
 
 }  // namespace cpu

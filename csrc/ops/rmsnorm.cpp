@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
+#include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
 
 namespace beaver::ops {
@@ -126,17 +126,20 @@ void rmsnorm_fwd(Context& ctx, const Tensor& x, const Tensor& residual, const Te
   float* op_ = out.ptr<float>();
   float* hp = residual_out.defined() ? residual_out.ptr<float>() : nullptr;
   float* sp = rstd.defined() ? rstd.ptr<float>() : nullptr;
-#pragma omp parallel num_threads(ctx.threads()) if (rows * h > 32768)
-  {
-    // h of one row when residual_out does not hold it (never aliases any argument).
-    std::vector<float> tmp(rp && !hp ? static_cast<size_t>(h) : 0u);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < rows; ++t) {
+  // Per thread, h floats of one row when residual_out does not hold it (context scratch, so
+  // it never aliases an argument and the steady state allocates nothing).
+  const bool need_tmp = rp && !hp;
+  auto* tmp_all = need_tmp ? static_cast<float*>(ctx.scratch(size_t(ctx.threads() * h) * 4))
+                           : nullptr;
+  parallel_region(ctx.threads(), rows * h > 32768, [&](int tid, int nthreads) {
+    float* tmp = need_tmp ? tmp_all + size_t(tid * h) : nullptr;
+    const auto [t0, t1] = static_part(rows, tid, nthreads);
+    for (int64_t t = t0; t < t1; ++t) {
       const float* xr = xp + t * h;
       const float* hr = xr;
       if (rp) {
         const float* rr = rp + t * h;
-        float* dst = hp ? hp + t * h : tmp.data();
+        float* dst = hp ? hp + t * h : tmp;
         for (int64_t j = 0; j < h; ++j) dst[j] = xr[j] + rr[j];
         hr = dst;
       } else if (hp) {
@@ -150,7 +153,7 @@ void rmsnorm_fwd(Context& ctx, const Tensor& x, const Tensor& residual, const Te
       float* o = op_ + t * h;
       for (int64_t j = 0; j < h; ++j) o[j] = (hr[j] * r) * wp[j];
     }
-  }
+  });
 }
 
 void rmsnorm_bwd(Context& ctx, const Tensor& dout, const Tensor& h, const Tensor& weight,
@@ -167,14 +170,16 @@ void rmsnorm_bwd(Context& ctx, const Tensor& dout, const Tensor& h, const Tensor
   float* dxp = dx.ptr<float>();
   float* dwp = dweight.ptr<float>();
   const int64_t chunks = (rows + kRowChunk - 1) / kRowChunk;
-  auto* partial =
-      static_cast<float*>(ctx.scratch(size_t(std::max<int64_t>(chunks, 1) * width) * 4));
+  // Scratch: the chunk partials, then per thread two rows (w * g and the normalised h).
+  const size_t n_partial = size_t(std::max<int64_t>(chunks, 1) * width);
+  auto* partial = static_cast<float*>(
+      ctx.scratch((n_partial + size_t(2 * ctx.threads() * width)) * 4));
   const double inv_h = 1.0 / double(width);
-#pragma omp parallel num_threads(ctx.threads()) if (rows * width > 32768)
-  {
-    std::vector<float> wg(static_cast<size_t>(width)), hn(static_cast<size_t>(width));
-#pragma omp for schedule(static)
-    for (int64_t c = 0; c < chunks; ++c) {
+  parallel_region(ctx.threads(), rows * width > 32768, [&](int tid, int nthreads) {
+    float* wg = partial + n_partial + size_t(2 * tid * width);
+    float* hn = wg + width;
+    const auto [c0, c1] = static_part(chunks, tid, nthreads);
+    for (int64_t c = c0; c < c1; ++c) {
       float* pw = partial + c * width;
       std::fill(pw, pw + width, 0.0f);
       const int64_t t1 = std::min(rows, (c + 1) * kRowChunk);
@@ -183,27 +188,28 @@ void rmsnorm_bwd(Context& ctx, const Tensor& dout, const Tensor& h, const Tensor
         const float* g = gp + t * width;
         const float* hr = hp + t * width;
         for (int64_t j = 0; j < width; ++j) {
-          hn[size_t(j)] = hr[j] * r;
-          wg[size_t(j)] = wp[j] * g[j];
-          pw[j] += g[j] * hn[size_t(j)];
+          hn[j] = hr[j] * r;
+          wg[j] = wp[j] * g[j];
+          pw[j] += g[j] * hn[j];
         }
-        const float m = float(dot_lanes(hn.data(), wg.data(), width) * inv_h);
+        const float m = float(dot_lanes(hn, wg, width) * inv_h);
         const float* dr = drp ? drp + t * width : nullptr;
         float* d = dxp + t * width;
         for (int64_t j = 0; j < width; ++j) {
-          const float v = r * (wg[size_t(j)] - hn[size_t(j)] * m);
+          const float v = r * (wg[j] - hn[j] * m);
           d[j] = dr ? dr[j] + v : v;
         }
       }
     }
-    // Chunk partials in chunk order, parallel over columns.
-#pragma omp for schedule(static)
-    for (int64_t j = 0; j < width; ++j) {
+    // Chunk partials in chunk order, parallel over columns (after every chunk is done).
+#pragma omp barrier
+    const auto [j0, j1] = static_part(width, tid, nthreads);
+    for (int64_t j = j0; j < j1; ++j) {
       double s = 0.0;
       for (int64_t c = 0; c < chunks; ++c) s += double(partial[c * width + j]);
       dwp[j] = accumulate_weight ? dwp[j] + float(s) : float(s);
     }
-  }
+  });
 }
 
 }  // namespace cpu

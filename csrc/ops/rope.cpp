@@ -9,6 +9,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
 
 namespace beaver::ops {
@@ -111,28 +112,29 @@ void rope_apply(Context& ctx, const Tensor& x, const Tensor& positions, const Te
   float* xp = x.ptr<float>();
   const int32_t* pos = positions.ptr<int32_t>();
   const float* freq = inv_freq.ptr<float>();
-#pragma omp parallel num_threads(ctx.threads()) if (x.numel() > 16384)
-  {
-    std::vector<float> cs(static_cast<size_t>(d));  // cos in [0, half), sin in [half, d)
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < rows; ++t) {
+  // Per thread, one position's table from context scratch: cos in [0, half), sin in [half, d).
+  auto* cs_all = static_cast<float*>(ctx.scratch(size_t(ctx.threads() * d) * 4));
+  parallel_region(ctx.threads(), x.numel() > 16384, [&](int tid, int nthreads) {
+    float* cs = cs_all + size_t(tid * d);
+    const auto [t0, t1] = static_part(rows, tid, nthreads);
+    for (int64_t t = t0; t < t1; ++t) {
       const float p = float(pos[t]);
       for (int64_t i = 0; i < half; ++i) {
         const float angle = p * freq[i];
-        cs[size_t(i)] = std::cos(angle);
-        cs[size_t(half + i)] = inverse ? -std::sin(angle) : std::sin(angle);
+        cs[i] = std::cos(angle);
+        cs[half + i] = inverse ? -std::sin(angle) : std::sin(angle);
       }
       for (int64_t hd = 0; hd < heads; ++hd) {
         float* v = xp + (t * heads + hd) * d;
         for (int64_t i = 0; i < half; ++i) {
-          const float c = cs[size_t(i)], s = cs[size_t(half + i)];
+          const float c = cs[i], s = cs[half + i];
           const float a = v[i], b = v[half + i];
           v[i] = a * c - b * s;
           v[half + i] = b * c + a * s;
         }
       }
     }
-  }
+  });
 }
 
 }  // namespace cpu

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "csrc/ops/cpu_exp.h"
+#include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
 
 namespace beaver::ops {
@@ -55,11 +56,12 @@ void swiglu_fwd(Context& ctx, const Tensor& gate, const Tensor& up, const Tensor
   const float* u = up.ptr<float>();
   float* o = out.ptr<float>();
   const int64_t n = gate.numel();
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static) if (n > 32768)
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i], ui = u[i];
-    o[i] = gi / (1.0f + exp_f32(-gi)) * ui;
-  }
+  parallel_range(ctx.threads(), n, n > 32768, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t i = part_begin; i < part_end; ++i) {
+      const float gi = g[i], ui = u[i];
+      o[i] = gi / (1.0f + exp_f32(-gi)) * ui;
+    }
+  });
 }
 
 void swiglu_bwd(Context& ctx, const Tensor& gate, const Tensor& up, const Tensor& dout,
@@ -71,13 +73,14 @@ void swiglu_bwd(Context& ctx, const Tensor& gate, const Tensor& up, const Tensor
   float* dg = dgate.ptr<float>();
   float* du = dup.ptr<float>();
   const int64_t n = gate.numel();
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static) if (n > 32768)
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i], ui = u[i], di = d[i];
-    const float s = 1.0f / (1.0f + exp_f32(-gi));
-    dg[i] = di * ui * s * (1.0f + gi * (1.0f - s));
-    du[i] = di * gi * s;
-  }
+  parallel_range(ctx.threads(), n, n > 32768, [&](int64_t part_begin, int64_t part_end) {
+    for (int64_t i = part_begin; i < part_end; ++i) {
+      const float gi = g[i], ui = u[i], di = d[i];
+      const float s = 1.0f / (1.0f + exp_f32(-gi));
+      dg[i] = di * ui * s * (1.0f + gi * (1.0f - s));
+      du[i] = di * gi * s;
+    }
+  });
 }
 
 }  // namespace cpu
