@@ -94,12 +94,15 @@ std::string read_bytes(const fs::path& p) {
 }
 
 // A model folder loaded into a fresh LlamaModel. `want_score_kind`: the folder must hold a
-// trained score model (the frozen RM and CM: a fresh head would score at random).
+// trained score model (the frozen RM and CM: a fresh head would score at random). comm and
+// zero_stage: the model's own ZeRO sharding (model/llama.h), as the stages build theirs:
+// stage 2 shards a trained role's gradients (reduce-scattered unit by unit in the backward),
+// stage 3 also the parameters of every role, trained or frozen.
 std::unique_ptr<model::LlamaModel> load_model(Context& ctx, const std::string& dir,
                                               const std::string& role, model::Head head,
                                               int64_t max_batch, int64_t max_seq, bool training,
                                               bool recompute, bool want_score_kind,
-                                              uint64_t seed) {
+                                              uint64_t seed, Communicator* comm, int zero_stage) {
   model::ModelKind kind{};
   const model::LlamaConfig cfg = model::checkpoint_config(dir, &kind);
   if (want_score_kind)
@@ -114,6 +117,8 @@ std::unique_ptr<model::LlamaModel> load_model(Context& ctx, const std::string& d
   o.max_seq = max_seq;
   o.training = training;
   o.recompute = training && recompute;
+  o.comm = comm;
+  o.zero_stage = comm && comm->distributed() ? zero_stage : 0;
   auto m = std::make_unique<model::LlamaModel>(ctx, cfg, o);
   model::load_weights(*m, dir, seed);
   return m;
@@ -333,19 +338,22 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   const int64_t S = cfg_.max_length;
   const uint64_t seed = uint64_t(cfg_.seed);
   actor_ = load_model(ctx, opts_.actor_model, "actor", model::Head::LM, mb, S, true,
-                      cfg_.actor_gradient_checkpointing, false, seed);
+                      cfg_.actor_gradient_checkpointing, false, seed, opts_.comm,
+                      opts_.zero_stage);
   ref_ = load_model(ctx, opts_.actor_model, "reference model", model::Head::LM, mb, S, false,
-                    false, false, seed);
+                    false, false, seed, opts_.comm, opts_.zero_stage);
   rm_ = load_model(ctx, opts_.reward_model, "reward model", model::Head::Score, mb, S, false,
-                   false, true, seed);
+                   false, true, seed, opts_.comm, opts_.zero_stage);
   if (!opts_.cost_model.empty())
     cm_ = load_model(ctx, opts_.cost_model, "cost model", model::Head::Score, mb, S, false, false,
-                     true, seed);
+                     true, seed, opts_.comm, opts_.zero_stage);
   critic_r_ = load_model(ctx, opts_.reward_critic_model, "reward critic", model::Head::Score, mb,
-                         S, true, cfg_.critic_gradient_checkpointing, false, seed + 1);
+                         S, true, cfg_.critic_gradient_checkpointing, false, seed + 1,
+                         opts_.comm, opts_.zero_stage);
   if (lag())
     critic_c_ = load_model(ctx, opts_.cost_critic_model, "cost critic", model::Head::Score, mb, S,
-                           true, cfg_.critic_gradient_checkpointing, false, seed + 2);
+                           true, cfg_.critic_gradient_checkpointing, false, seed + 2,
+                           opts_.comm, opts_.zero_stage);
   engine_ = std::make_unique<model::InferenceEngine>(*actor_, S);
   lagrange_ = std::make_unique<LagrangeMultiplier>(LagrangeMultiplier::options_from(cfg_));
 
@@ -744,6 +752,8 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
       means[1].second = al.clip_fraction;
       means[2].second = al.approx_kl;
       train_tokens += r.sequence_tokens();
+    } else {
+      join_sharded_pass(*actor_, true);  // the other ranks' backward is a collective (ZeRO 2-3)
     }
     if (ptx) {
       const bool have = ptx->rows > 0;
@@ -752,6 +762,8 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
         int64_t tokens = 0;
         means[3].second = impl_->ptx_backward(*ptx, half * ptx_share, &tokens);
         train_tokens += tokens;
+      } else {
+        join_sharded_pass(*actor_, true);
       }
     }
     reduce_weighted(opts_.comm, means, double(r.batch), none);
@@ -784,6 +796,8 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
       m.scores_backward(dv, Tensor());
       loss[0].second = cl.loss;
       train_tokens += r.sequence_tokens();
+    } else {
+      join_sharded_pass(m, true);
     }
     reduce_weighted(opts_.comm, loss, double(r.batch), none);
     impl_->watch_critic(which, loss[0].second, which == 0 ? st.reward_return : st.cost_return);
