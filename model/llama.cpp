@@ -293,6 +293,7 @@ std::optional<ShardLayout> shard_layout(const LlamaOptions& o, const PrecisionPl
   l.working_copy = prec.working_copy();
   l.work = l.working_copy ? prec.work : prec.master;
   l.head_master = l.params && l.working_copy && o.head == Head::Score;
+  l.prefetch = l.params && zero_prefetch_from_environment();
   return l;
 }
 
@@ -371,7 +372,8 @@ std::string LlamaModel::budget_summary() const {
              params_sharded() ? (opts_.training ? "parameters and gradients" : "parameters")
                               : "gradients",
              " sharded over ", shards_->layout().ranks, " ranks, gathered units ",
-             format_bytes(memory().gathered), ")");
+             format_bytes(memory().gathered),
+             shards_->layout().prefetch ? ", prefetching the next unit" : "", ")");
   s += cat(", activations ", format_bytes(act_plan_.total_bytes()), " (batch ", opts_.max_batch,
            " x ", opts_.max_seq, "); total ", format_bytes(planned_bytes()),
            " (--log_level debug for the breakdown)");

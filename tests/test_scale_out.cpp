@@ -14,10 +14,12 @@
 //     global prompt batch within 1e-5 after 3 RL steps, every rank ends with the same λ
 //     (bitwise) and that λ is the one-rank λ within 1e-7; an indivisible --prompt_batch_size
 //     is refused;
+//   - the MPI communicator's asynchronous all-gather gives the blocking one's result;
 //   - PPO-Lagrangian at ZeRO stages 0-3 on 2 and 3 ranks (stage 3: all six roles sharded)
 //     gives the actor and both critics of one rank within 1e-5 over a whole epoch whose last
-//     step leaves ranks without rows, with one λ on every rank; a run on 2 ranks at stage 2
-//     resumed on 3 ranks at stage 3 ends where the one-rank run does.
+//     step leaves ranks without rows, with one λ on every rank; stage 3 with the prefetched
+//     gathers gives bitwise the blocking path's models; a run on 2 ranks at stage 2 resumed
+//     on 3 ranks at stage 3 ends where the one-rank run does.
 // Skips when mpirun is missing. As root, mpirun needs OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM).
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -80,6 +82,12 @@ TEST(CommRanks, Collectives) {
   comm->all_gather(ctx, t, p);
   for (int q = 0; q < P; ++q)
     for (int64_t i = p.begin(q); i < p.end(q); ++i) EXPECT_EQ(t.ptr<float>()[i], float(q)) << i;
+  // The asynchronous form: started, then waited for, the same result.
+  for (int64_t i = 0; i < n; ++i) t.ptr<float>()[i] = p.begin(r) <= i && i < p.end(r) ? float(r) + 0.5f : -1;
+  auto pending = comm->all_gather_async(ctx, t, p);
+  pending->wait();
+  for (int q = 0; q < P; ++q)
+    for (int64_t i = p.begin(q); i < p.end(q); ++i) EXPECT_EQ(t.ptr<float>()[i], float(q) + 0.5f) << i;
   std::string bytes = r == 1 ? "from rank one" : "";
   comm->broadcast(bytes, 1);
   EXPECT_EQ(bytes, "from rank one");
@@ -351,10 +359,11 @@ TEST_F(ScaleOut, PpoLagZeroStagesMatchOneRank) {
       EXPECT_EQ(lambdas[size_t(r)], lambdas[0]) << what << ", rank " << r;
     }
     EXPECT_NEAR(std::stod(lambdas[0]), lambda1, 1e-7) << what;
-    if (c.zero >= 2)  // the models shard their own gradients (and at 3 their parameters)
+    if (c.zero >= 2) {  // the models shard their own gradients (and at 3 their parameters)
       EXPECT_NE(read(out + ".log").find(c.zero == 3 ? "parameters and gradients sharded over"
                                                     : "gradients sharded over"),
                 std::string::npos) << what;
+    }
   }
   // The checks can fail: the critics moved well past the tolerance too.
   EXPECT_GT(max_diff_files(d() + "/rm0/model.safetensors",
@@ -377,6 +386,25 @@ TEST_F(ScaleOut, PpoLagResumeStageTwoOntoStageThree) {
   for (const char* role : {"reward_critic", "cost_critic"})
     EXPECT_LE(max_diff_role("pr1", "pr23", role, 3), kTol) << role;
   EXPECT_DOUBLE_EQ(final_lambda("pr23"), final_lambda("pr1"));
+}
+
+// Stage 3 with the next unit's gather prefetched (the default) and with blocking gathers
+// (BEAVER_ZERO_PREFETCH=0): the same bits for the actor and both critics.
+TEST_F(ScaleOut, PpoLagStageThreePrefetchIsBitwiseTheBlockingPath) {
+  ASSERT_EQ(ppo_lag(2, "pf_on", "--max_steps 2 --zero_stage 3 --save_interval 2"), 0)
+      << read("pf_on.log");
+  ASSERT_EQ(ppo_lag(2, "pf_off", "--max_steps 2 --zero_stage 3 --save_interval 2", 6,
+                    "BEAVER_ZERO_PREFETCH=0 "), 0) << read("pf_off.log");
+  EXPECT_NE(read("pf_on.log").find("prefetching the next unit"), std::string::npos)
+      << read("pf_on.log");
+  EXPECT_EQ(read("pf_off.log").find("prefetching the next unit"), std::string::npos);
+  EXPECT_EQ(max_diff("pf_on", "pf_off"), 0.0);
+  for (const char* role : {"actor", "reward_critic", "cost_critic"})
+    EXPECT_EQ(max_diff_role("pf_on", "pf_off", role, 2), 0.0) << role;
+  // A value the check refuses.
+  EXPECT_NE(ppo_lag(2, "pf_bad", "--max_steps 1 --zero_stage 3", 6, "BEAVER_ZERO_PREFETCH=yes "), 0);
+  EXPECT_NE(read("pf_bad.log").find("BEAVER_ZERO_PREFETCH must be 0"), std::string::npos)
+      << read("pf_bad.log");
 }
 
 }  // namespace
