@@ -34,6 +34,17 @@ namespace beaver {
 
 enum class ReduceOp { Sum, Avg };
 
+// A collective in flight (Communicator::all_gather_async). wait() returns once the tensor holds
+// the result: on the host, or, for a CUDA tensor, once the context's stream is ordered after
+// the collective (the host does not block). Every rank must start its asynchronous collectives
+// in the same order as its blocking ones (MPI's and NCCL's rule); destroying a handle that
+// was not waited waits.
+class PendingCollective {
+ public:
+  virtual ~PendingCollective() = default;
+  virtual void wait() = 0;
+};
+
 // n elements in `parts` contiguous chunks of ceil(n / parts) (the last ones shorter or empty).
 struct Partition {
   int64_t n = 0;
@@ -62,6 +73,12 @@ class Communicator {
                               ReduceOp op) = 0;
   virtual void all_gather(Context& ctx, const Tensor& t, const Partition& p) = 0;
   virtual void broadcast(Context& ctx, const Tensor& t, int root) = 0;
+  // all_gather started without waiting for it (MPI_Iallgatherv on host tensors, NCCL on a
+  // side stream ordered by events for CUDA tensors); t must stay alive and untouched until
+  // wait(). This default (the single rank, and CUDA tensors staged through the host) runs the
+  // blocking all_gather and returns a finished handle.
+  virtual std::unique_ptr<PendingCollective> all_gather_async(Context& ctx, const Tensor& t,
+                                                              const Partition& p);
 
   // ---- host values ----
   virtual void all_reduce(std::span<double> values, ReduceOp op) = 0;
@@ -115,6 +132,8 @@ class DeviceCollectives {
   virtual void reduce_scatter(Context& ctx, const Tensor& t, const Partition& p, ReduceOp op,
                               int rank) = 0;
   virtual void all_gather(Context& ctx, const Tensor& t, const Partition& p, int rank) = 0;
+  virtual std::unique_ptr<PendingCollective> all_gather_async(Context& ctx, const Tensor& t,
+                                                              const Partition& p, int rank) = 0;
   virtual void broadcast(Context& ctx, const Tensor& t, int root) = 0;
 };
 // unique_id: the bytes of the ncclUniqueId rank 0 made (make_nccl_unique_id) and broadcast.

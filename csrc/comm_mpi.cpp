@@ -79,6 +79,24 @@ void scale_f32(const Tensor& t, int64_t begin, int64_t end, float s) {
   for (int64_t i = begin; i < end; ++i) p[i] *= s;
 }
 
+// An MPI_Iallgatherv in flight on a host buffer; the counts live as long as the request.
+class MpiPending final : public PendingCollective {
+ public:
+  MpiPending(std::vector<int> counts, std::vector<int> displs)
+      : counts_(std::move(counts)), displs_(std::move(displs)) {}
+  ~MpiPending() override {
+    if (!done_) MPI_Wait(&req_, MPI_STATUS_IGNORE);
+  }
+  void wait() override {
+    if (done_) return;
+    done_ = true;
+    BEAVER_MPI_CHECK(MPI_Wait(&req_, MPI_STATUS_IGNORE));
+  }
+  MPI_Request req_ = MPI_REQUEST_NULL;
+  std::vector<int> counts_, displs_;
+  bool done_ = false;
+};
+
 class Mpi final : public Communicator {
  public:
   Mpi(int rank, int size, int local_rank) : Communicator(rank, size, local_rank) {}
@@ -143,6 +161,24 @@ class Mpi final : public Communicator {
                                     counts.data(), displs.data(), element_type(t.dtype),
                                     MPI_COMM_WORLD));
     s.write_back();
+  }
+
+  std::unique_ptr<PendingCollective> all_gather_async(Context& ctx, const Tensor& t,
+                                                      const Partition& p) override {
+    check_partition(t, p, "all_gather_async");
+    if (t.device == Device::CUDA && devices_) return devices_->all_gather_async(ctx, t, p, rank());
+    if (t.device == Device::CUDA) return Communicator::all_gather_async(ctx, t, p);  // staged
+    std::vector<int> counts(static_cast<size_t>(size())), displs(static_cast<size_t>(size()));
+    for (int r = 0; r < size(); ++r) {
+      counts[size_t(r)] = as_count(p.count(r), "all_gather_async");
+      displs[size_t(r)] = as_count(p.begin(r), "all_gather_async");
+    }
+    auto h = std::make_unique<MpiPending>(std::move(counts), std::move(displs));
+    ctx.synchronize();  // the own piece was copied in on ctx: complete before MPI reads it
+    BEAVER_MPI_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, t.data,
+                                     h->counts_.data(), h->displs_.data(), element_type(t.dtype),
+                                     MPI_COMM_WORLD, &h->req_));
+    return h;
   }
 
   void broadcast(Context& ctx, const Tensor& t, int root) override {

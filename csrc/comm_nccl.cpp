@@ -41,6 +41,25 @@ char* at(const Tensor& t, int64_t element) {
 
 bool equal_parts(const Partition& p) { return p.n % p.parts == 0; }
 
+// A gather queued on the side stream: wait() orders the context's stream after its event.
+class NcclPending final : public PendingCollective {
+ public:
+  NcclPending(cudaStream_t waiter, cudaEvent_t done) : waiter_(waiter), done_(done) {}
+  ~NcclPending() override {
+    if (!waited_) cudaStreamWaitEvent(waiter_, done_, 0);
+  }
+  void wait() override {
+    if (waited_) return;
+    waited_ = true;
+    BEAVER_CUDA_CHECK(cudaStreamWaitEvent(waiter_, done_, 0));
+  }
+
+ private:
+  cudaStream_t waiter_;
+  cudaEvent_t done_;
+  bool waited_ = false;
+};
+
 class Nccl final : public DeviceCollectives {
  public:
   Nccl(const std::string& id, int rank, int size, int device) {
@@ -52,6 +71,10 @@ class Nccl final : public DeviceCollectives {
     BEAVER_NCCL_CHECK(ncclCommInitRank(&comm_, size, uid, rank));
   }
   ~Nccl() override {
+    if (side_) cudaStreamSynchronize(side_);
+    for (cudaEvent_t e : {ready_, done_})
+      if (e) cudaEventDestroy(e);
+    if (side_) cudaStreamDestroy(side_);
     if (comm_) ncclCommDestroy(comm_);
   }
   Nccl(const Nccl&) = delete;
@@ -82,20 +105,41 @@ class Nccl final : public DeviceCollectives {
     BEAVER_NCCL_CHECK(ncclGroupEnd());
   }
 
+  // The gather on a side stream after what ctx's stream has queued (the own piece copied in,
+  // earlier reads of the slot), with an event the handle makes ctx's stream wait on. One
+  // gather in flight at a time (ParamShards' prefetch): the event is reused.
+  std::unique_ptr<PendingCollective> all_gather_async(Context& ctx, const Tensor& t,
+                                                      const Partition& p, int rank) override {
+    if (!side_) {
+      BEAVER_CUDA_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
+      BEAVER_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+      BEAVER_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+    }
+    BEAVER_CUDA_CHECK(cudaEventRecord(ready_, stream(ctx)));
+    BEAVER_CUDA_CHECK(cudaStreamWaitEvent(side_, ready_, 0));
+    gather_on(t, p, rank, side_);
+    BEAVER_CUDA_CHECK(cudaEventRecord(done_, side_));
+    return std::make_unique<NcclPending>(stream(ctx), done_);
+  }
+
   void all_gather(Context& ctx, const Tensor& t, const Partition& p, int rank) override {
+    gather_on(t, p, rank, stream(ctx));
+  }
+
+  void gather_on(const Tensor& t, const Partition& p, int rank, cudaStream_t st) {
     int64_t chunk = p.chunk();
     const ncclDataType_t ty = nccl_type(t.dtype, chunk);
     const int64_t scale = chunk / std::max<int64_t>(1, p.chunk());
     if (equal_parts(p)) {
       BEAVER_NCCL_CHECK(ncclAllGather(at(t, p.begin(rank)), t.data, size_t(chunk), ty, comm_,
-                                      stream(ctx)));
+                                      st));
       return;
     }
     BEAVER_NCCL_CHECK(ncclGroupStart());
     for (int r = 0; r < p.parts; ++r)
       if (p.count(r) > 0)
         BEAVER_NCCL_CHECK(ncclBroadcast(at(t, p.begin(r)), at(t, p.begin(r)),
-                                        size_t(p.count(r) * scale), ty, r, comm_, stream(ctx)));
+                                        size_t(p.count(r) * scale), ty, r, comm_, st));
     BEAVER_NCCL_CHECK(ncclGroupEnd());
   }
 
@@ -109,6 +153,8 @@ class Nccl final : public DeviceCollectives {
   static ncclRedOp_t red(ReduceOp op) { return op == ReduceOp::Avg ? ncclAvg : ncclSum; }
   static cudaStream_t stream(Context& ctx) { return static_cast<cudaStream_t>(ctx.stream()); }
   ncclComm_t comm_ = nullptr;
+  cudaStream_t side_ = nullptr;
+  cudaEvent_t ready_ = nullptr, done_ = nullptr;
 };
 
 }  // namespace

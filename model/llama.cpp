@@ -303,6 +303,7 @@ std::optional<ShardLayout> shard_layout(const LlamaOptions& o, const PrecisionPl
   l.working_copy = prec.working_copy();
   l.work = l.working_copy ? prec.work : prec.master;
   l.head_master = l.params && l.working_copy && o.head == Head::Score;
+  l.prefetch = l.params && zero_prefetch_from_environment();
   return l;
 }
 
@@ -377,9 +378,12 @@ std::string LlamaModel::budget_summary() const {
   if (prec_.working_copy()) s += cat(", working copy ", format_bytes(memory().working));
   if (opts_.training) s += cat(", gradients ", format_bytes(memory().grads));
   if (shards_)
-    s += cat(" (zero stage ", opts_.zero_stage, ": ", params_sharded() ? "parameters and " : "",
-             "gradients sharded over ", shards_->layout().ranks, " ranks, gathered units ",
-             format_bytes(memory().gathered), ")");
+    s += cat(" (zero stage ", opts_.zero_stage, ": ",
+             params_sharded() ? (opts_.training ? "parameters and gradients" : "parameters")
+                              : "gradients",
+             " sharded over ", shards_->layout().ranks, " ranks, gathered units ",
+             format_bytes(memory().gathered),
+             shards_->layout().prefetch ? ", prefetching the next unit" : "", ")");
   s += cat(", activations ", format_bytes(act_plan_.total_bytes()), " (batch ", opts_.max_batch,
            " x ", opts_.max_seq, "); total ", format_bytes(planned_bytes()),
            " (--log_level debug for the breakdown)");
@@ -636,6 +640,28 @@ std::vector<OwnedTensor> LlamaModel::gather_params(int root) const {
     }
   }
   return out;
+}
+
+void LlamaModel::gather_into(LlamaModel& full) {
+  const DType work = prec_.working_copy() ? prec_.work : prec_.master;
+  BEAVER_CHECK(&full != this && !full.params_sharded() && full.infos_.size() == infos_.size() &&
+                   full.opts_.head == opts_.head && full.prec_.master == work &&
+                   full.ctx_->device() == ctx_->device(),
+               "LlamaModel::gather_into: the target must be an unsharded model of the same "
+               "architecture and head with ", dtype_name(work), " parameters on ",
+               device_name(ctx_->device()), "; it has ", full.infos_.size(), " parameters (",
+               dtype_name(full.prec_.master), " on ", device_name(full.ctx_->device()),
+               "), this model ", infos_.size());
+  for (size_t h = 0; h < infos_.size(); ++h)
+    BEAVER_CHECK(full.infos_[h].shape == infos_[h].shape, "LlamaModel::gather_into: ",
+                 infos_[h].name, " is ", infos_[h].shape.str(), " here but ",
+                 full.infos_[h].shape.str(), " in the target");
+  if (shards_) shards_->invalidate();  // as forward(): the optimizer may have moved the shards
+  if (shards_) shards_->invalidate();  // as forward(): the optimizer may have moved the shards
+  for (size_t u = 0; u < unit_handles_.size(); ++u) {
+    use_unit(int(u));  // sharded: unit u gathered into a slot, its views bound there
+    for (size_t h : unit_handles_[u]) ctx_->copy(full.pv_[h], wv_[h]);
+  }
 }
 
 // ---- trunk -----------------------------------------------------------------------------------

@@ -163,6 +163,12 @@ class LlamaModel {
   // parameters are sharded (every rank calls it; rank `root` gets the tensors, the others an
   // empty list); else a copy of the master.
   std::vector<OwnedTensor> gather_params(int root = 0) const;
+  // Copies every parameter, as the ops read it (the working copy where there is one), into
+  // `full`: a model of the same architecture and head without parameter sharding whose master
+  // dtype is this model's working dtype (the inference copy a sharded actor generates from).
+  // Parameters sharded: a collective (every rank calls it; each unit is all-gathered once, in
+  // order, through the slots the forward uses); else a device copy.
+  void gather_into(LlamaModel& full);
 
   // ---- parameters and gradients ---------------------------------------------------------------
   const std::vector<ParamInfo>& params() const { return infos_; }

@@ -2,6 +2,8 @@
 #include "model/param_shards.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 
 #include "csrc/error.h"
 #include "csrc/ops/elementwise.h"
@@ -27,6 +29,14 @@ int64_t shard_elements(const std::vector<int64_t>& bounds, int ranks, int rank) 
   return n;
 }
 
+bool zero_prefetch_from_environment() {
+  const char* v = std::getenv("BEAVER_ZERO_PREFETCH");
+  if (!v || std::string_view(v) == "1") return true;
+  BEAVER_CHECK(std::string_view(v) == "0", "BEAVER_ZERO_PREFETCH must be 0 (blocking stage-3 "
+               "gathers) or 1 (prefetch the next unit, the default), got '", v, "'");
+  return false;
+}
+
 int64_t ShardLayout::max_unit() const {
   int64_t m = 0;
   for (size_t u = 0; u + 1 < bounds.size(); ++u) m = std::max(m, bounds[u + 1] - bounds[u]);
@@ -40,7 +50,7 @@ ShardBytes shard_bytes(const ShardLayout& l) {
   if (l.params) {
     b.master = size_t(local) * dtype_size(l.master);
     if (l.working_copy) b.working = size_t(local) * dtype_size(l.work);
-    b.gathered += 2 * size_t(unit) * dtype_size(l.work);
+    b.gathered += size_t(l.slots()) * size_t(unit) * dtype_size(l.work);
     if (l.head_master) b.gathered += size_t(l.bounds.back() - l.bounds[l.bounds.size() - 2]) *
                                      dtype_size(l.master);
   }
@@ -70,7 +80,8 @@ ParamShards::ParamShards(Context& ctx, Communicator& comm, ShardLayout layout)
   if (layout_.params) {
     master_ = make(size_t(local_) * dtype_size(layout_.master), d);
     if (layout_.working_copy) working_ = make(size_t(local_) * dtype_size(layout_.work), d);
-    for (Buffer& s : slots_) s = make(size_t(unit) * dtype_size(layout_.work), d);
+    for (int s = 0; s < layout_.slots(); ++s)
+      slots_[s] = make(size_t(unit) * dtype_size(layout_.work), d);
     if (layout_.head_master)
       head_buf_ = make(size_t(unit_size(units() - 1)) * dtype_size(layout_.master), d);
     if (local_ > 0) ctx.zero(master());
@@ -88,8 +99,14 @@ ShardBytes ParamShards::bytes() const {
   b.master = master_.size();
   b.working = working_.size();
   b.grads = grads_.size();
-  b.gathered = slots_[0].size() + slots_[1].size() + grad_buf_.size() + head_buf_.size();
+  b.gathered = slots_[0].size() + slots_[1].size() + slots_[2].size() + grad_buf_.size() +
+               head_buf_.size();
   return b;
+}
+
+ParamShards::~ParamShards() {
+  // A gather in flight writes into a slot: it must end before the slot goes.
+  if (pending_) pending_->wait();
 }
 
 Tensor ParamShards::master() const {
@@ -111,24 +128,64 @@ Tensor ParamShards::unit_slot(int slot, int u) const {
   return flat(slots_[slot], layout_.work, unit_size(u));
 }
 
-Tensor ParamShards::params(int u) {
-  BEAVER_CHECK(layout_.params, "ParamShards::params: the parameters are not sharded");
-  BEAVER_CHECK(u >= 0 && u < units(), "ParamShards::params: unit ", u, " outside [0, ", units(), ")");
-  for (int s = 0; s < 2; ++s)
-    if (resident_[s] == u) {
-      last_slot_ = s;
-      return unit_slot(s, u);
-    }
-  const int s = 1 - last_slot_;  // the slot not used last
+std::unique_ptr<PendingCollective> ParamShards::start_gather(int s, int u, bool async) {
   const Tensor t = unit_slot(s, u);
   const ShardPiece& p = pieces_[size_t(u)];
   const Tensor own = layout_.working_copy ? working() : master();
   const int64_t off = p.global - unit_begin(u);
   if (p.len > 0) ctx_->copy(t.slice(off, off + p.len), own.slice(p.local, p.local + p.len));
-  comm_->all_gather(*ctx_, t, Partition{unit_size(u), layout_.ranks});
-  resident_[s] = u;
-  last_slot_ = s;
-  return t;
+  ++gathers_;
+  const Partition part{unit_size(u), layout_.ranks};
+  if (async) return comm_->all_gather_async(*ctx_, t, part);
+  comm_->all_gather(*ctx_, t, part);
+  return nullptr;
+}
+
+void ParamShards::finish_prefetch() {
+  if (!pending_) return;
+  pending_->wait();
+  pending_.reset();
+  resident_[pending_slot_] = pending_unit_;
+  pending_slot_ = pending_unit_ = -1;
+}
+
+int ParamShards::lru_slot(int keep) const {
+  int best = -1;
+  for (int s = 0; s < layout_.slots(); ++s)
+    if (s != keep && (best < 0 || used_[s] < used_[best])) best = s;
+  return best;
+}
+
+Tensor ParamShards::params(int u) {
+  BEAVER_CHECK(layout_.params, "ParamShards::params: the parameters are not sharded");
+  BEAVER_CHECK(u >= 0 && u < units(), "ParamShards::params: unit ", u, " outside [0, ", units(), ")");
+  if (pending_unit_ == u) ++prefetch_hits_;
+  finish_prefetch();  // in order: a prefetch is waited for before anything else is gathered
+  int s = -1;
+  for (int k = 0; k < layout_.slots(); ++k)
+    if (resident_[k] == u) s = k;
+  if (s < 0) {
+    s = lru_slot(-1);
+    resident_[s] = -1;
+    start_gather(s, u, false);
+    resident_[s] = u;
+  }
+  used_[s] = ++clock_;
+  // Prefetch: the unit the pass wants next (forward order unless the pass walks backward).
+  if (layout_.prefetch) {
+    const int next = last_unit_ >= 0 && u < last_unit_ ? u - 1 : u + 1;
+    bool have = next < 0 || next >= units();
+    for (int k = 0; k < layout_.slots(); ++k) have = have || resident_[k] == next;
+    if (!have) {
+      const int ps = lru_slot(s);
+      resident_[ps] = -1;
+      pending_ = start_gather(ps, next, true);
+      pending_slot_ = ps;
+      pending_unit_ = next;
+    }
+  }
+  last_unit_ = u;
+  return unit_slot(s, u);
 }
 
 Tensor ParamShards::head_master(int u) {
@@ -143,7 +200,11 @@ Tensor ParamShards::head_master(int u) {
   return t;
 }
 
-void ParamShards::invalidate() { resident_[0] = resident_[1] = -1; }
+void ParamShards::invalidate() {
+  finish_prefetch();
+  for (int& r : resident_) r = -1;
+  last_unit_ = -1;
+}
 
 Tensor ParamShards::grads_begin(int u) {
   BEAVER_CHECK(layout_.grads, "ParamShards::grads_begin: the gradients are not sharded");

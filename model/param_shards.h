@@ -14,11 +14,15 @@
 //     gradient vector exists.
 //   parameters sharded (zero stage 3): the rank keeps only its slice of the master (and of the
 //     working copy where the device has one); before a unit is used the working slices of all
-//     ranks are all-gathered into one of two unit-sized slots (the last two units stay
-//     resident, so the backward starts from what the forward left). After the optimizer writes
+//     ranks are all-gathered into one of the unit-sized slots, the least recently used (the
+//     last units stay resident, so the backward starts from what the forward left). After the optimizer writes
 //     the shard, invalidate() drops what the slots hold.
-// Collectives are blocking (csrc/comm.h has no asynchronous form): the next unit's gather is
-// not overlapped with the current unit's compute.
+// Prefetch (layout.prefetch, the default; BEAVER_ZERO_PREFETCH=0 turns it off): a third slot,
+// and once params(u) has returned, the unit the pass will want next (u + 1 after u - 1 or at
+// the start, u - 1 after u + 1: forward and backward order) is gathered into the least
+// recently used slot with Communicator::all_gather_async while unit u computes; the next
+// params() waits for it. Every rank makes the same calls, so every rank starts the same
+// prefetches in the same order. The gathered values are the same bits as the blocking path's.
 //
 // model/ reaches the ranks only through csrc/comm.h's Communicator interface.
 #pragma once
@@ -46,6 +50,10 @@ std::vector<ShardPiece> shard_pieces(const std::vector<int64_t>& bounds, int ran
 // Elements of that shard.
 int64_t shard_elements(const std::vector<int64_t>& bounds, int ranks, int rank);
 
+// Whether stage-3 gathers prefetch the next unit: BEAVER_ZERO_PREFETCH (unset or 1: yes, 0:
+// no; anything else is an Error naming the variable).
+bool zero_prefetch_from_environment();
+
 struct ShardLayout {
   int ranks = 1, rank = 0;
   bool params = false;  // parameters sharded (stage 3)
@@ -55,7 +63,9 @@ struct ShardLayout {
   DType work = DType::F32;    // what the ops read (= master without a working copy)
   bool working_copy = false;  // a separate working copy exists (CUDA)
   bool head_master = false;   // also gather unit L + 1 in the master dtype (the score bias)
+  bool prefetch = false;      // params sharded: three slots, the next unit gathered ahead
   int64_t max_unit() const;
+  int slots() const { return prefetch ? 3 : 2; }
 };
 
 // Bytes ParamShards allocates for a layout, by part.
@@ -69,6 +79,7 @@ class ParamShards {
  public:
   // comm must have layout.ranks ranks and be rank layout.rank.
   ParamShards(Context& ctx, Communicator& comm, ShardLayout layout);
+  ~ParamShards();
   ParamShards(const ParamShards&) = delete;
   ParamShards& operator=(const ParamShards&) = delete;
 
@@ -87,12 +98,17 @@ class ParamShards {
   Tensor grads() const;
 
   // Params sharded: unit u's full working parameters [unit_size(u)] in layout().work,
-  // gathered unless one slot still holds them. The tensor stays valid until the next call
-  // that gathers another unit into the same slot (at most one other unit in between).
+  // gathered unless one slot still holds them (or waited for when it was prefetched). The
+  // tensor stays valid until a later call gathers another unit into the same slot (at most
+  // one other unit in between).
   Tensor params(int u);
   // Unit u's full master parameters (head_master only, u = units() - 1), gathered each call.
   Tensor head_master(int u);
+  // Drops what the slots hold (after the shard changed), first waiting for a prefetch.
   void invalidate();
+  // Gathers started so far (blocking and prefetched) and prefetches whose unit came next.
+  int64_t gathers() const { return gathers_; }
+  int64_t prefetch_hits() const { return prefetch_hits_; }
 
   // Grads sharded: the zeroed f32 buffer [unit_size(u)] for unit u's gradient, then its
   // reduction into the shard (averaged over the ranks, added to what the shard holds).
@@ -108,15 +124,24 @@ class ParamShards {
 
  private:
   Tensor unit_slot(int slot, int u) const;
+  // Copies the own piece of unit u into slot s and starts its gather (asynchronous or not).
+  std::unique_ptr<PendingCollective> start_gather(int s, int u, bool async);
+  void finish_prefetch();  // waits for the prefetch in flight (if any); its slot is resident
+  int lru_slot(int keep) const;  // the least recently used slot other than `keep`
 
   Context* ctx_;
   Communicator* comm_;
   ShardLayout layout_;
   std::vector<ShardPiece> pieces_;  // this rank's, one per unit
   int64_t local_ = 0;
-  Buffer master_, working_, grads_, slots_[2], grad_buf_, head_buf_;
-  int resident_[2] = {-1, -1};
-  int last_slot_ = 1;
+  Buffer master_, working_, grads_, slots_[3], grad_buf_, head_buf_;
+  int resident_[3] = {-1, -1, -1};
+  uint64_t used_[3] = {0, 0, 0};  // when each slot was last returned (a counter)
+  uint64_t clock_ = 0;
+  int last_unit_ = -1;            // the unit params() returned last
+  std::unique_ptr<PendingCollective> pending_;  // the prefetch in flight
+  int pending_slot_ = -1, pending_unit_ = -1;
+  int64_t gathers_ = 0, prefetch_hits_ = 0;
   int grad_unit_ = -1;
 };
 

@@ -18,6 +18,7 @@
 #include "model/loader.h"
 #include "train/memory_plan.h"
 #include "train/optimizer.h"
+#include "train/rlhf.h"
 #include "train/stages.h"
 #include "train/zero.h"
 
@@ -239,6 +240,65 @@ TEST(MemoryPlan, StageSetupIsTheModelTheStageBuilds) {
   EXPECT_EQ(s.roles[0].options.head, Head::Score);
   EXPECT_EQ(s.roles[0].options.max_batch, 10);  // two rows per pair, the larger batch
   EXPECT_EQ(s.roles[0].options.max_seq, s.roles[0].config.max_position_embeddings);
+}
+
+TEST(MemoryPlan, RlStageThreeIsTheShardedModelsTheTrainerBuilds) {
+  // PPO-Lagrangian at stage 3 on 3 ranks: every role's items are what the model RlhfTrainer
+  // builds (the run's zero stage, the communicator) allocates on rank 0, the actor's
+  // generation copy and its engine are the arenas a rollout allocates, and the communication
+  // buffers are the six models' gathered slots and unit gradient buffers.
+  Context ctx = Context::cpu(1);
+  const model::LlamaConfig cfg = model::checkpoint_config(golden_dir("gqa"));
+  RlhfOptions o;
+  o.algorithm = PpoAlgorithm::PpoLag;
+  o.actor_model = o.reward_model = o.cost_model = "unused";
+  o.ppo.max_length = 16;
+  o.ppo.per_device_prompt_batch_size = 2;
+  o.ppo.per_device_train_batch_size = 2;
+  o.zero_stage = 3;
+  PlanSetup s = rlhf_plan_setup(o, Device::CPU, 3, [&](const std::string&) { return cfg; });
+  s.device_memory = size_t(1) << 40;
+  ASSERT_EQ(s.roles.size(), 6u);
+  const MemoryPlan plan = plan_memory(s);
+  EXPECT_FALSE(plan.projection);
+  RankOf comm(0, 3);
+  size_t gathered = 0;
+  for (const PlanRole& r : s.roles) {
+    LlamaOptions mo = r.options;
+    mo.comm = &comm;
+    mo.zero_stage = 3;
+    LlamaModel m(ctx, cfg, mo);
+    ASSERT_TRUE(m.params_sharded()) << r.name;
+    const LlamaModel::Memory got = m.memory();
+    const auto items = items_of(plan, r.name);
+    EXPECT_EQ(items.at("weights"), got.params) << r.name;
+    EXPECT_LT(got.params, LlamaModel::plan_memory(cfg, r.options, Device::CPU).params / 2)
+        << r.name << ": the weights are sharded";
+    EXPECT_EQ(items.count("gradients") ? items.at("gradients") : 0, got.grads) << r.name;
+    EXPECT_EQ(items.at("activations"), got.acts) << r.name;
+    gathered += got.gathered;
+    if (mo.training) {
+      OptimizerConfig oc;
+      oc.comm = &comm;
+      oc.zero_stage = 3;
+      Optimizer opt(m, oc);
+      EXPECT_EQ(items.at("Adam moments"),
+                size_t(opt.exp_avg().nbytes() + opt.exp_avg_sq().nbytes()) + 8) << r.name;
+    }
+    if (r.engine_batch > 0) {
+      LlamaModel copy(ctx, cfg, generation_copy_options(m.options()));
+      const LlamaModel::Memory cm = copy.memory();
+      EXPECT_EQ(items.at("generation copy"), cm.params + cm.acts + cm.logits);
+      model::InferenceEngine engine(copy, o.ppo.max_length);
+      EXPECT_EQ(items.at("rollout KV cache"), engine.memory().kv_cache);
+      EXPECT_EQ(items.at("logits chunks"), got.logits + engine.memory().logits);
+    } else {
+      EXPECT_EQ(items.count("generation copy"), 0u) << r.name;
+      EXPECT_EQ(items.count("logits chunks") ? items.at("logits chunks") : 0, got.logits)
+          << r.name;
+    }
+  }
+  EXPECT_EQ(items_of(plan, "").at("communication buffers"), gathered);
 }
 
 TEST(MemoryPlan, RefusesARunThatDoesNotFitNamingTheLargestItemAndAFix) {

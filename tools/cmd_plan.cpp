@@ -106,7 +106,7 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--reward_model_name_or_path", a->reward_model, "Reward model and its critic");
   cmd->add_option("--cost_model_name_or_path", a->cost_model, "Cost model and its critic");
   cmd->add_option("--ranks", a->ranks, "Data-parallel ranks")->capture_default_str();
-  cmd->add_option("--zero_stage", a->zero_stage, "0 | 1 | 2 | 3 (3: a projection for the RL roles)")
+  cmd->add_option("--zero_stage", a->zero_stage, "0 | 1 | 2 | 3")
       ->capture_default_str();
   cmd->add_option("--device", a->device, "cpu | cuda")->capture_default_str();
   cmd->add_option("--per_device_train_batch_size", a->batch,

@@ -119,6 +119,15 @@ MemoryPlan plan_memory(const PlanSetup& setup) {
       add("rollout step buffers", em.other);
     }
     add("logits chunks", logits);
+    if (r.engine_batch > 0 && r.sharded_model && stage3) {
+      // The rollout generates from a full inference copy of the sharded actor, gathered at the
+      // start of each rollout and freed after it (rlhf.cpp, open_generation): its own arenas.
+      const auto gm = model::LlamaModel::plan_memory(
+          r.config, generation_copy_options(r.options), dev);
+      add("generation copy", gm.params + gm.acts + gm.logits,
+          cat("full ", dtype_name(model::PrecisionPlan::for_device(dev, false).master),
+              " actor for the rollout (freed after it) + its activations"));
+    }
     if (projected) gather = std::max(gather, gather_unit_bytes(r, dev));
     gathered += mm.gathered;
     if (train)  // the attention backward's per-row statistics (the largest scratch user)
@@ -127,7 +136,10 @@ MemoryPlan plan_memory(const PlanSetup& setup) {
   }
   if (gathered > 0 || gather > 0)
     plan.items.push_back(PlanItem{"", "communication buffers", gathered + 2 * gather,
-                                  cat(setup.zero_stage == 3 ? "two gathered units per model"
+                                  cat(setup.zero_stage == 3
+                                          ? (model::zero_prefetch_from_environment()
+                                                 ? "three gathered units per model (prefetch)"
+                                                 : "two gathered units per model")
                                                             : "one unit gradient buffer per "
                                                               "trained model",
                                       setup.zero_stage == 3 ? " + one unit gradient buffer per "
@@ -320,13 +332,16 @@ PlanSetup rlhf_plan_setup(const RlhfOptions& o, Device device, int ranks,
     lo.max_seq = S;
     lo.training = training;
     lo.recompute = training && recompute;
-    return PlanRole{name, read_config(config_of, dir), lo};
+    PlanRole r{name, read_config(config_of, dir), lo};
+    r.sharded_model = true;
+    return r;
   };
   PlanSetup s;
   s.device = device;
   s.ranks = ranks;
   s.zero_stage = o.zero_stage;
   PlanRole actor = role("actor", o.actor_model, model::Head::LM, true, c.actor_gradient_checkpointing);
+  // RlhfTrainer builds all six roles with the run's zero stage (sharded frozen roles too).
   actor.engine_batch = mb;
   actor.engine_prompt = S;
   actor.engine_total = S;

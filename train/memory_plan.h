@@ -17,15 +17,18 @@
 //   logits chunks    the LM head's logits chunk (and its bf16 gradient copy), the engine's
 //                    decode logits
 //   rollout KV cache the generation engine's cache (actor)
+//   generation copy  stage 3, the actor: the full inference copy a rollout generates from
+//                    (gathered at its start, freed at its end; counted as if resident)
 // and per rank: the communication buffers (sharded models: the unit gradient buffer, and at
-// stage 3 the two gathered unit slots; none at stages 0-1) and the workspace (the GEMM
-// workspace a CUDA context allocates, and the largest context scratch: the attention
-// backward's per-row statistics).
+// stage 3 the gathered unit slots, three with prefetch, two with BEAVER_ZERO_PREFETCH=0; none
+// at stages 0-1) and the workspace (the GEMM workspace a CUDA context allocates, and the
+// largest context scratch: the attention backward's per-row statistics).
 //
-// Roles marked sharded_model (train sft, rm, cm) are planned from the sharded model's own plan
-// (rank 0, the fullest). Stage 3 of the other roles (the RL trainers refuse it) is the
-// projection of the same design: parameters (frozen roles too), gradients and optimizer state
-// sharded over the ranks, two layers' parameters gathered at a time. The table says so.
+// Roles marked sharded_model (every role of train sft, rm, cm and of the RL trainers) are
+// planned from the sharded model's own plan (rank 0, the fullest). A role without it (a
+// PlanSetup made by hand) is planned at stage 3 as a projection of the same design:
+// parameters, gradients and optimizer state sharded over the ranks, two units gathered at a
+// time. The table says so.
 // Not counted: the CUDA context, cuBLAS handles and NCCL's internal buffers (outside Beaver's
 // allocations; a few hundred MiB to ~1 GiB per GPU, which the "headroom" line reserves), host
 // staging copies (host memory), and transient tensors of a step (a few rows of scores).
@@ -81,7 +84,7 @@ struct MemoryPlan {
   size_t total = 0;          // sum of the items
   size_t headroom = 0;       // reserved for what is not counted (CUDA context, NCCL)
   size_t device_memory = 0;  // what the total is held against
-  bool projection = false;   // stage 3: not implemented, a projection
+  bool projection = false;   // stage 3 of a role without sharded_model: a projection
   bool fits() const { return total + headroom <= device_memory; }
   const PlanItem& largest() const;
   // The table: per role its items and sum, the per-rank items, the total against the device.

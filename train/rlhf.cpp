@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -30,6 +31,7 @@
 #include "train/plot.h"
 #include "train/schedule.h"
 #include "train/trainer_state.h"
+#include "train/zero.h"
 
 namespace beaver::train {
 
@@ -94,12 +96,15 @@ std::string read_bytes(const fs::path& p) {
 }
 
 // A model folder loaded into a fresh LlamaModel. `want_score_kind`: the folder must hold a
-// trained score model (the frozen RM and CM: a fresh head would score at random).
+// trained score model (the frozen RM and CM: a fresh head would score at random). comm and
+// zero_stage: the model's own ZeRO sharding (model/llama.h), as the stages build theirs:
+// stage 2 shards a trained role's gradients (reduce-scattered unit by unit in the backward),
+// stage 3 also the parameters of every role, trained or frozen.
 std::unique_ptr<model::LlamaModel> load_model(Context& ctx, const std::string& dir,
                                               const std::string& role, model::Head head,
                                               int64_t max_batch, int64_t max_seq, bool training,
                                               bool recompute, bool want_score_kind,
-                                              uint64_t seed) {
+                                              uint64_t seed, Communicator* comm, int zero_stage) {
   model::ModelKind kind{};
   const model::LlamaConfig cfg = model::checkpoint_config(dir, &kind);
   if (want_score_kind)
@@ -114,6 +119,8 @@ std::unique_ptr<model::LlamaModel> load_model(Context& ctx, const std::string& d
   o.max_seq = max_seq;
   o.training = training;
   o.recompute = training && recompute;
+  o.comm = comm;
+  o.zero_stage = comm && comm->distributed() ? zero_stage : 0;
   auto m = std::make_unique<model::LlamaModel>(ctx, cfg, o);
   model::load_weights(*m, dir, seed);
   return m;
@@ -269,9 +276,7 @@ struct RlhfTrainer::Impl {
 
 // ---- Construction ------------------------------------------------------------------------------
 RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), opts_(opts) {
-  BEAVER_CHECK(opts_.zero_stage <= 2, "--zero_stage 3 (sharded parameters) is implemented for "
-               "train sft, rm and cm, not yet for the RL trainers (ppo-lag, ppo, ppo-shaping); "
-               "use --zero_stage 2 (sharded optimizer state and gradient reduction)");
+  check_zero_stage(opts_.zero_stage);
   if (opts_.prompt_batch_size > 0) {
     BEAVER_CHECK(opts_.prompt_batch_size % ranks() == 0, "--prompt_batch_size ",
                  opts_.prompt_batch_size, " does not divide into ", ranks(),
@@ -333,20 +338,25 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   const int64_t S = cfg_.max_length;
   const uint64_t seed = uint64_t(cfg_.seed);
   actor_ = load_model(ctx, opts_.actor_model, "actor", model::Head::LM, mb, S, true,
-                      cfg_.actor_gradient_checkpointing, false, seed);
+                      cfg_.actor_gradient_checkpointing, false, seed, opts_.comm,
+                      opts_.zero_stage);
   ref_ = load_model(ctx, opts_.actor_model, "reference model", model::Head::LM, mb, S, false,
-                    false, false, seed);
+                    false, false, seed, opts_.comm, opts_.zero_stage);
   rm_ = load_model(ctx, opts_.reward_model, "reward model", model::Head::Score, mb, S, false,
-                   false, true, seed);
+                   false, true, seed, opts_.comm, opts_.zero_stage);
   if (!opts_.cost_model.empty())
     cm_ = load_model(ctx, opts_.cost_model, "cost model", model::Head::Score, mb, S, false, false,
-                     true, seed);
+                     true, seed, opts_.comm, opts_.zero_stage);
   critic_r_ = load_model(ctx, opts_.reward_critic_model, "reward critic", model::Head::Score, mb,
-                         S, true, cfg_.critic_gradient_checkpointing, false, seed + 1);
+                         S, true, cfg_.critic_gradient_checkpointing, false, seed + 1,
+                         opts_.comm, opts_.zero_stage);
   if (lag())
     critic_c_ = load_model(ctx, opts_.cost_critic_model, "cost critic", model::Head::Score, mb, S,
-                           true, cfg_.critic_gradient_checkpointing, false, seed + 2);
-  engine_ = std::make_unique<model::InferenceEngine>(*actor_, S);
+                           true, cfg_.critic_gradient_checkpointing, false, seed + 2,
+                           opts_.comm, opts_.zero_stage);
+  // Stage 3: the actor holds only its shard; generation runs on a full copy gathered per
+  // rollout (open_generation). Otherwise the engine serves the actor itself.
+  if (!actor_->params_sharded()) engine_ = std::make_unique<model::InferenceEngine>(*actor_, S);
   lagrange_ = std::make_unique<LagrangeMultiplier>(LagrangeMultiplier::options_from(cfg_));
 
   // Optimiser steps of the whole run, for the schedules.
@@ -395,8 +405,61 @@ std::string RlhfTrainer::decode(const std::vector<int32_t>& ids) const {
   return decode_response(*tok_, ids);
 }
 
+// ---- Generation copy (ZeRO stage 3) ------------------------------------------------------------
+// With the actor's parameters sharded, a rollout generates from a full inference copy of the
+// actor (a hybrid engine, as DeepSpeed-Chat's): gathered unit by unit at the start of the
+// rollout (a collective: every rank opens it at the same point), freed with its engine at
+// the end. Its bytes are an item of the memory plan (train/memory_plan.cpp). Without
+// parameter sharding both calls do nothing.
+void RlhfTrainer::open_generation() {
+  if (!actor_->params_sharded() || gen_actor_) return;
+  const ProfileRange range("rl/gather_actor");
+  gen_actor_ = std::make_unique<model::LlamaModel>(*ctx_, actor_->config(),
+                                                   generation_copy_options(actor_->options()));
+  actor_->gather_into(*gen_actor_);
+  engine_ = std::make_unique<model::InferenceEngine>(*gen_actor_, cfg_.max_length);
+}
+
+void RlhfTrainer::close_generation() {
+  if (!gen_actor_) return;
+  engine_.reset();
+  gen_actor_.reset();
+}
+
+namespace {
+// Runs f once: at run() or when the scope ends (also on an exception). Closes the generation
+// copy.
+class ScopeExit {
+ public:
+  explicit ScopeExit(std::function<void()> f) : f_(std::move(f)) {}
+  ScopeExit(const ScopeExit&) = delete;
+  ScopeExit& operator=(const ScopeExit&) = delete;
+  ~ScopeExit() { run(); }
+  void run() {
+    if (!f_) return;
+    const auto f = std::move(f_);
+    f_ = nullptr;
+    f();
+  }
+
+ private:
+  std::function<void()> f_;
+};
+}  // namespace
+
+model::LlamaOptions generation_copy_options(const model::LlamaOptions& actor) {
+  model::LlamaOptions o;
+  o.head = model::Head::LM;
+  o.max_batch = actor.max_batch;
+  o.max_seq = actor.max_seq;
+  o.training = false;
+  return o;
+}
+
 // ---- Rollout -----------------------------------------------------------------------------------
 ScoredRollout RlhfTrainer::rollout(const std::vector<std::vector<int32_t>>& prompts) {
+  open_generation();
+  ScopeExit generation([this] { close_generation(); });
   int64_t P = 0;
   for (const auto& p : prompts) P = std::max<int64_t>(P, int64_t(p.size()));
   const uint64_t first = sequences_sampled_;
@@ -477,12 +540,17 @@ ResolvedThreshold RlhfTrainer::calibrate_threshold() {
   go.sampling = ops::SamplingConfig{float(cfg_.temperature), 0, float(cfg_.top_p)};
   go.eos_id = eos_;
   go.pad_id = pad_;
+  open_generation();
+  ScopeExit generation([this] { close_generation(); });
   for (size_t i = 0; i < n; i += gmb) {
     const size_t gend = std::min(n, i + gmb);
     int64_t P = 0;
     for (size_t j = i; j < gend; ++j) P = std::max<int64_t>(P, int64_t(prompts_[order[j]].size()));
     const auto [b, e] = rank_slice(i, gend, mb, rank());
-    if (b >= e) continue;
+    if (b >= e) {
+      join_sharded_pass(*cm_, false);  // stage 3: the others' scoring is a collective
+      continue;
+    }
     std::vector<std::vector<int32_t>> part;
     for (size_t j = b; j < e; ++j) part.push_back(prompts_[order[j]]);
     go.max_new_tokens = cfg_.max_length - P;
@@ -534,6 +602,15 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
   const uint64_t first_sequence = sequences_sampled_;
   sequences_sampled_ += prompts.size();
   int64_t gen_tokens = 0, seq_tokens = 0;
+  // Stage 3: a rank whose slice is empty joins every scoring pass of the others, in score()'s
+  // order (each is a collective of the model's units).
+  const auto join_scoring = [&] {
+    for (model::LlamaModel* m : {actor_.get(), ref_.get(), rm_.get(), cm_.get(), critic_r_.get(),
+                                 lag() ? critic_c_.get() : nullptr})
+      if (m) join_sharded_pass(*m, false);
+  };
+  open_generation();
+  ScopeExit generation([this] { close_generation(); });
   for (size_t g = 0; g < prompts.size(); g += gmb) {
     const size_t gend = std::min(prompts.size(), g + gmb);
     int64_t P = 0;
@@ -543,6 +620,7 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
     micro_global.push_back(gend - g);
     if (b >= e) {
       micro.emplace_back();
+      join_scoring();
       continue;
     }
     const std::vector<std::vector<int32_t>> part(prompts.begin() + long(b),
@@ -558,6 +636,7 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
     gen_tokens += micro.back().batch.action_count();
     seq_tokens += micro.back().batch.sequence_tokens();
   }
+  generation.run();  // the generation copy is freed before the training passes
 
   // Rollout statistics (per sequence, then averaged over the whole step).
   std::vector<float> all_rewards, all_costs;
@@ -744,6 +823,8 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
       means[1].second = al.clip_fraction;
       means[2].second = al.approx_kl;
       train_tokens += r.sequence_tokens();
+    } else {
+      join_sharded_pass(*actor_, true);  // the other ranks' backward is a collective (ZeRO 2-3)
     }
     if (ptx) {
       const bool have = ptx->rows > 0;
@@ -752,6 +833,8 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
         int64_t tokens = 0;
         means[3].second = impl_->ptx_backward(*ptx, half * ptx_share, &tokens);
         train_tokens += tokens;
+      } else {
+        join_sharded_pass(*actor_, true);
       }
     }
     reduce_weighted(opts_.comm, means, double(r.batch), none);
@@ -784,6 +867,8 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
       m.scores_backward(dv, Tensor());
       loss[0].second = cl.loss;
       train_tokens += r.sequence_tokens();
+    } else {
+      join_sharded_pass(m, true);
     }
     reduce_weighted(opts_.comm, loss, double(r.batch), none);
     impl_->watch_critic(which, loss[0].second, which == 0 ? st.reward_return : st.cost_return);
@@ -897,6 +982,8 @@ void RlhfTrainer::train() {
     std::snprintf(buf, sizeof buf, "%.17g", lagrange_->lambda());
     log_info("train ppo-lag: rank ", rank(), " of ", ranks(), " ends with lambda ", buf);
   }
+  if (!root() && opts_.save_actor && write && actor_->params_sharded())
+    model::save_weights(*actor_, opts_.output_dir, DType::F32);  // joins rank 0's gather only
   if (!root()) return;
   if (lag()) report_constraint(calibration);
   draw_curves();
@@ -1000,12 +1087,16 @@ void RlhfTrainer::save_state(const std::string& root, int64_t epoch, int64_t ind
       root, global_step_,
       [&](const std::string& d) {
         // Models and the state once (rank 0); optimizer state by every rank (its shard).
-        if (rank() == 0) model::save_weights(*actor_, d + "/actor", DType::F32, opts_.actor_model);
+        // Sharded parameters (stage 3): save_weights is a collective, rank 0 writes.
+        const auto once = [&](const model::LlamaModel& m) {
+          return rank() == 0 || m.params_sharded();
+        };
+        if (once(*actor_)) model::save_weights(*actor_, d + "/actor", DType::F32, opts_.actor_model);
         impl_->actor_opt->save(d + "/actor_optimizer");
-        if (rank() == 0) model::save_weights(*critic_r_, d + "/reward_critic");
+        if (once(*critic_r_)) model::save_weights(*critic_r_, d + "/reward_critic");
         impl_->critic_opt[0]->save(d + "/reward_critic_optimizer");
         if (critic_c_) {
-          if (rank() == 0) model::save_weights(*critic_c_, d + "/cost_critic");
+          if (once(*critic_c_)) model::save_weights(*critic_c_, d + "/cost_critic");
           impl_->critic_opt[1]->save(d + "/cost_critic_optimizer");
         }
         if (rank() == 0) write_text_file(d + "/rlhf_state.json", j.dump(2) + "\n");

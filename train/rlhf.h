@@ -89,7 +89,10 @@ struct RlhfOptions {
   // micro-batches side by side (rank r: the r-th slice of per_device_train_batch_size), and
   // sequence i of the global batch samples with the seed of global index i, so N ranks roll
   // out what one rank with an N-times larger micro-batch does. Gradients are averaged across
-  // ranks (the Optimizer's comm path, zero_stage 0-2), λ's window takes every rank's costs.
+  // ranks (the Optimizer's comm path), λ's window takes every rank's costs. zero_stage
+  // (train/zero.h): 1 shards the optimizer state, 2 also the gradients (each model's backward
+  // reduce-scatters unit by unit), 3 also the parameters of all six roles (every forward and
+  // backward gathers unit by unit; generation from a full actor copy per rollout).
   Communicator* comm = nullptr;
   int zero_stage = 0;
   // --prompt_batch_size: the global prompt batch; 0: per_device_prompt_batch_size x ranks.
@@ -215,6 +218,10 @@ class RlhfTrainer {
   // get room up to --max_length after a prompt of `prompt_width` tokens (>= the longest).
   ScoredRollout rollout_at(const std::vector<std::vector<int32_t>>& prompts,
                            uint64_t first_sequence, int64_t prompt_width);
+  // ZeRO stage 3: the full inference copy of the sharded actor for one rollout (gathered,
+  // with its engine) and its release; no-ops without parameter sharding.
+  void open_generation();
+  void close_generation();
   int ranks() const;
   int rank() const;
   bool root() const { return rank() == 0; }
@@ -234,7 +241,8 @@ class RlhfTrainer {
   std::unique_ptr<model::Tokenizer> tok_;
   int32_t eos_ = 2, pad_ = 0;
   std::unique_ptr<model::LlamaModel> actor_, ref_, rm_, cm_, critic_r_, critic_c_;
-  std::unique_ptr<model::InferenceEngine> engine_;
+  std::unique_ptr<model::LlamaModel> gen_actor_;  // stage 3: the rollout's full actor copy
+  std::unique_ptr<model::InferenceEngine> engine_;  // over the actor, or over gen_actor_
   std::unique_ptr<LagrangeMultiplier> lagrange_;
   std::vector<std::vector<int32_t>> prompts_;
   std::unique_ptr<Impl> impl_;  // optimisers, PTX samples and loader
@@ -252,6 +260,10 @@ class RlhfTrainer {
 // cost critic); series that the file does not hold are left out.
 std::vector<plot::Panel> rl_curve_panels(PpoAlgorithm algorithm, const std::string& metrics_jsonl,
                                          double threshold);
+
+// The options of the actor's full inference copy under ZeRO stage 3 (what a rollout
+// generates from): an LM head, the actor's batch and length, no gradients, no sharding.
+model::LlamaOptions generation_copy_options(const model::LlamaOptions& actor);
 
 void check_same_vocabulary(const std::string& actor_dir, const std::string& other_dir,
                            const std::string& role);

@@ -14,8 +14,10 @@
 //            unit); the updated slices are all-gathered unit by unit. The clip norm is the
 //            square root of the all-reduced sum of the shards' squared norms
 //   stage 3  as 2, and the model keeps only its slice of the parameters, gathering one unit at
-//            a time for forward and backward; AdamW updates the shard in place and nothing is
-//            gathered after the step
+//            a time for forward and backward (the next unit prefetched while one computes,
+//            model/param_shards.h); AdamW updates the shard in place and nothing is gathered
+//            after the step. The stages and the RL trainers build every model (the RL
+//            trainers' frozen roles too) with the stage and the communicator.
 // The layout of a rank's state is its list of pieces (ranges of the flat vector, in order);
 // the checkpoint shards name them, so a resume re-shards onto another rank count or stage.
 // A stage-2 optimizer on a model that does not shard its gradients (built without the
