@@ -830,5 +830,67 @@ TEST_F(RlhfTiny, NonfiniteLambdaIsNamedAtItsStep) {
   EXPECT_NE(e.find("last finite values: none (the first step)"), std::string::npos) << e;
 }
 
+
+// The first training micro-step of each RL step backpropagates from the scoring forward's
+// activations (--reuse_scoring_forward): with it on and off, every algorithm makes the same
+// steps bitwise (weights of the actor and critics, λ, losses), with and without activation
+// recomputation, with PTX after the reused backward, over micro-batches of unequal size and
+// two PPO epochs.
+TEST_F(RlhfTiny, ReusedScoringForwardGivesTheSameStep) {
+  const std::string sft = (world.dir / "sft_reuse.json").string();
+  write_text_file(sft,
+                  "[{\"instruction\": \"add two and three\", \"input\": \"\", \"output\": \"five\"},"
+                  "\n {\"instruction\": \"plan a trip\", \"input\": \"\", \"output\": \"go\"}]\n");
+  struct Run {
+    std::vector<float> actor, critic_r, critic_c;
+    double log_lambda = 0;
+    std::vector<StepStats> steps;
+  };
+  auto run = [&](PpoAlgorithm algo, bool recompute, bool reuse) {
+    RlhfOptions o = tiny_options(world, algo);
+    o.ptx_datasets = {DatasetSpec{sft, 1.0}};
+    o.ppo.per_device_prompt_batch_size = 5;  // micro-batches of 3 and 2
+    o.ppo.update_iters = 2;
+    o.ppo.actor_lr = 1e-3;
+    o.ppo.critic_lr = 1e-3;
+    o.ppo.actor_gradient_checkpointing = recompute;
+    o.ppo.critic_gradient_checkpointing = recompute;
+    o.reuse_scoring_forward = reuse;
+    RlhfTrainer tr(ctx, o);
+    Run out;
+    const auto& p = tr.prompt_tokens();
+    for (size_t k = 0; k < 3; ++k) {
+      std::vector<std::vector<int32_t>> batch;
+      for (size_t j = 0; j < 5; ++j) batch.push_back(p[(5 * k + j) % p.size()]);
+      out.steps.push_back(tr.step(batch));
+    }
+    out.actor = to_host_f32(tr.actor().flat_params());
+    out.critic_r = to_host_f32(tr.reward_critic().flat_params());
+    if (tr.cost_critic()) out.critic_c = to_host_f32(tr.cost_critic()->flat_params());
+    out.log_lambda = tr.lagrange().log_lambda();
+    return out;
+  };
+  for (PpoAlgorithm algo : {PpoAlgorithm::PpoLag, PpoAlgorithm::Ppo, PpoAlgorithm::PpoRewardShaping})
+    for (bool recompute : {false, true}) {
+      SCOPED_TRACE(std::string(ppo_algorithm_name(algo)) + (recompute ? ", recompute" : ""));
+      const Run on = run(algo, recompute, true), off = run(algo, recompute, false);
+      EXPECT_EQ(on.actor, off.actor);
+      EXPECT_EQ(on.critic_r, off.critic_r);
+      EXPECT_EQ(on.critic_c, off.critic_c);
+      EXPECT_EQ(on.log_lambda, off.log_lambda);
+      ASSERT_EQ(on.steps.size(), off.steps.size());
+      for (size_t k = 0; k < on.steps.size(); ++k) {
+        EXPECT_EQ(on.steps[k].actor_loss, off.steps[k].actor_loss) << "step " << k;
+        EXPECT_EQ(on.steps[k].ptx_loss, off.steps[k].ptx_loss) << "step " << k;
+        EXPECT_EQ(on.steps[k].approx_kl, off.steps[k].approx_kl) << "step " << k;
+        EXPECT_EQ(on.steps[k].actor_grad_norm, off.steps[k].actor_grad_norm) << "step " << k;
+        EXPECT_EQ(on.steps[k].reward_critic_loss, off.steps[k].reward_critic_loss) << "step " << k;
+        EXPECT_EQ(on.steps[k].cost_critic_loss, off.steps[k].cost_critic_loss) << "step " << k;
+        EXPECT_EQ(on.steps[k].reward, off.steps[k].reward) << "step " << k;
+      }
+      EXPECT_GT(on.steps.back().actor_grad_norm, 0.0);
+    }
+}
+
 }  // namespace
 }  // namespace beaver::train

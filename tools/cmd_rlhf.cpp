@@ -109,6 +109,11 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
       ->check(CLI::NonNegativeNumber)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   add_zero_stage_flag(cmd, o.zero_stage);
+  cmd->add_option("--reuse_scoring_forward", o.reuse_scoring_forward,
+                  "The first training micro-step of each RL step backpropagates from the "
+                  "scoring forward's activations instead of running that forward again (the "
+                  "same step, bitwise; false: always run it)")
+      ->capture_default_str();
   o.ppo.visit([&](const char* name, auto& field, const char* h) {
     // Reward shaping's ν and the λ settings only mean something for their algorithm.
     const std::string n = name;

@@ -493,18 +493,25 @@ ScoredRollout RlhfTrainer::rollout_at(const std::vector<std::vector<int32_t>>& p
 }
 
 void RlhfTrainer::score(ScoredRollout& s) {
+  const DeviceBatch db = upload(*ctx_, s.batch);
+  const OwnedTensor targets = to_device(*ctx_, s.batch.targets, {s.batch.batch, s.batch.width});
+  score_on(s, db, targets);
+}
+
+void RlhfTrainer::score_on(ScoredRollout& s, const DeviceBatch& db, const Tensor& targets) {
   const ProfileRange range("rl/score");
   const RolloutBatch& r = s.batch;
   const TokenDims d = r.dims();
-  s.logp_old = rollout_logprobs(*actor_, r);
-  s.ref_logp = rollout_logprobs(*ref_, r);
-  s.reward = rollout_end_scores(*rm_, r);
-  if (cm_) s.cost = rollout_end_scores(*cm_, r);
-  s.values_r = rollout_values(*critic_r_, r);
+  const model::Batch b = db.batch();
+  s.logp_old = rollout_logprobs(*actor_, b, targets);
+  s.ref_logp = rollout_logprobs(*ref_, b, targets);
+  s.reward = rollout_end_scores(*rm_, b);
+  if (cm_) s.cost = rollout_end_scores(*cm_, b);
+  s.values_r = rollout_values(*critic_r_, b);
   const double clip = cfg_.clip_range_score;
   switch (opts_.algorithm) {
     case PpoAlgorithm::PpoLag:
-      s.values_c = rollout_values(*critic_c_, r);
+      s.values_c = rollout_values(*critic_c_, b);
       s.rewards = kl_penalized_rewards(d, s.logp_old, s.ref_logp, r.mask, s.reward,
                                        cfg_.kl_coeff, clip);
       s.costs = kl_penalized_costs(d, s.logp_old, s.ref_logp, r.mask, s.cost, cfg_.kl_coeff, clip);
@@ -593,16 +600,16 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
   StepStats st;
   st.step = global_step_ + 1;  // the update this step makes, counted from 1
 
-  // 1-2. Generation and scoring, one micro-batch at a time: this rank's slice of each global
-  // micro-batch (possibly empty at the tail), with the seeds of its global indices and room
-  // for responses after the global micro-batch's longest prompt.
+  // 1. Generation, one micro-batch at a time: this rank's slice of each global micro-batch
+  // (possibly empty at the tail), with the seeds of its global indices and room for responses
+  // after the global micro-batch's longest prompt.
   std::vector<ScoredRollout> micro;
   std::vector<size_t> micro_first;   // global index of each micro-batch's first row
   std::vector<size_t> micro_global;  // rows of the global micro-batch
   const uint64_t first_sequence = sequences_sampled_;
   sequences_sampled_ += prompts.size();
   int64_t gen_tokens = 0, seq_tokens = 0;
-  // Stage 3: a rank whose slice is empty joins every scoring pass of the others, in score()'s
+  // Stage 3: a rank whose slice is empty joins every scoring pass of the others, in score_on()'s
   // order (each is a collective of the model's units).
   const auto join_scoring = [&] {
     for (model::LlamaModel* m : {actor_.get(), ref_.get(), rm_.get(), cm_.get(), critic_r_.get(),
@@ -619,8 +626,7 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
     micro_first.push_back(b);
     micro_global.push_back(gend - g);
     if (b >= e) {
-      micro.emplace_back();
-      join_scoring();
+      micro.emplace_back();  // joins the others' scoring passes below
       continue;
     }
     const std::vector<std::vector<int32_t>> part(prompts.begin() + long(b),
@@ -629,14 +635,34 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
     micro.push_back(rollout_at(part, first_sequence + b, P));
     ctx_->synchronize();
     st.generation_s += tg.elapsed_s();
-    Timer ts;
-    score(micro.back());
-    ctx_->synchronize();
-    st.scoring_s += ts.elapsed_s();
     gen_tokens += micro.back().batch.action_count();
     seq_tokens += micro.back().batch.sequence_tokens();
   }
-  generation.run();  // the generation copy is freed before the training passes
+  generation.run();  // the generation copy is freed before the scoring and training passes
+
+  // 2. Scoring, last micro-batch first: the actor's and critics' last forward is then the one
+  // over micro-batch 0, whose activations the first training micro-step reuses (its batch
+  // stays uploaded for that backward). Each micro-batch's scores are the same in any order.
+  // Not at ZeRO stage 3: there a forward gathers the model's units (collectives), and a rank
+  // whose micro-batch-0 slice is empty joins the first micro-step with a full pass, so every
+  // rank must run that forward alike.
+  const bool reuse = opts_.reuse_scoring_forward && !actor_->params_sharded() && !micro.empty() &&
+                     micro[0].batch.batch > 0;
+  std::optional<DeviceBatch> scored;
+  for (size_t m = micro.size(); m-- > 0;) {
+    ScoredRollout& s = micro[m];
+    if (s.batch.batch == 0) {
+      join_scoring();
+      continue;
+    }
+    Timer ts;
+    std::optional<DeviceBatch> local;
+    DeviceBatch& db = (m == 0 && reuse ? scored : local).emplace(upload(*ctx_, s.batch));
+    const OwnedTensor targets = to_device(*ctx_, s.batch.targets, {s.batch.batch, s.batch.width});
+    score_on(s, db, targets);
+    ctx_->synchronize();
+    st.scoring_s += ts.elapsed_s();
+  }
 
   // Rollout statistics (per sequence, then averaged over the whole step).
   std::vector<float> all_rewards, all_costs;
@@ -744,7 +770,10 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
         }
       }
       ++lambda_steps_;
-      train_micro(micro[m], ptx_batches.empty() ? nullptr : &ptx_batches[m], st, train_tokens);
+      // Only the very first micro-step: every later one follows an optimizer step.
+      const DeviceBatch* reused = it == 0 && m == 0 && scored ? &*scored : nullptr;
+      train_micro(micro[m], ptx_batches.empty() ? nullptr : &ptx_batches[m], st, train_tokens,
+                  reused);
       ++micro_steps;
     }
   st.lambda = lagrange_->lambda();
@@ -776,13 +805,13 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
 }
 
 void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepStats& st,
-                              int64_t& train_tokens) {
+                              int64_t& train_tokens, const DeviceBatch* scored) {
   const RolloutBatch& r = s.batch;
   const TokenDims d = r.dims();
   const Device dev = ctx_->device();
   const bool empty = r.batch == 0;  // nothing on this rank: zero gradients into the steps
   std::optional<DeviceBatch> db;
-  if (!empty) db.emplace(upload(*ctx_, r));
+  if (!empty && !scored) db.emplace(upload(*ctx_, r));
   // Each rank's losses are means over its rows (tokens for PTX); scaled by the rank's share
   // of the global rows, the rank average of the gradients is the one-rank gradient of the
   // global micro-batch (data_parallel_share: 1 on one rank).
@@ -805,8 +834,12 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
     std::vector<std::pair<std::string, double>> means = {
         {"actor_loss", 0}, {"clip", 0}, {"approx_kl", 0}, {"ptx_loss", 0}};
     if (!empty) {
-      const OwnedTensor targets = to_device(*ctx_, r.targets, {r.batch, r.width});
-      const auto logp_new = rollout_logprobs(*actor_, db->batch(), targets);
+      // Reused: the scoring forward was this one (same weights and inputs), its log-probs
+      // s.logp_old and its activations still in the actor.
+      const auto logp_new = scored ? s.logp_old : [&] {
+        const OwnedTensor targets = to_device(*ctx_, r.targets, {r.batch, r.width});
+        return rollout_logprobs(*actor_, db->batch(), targets);
+      }();
       const ActorLoss al =
           lag() ? ppo_lag_actor_loss(d, logp_new, s.logp_old, s.gae_r.advantages,
                                      s.gae_c.advantages, r.mask, lagrange_->lambda(),
@@ -856,10 +889,12 @@ void RlhfTrainer::train_micro(const ScoredRollout& s, const SftBatch* ptx, StepS
     impl_->begin_critic(which);
     std::vector<std::pair<std::string, double>> loss = {{"critic_loss", 0}};
     if (!empty) {
-      m.forward(db->batch());
-      OwnedTensor v(DType::F32, {r.batch, r.width}, dev);
-      m.scores(v, Tensor());
-      const auto vn = to_host_f32(v);
+      const auto vn = scored ? values_old : [&] {
+        m.forward(db->batch());
+        OwnedTensor v(DType::F32, {r.batch, r.width}, dev);
+        m.scores(v, Tensor());
+        return to_host_f32(v);
+      }();
       CriticLoss cl = critic_loss(d, vn, values_old, g.returns, r.mask, cfg_.clip_range_value);
       if (share != 1.0)
         for (float& x : cl.grad_values) x = float(double(x) * share);

@@ -98,6 +98,11 @@ struct RlhfOptions {
   // --prompt_batch_size: the global prompt batch; 0: per_device_prompt_batch_size x ranks.
   // One that does not divide by the rank count is an Error at start.
   int64_t prompt_batch_size = 0;
+  // --reuse_scoring_forward: the first micro-step of the first PPO epoch runs its actor and
+  // critic backward passes from the activations of the scoring forward over the same
+  // micro-batch (same weights, same inputs: the same step, bitwise) instead of running that
+  // forward again. Off: every micro-step runs its own forward.
+  bool reuse_scoring_forward = true;
 };
 
 // What one RL step measured (means over the rollout unless said otherwise).
@@ -212,8 +217,13 @@ class RlhfTrainer {
   // One micro-step of the actor (with the PTX batch when given) and of each critic.
   // An empty s (this rank's slice of the global micro-batch is empty) still joins the
   // collectives of the optimizer steps with zero gradients.
+  // `scored`: the batch of the actor's and critics' last forward, when that was s's scoring
+  // forward with the current weights: the micro-step then backpropagates from its activations
+  // (its log-probs and values are s.logp_old, s.values_r and s.values_c).
   void train_micro(const ScoredRollout& s, const SftBatch* ptx, StepStats& acc,
-                   int64_t& train_tokens);
+                   int64_t& train_tokens, const DeviceBatch* scored = nullptr);
+  // score() on a batch already uploaded (db: s.batch's tokens, targets: its targets i32 [B, S]).
+  void score_on(ScoredRollout& s, const DeviceBatch& db, const Tensor& targets);
   // Generation of prompts whose first row is sequence `first_sequence` of the run; responses
   // get room up to --max_length after a prompt of `prompt_width` tokens (>= the longest).
   ScoredRollout rollout_at(const std::vector<std::vector<int32_t>>& prompts,

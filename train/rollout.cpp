@@ -149,22 +149,31 @@ std::vector<float> rollout_logprobs(model::LlamaModel& m, const RolloutBatch& r)
   return rollout_logprobs(m, db.batch(), targets);
 }
 
-std::vector<float> rollout_end_scores(model::LlamaModel& m, const RolloutBatch& r) {
+std::vector<float> rollout_end_scores(model::LlamaModel& m, const model::Batch& b) {
+  const int64_t B = b.tokens.size(0), S = b.tokens.size(1);
   const Device dev = m.context().device();
-  const DeviceBatch db = upload(m.context(), r);
-  m.forward(db.batch());
-  OwnedTensor scores(DType::F32, {r.batch, r.width}, dev), end(DType::F32, {r.batch}, dev);
+  m.forward(b);
+  OwnedTensor scores(DType::F32, {B, S}, dev), end(DType::F32, {B}, dev);
   m.scores(scores, end);
   return to_host_f32(end);
 }
 
-std::vector<float> rollout_values(model::LlamaModel& m, const RolloutBatch& r) {
-  const Device dev = m.context().device();
+std::vector<float> rollout_end_scores(model::LlamaModel& m, const RolloutBatch& r) {
   const DeviceBatch db = upload(m.context(), r);
-  m.forward(db.batch());
-  OwnedTensor scores(DType::F32, {r.batch, r.width}, dev);
+  return rollout_end_scores(m, db.batch());
+}
+
+std::vector<float> rollout_values(model::LlamaModel& m, const model::Batch& b) {
+  const int64_t B = b.tokens.size(0), S = b.tokens.size(1);
+  m.forward(b);
+  OwnedTensor scores(DType::F32, {B, S}, m.context().device());
   m.scores(scores, Tensor());
   return to_host_f32(scores);
+}
+
+std::vector<float> rollout_values(model::LlamaModel& m, const RolloutBatch& r) {
+  const DeviceBatch db = upload(m.context(), r);
+  return rollout_values(m, db.batch());
 }
 
 }  // namespace beaver::train

@@ -84,8 +84,10 @@ std::vector<float> rollout_logprobs(model::LlamaModel& m, const model::Batch& b,
                                     const Tensor& targets);
 // End scores [B] of a score model: the score at each row's last valid token.
 std::vector<float> rollout_end_scores(model::LlamaModel& m, const RolloutBatch& r);
+std::vector<float> rollout_end_scores(model::LlamaModel& m, const model::Batch& b);
 // Scores at every position [B, S] of a score model (critic values; only the mask is used).
 std::vector<float> rollout_values(model::LlamaModel& m, const RolloutBatch& r);
+std::vector<float> rollout_values(model::LlamaModel& m, const model::Batch& b);
 
 // The tokenizer.model of a policy folder, with safe-rlhf's added <pad> when the model's
 // vocabulary is one larger; errors name the folder.
