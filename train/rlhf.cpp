@@ -1031,6 +1031,12 @@ nlohmann::json RlhfTrainer::run_config() const {
   j["algorithm"] = ppo_algorithm_name(opts_.algorithm);
   PpoConfig c = cfg_;
   c.visit([&](const char* name, const auto& v, const char*) { j[name] = v; });
+  // The final check samples after the last update: it changes no step, so a resumed run may
+  // choose it anew. Zero PID gains are left out, so checkpoints written before the gains
+  // existed resume as the reference's λ they are.
+  j.erase("constraint_check_responses");
+  if (c.lambda_kp == 0) j.erase("lambda_kp");
+  if (c.lambda_kd == 0) j.erase("lambda_kd");
   j["actor_model"] = opts_.actor_model;
   j["reward_model"] = opts_.reward_model;
   j["cost_model"] = opts_.cost_model;
