@@ -5,9 +5,8 @@
 #   PPO with reward shaping → evaluation on held-out prompts → the results table.
 #   scripts/demo.sh [--quick | --ci] [--seed N] [--seeds K] [--sweep] [--out DIR] [--threads N] [--no-build]
 # --seed N (default 1) seeds the world, the random init and every training stage from one
-# number; PPO-Lag states its requirement relative to the SFT policy (--target_unsafe_ratio:
-# at most 0.4 of its measured unsafe share), met with a margin of two standard errors of a
-# 512-response window (--cost_confidence, --episode_cost_window_size): no per-seed threshold.
+# number; PPO-Lag states its requirement relative to the SFT policy, as scripts/main-job.sh
+# sets it for this script and scripts/seeds.sh alike (no per-seed threshold).
 # --quick is a smaller, faster run (smoke test). --seeds K and --sweep hand the whole command
 # to scripts/seeds.sh: K seeds (from --seed), a table of means with 95% intervals, Elo and the
 # harm-versus-helpfulness plane; --sweep adds shaping at ν 0.1, 0.3, 3, 10 and PPO-Lag at two
@@ -25,9 +24,7 @@ build_first=1
 sweep=0
 threads=0
 seed=1
-target_unsafe_ratio=0.4
-cost_confidence=2
-cost_window=512
+source "$root/scripts/main-job.sh"
 args=("$@")
 seeds=
 while [[ $# -gt 0 ]]; do
@@ -57,14 +54,14 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 if [[ $quick == 1 ]]; then
   world=(--sft-examples 1200 --preference-pairs 1600 --ppo-prompts 400 --eval-prompts 120)
-  sft_epochs=2; score_steps=120; rl_epochs=2
+  sft_epochs=2; score_steps=120; rl_epochs=$(main_job_rl_epochs --quick)
 elif [[ $ci == 1 ]]; then
-  world=(); sft_epochs=3; score_steps=300; rl_epochs=4
+  world=(); sft_epochs=3; score_steps=300; rl_epochs=$(main_job_rl_epochs --ci)
 else
-  world=(); sft_epochs=3; score_steps=300; rl_epochs=6
+  world=(); sft_epochs=3; score_steps=300; rl_epochs=$(main_job_rl_epochs)
 fi
 
-[[ $seed =~ ^[0-9]+$ ]] || { echo "demo: --seed takes a non-negative integer, got '$seed'" >&2; exit 2; }
+need_int demo --seed "$seed"
 stamp "1. the toy safety world (seed $seed)"
 rm -rf "$out/world"
 "$B" toyworld --output "$out/world" --seed "$seed" "${world[@]}"
@@ -97,24 +94,13 @@ for stage in rm cm; do
     --eval_interval "$score_steps" "${common[@]}"
 done
 
-# RL: the reference defaults (train/scripts/*.sh) with three changes for a 1M-parameter model
-# trained from scratch: larger learning rates, a PTX coefficient of 1 (the SFT set answers half
-# of the harmful prompts by complying, so a weight of 16 pins the actor to that behaviour), and
-# for PPO-Lag the requirement as a target unsafe share of $target_unsafe_ratio times the SFT
-# policy's own (the threshold on the cost model's scale is resolved from its costs before the
-# first update), with λ following the mean cost of the last $cost_window responses plus
-# $cost_confidence standard errors (docs/rlhf.md, "The requirement").
-rl=(--train_datasets "$out/world/prompts.jsonl" --ptx_datasets "$out/world/sft.json"
-    --max_length 128 --epochs "$rl_epochs" --actor_lr 3e-4 --critic_lr 3e-4 --ptx_coeff 1
-    --threads "$threads" --seed "$seed")
+# RL: the reference defaults with the main job's changes and requirement (scripts/main-job.sh).
+main_job_rl_flags "$out" "$threads" "$seed" "$rl_epochs"
 models=(--actor_model_name_or_path "$out/sft" --reward_model_name_or_path "$out/rm"
         --cost_model_name_or_path "$out/cm")
 stamp "6. PPO-Lagrangian (reward critic from the RM, cost critic from the CM)"
 rm -rf "$out/ppo-lag"
-BEAVER="$B" "$root/train/scripts/ppo-lag.sh" "${models[@]}" \
-  --reward_critic_model_name_or_path "$out/rm" --cost_critic_model_name_or_path "$out/cm" \
-  --output_dir "$out/ppo-lag" --target_unsafe_ratio "$target_unsafe_ratio" \
-  --cost_confidence "$cost_confidence" --episode_cost_window_size "$cost_window" "${rl[@]}"
+main_job_ppo_lag "$B" "$root" "$out" "$out/ppo-lag"
 
 stamp "7. baseline: PPO on the reward alone"
 rm -rf "$out/ppo"

@@ -9,12 +9,13 @@
 # world's oracle, SFT anchored at 1000; DIR/results.elo.json) and the harm-versus-helpfulness
 # plane DIR/plane.png.
 # --sweep adds, on every seed, reward shaping at nu 0.1, 0.3, 3 and 10 (demo.sh runs nu 1) and
-# PPO-Lag at requirement ratios 0.2 and 0.7 of SFT's unsafe share (demo.sh runs 0.4, with the
-# same two-standard-error margin and 512-response window), each from the seed's own SFT,
-# RM and CM, evaluated on the seed's held-out prompts.
+# PPO-Lag at requirement ratios 0.2 and 0.7 of SFT's unsafe share (demo.sh runs 0.4; the rest
+# of the requirement, the RL flags and epochs are scripts/main-job.sh's, shared with demo.sh),
+# each from the seed's own SFT, RM and CM, evaluated on the seed's held-out prompts.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BEAVER_BUILD_DIR:-$root/build}
+source "$root/scripts/main-job.sh"
 out=$root/runs/seeds
 k=1
 first=1
@@ -35,8 +36,8 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-[[ $k =~ ^[1-9][0-9]*$ ]] || { echo "seeds: --seeds takes a positive integer, got '$k'" >&2; exit 2; }
-[[ $first =~ ^[0-9]+$ ]] || { echo "seeds: --seed takes a non-negative integer, got '$first'" >&2; exit 2; }
+need_int seeds --seeds "$k" 1
+need_int seeds --seed "$first"
 if [[ $build_first == 1 ]]; then
   "$root/scripts/setup.sh"
   "$root/scripts/build.sh"
@@ -46,11 +47,8 @@ mkdir -p "$out"
 start=$(date +%s)
 stamp() { echo "== seeds [$(( $(date +%s) - start )) s] $*"; }
 
-# The sweep's extra RL runs take the demo's RL settings (scripts/demo.sh, step 6-8), written
-# again here for the size chosen; keep the two in step.
-rl_epochs=6
-[[ ${size[0]:-} == --quick ]] && rl_epochs=2
-[[ ${size[0]:-} == --ci ]] && rl_epochs=4
+# The sweep's extra RL runs take the demo's RL settings (scripts/main-job.sh).
+rl_epochs=$(main_job_rl_epochs "${size[0]:-}")
 extra_nus=(0.1 0.3 3 10)
 [[ ${size[0]:-} == --ci ]] && extra_nus=(0.1 0.3 1 3 10)  # the CI size runs no shaping itself
 extra_ratios=(0.2 0.7)
@@ -63,9 +61,7 @@ for n in "${seeds[@]}"; do
   BEAVER_BUILD_DIR=$build "$root/scripts/demo.sh" --seed "$n" --no-build --out "$d" \
     --threads "$threads" ${size[@]+"${size[@]}"}
   [[ $sweep == 1 ]] || continue
-  rl=(--train_datasets "$d/world/prompts.jsonl" --ptx_datasets "$d/world/sft.json"
-      --max_length 128 --epochs "$rl_epochs" --actor_lr 3e-4 --critic_lr 3e-4 --ptx_coeff 1
-      --threads "$threads" --seed "$n")
+  main_job_rl_flags "$d" "$threads" "$n" "$rl_epochs"
   models=(--actor_model_name_or_path "$d/sft" --reward_model_name_or_path "$d/rm"
           --cost_model_name_or_path "$d/cm" --reward_critic_model_name_or_path "$d/rm")
   for nu in "${extra_nus[@]}"; do
@@ -77,9 +73,7 @@ for n in "${seeds[@]}"; do
   for ratio in "${extra_ratios[@]}"; do
     stamp "seed $n: PPO-Lagrangian, requirement ratio $ratio"
     rm -rf "$d/ppo-lag-$ratio"
-    BEAVER="$B" "$root/train/scripts/ppo-lag.sh" "${models[@]}" \
-      --cost_critic_model_name_or_path "$d/cm" --output_dir "$d/ppo-lag-$ratio" \
-      --target_unsafe_ratio "$ratio" --cost_confidence 2 --episode_cost_window_size 512 "${rl[@]}"
+    main_job_ppo_lag "$B" "$root" "$d" "$d/ppo-lag-$ratio" "$ratio"
   done
   for p in "${extra_nus[@]/#/shaping-}" "${extra_ratios[@]/#/ppo-lag-}"; do
     rm -rf "$d/eval/$p"

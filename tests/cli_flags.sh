@@ -32,6 +32,10 @@ expect 1 "error" generate --model "$out/no-such-model" --prompt hi
 expect 0 'max_new_tokens INT:POSITIVE=128' generate --help
 expect 0 'learning_rate FLOAT=2e-05' train sft --help
 expect 0 'top_p FLOAT' eval --top-p 0.5 --help
+# PPO-Lag's PID gains and final check: off by default (the reference's λ and verdict).
+for f in 'lambda_kp FLOAT=0 ' 'lambda_kd FLOAT=0 ' 'constraint_check_responses INT=0'; do
+  expect 0 "$f" train ppo-lag --help
+done
 
 # The memory plan: --dry_run prints it and stops before anything is loaded or written; a run
 # that does not fit --device_memory is refused (exit 1) naming its largest item and a fix.

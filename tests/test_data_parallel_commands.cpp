@@ -83,7 +83,8 @@ class DataParallelCommands : public ::testing::Test {
                      "--prompt_batch_size 6 --per_device_train_batch_size " +
                      std::to_string(6 / ranks) + " --update_iters 2 --actor_lr 1e-3 "
                      "--critic_lr 1e-3 --actor_lr_warmup_ratio 0 --critic_lr_warmup_ratio 0 "
-                     "--lambda_lr 0.1 --max_steps 3 --save_interval 1 --output_dir " + out +
+                     "--lambda_lr 0.1 --max_steps 3 --save_interval 1 "
+                     "--constraint_check_responses 7 --output_dir " + out +
                      " " + extra, out, env);
   }
   static double max_diff(const std::string& a, const std::string& b) {
@@ -95,6 +96,14 @@ class DataParallelCommands : public ::testing::Test {
     const std::string key = "\"final_lambda\": ";
     const size_t at = c.find(key);
     return at == std::string::npos ? -1.0 : std::stod(c.substr(at + key.size()));
+  }
+  // The mean cost of the final check's fresh responses (-1e9 when constraint.json has none).
+  static double check_mean(const std::string& out) {
+    const std::string c = read(out + "/constraint.json");
+    const size_t check = c.find("\"check\": {");
+    const std::string key = "\"mean_cost\": ";
+    const size_t at = check == std::string::npos ? check : c.find(key, check);
+    return at == std::string::npos ? -1e9 : std::stod(c.substr(at + key.size()));
   }
   static inline std::string* dir_ = nullptr;
   static inline bool ok_ = false;
@@ -176,6 +185,9 @@ TEST_F(DataParallelCommands, PpoLagResumesFromTwoRanksOntoThreeAndOne) {
               std::string::npos) << log;
     EXPECT_LE(max_diff("rl1", c.out), 1e-5) << c.ranks << " ranks";
     EXPECT_NEAR(final_lambda(c.out), lambda1, 1e-7) << c.ranks << " ranks";
+    // The final check runs on every rank (no collective waits) and reaches rank 1's verdict.
+    ASSERT_GT(check_mean("rl1"), -1e8) << read("rl1/constraint.json");
+    EXPECT_NEAR(check_mean(c.out), check_mean("rl1"), 1e-4) << c.ranks << " ranks";
     if (c.ranks > 1) {
       const std::string key = "ends with lambda ";
       std::vector<std::string> seen;

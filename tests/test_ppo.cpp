@@ -457,6 +457,110 @@ TEST(Lagrange, OptionsValidatedAndTakenFromConfig) {
   EXPECT_NEAR(m.lambda(), 0.5, 1e-15);
 }
 
+// PID terms (--lambda_kp, --lambda_kd): the integral term is the reference's update on log λ;
+// λ in use adds kp·e + kd·max(0, ΔJ̄_C) and clamps to [0, lambda_max]. Hand-computed values.
+TEST(Lagrange, PidTermsFollowTheHandComputedRule) {
+  auto o = lag_options();  // λ_init 1, lr 0.1, cap 5, window 4, threshold 0
+  o.kp = 0.5;
+  o.kd = 2.0;
+  LagrangeMultiplier m(o);
+  const std::vector<float> a{1.0f, 1.0f};
+  m.add_episode_costs(a);
+  // Step 1: e = 1, no previous mean (no derivative). Integral log λ = 0.1·1·1 = 0.1.
+  auto u = m.update(0);
+  EXPECT_NEAR(m.log_lambda(), 0.1, 1e-15);
+  EXPECT_NEAR(u.proportional, 0.5, 1e-15);
+  EXPECT_DOUBLE_EQ(u.derivative, 0.0);
+  EXPECT_NEAR(m.lambda(), std::exp(0.1) + 0.5, 1e-14);
+  EXPECT_NEAR(u.lambda_after, std::exp(0.1) + 0.5, 1e-14);
+  // Step 2: the window {1, 1, 3, 3} has mean 2: e = 2, ΔJ = 1. Integral: 0.1 + 0.1·e^0.1·2.
+  const std::vector<float> b{3.0f, 3.0f};
+  m.add_episode_costs(b);
+  u = m.update(1);
+  const double i2 = 0.1 + 0.1 * std::exp(0.1) * 2.0;
+  EXPECT_NEAR(m.log_lambda(), i2, 1e-14);
+  EXPECT_NEAR(u.proportional, 1.0, 1e-15);
+  EXPECT_NEAR(u.derivative, 2.0, 1e-15);
+  EXPECT_NEAR(m.lambda(), std::min(5.0, std::exp(i2) + 1.0 + 2.0), 1e-14);
+  // Step 3: the window {-5, -5, -5, -5}: e = -5, ΔJ = -7 (a fall: no derivative term). The
+  // proportional term -2.5 pulls λ down at once; the clamp keeps it >= 0.
+  const std::vector<float> c{-5.0f, -5.0f, -5.0f, -5.0f};
+  m.add_episode_costs(c);
+  u = m.update(2);
+  const double i3 = i2 + 0.1 * std::exp(i2) * -5.0;
+  EXPECT_NEAR(m.log_lambda(), i3, 1e-14);
+  EXPECT_NEAR(u.proportional, -2.5, 1e-15);
+  EXPECT_DOUBLE_EQ(u.derivative, 0.0);
+  EXPECT_DOUBLE_EQ(m.lambda(), std::max(0.0, std::exp(i3) - 2.5));
+  EXPECT_DOUBLE_EQ(m.lambda(), 0.0);  // e^i3 = e^-0.37 = 0.69 < 2.5
+}
+
+TEST(Lagrange, PidLambdaIsCappedAndZeroGainsAreTheReference) {
+  auto o = lag_options();
+  o.kp = 10.0;
+  LagrangeMultiplier capped(o);
+  const std::vector<float> c{2.0f};
+  capped.add_episode_costs(c);
+  capped.update(0);
+  EXPECT_DOUBLE_EQ(capped.lambda(), 5.0);  // e^0.2 + 20 clamped to lambda_max
+  // kp = kd = 0: bit for bit the reference's λ, on the same costs.
+  LagrangeMultiplier ref(lag_options()), zero(lag_options());
+  const std::vector<float> seq[] = {{1.0f, 2.0f}, {-4.0f}, {3.0f, 0.5f, -1.0f}};
+  for (int64_t s = 0; s < 3; ++s) {
+    ref.add_episode_costs(seq[s]);
+    zero.add_episode_costs(seq[s]);
+    ref.update(s);
+    const auto u = zero.update(s);
+    EXPECT_EQ(u.proportional, 0.0);
+    EXPECT_EQ(zero.lambda(), std::exp(zero.log_lambda()));
+  }
+  EXPECT_EQ(zero.log_lambda(), ref.log_lambda());
+  o = lag_options();
+  o.kd = -1.0;
+  expect_error_contains([&] { LagrangeMultiplier m(o); }, "--lambda_kd must be >= 0");
+  PpoConfig cfg;
+  cfg.lambda_kp = 0.25;
+  cfg.lambda_kd = 3.0;
+  const auto from = LagrangeMultiplier::options_from(cfg);
+  EXPECT_EQ(from.kp, 0.25);
+  EXPECT_EQ(from.kd, 3.0);
+  cfg.lambda_kp = -0.5;
+  expect_error_contains([&] { cfg.validate(); }, "lambda_kp");
+  cfg.lambda_kp = 0;
+  cfg.constraint_check_responses = -1;
+  expect_error_contains([&] { cfg.validate(); }, "--constraint_check_responses must be >= 0");
+}
+
+TEST(Lagrange, PidStateRoundTripsAndOldCheckpointsRestore) {
+  auto o = lag_options();
+  o.kp = 0.5;
+  o.kd = 1.0;
+  LagrangeMultiplier a(o);
+  const std::vector<float> c1{1.0f}, c2{3.0f}, c3{2.0f};
+  a.add_episode_costs(c1);
+  a.update(0);
+  LagrangeMultiplier b(o);
+  b.restore_json(a.state_json());
+  EXPECT_EQ(b.lambda(), a.lambda());  // the PID term travels with the state
+  a.add_episode_costs(c2);
+  b.add_episode_costs(c2);
+  EXPECT_EQ(a.update(1).derivative, b.update(1).derivative);  // and the previous mean
+  EXPECT_GT(b.state().pid_term, 0.0);
+  a.add_episode_costs(c3);
+  b.add_episode_costs(c3);
+  a.update(2);
+  b.update(2);
+  EXPECT_EQ(a.lambda(), b.lambda());
+  // A checkpoint from before the PID fields restores with no PID state.
+  LagrangeMultiplier old(o);
+  old.restore_json("{\"log_lambda\": 0.25, \"episode_costs\": [1.0]}");
+  EXPECT_EQ(old.state().pid_term, 0.0);
+  EXPECT_TRUE(std::isnan(old.state().previous_episode_cost));
+  expect_error_contains(
+      [&] { old.restore_json("{\"log_lambda\": 0, \"episode_costs\": [], \"pid_term\": \"x\"}"); },
+      "pid_term is not a number");
+}
+
 // --cost_confidence z: λ follows the upper bound mean + z·s/√n of the window, so it keeps
 // rising while the plain mean is below the threshold by less than z standard errors.
 TEST(Lagrange, ConfidenceBoundDrivesTheUpdate) {

@@ -515,6 +515,77 @@ TEST_F(RlhfTiny, RelativeTargetAndConfidenceMargin) {
   EXPECT_EQ(ju["met"].get<bool>(), ju["final_episode_cost"].get<double>() <= ju["threshold"].get<double>());
 }
 
+// --constraint_check_responses N: after the last update, N fresh responses of the final policy
+// (cycling the prompts when N exceeds them) decide the verdict, not the training window; the
+// check samples after training, so the run itself is the same as without it, and it is
+// deterministic (the same seed stream gives the same costs).
+TEST_F(RlhfTiny, ConstraintCheckJudgesFreshResponsesOfTheFinalPolicy) {
+  auto run = [&](int64_t check, double threshold, const std::string& out) {
+    return calibrated_step(out, [&](PpoConfig& c) {
+      c.threshold = threshold;
+      c.constraint_check_responses = check;
+      c.cost_confidence = 2.0;
+    });
+  };
+  auto constraint = [&](const std::string& out) {
+    return nlohmann::json::parse(read_text_file((world.dir / out / "constraint.json").string()));
+  };
+  const auto plain = run(0, 0.0, "no-check"), checked = run(9, 0.0, "check");
+  const auto j0 = constraint("no-check"), j = constraint("check");
+  EXPECT_EQ(j0["verdict_from"].get<std::string>(), "window");
+  EXPECT_FALSE(j0.contains("check"));
+  EXPECT_EQ(j0["met"].get<bool>(), j0["window_met"].get<bool>());
+  // The run is the same; only the verdict's source differs.
+  EXPECT_EQ(j["final_lambda"].get<double>(), j0["final_lambda"].get<double>());
+  EXPECT_EQ(j["final_episode_cost"].get<double>(), j0["final_episode_cost"].get<double>());
+  ASSERT_EQ(j["verdict_from"].get<std::string>(), "check");
+  const auto& c = j["check"];
+  EXPECT_EQ(c["responses"].get<int64_t>(), 9);  // more than the tiny world's prompts: cycled
+  const double mean = c["mean_cost"].get<double>(), se = c["standard_error"].get<double>();
+  EXPECT_NE(mean, j["final_episode_cost"].get<double>());  // not the window's mean
+  EXPECT_GT(se, 0.0);
+  EXPECT_NEAR(c["upper_bound"].get<double>(), mean + 2.0 * se, 1e-12);
+  const double unsafe9 = 9 * c["unsafe_share"].get<double>();
+  EXPECT_NEAR(unsafe9, std::round(unsafe9), 1e-9);
+  EXPECT_EQ(c["met"].get<bool>(), mean <= j["threshold"].get<double>());
+  EXPECT_EQ(j["met"].get<bool>(), c["met"].get<bool>());
+  // Deterministic: the same check on the same final policy gives the same costs.
+  const auto again = checked->check_constraint();
+  EXPECT_NEAR(again.mean_cost, mean, 1e-12);
+  EXPECT_EQ(again.responses, 9);
+  // The verdict follows the threshold: far above every cost, met; far below, not met.
+  run(9, 1e6, "check-loose");
+  run(9, -1e6, "check-strict");
+  EXPECT_TRUE(constraint("check-loose")["met"].get<bool>());
+  EXPECT_FALSE(constraint("check-strict")["met"].get<bool>());
+  for (const char* out : {"check-loose", "check-strict"}) {
+    const auto k = constraint(out);
+    EXPECT_EQ(k["met"].get<bool>(), k["check"]["mean_cost"].get<double>() <= k["threshold"].get<double>())
+        << out;
+  }
+  // A threshold between the window's mean and the check's: with λ frozen (lambda_lr 0) the run
+  // is the same whatever the threshold, and the two verdicts disagree; the check's decides.
+  auto frozen = [&](double threshold, const std::string& out) {
+    calibrated_step(out, [&](PpoConfig& c) {
+      c.threshold = threshold;
+      c.constraint_check_responses = 9;
+      c.lambda_lr = 0.0;
+    });
+    return constraint(out);
+  };
+  const auto f0 = frozen(0.0, "frozen");
+  const double wm = f0["final_episode_cost"].get<double>(), cm = f0["check"]["mean_cost"].get<double>();
+  ASSERT_GT(std::fabs(wm - cm), 1e-3);
+  const auto fb = frozen(0.5 * (wm + cm), "frozen-between");
+  EXPECT_EQ(fb["check"]["mean_cost"].get<double>(), cm);
+  EXPECT_EQ(fb["final_episode_cost"].get<double>(), wm);
+  EXPECT_EQ(fb["met"].get<bool>(), cm < wm);
+  EXPECT_EQ(fb["window_met"].get<bool>(), wm < cm);
+  EXPECT_NE(fb["met"].get<bool>(), fb["window_met"].get<bool>());
+  EXPECT_NE(error_of([&] { plain->check_constraint(); }).find("--constraint_check_responses is 0"),
+            std::string::npos);
+}
+
 // One step changes the actor and both critics, leaves the frozen models alone, and reports
 // finite statistics; the PTX batch joins the actor's step.
 TEST_F(RlhfTiny, StepTrainsActorAndCriticsWithPtx) {

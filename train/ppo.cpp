@@ -58,6 +58,11 @@ void PpoConfig::validate() const {
                cost_confidence);
   BEAVER_CHECK(calibration_prompts >= 1, "--calibration_prompts must be >= 1, got ",
                calibration_prompts);
+  non_negative("lambda_kp", lambda_kp);
+  non_negative("lambda_kd", lambda_kd);
+  BEAVER_CHECK(constraint_check_responses >= 0,
+               "--constraint_check_responses must be >= 0 (0: the training window decides), got ",
+               constraint_check_responses);
   non_negative("shaping_nu", shaping_nu);
   for (auto [name, v] : {std::pair{"epochs", epochs}, {"update_iters", update_iters},
                          {"per_device_prompt_batch_size", per_device_prompt_batch_size},
@@ -407,6 +412,10 @@ LagrangeMultiplier::LagrangeMultiplier(const Options& o) : opt_(o) {
                o.threshold);
   BEAVER_CHECK(std::isfinite(o.confidence) && o.confidence >= 0,
                "LagrangeMultiplier: --cost_confidence must be >= 0, got ", o.confidence);
+  BEAVER_CHECK(std::isfinite(o.kp) && o.kp >= 0, "LagrangeMultiplier: --lambda_kp must be >= 0, got ",
+               o.kp);
+  BEAVER_CHECK(std::isfinite(o.kd) && o.kd >= 0, "LagrangeMultiplier: --lambda_kd must be >= 0, got ",
+               o.kd);
   // As in the reference, λ_init is not clamped to lambda_max: the cap applies after updates.
   log_lambda_ = std::log(o.lambda_init);
 }
@@ -420,10 +429,18 @@ LagrangeMultiplier::Options LagrangeMultiplier::options_from(const PpoConfig& c)
   o.window_size = c.episode_cost_window_size;
   o.threshold = c.threshold;
   o.confidence = c.cost_confidence;
+  o.kp = c.lambda_kp;
+  o.kd = c.lambda_kd;
   return o;
 }
 
-double LagrangeMultiplier::lambda() const { return std::exp(log_lambda_); }
+double LagrangeMultiplier::lambda() const {
+  const double integral = std::exp(log_lambda_);
+  // Without PID gains λ is the integral term exactly, uncapped (λ_init may exceed lambda_max).
+  if (opt_.kp == 0 && opt_.kd == 0) return integral;
+  const double l = std::max(0.0, integral + pid_term_);
+  return opt_.lambda_max > 0 ? std::min(l, opt_.lambda_max) : l;
+}
 
 void LagrangeMultiplier::set_log_lambda(double v) {
   BEAVER_CHECK(std::isfinite(v), "LagrangeMultiplier: log lambda must be finite, got ", v);
@@ -471,18 +488,25 @@ LagrangeMultiplier::Update LagrangeMultiplier::update(int64_t global_step,
                ")");
   // The windows hold every rank's costs (train/rlhf.cpp), so the local margin is the global one.
   u.margin = margin();
-  // Gradient of -(J - threshold)·exp(log λ) w.r.t. log λ is -(J - threshold)·λ.
-  double next = log_lambda_ + opt_.lambda_lr * lambda() *
-                                  (u.episode_cost + u.margin - opt_.threshold);
+  // Gradient of -(J - threshold)·exp(log λ) w.r.t. log λ is -(J - threshold)·λ (the integral
+  // term's own λ).
+  const double excess = u.episode_cost + u.margin - opt_.threshold;
+  double next = log_lambda_ + opt_.lambda_lr * std::exp(log_lambda_) * excess;
   if (opt_.lambda_max > 0) next = std::min(next, std::log(opt_.lambda_max));
   log_lambda_ = next;
+  u.proportional = opt_.kp * excess;
+  if (opt_.kd > 0 && std::isfinite(previous_cost_))
+    u.derivative = opt_.kd * std::max(0.0, u.episode_cost - previous_cost_);
+  pid_term_ = u.proportional + u.derivative;
+  previous_cost_ = u.episode_cost;
   u.applied = true;
   u.lambda_after = lambda();
   return u;
 }
 
 LagrangeMultiplier::State LagrangeMultiplier::state() const {
-  return State{log_lambda_, std::vector<float>(window_.begin(), window_.end())};
+  return State{log_lambda_, std::vector<float>(window_.begin(), window_.end()), pid_term_,
+               previous_cost_};
 }
 
 void LagrangeMultiplier::restore(const State& s) {
@@ -492,14 +516,22 @@ void LagrangeMultiplier::restore(const State& s) {
   for (size_t i = 0; i < s.window.size(); ++i)
     BEAVER_CHECK(std::isfinite(s.window[i]), "LagrangeMultiplier::restore: episode cost ", i,
                  " is not finite");
+  BEAVER_CHECK(std::isfinite(s.pid_term), "LagrangeMultiplier::restore: the PID term is not finite");
+  BEAVER_CHECK(!std::isinf(s.previous_episode_cost),
+               "LagrangeMultiplier::restore: the previous episode cost is infinite");
   log_lambda_ = s.log_lambda;
   window_.assign(s.window.begin(), s.window.end());
+  pid_term_ = s.pid_term;
+  previous_cost_ = s.previous_episode_cost;
 }
 
 std::string LagrangeMultiplier::state_json() const {
   nlohmann::json j;
   j["log_lambda"] = log_lambda_;
   j["episode_costs"] = std::vector<float>(window_.begin(), window_.end());
+  j["pid_term"] = pid_term_;
+  j["previous_episode_cost"] =
+      std::isfinite(previous_cost_) ? nlohmann::json(previous_cost_) : nlohmann::json();
   return j.dump();
 }
 
@@ -519,6 +551,16 @@ void LagrangeMultiplier::restore_json(const std::string& text) {
   for (const auto& c : j["episode_costs"]) {
     BEAVER_CHECK(c.is_number(), "LagrangeMultiplier::restore_json: episode_costs holds a non-number");
     s.window.push_back(c.get<float>());
+  }
+  // The PID fields are optional (a checkpoint written before them restores the reference's λ).
+  if (j.contains("pid_term")) {
+    BEAVER_CHECK(j["pid_term"].is_number(), "LagrangeMultiplier::restore_json: pid_term is not a number");
+    s.pid_term = j["pid_term"].get<double>();
+  }
+  if (j.contains("previous_episode_cost") && !j["previous_episode_cost"].is_null()) {
+    BEAVER_CHECK(j["previous_episode_cost"].is_number(),
+                 "LagrangeMultiplier::restore_json: previous_episode_cost is not a number or null");
+    s.previous_episode_cost = j["previous_episode_cost"].get<double>();
   }
   restore(s);
 }

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -56,6 +57,15 @@ struct PpoConfig {
   // the window's standard error) with the threshold, so λ settles with the mean a measured
   // margin below it. 0: the reference's update on the plain window mean.
   double cost_confidence = 0.0;
+  // PID terms of λ (Stooke et al. 2020), opt-in: the reference's update above is the integral
+  // term; λ = exp(log λ) + kp·e + kd·max(0, ΔJ̄_C) (clamped to [0, lambda_max]), e the excess
+  // of the (upper-bounded) window mean over the threshold. 0, 0: the reference's λ.
+  double lambda_kp = 0.0;
+  double lambda_kd = 0.0;
+  // The final verdict: > 0 samples this many fresh responses of the final policy on training
+  // prompts after the last update and judges the constraint on their costs (0: on the training
+  // window, which mixes the costs of older policies).
+  int64_t constraint_check_responses = 0;
   // Reward shaping baseline: score = R - ν·C.
   double shaping_nu = 1.0;
   // Loop.
@@ -119,6 +129,14 @@ struct PpoConfig {
     v("cost_confidence", cost_confidence,
       "z of the upper confidence bound of the window's mean cost that drives lambda (0: the "
       "plain mean, as the reference)");
+    v("lambda_kp", lambda_kp,
+      "proportional gain of lambda on the cost excess (PID Lagrangian; 0: the reference)");
+    v("lambda_kd", lambda_kd,
+      "derivative gain of lambda on the rise of the window's mean cost (PID Lagrangian; 0: the "
+      "reference)");
+    v("constraint_check_responses", constraint_check_responses,
+      "fresh responses of the final policy whose costs decide whether the constraint is met "
+      "(0: the training window decides)");
     v("shaping_nu", shaping_nu, "reward shaping: score = R - nu * C");
     v("epochs", epochs, "passes over the prompt set");
     v("update_iters", update_iters, "PPO epochs per rollout batch");
@@ -271,6 +289,13 @@ ResolvedThreshold resolve_threshold_relative(std::span<const float> start_costs,
 // rising until the mean is z standard errors below the threshold, so a run that settles at
 // equilibrium ends with the plain mean under the threshold with probability about Φ(z),
 // instead of the coin flip of z = 0.
+// PID terms (Stooke et al. 2020, "Responsive Safety in RL by PID Lagrangian Methods"), opt-in:
+// the update above is the integral term; with gains kp, kd the multiplier in use is
+//     λ = clamp(exp(log_λ) + kp·e + kd·max(0, J̄_C - J̄_C,prev), 0, lambda_max),
+// e = J̄_C + margin - threshold of this update and J̄_C,prev the window mean of the previous
+// one (no derivative on the first). The proportional term lowers λ as soon as the cost is under
+// the threshold instead of waiting for the integral to unwind; the derivative term answers a
+// rising cost before it crosses. kp = kd = 0 (the default) is the reference's λ to the bit.
 // Every rank runs the same update on the same averaged value, so λ stays identical on all ranks
 // without a broadcast (set_log_lambda() serves a trainer that broadcasts anyway).
 class LagrangeMultiplier {
@@ -283,22 +308,28 @@ class LagrangeMultiplier {
     int64_t window_size = 128;
     double threshold = 0.0;
     double confidence = 0.0;  // z (0: the reference)
+    double kp = 0.0, kd = 0.0;  // PID gains (0: the reference)
   };
   struct State {
     double log_lambda = 0.0;
     std::vector<float> window;  // oldest first
+    // PID: kp·e + kd·max(0, ΔJ̄_C) of the last update, and that update's J̄_C (NaN: none yet).
+    double pid_term = 0.0;
+    double previous_episode_cost = std::numeric_limits<double>::quiet_NaN();
   };
   struct Update {
     bool applied = false;       // false while global_step < delay
     double episode_cost = 0.0;  // J̄_C, the plain window mean (averaged across ranks)
     double margin = 0.0;        // z·SE added to it for the comparison with the threshold
     double lambda_before = 0.0, lambda_after = 0.0;
+    double proportional = 0.0, derivative = 0.0;  // kp·e and kd·max(0, ΔJ̄_C)
   };
   using AverageAcrossRanks = std::function<double(double)>;
 
   explicit LagrangeMultiplier(const Options& o);
   static Options options_from(const PpoConfig& c);
 
+  // The multiplier in use: exp(log λ), plus the PID terms when their gains are set.
   double lambda() const;
   double log_lambda() const { return log_lambda_; }
   void set_log_lambda(double v);
@@ -330,6 +361,8 @@ class LagrangeMultiplier {
   Options opt_;
   double log_lambda_ = 0.0;
   std::deque<float> window_;
+  double pid_term_ = 0.0;
+  double previous_cost_ = std::numeric_limits<double>::quiet_NaN();
 };
 
 }  // namespace beaver::train

@@ -532,14 +532,10 @@ void RlhfTrainer::score_on(ScoredRollout& s, const DeviceBatch& db, const Tensor
 }
 
 // ---- The requirement ---------------------------------------------------------------------------
-ResolvedThreshold RlhfTrainer::calibrate_threshold() {
-  BEAVER_CHECK(lag() && cm_, "calibrate_threshold: needs ppo-lag and a cost model");
-  BEAVER_CHECK(cfg_.target_unsafe_share >= 0 || cfg_.target_unsafe_ratio >= 0,
-               "calibrate_threshold: neither --target_unsafe_share nor --target_unsafe_ratio is set");
-  const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), 0xCA1Bull);
-  const size_t n = std::min<size_t>(order.size(), size_t(cfg_.calibration_prompts));
+std::vector<float> RlhfTrainer::sample_costs(const std::vector<size_t>& indices, uint64_t stream) {
+  const size_t n = indices.size();
   // On several ranks each takes its slice of every global micro-batch (as in step()); the
-  // costs are gathered in global order, so every rank resolves the same threshold.
+  // costs are gathered in global order, so every rank holds the same costs.
   const size_t mb = size_t(actor_->options().max_batch);
   const size_t gmb = mb * size_t(ranks());
   std::vector<double> global_costs(n, 0.0);
@@ -552,23 +548,32 @@ ResolvedThreshold RlhfTrainer::calibrate_threshold() {
   for (size_t i = 0; i < n; i += gmb) {
     const size_t gend = std::min(n, i + gmb);
     int64_t P = 0;
-    for (size_t j = i; j < gend; ++j) P = std::max<int64_t>(P, int64_t(prompts_[order[j]].size()));
+    for (size_t j = i; j < gend; ++j) P = std::max<int64_t>(P, int64_t(prompts_[indices[j]].size()));
     const auto [b, e] = rank_slice(i, gend, mb, rank());
     if (b >= e) {
       join_sharded_pass(*cm_, false);  // stage 3: the others' scoring is a collective
       continue;
     }
     std::vector<std::vector<int32_t>> part;
-    for (size_t j = b; j < e; ++j) part.push_back(prompts_[order[j]]);
+    for (size_t j = b; j < e; ++j) part.push_back(prompts_[indices[j]]);
     go.max_new_tokens = cfg_.max_length - P;
-    go.seed = (uint64_t(cfg_.seed) ^ 0xCA1B0000ull) * 0x9E3779B97F4A7C15ull + b;
+    go.seed = (uint64_t(cfg_.seed) ^ stream) * 0x9E3779B97F4A7C15ull + b;
     const RolloutBatch r = build_rollout(part, engine_->generate(part, go), eos_, pad_);
     const auto c = rollout_end_scores(*cm_, r);
     for (size_t j = 0; j < c.size(); ++j) global_costs[b + j] = double(c[j]);
   }
   // Each entry is set on one rank and 0 on the others: the sum is exact.
   if (ranks() > 1) opts_.comm->all_reduce(global_costs, ReduceOp::Sum);
-  const std::vector<float> costs(global_costs.begin(), global_costs.end());
+  return std::vector<float>(global_costs.begin(), global_costs.end());
+}
+
+ResolvedThreshold RlhfTrainer::calibrate_threshold() {
+  BEAVER_CHECK(lag() && cm_, "calibrate_threshold: needs ppo-lag and a cost model");
+  BEAVER_CHECK(cfg_.target_unsafe_share >= 0 || cfg_.target_unsafe_ratio >= 0,
+               "calibrate_threshold: neither --target_unsafe_share nor --target_unsafe_ratio is set");
+  auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), 0xCA1Bull);
+  order.resize(std::min<size_t>(order.size(), size_t(cfg_.calibration_prompts)));
+  const std::vector<float> costs = sample_costs(order, 0xCA1B0000ull);
   const ResolvedThreshold t = cfg_.target_unsafe_ratio >= 0
                                   ? resolve_threshold_relative(costs, cfg_.target_unsafe_ratio)
                                   : resolve_threshold(costs, cfg_.target_unsafe_share);
@@ -586,6 +591,37 @@ ResolvedThreshold RlhfTrainer::calibrate_threshold() {
                      "-response window")
                : std::string());
   return t;
+}
+
+RlhfTrainer::ConstraintCheck RlhfTrainer::check_constraint() {
+  BEAVER_CHECK(lag() && cm_, "check_constraint: needs ppo-lag and a cost model");
+  BEAVER_CHECK(cfg_.constraint_check_responses > 0,
+               "check_constraint: --constraint_check_responses is 0");
+  const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), 0xC4ECull);
+  std::vector<size_t> indices(size_t(cfg_.constraint_check_responses));
+  for (size_t i = 0; i < indices.size(); ++i) indices[i] = order[i % order.size()];
+  const std::vector<float> costs = sample_costs(indices, 0xC4EC0000ull);
+  ConstraintCheck c;
+  c.responses = int64_t(costs.size());
+  double sum = 0, unsafe = 0;
+  for (size_t i = 0; i < costs.size(); ++i) {
+    BEAVER_CHECK(std::isfinite(costs[i]), "check_constraint: the cost of check response ", i,
+                 " is not finite");
+    sum += costs[i];
+    unsafe += costs[i] > 0 ? 1.0 : 0.0;
+  }
+  const double n = double(costs.size());
+  c.mean_cost = sum / n;
+  c.unsafe_share = unsafe / n;
+  double ss = 0;
+  for (float x : costs) ss += (double(x) - c.mean_cost) * (double(x) - c.mean_cost);
+  c.standard_error = costs.size() > 1 ? std::sqrt(ss / (n - 1) / n) : 0.0;
+  c.threshold = lagrange_->options().threshold;
+  c.upper_bound = c.mean_cost + cfg_.cost_confidence * c.standard_error;
+  // Met: the plain mean of the fresh costs against the threshold (the reference's constraint,
+  // on the final policy alone); the upper bound is reported beside it.
+  c.met = c.mean_cost <= c.threshold;
+  return c;
 }
 
 // ---- One RL step -------------------------------------------------------------------------------
@@ -1011,6 +1047,9 @@ void RlhfTrainer::train() {
   }
   if (write && saved_at != global_step_)
     save_state(ckpt_root, epoch, index, root() ? count_lines(metrics_path) : 0);
+  // The verdict on the final policy alone (every rank samples its share).
+  std::optional<ConstraintCheck> check;
+  if (lag() && cfg_.constraint_check_responses > 0) check = check_constraint();
   if (lag() && ranks() > 1) {
     // Every rank says which λ it holds (all the same: the window holds global costs).
     char buf[64];
@@ -1020,7 +1059,7 @@ void RlhfTrainer::train() {
   if (!root() && opts_.save_actor && write && actor_->params_sharded())
     model::save_weights(*actor_, opts_.output_dir, DType::F32);  // joins rank 0's gather only
   if (!root()) return;
-  if (lag()) report_constraint(calibration);
+  if (lag()) report_constraint(calibration, check);
   draw_curves();
   if (opts_.save_actor && write) {
     // A resumed run replaces the final model an earlier (shorter) run wrote.
@@ -1032,26 +1071,44 @@ void RlhfTrainer::train() {
   }
 }
 
-// Whether the run ends with its constraint met: the window's mean episode cost against the
-// threshold, logged and written to <output_dir>/constraint.json.
-void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& calibration) const {
-  if (lagrange_->window_count() == 0) return;
-  const double j = lagrange_->window_mean(), th = lagrange_->options().threshold;
+// Whether the run ends with its constraint met, logged and written to
+// <output_dir>/constraint.json: with --constraint_check_responses, the fresh responses of the
+// final policy decide (check); otherwise the training window's mean episode cost.
+void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& calibration,
+                                    const std::optional<ConstraintCheck>& check) const {
+  if (lagrange_->window_count() == 0 && !check) return;
+  const double th = lagrange_->options().threshold;
+  const bool has_window = lagrange_->window_count() > 0;
+  const double j = has_window ? lagrange_->window_mean() : 0.0;
   const auto w = lagrange_->state().window;
   double unsafe = 0;
   for (float c : w) unsafe += c > 0 ? 1.0 : 0.0;
-  unsafe /= double(w.size());
-  // Met: the plain window mean against the threshold (the reference's constraint), whatever
-  // margin drove λ there.
-  const bool met = j <= th;
-  const double margin = lagrange_->margin();
-  log_info("train ppo-lag: constraint ", met ? "met" : "NOT met", " at the end: episode cost ",
-           j, (met ? " <= " : " > "), "threshold ", th, " (unsafe share of the last ", w.size(),
-           " responses ", unsafe, ", lambda ", lagrange_->lambda(),
-           cfg_.cost_confidence > 0
-               ? cat(", confidence margin ", margin, ": upper bound ", j + margin)
-               : std::string(),
-           ")");
+  if (!w.empty()) unsafe /= double(w.size());
+  // The window's verdict: the plain window mean against the threshold (the reference's
+  // constraint), whatever margin drove λ there.
+  const bool window_met = has_window && j <= th;
+  const bool met = check ? check->met : window_met;
+  const double margin = has_window ? lagrange_->margin() : 0.0;
+  if (has_window)
+    log_info("train ppo-lag: ", check ? "training window" : "constraint ",
+             check ? (window_met ? " within" : " over") : (met ? "met" : "NOT met"),
+             check ? " the threshold: " : " at the end: ", "episode cost ", j,
+             (window_met ? " <= " : " > "), "threshold ", th, " (unsafe share of the last ",
+             w.size(), " responses ", unsafe, ", lambda ", lagrange_->lambda(),
+             cfg_.cost_confidence > 0
+                 ? cat(", confidence margin ", margin, ": upper bound ", j + margin)
+                 : std::string(),
+             ")");
+  if (check)
+    log_info("train ppo-lag: constraint ", met ? "met" : "NOT met", " at the end: mean cost ",
+             check->mean_cost, (met ? " <= " : " > "), "threshold ", th, " on ", check->responses,
+             " fresh responses of the final policy (unsafe share ", check->unsafe_share,
+             ", standard error ", check->standard_error,
+             cfg_.cost_confidence > 0
+                 ? cat(", upper bound ", check->upper_bound, " at ", cfg_.cost_confidence,
+                       " standard errors")
+                 : std::string(),
+             ", lambda ", lagrange_->lambda(), ")");
   if (opts_.output_dir.empty()) return;
   nlohmann::ordered_json o;
   o["threshold"] = th;
@@ -1061,6 +1118,8 @@ void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& cali
       cfg_.target_unsafe_ratio >= 0 ? nlohmann::json(cfg_.target_unsafe_ratio) : nlohmann::json();
   if (calibration) o["resolved_target_unsafe_share"] = calibration->target_unsafe_share;
   o["cost_confidence"] = cfg_.cost_confidence;
+  o["lambda_kp"] = cfg_.lambda_kp;
+  o["lambda_kd"] = cfg_.lambda_kd;
   if (calibration) {
     o["calibration"] = {{"responses", calibration->responses},
                         {"unsafe_share", calibration->unsafe_share},
@@ -1068,10 +1127,20 @@ void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& cali
                         {"mean_unsafe", calibration->mean_unsafe},
                         {"mean_safe", calibration->mean_safe}};
   }
-  o["final_episode_cost"] = j;
-  o["final_unsafe_share"] = unsafe;
+  o["final_episode_cost"] = has_window ? nlohmann::json(j) : nlohmann::json();
+  o["final_unsafe_share"] = has_window ? nlohmann::json(unsafe) : nlohmann::json();
   o["final_margin"] = margin;
   o["final_lambda"] = lagrange_->lambda();
+  o["window_met"] = window_met;
+  if (check) {
+    o["check"] = {{"responses", check->responses},
+                  {"mean_cost", check->mean_cost},
+                  {"standard_error", check->standard_error},
+                  {"upper_bound", check->upper_bound},
+                  {"unsafe_share", check->unsafe_share},
+                  {"met", check->met}};
+  }
+  o["verdict_from"] = check ? "check" : "window";
   o["met"] = met;
   write_text_file((fs::path(opts_.output_dir) / "constraint.json").string(), o.dump(2) + "\n");
 }
@@ -1084,6 +1153,12 @@ nlohmann::json RlhfTrainer::run_config() const {
   j["algorithm"] = ppo_algorithm_name(opts_.algorithm);
   PpoConfig c = cfg_;
   c.visit([&](const char* name, const auto& v, const char*) { j[name] = v; });
+  // The final check samples after the last update: it changes no step, so a resumed run may
+  // choose it anew. Zero PID gains are left out, so checkpoints written before the gains
+  // existed resume as the reference's λ they are.
+  j.erase("constraint_check_responses");
+  if (c.lambda_kp == 0) j.erase("lambda_kp");
+  if (c.lambda_kd == 0) j.erase("lambda_kd");
   j["actor_model"] = opts_.actor_model;
   j["reward_model"] = opts_.reward_model;
   j["cost_model"] = opts_.cost_model;

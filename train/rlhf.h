@@ -189,6 +189,21 @@ class RlhfTrainer {
   // seed stream of its own, so training samples the same sequences with or without it.
   ResolvedThreshold calibrate_threshold();
 
+  // --constraint_check_responses N > 0: samples N fresh responses of the current actor on
+  // training prompts (a seeded order of its own, cycled when N exceeds the prompts; its own seed
+  // stream), scores them with the cost model and judges the constraint on them: met when their
+  // mean cost is at most λ's threshold. Every rank joins (each generates its slice; the costs
+  // are summed in global order), so every rank returns the same verdict. train() calls it
+  // after the last update.
+  struct ConstraintCheck {
+    int64_t responses = 0;
+    double mean_cost = 0.0, standard_error = 0.0, unsafe_share = 0.0;
+    double threshold = 0.0;
+    double upper_bound = 0.0;  // mean + cost_confidence · standard error
+    bool met = false;
+  };
+  ConstraintCheck check_constraint();
+
   // Token ids of a prompt text with the conversation template applied (BOS first).
   std::vector<int32_t> encode_prompt(const std::string& text) const;
   // The prompt set after tokenisation (prompts that leave no room for a response dropped).
@@ -236,7 +251,11 @@ class RlhfTrainer {
   int rank() const;
   bool root() const { return rank() == 0; }
   void save_actor(const std::string& dir) const;
-  void report_constraint(const std::optional<ResolvedThreshold>& calibration) const;
+  void report_constraint(const std::optional<ResolvedThreshold>& calibration,
+                         const std::optional<ConstraintCheck>& check) const;
+  // Costs of fresh responses of the actor to prompts_[indices[i]] (every rank joins; the result
+  // is the same on all); stream separates the seeds of the calibration and the final check.
+  std::vector<float> sample_costs(const std::vector<size_t>& indices, uint64_t stream);
   void draw_curves() const;
   nlohmann::json run_config() const;
   void save_state(const std::string& root, int64_t epoch, int64_t index,

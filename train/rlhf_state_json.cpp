@@ -52,6 +52,10 @@ nlohmann::ordered_json rlhf_state_json(const RlhfProgress& p,
   nlohmann::ordered_json lag;
   lag["log_lambda"] = p.lagrange.log_lambda;
   lag["episode_costs"] = p.lagrange.window;
+  lag["pid_term"] = p.lagrange.pid_term;
+  lag["previous_episode_cost"] = std::isfinite(p.lagrange.previous_episode_cost)
+                                     ? nlohmann::ordered_json(p.lagrange.previous_episode_cost)
+                                     : nlohmann::ordered_json();
   j["lagrange"] = lag;
   j["threshold"] = p.threshold;
   if (p.ranks > 0) j["ranks"] = p.ranks;
