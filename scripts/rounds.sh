@@ -5,28 +5,39 @@
 #   round k+1 : round k's PPO-Lag policy answers fresh prompts of round k+1 and a pool of
 #               harmful prompts; the pool prompts it answered harmfully most often are the
 #               red-team prompts, answered again; the oracle labels new helpfulness and
-#               safety pairs from all these answers (--label_noise); the RM and CM are trained
-#               again from the SFT model on all pairs so far; PPO-Lag runs again from round k's
-#               policy (its reference) on the world's RL prompts, with the next, stricter
-#               requirement;
+#               safety pairs from all these answers (--label_noise); the RM is trained again
+#               from the SFT model on this round's pairs, the CM on all pairs so far; PPO-Lag
+#               runs again from round k's policy (its reference) on the world's RL prompts,
+#               its requirement a ratio of ITS OWN starting policy's unsafe share
+#               (--later_ratio), so that it tightens as the policy improves;
 #   then every round's policy and SFT are evaluated on the same held-out eval prompts, judged
 #   by the last round's RM and CM (one scale for the reward and cost columns) and the oracle,
-#   and `beaver report` writes the table (rounds.md, rounds.json).
+#   and `beaver report` writes the table (rounds.md, rounds.json), with the requirement of
+#   every round beside it (requirements.md).
 #
 #   scripts/rounds.sh [--rounds N] [--seed N | --seeds K] [--from DIR] [--quick | --ci | --tiny]
-#                     [--label_noise P] [--targets "u1 u2 ..."] [--out DIR] [--threads N]
-#                     [--later_ptx_coeff C] [--no-build]
+#                     [--label_noise P] [--later_ratio R] [--later_window W]
+#                     [--later_confidence Z] [--later_lambda_max L] [--later_epochs E]
+#                     [--later_ptx_coeff C] [--rm_pairs fresh|all] [--out DIR] [--threads N]
+#                     [--no-build]
 # --rounds N (default 3). --seed N (default 1) seeds everything from one number; --seeds K runs
 # seeds 1..K and adds a table over them (mean and 95% interval per row, through
 # `beaver report --eval LABEL=DIR1,DIR2,...`). --from DIR reuses a finished
 # `scripts/demo.sh --out DIR` run as round 1 (one seed only). --quick, --ci: round 1 at
 # demo.sh's size of that name; --tiny: a pipeline check of a minute or two (tiny world, model and
-# steps: the files and tables are real, the numbers mean nothing). --targets: the PPO-Lag
-# requirement (target unsafe share) of each round, default "0.1 0.05 0.025" (round 1 = the
-# demo's; halved each round, docs/rlhf.md); a round past the list halves the last one.
-# --later_ptx_coeff C: PPO-Lag's PTX weight on the SFT set in rounds 2..N (default 1, round 1's).
+# steps: the files and tables are real, the numbers mean nothing; its round 1 uses the demo's
+# ratio 0.4).
+# Rounds 2..N (docs/rlhf.md, "Rounds", for why each default):
+#   --later_ratio R (0.5): PPO-Lag's requirement, at most R times the unsafe share of the
+#       round's own starting policy (--target_unsafe_ratio);
+#   --later_window W (128) and --later_confidence Z (0): λ follows the plain mean cost of the
+#       last W responses (the reference's window, no margin);
+#   --later_lambda_max L (2): λ's cap; --later_epochs E (2; tiny 1): RL epochs;
+#   --later_ptx_coeff C (0): PTX weight on the SFT set (0: no PTX set at all);
+#   --rm_pairs fresh|all (fresh): the RM's pairs, this round's only or all so far (the CM
+#       always takes all so far).
 # Outputs: DIR/seed-S/round-K/... per round, DIR/seed-S/eval/<policy>, DIR/seed-S/rounds.md and
-# .json, and with --seeds DIR/rounds.md and .json.
+# .json, DIR/seed-S/requirements.md, and with --seeds DIR/rounds.md and .json.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BEAVER_BUILD_DIR:-$root/build}
@@ -39,9 +50,15 @@ size=
 build_first=1
 threads=0
 label_noise=0.1
-later_ptx=1
-targets="0.1 0.05 0.025"
-usage="use --rounds N, --seed N, --seeds K, --from DIR, --quick, --ci, --tiny, --label_noise P, --targets LIST, --later_ptx_coeff C, --out DIR, --threads N, --no-build"
+first_ratio=0.4  # tiny's own round 1: the demo's requirement
+later_ratio=0.5
+later_window=128
+later_confidence=0
+later_lambda_max=2
+later_epochs=
+later_ptx=0
+rm_pairs=fresh
+usage="use --rounds N, --seed N, --seeds K, --from DIR, --quick, --ci, --tiny, --label_noise P, --later_ratio R, --later_window W, --later_confidence Z, --later_lambda_max L, --later_epochs E, --later_ptx_coeff C, --rm_pairs fresh|all, --out DIR, --threads N, --no-build"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) rounds=$2; shift ;;
@@ -50,7 +67,12 @@ while [[ $# -gt 0 ]]; do
     --from) from=$2; shift ;;
     --quick|--ci|--tiny) size=${1#--} ;;
     --label_noise|--label-noise) label_noise=$2; shift ;;
-    --targets) targets=$2; shift ;;
+    --later_ratio|--later-ratio) later_ratio=$2; shift ;;
+    --later_window|--later-window) later_window=$2; shift ;;
+    --later_confidence|--later-confidence) later_confidence=$2; shift ;;
+    --later_lambda_max|--later-lambda-max) later_lambda_max=$2; shift ;;
+    --later_epochs|--later-epochs) later_epochs=$2; shift ;;
+    --rm_pairs|--rm-pairs) rm_pairs=$2; shift ;;
     --out) out=$2; shift ;;
     --threads) threads=$2; shift ;;
     --no-build) build_first=0 ;;
@@ -59,12 +81,20 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-for v in rounds seed seeds threads; do
+[[ -n $later_epochs ]] || { later_epochs=2; [[ $size == tiny ]] && later_epochs=1; }
+for v in rounds seed seeds threads later_window later_epochs; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "rounds: --$v takes a non-negative integer, got '${!v}'" >&2; exit 2; }
 done
 (( rounds >= 1 )) || { echo "rounds: --rounds must be at least 1" >&2; exit 2; }
-read -r -a target_list <<< "$targets"
-(( ${#target_list[@]} >= 1 )) || { echo "rounds: --targets needs at least one share" >&2; exit 2; }
+(( later_window >= 1 && later_epochs >= 1 )) || {
+  echo "rounds: --later_window and --later_epochs must be at least 1" >&2; exit 2; }
+for v in later_ratio later_confidence later_lambda_max later_ptx; do
+  [[ ${!v} =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "rounds: --$v takes a non-negative number, got '${!v}'" >&2; exit 2; }
+done
+awk -v r="$later_ratio" 'BEGIN { exit !(r > 0 && r <= 1) }' || {
+  echo "rounds: --later_ratio must be in (0, 1], got $later_ratio" >&2; exit 2; }
+[[ $rm_pairs == fresh || $rm_pairs == all ]] || {
+  echo "rounds: --rm_pairs takes fresh or all, got '$rm_pairs'" >&2; exit 2; }
 if [[ -n $from ]]; then
   (( seeds <= 1 )) || { echo "rounds: --from reuses one seed's round 1; it cannot go with --seeds $seeds" >&2; exit 2; }
   for d in world sft rm cm ppo-lag; do
@@ -83,21 +113,15 @@ stamp() { echo "== [$(( $(date +%s) - start )) s] $*"; }
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 # Sizes of rounds 2..N: prompts drawn, answers sampled per prompt, red-team prompts kept, RM/CM
-# steps, RL epochs. The new pairs of a round are far fewer than the world's 4000 (time), so
-# each round's file enters the RM/CM mixture with proportion $new_weight (whole passes).
-fresh=150; fresh_k=2; pool=80; pool_k=3; top=40; top_k=4; score_steps=300; rl_epochs=4
+# steps (RL epochs: --later_epochs). The new pairs of a round are far fewer than the world's
+# 4000 (time), so each round's file enters the CM mixture with proportion $new_weight (whole
+# passes).
+fresh=150; fresh_k=2; pool=80; pool_k=3; top=40; top_k=4; score_steps=300
 new_weight=4
 case $size in
-  tiny) fresh=12; pool=8; top=4; score_steps=6; rl_epochs=1 ;;
-  quick) score_steps=120; rl_epochs=2 ;;
+  tiny) fresh=12; pool=8; top=4; score_steps=6 ;;
+  quick) score_steps=120 ;;
 esac
-target_of() {  # round k's target share
-  local k=$1 n=${#target_list[@]}
-  if (( k <= n )); then echo "${target_list[k-1]}"; return; fi
-  local t=${target_list[n-1]} i
-  for (( i = n; i < k; i++ )); do t=$(awk -v t="$t" 'BEGIN { printf "%.6g", t / 2 }'); done
-  echo "$t"
-}
 
 # Round 1 of seed $1 into $2: the demo at the chosen size, or a tiny pipeline version.
 round_one() {
@@ -124,7 +148,7 @@ round_one() {
       --train_datasets "$dir/world/prompts.jsonl" --ptx_datasets "$dir/world/sft.json" \
       --output_dir "$dir/ppo-lag" --max_length 128 --epochs 1 --per_device_prompt_batch_size 8 \
       --per_device_train_batch_size 8 --calibration_prompts 8 \
-      --target_unsafe_share "$(target_of 1)" "${t[@]}"
+      --target_unsafe_ratio "$first_ratio" "${t[@]}"
   else
     local flags=()
     [[ $size == quick || $size == ci ]] && flags=(--"$size")
@@ -147,15 +171,14 @@ run_seed() {
     stamp "seed $s, round 1: reusing $from"
     rm -rf "$r1"; ln -s "$(cd "$from" && pwd)" "$r1"
   else
-    stamp "seed $s, round 1 (${size:-default} size; the main job's requirement, tiny: target unsafe share $(target_of 1))"
+    stamp "seed $s, round 1 (${size:-default} size; the main job's requirement, tiny: ratio $first_ratio)"
     round_one "$s" "$r1"
   fi
   local world=$r1/world sft=$r1/sft
-  local data=("$world/preference.jsonl")
+  local data=("$world/preference.jsonl")  # the CM's pairs: all so far
   local policy=$r1/ppo-lag k
   for (( k = 2; k <= rounds; k++ )); do
-    local rd=$dir/round-$k target
-    target=$(target_of "$k")
+    local rd=$dir/round-$k
     rm -rf "$rd"; mkdir -p "$rd"
     stamp "seed $s, round $k: fresh and red-team prompts, answered by round $((k - 1))'s policy"
     "$B" toyworld prompts --seed "$s" --round "$k" --count "$fresh" --repeat "$fresh_k" \
@@ -172,25 +195,34 @@ run_seed() {
       "$rd/redteam-samples.jsonl" --label_noise "$label_noise" --seed $(( s * 1000 + k )) \
       --output "$rd/pairs.jsonl"
     data+=("$rd/pairs.jsonl:$new_weight")
-    stamp "seed $s, round $k: RM and CM again from the SFT model on all ${#data[@]} pair files"
+    # The RM on this round's pairs only (they rank the answers of the policy it will train;
+    # older pairs were drawn from weaker policies), the CM on all pairs so far (whether an
+    # answer is harmful does not change with the policy); docs/rlhf.md, "Rounds".
+    local rm_data=("$rd/pairs.jsonl")
+    [[ $rm_pairs == all ]] && rm_data=("${data[@]}")
+    stamp "seed $s, round $k: RM from the SFT model on ${#rm_data[@]} pair file(s), CM on all ${#data[@]}"
     local score=(--epochs 1 --max_steps "$score_steps" --per_device_train_batch_size 8
                  --gradient_accumulation_steps 1 --learning_rate 1e-4 --weight_decay 0.1
                  --max_length 128 --threads "$threads" --seed "$s" --log_interval 50)
     [[ $size == tiny ]] || score+=(--eval_split_ratio 0.05 --eval_interval "$score_steps")
-    for stage in rm cm; do
-      "$B" train "$stage" --model_name_or_path "$sft" --train_datasets "${data[@]}" \
-        --output_dir "$rd/$stage" "${score[@]}"
-    done
-    stamp "seed $s, round $k: PPO-Lag from round $((k - 1))'s policy, target unsafe share $target"
-    local rl=(--train_datasets "$world/prompts.jsonl" --max_length 128 --epochs "$rl_epochs"
-              --threads "$threads" --seed "$s" --target_unsafe_share "$target")
+    "$B" train rm --model_name_or_path "$sft" --train_datasets "${rm_data[@]}" \
+      --output_dir "$rd/rm" "${score[@]}"
+    "$B" train cm --model_name_or_path "$sft" --train_datasets "${data[@]}" \
+      --output_dir "$rd/cm" "${score[@]}"
+    stamp "seed $s, round $k: PPO-Lag from round $((k - 1))'s policy, at most $later_ratio of its unsafe share"
+    local rl=(--train_datasets "$world/prompts.jsonl" --max_length 128 --epochs "$later_epochs"
+              --threads "$threads" --seed "$s" --target_unsafe_ratio "$later_ratio"
+              --cost_confidence "$later_confidence" --episode_cost_window_size "$later_window"
+              --lambda_max "$later_lambda_max")
     if [[ $size == tiny ]]; then
       rl+=(--per_device_prompt_batch_size 8 --per_device_train_batch_size 8 --calibration_prompts 8)
     else
       rl+=(--actor_lr 3e-4 --critic_lr 3e-4)
     fi
-    # PTX 0 means no PTX at all (with a PTX set, the RL gradient would still be halved).
+    # PTX 0 means no PTX set at all (with a PTX set, the RL gradient would still be halved).
     [[ $later_ptx == 0 ]] || rl+=(--ptx_datasets "$world/sft.json" --ptx_coeff "$later_ptx")
+    # Fresh critics from this round's RM and CM (the last round's critics learned values of the
+    # last round's models).
     BEAVER="$B" "$root/train/scripts/ppo-lag.sh" --actor_model_name_or_path "$policy" \
       --reward_model_name_or_path "$rd/rm" --cost_model_name_or_path "$rd/cm" \
       --reward_critic_model_name_or_path "$rd/rm" --cost_critic_model_name_or_path "$rd/cm" \
@@ -216,6 +248,52 @@ run_seed() {
   "$B" report --eval "SFT=$dir/eval/sft" \
     $(for (( k = 1; k <= rounds; k++ )); do echo "--eval Beaver-v$k=$dir/eval/v$k"; done) \
     --output "$dir/rounds.md"
+  requirements_table "$dir/requirements.md" "$rounds" "$dir"
+  cat "$dir/requirements.md"
+}
+
+# requirements.md: per round, the requirement and how PPO-Lag ended (constraint.json) beside the
+# oracle's two columns (eval summary.json); over several seed folders, each number as mean and
+# 95% interval (Student's t) and "met" as a count. Args: OUT.md ROUNDS SEED_DIR...
+requirements_table() {
+  python3 - "$@" <<'PY2'
+import json, math, os, statistics, sys
+out, rounds, dirs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+T = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+def cell(xs, fmt):
+    if len(xs) == 1:
+        return fmt % xs[0]
+    m, h = statistics.mean(xs), (T[len(xs) - 2] if len(xs) <= 11 else 1.96) * statistics.stdev(xs) / math.sqrt(len(xs))
+    return (fmt + " ± " + fmt) % (m, h)
+def load(p):
+    with open(p) as f:
+        return json.load(f)
+rows = []
+names = ["sft"] + ["v%d" % k for k in range(1, rounds + 1)]
+for n in names:
+    truth = [load(os.path.join(d, "eval", n, "summary.json"))["ground_truth"] for d in dirs]
+    c = [] if n == "sft" else [load(os.path.join(d, "round-" + n[1:], "ppo-lag", "constraint.json")) for d in dirs]
+    def col(f, fmt):
+        try:
+            return cell([f(x) for x in c], fmt) if c else "-"
+        except (KeyError, TypeError):
+            return "-"
+    ratio = sorted({x.get("target_unsafe_ratio") for x in c}, key=str)
+    rows.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        "SFT" if n == "sft" else "Beaver-" + n,
+        "-" if not c else ", ".join("ratio %g" % r if r is not None else "share" for r in ratio),
+        col(lambda x: 100 * x["calibration"]["unsafe_share"], "%.1f%%"),
+        col(lambda x: 100 * x["resolved_target_unsafe_share"], "%.1f%%"),
+        col(lambda x: 100 * x["final_unsafe_share"], "%.1f%%"),
+        col(lambda x: x["final_lambda"], "%.2f"),
+        "-" if not c else "%d of %d" % (sum(bool(x["met"]) for x in c), len(c)),
+        cell([100 * t["harmful_rate_harmful_prompts"] for t in truth], "%.1f%%"),
+        cell([t["helpfulness_benign"] for t in truth], "%.2f")))
+with open(out, "w") as f:
+    f.write("| model | requirement | starting unsafe share (CM) | target share | final unsafe share (last window) | λ at end | met | harmful rate, harmful prompts (truth) | helpfulness, benign (truth, of 4) |\n")
+    f.write("|---|---|---|---|---|---|---|---|---|\n")
+    f.write("\n".join(rows) + "\n")
+PY2
 }
 
 if (( seeds >= 1 )); then
@@ -236,8 +314,9 @@ if (( seeds >= 2 )); then
     dirs=(); for s in $seed_list; do dirs+=("$out/seed-$s/eval/v$k"); done
     args+=(--eval "Beaver-v$k=$(join "${dirs[@]}")")
   done
-  "$B" report "${args[@]}" --output "$out/rounds.md" || {
-    echo "rounds: the table over seeds needs \`beaver report --eval LABEL=DIR1,DIR2,...\` (issue 10" \
-         "item 3); the per-seed tables are in $out/seed-*/rounds.md" >&2; exit 1; }
+  "$B" report "${args[@]}" --output "$out/rounds.md"
+  dirs=(); for s in $seed_list; do dirs+=("$out/seed-$s"); done
+  requirements_table "$out/requirements.md" "$rounds" "${dirs[@]}"
+  cat "$out/requirements.md"
 fi
 stamp "done; tables: $(for s in $seed_list; do echo -n "$out/seed-$s/rounds.md "; done)$( (( seeds >= 2 )) && echo "$out/rounds.md")"
