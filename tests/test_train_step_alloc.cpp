@@ -205,7 +205,7 @@ TEST(TrainStepAlloc, FirstStepAllocatesLaterStepsDoNot) {
 TEST(TrainStepAlloc, NoAllocationAfterTheFirstStepOneThread) {
   const StepCounts c = run_steps(1, 4, 2);
   RecordProperty("minor_faults_steps_2_to_4", int(c.faults));
-  std::printf("1 thread: %ld allocations, %ld minor page faults in steps 2-4 (loss %.4f)\n",
+  std::printf("1 thread: %ld allocations, %ld minor page faults in steps 2-4 (loss %.9g)\n",
               c.allocs, c.faults, c.loss);
   EXPECT_EQ(c.allocs, 0) << "steps 2-4 at 1 thread allocated " << c.allocs << " times";
   // Re-touching a fresh buffer of the step would fault in hundreds of pages per step.
@@ -215,7 +215,7 @@ TEST(TrainStepAlloc, NoAllocationAfterTheFirstStepOneThread) {
 TEST(TrainStepAlloc, NoAllocationAfterTheFirstStepTwoThreads) {
   const StepCounts c = run_steps(2, 4, 2);
   RecordProperty("minor_faults_steps_2_to_4", int(c.faults));
-  std::printf("2 threads: %ld allocations, %ld minor page faults in steps 2-4 (loss %.4f)\n",
+  std::printf("2 threads: %ld allocations, %ld minor page faults in steps 2-4 (loss %.9g)\n",
               c.allocs, c.faults, c.loss);
   EXPECT_EQ(c.allocs, 0) << "steps 2-4 at 2 threads allocated " << c.allocs << " times";
   // Re-touching a fresh buffer of the step would fault in hundreds of pages per step.
