@@ -25,7 +25,10 @@ How it is made fair:
     makes the ratio unreliable, the 2-thread one most).
 The table (markdown, ready to paste) gives per case the median over all timed iterations of
 each engine, the spread (min-max of the per-repetition medians) and the ratio PyTorch / Beaver
-(above 1: Beaver faster). --json writes every iteration's time.
+(above 1: Beaver faster), then the median process CPU time per iteration of each engine and its
+ratio: other jobs on the machine inflate that far less than the wall time, so at 1 thread it is
+the steadier figure under load (at 2 threads it also counts any time a thread waits busily).
+--json writes every iteration's wall and CPU time.
 
 Usually run through bench/cpu_vs_torch.sh, which finds or creates the virtual environment.
 """
@@ -79,14 +82,15 @@ def torch_child(threads, iters, attn):
 
     def timed(fn):
         fn()  # warm-up, untimed
-        ts = []
+        ts, cs = [], []
         for _ in range(iters):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t0)
-        return ts
+            cs.append(time.process_time() - c0)
+        return ts, cs
 
-    res = {}
+    res, cpu = {}, {}
     for kind, name, b in case_names(threads):
         if kind == "train":
             ids = torch.randint(0, V, (TRAIN_B, TRAIN_S), generator=torch.Generator().manual_seed(2))
@@ -96,7 +100,7 @@ def torch_child(threads, iters, attn):
                 m.zero_grad(set_to_none=True)
                 m(input_ids=ids, labels=ids).loss.backward()
 
-            res[name] = timed(step)
+            res[name], cpu[name] = timed(step)
         else:
             m.eval()
             ids = torch.tensor([[3 + 7 * r + i for i in range(PROMPT)] for r in range(b)])
@@ -108,8 +112,8 @@ def torch_child(threads, iters, attn):
                                max_new_tokens=NEW, min_new_tokens=NEW, eos_token_id=None,
                                pad_token_id=0)
 
-            res[name] = timed(gen)
-    json.dump({"torch": torch.__version__, "times": res}, sys.stdout)
+            res[name], cpu[name] = timed(gen)
+    json.dump({"torch": torch.__version__, "times": res, "cpu": cpu}, sys.stdout)
 
 
 # ---- parent -------------------------------------------------------------------------------------
@@ -123,9 +127,11 @@ def child_env(threads, wait_policy):
 
 def run_beaver(bench_model, threads, iters, wait_policy):
     """One bench_model process over the cases at `threads`, one iteration per repetition (a step
-    is long enough to time alone): {name: [seconds per iteration] * iters}."""
+    is long enough to time alone): ({name: [wall seconds per iteration] * iters}, the same for
+    the process CPU seconds)."""
     cases = case_names(threads)
-    names = "|".join("^" + n + "$" for _, n, _ in cases)
+    # bench_model's cases carry the suffix /process_time/real_time (their timing modes).
+    names = "|".join("^" + n + "(/process_time)?(/real_time)?$" for _, n, _ in cases)
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
     try:
@@ -141,16 +147,18 @@ def run_beaver(bench_model, threads, iters, wait_policy):
             data = json.load(fh)
     finally:
         os.unlink(out)
-    res = {}
+    res, cpu = {}, {}
     unit = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
     for b in data["benchmarks"]:
         if b.get("run_type") != "iteration":
             continue
-        res.setdefault(b["run_name"], []).append(b["real_time"] * unit[b["time_unit"]])
+        name = b["run_name"].replace("/process_time", "").replace("/real_time", "")
+        res.setdefault(name, []).append(b["real_time"] * unit[b["time_unit"]])
+        cpu.setdefault(name, []).append(b["cpu_time"] * unit[b["time_unit"]])
     missing = [n for _, n, _ in cases if n not in res]
     if missing:
         sys.exit(f"cpu_vs_torch: {bench_model} ran no case named {', '.join(missing)}")
-    return res
+    return res, cpu
 
 
 def run_torch(threads, iters, attn, wait_policy):
@@ -216,12 +224,14 @@ def main():
         sys.exit("cpu_vs_torch: --reps and --iters must be at least 1")
     threads = [int(t) for t in a.threads.split(",")]
     started = datetime.datetime.now(datetime.timezone.utc)
+    commit = git_commit()  # at the start: the tree may change while the benchmark runs
     load0 = loadavg()
     if load0 > LOAD_WARN:
         print(f"cpu_vs_torch: warning: load average {load0:.2f} is above {LOAD_WARN}: other jobs "
               "share the cores, so the times and the ratios (the 2-thread ones most) are not "
               "final", file=sys.stderr)
-    times = {}   # case -> engine -> [per-repetition list of seconds]
+    times = {}   # case -> engine -> [per-repetition list of wall seconds]
+    cpus = {}    # the same for the process CPU seconds
     loads = []
     torch_version = "?"
     for r in range(a.reps):
@@ -230,47 +240,55 @@ def main():
             for eng in order:
                 loads.append(loadavg())
                 if eng == "beaver":
-                    got = run_beaver(a.bench_model, t, a.iters, a.wait_policy)
+                    got, got_cpu = run_beaver(a.bench_model, t, a.iters, a.wait_policy)
                 else:
                     child = run_torch(t, a.iters, a.attn, a.wait_policy)
-                    torch_version, got = child["torch"], child["times"]
+                    torch_version, got, got_cpu = child["torch"], child["times"], child["cpu"]
                 for n, ts in got.items():
                     times.setdefault(n, {"beaver": [], "torch": []})[eng].append(ts)
+                    cpus.setdefault(n, {"beaver": [], "torch": []})[eng].append(got_cpu[n])
         print(f"repetition {r + 1}/{a.reps} done ({'/'.join(order)} first), load average "
               f"{loadavg():.2f}", file=sys.stderr)
     load1 = loadavg()
     peak = max(loads + [load0, load1])
 
     print(f"{started:%Y-%m-%d %H:%M} UTC, {cpu_model()}, {os.cpu_count()} CPUs, commit "
-          f"{git_commit()}, torch {torch_version} ({a.attn}); "
+          f"{commit}, torch {torch_version} ({a.attn}); "
           f"OMP_WAIT_POLICY={a.wait_policy}; {a.reps} repetitions x {a.iters} iterations, "
           f"fresh processes, order alternating; load average {load0:.2f} at start, "
           f"{load1:.2f} at end, {peak:.2f} peak"
           + (f" (above {LOAD_WARN}: not final)" if peak > LOAD_WARN else ""))
     print()
-    print("| case | threads | Beaver ms | PyTorch ms | PyTorch / Beaver |")
-    print("|---|---|---|---|---|")
+    print("Wall time per iteration in ms: median (min-max of the repetition medians). CPU: the "
+          "median process CPU time per iteration (all threads), which a busy machine inflates "
+          "far less than the wall time; at 1 thread it is the fairer figure under load.")
+    print()
+    print("| case | threads | Beaver ms | PyTorch ms | PyTorch / Beaver | CPU ms Beaver / PyTorch "
+          "| CPU ratio |")
+    print("|---|---|---|---|---|---|---|")
     for t in threads:
         for kind, n, b in case_names(t):
             cells = []
-            meds = {}
+            meds, cmeds = {}, {}
             for eng in ("beaver", "torch"):
                 reps = times[n][eng]
                 allt = [x for rr in reps for x in rr]
                 rmeds = [statistics.median(rr) for rr in reps]
                 meds[eng] = statistics.median(allt)
+                cmeds[eng] = statistics.median([x for rr in cpus[n][eng] for x in rr])
                 cells.append(f"{meds[eng] * 1e3:.1f} ({min(rmeds) * 1e3:.1f}-"
                              f"{max(rmeds) * 1e3:.1f})")
             label = (f"training step {TRAIN_B} x {TRAIN_S}" if kind == "train"
                      else f"generate batch {b}, {PROMPT}+{NEW} tokens")
             print(f"| {label} | {t} | {cells[0]} | {cells[1]} | "
-                  f"{meds['torch'] / meds['beaver']:.2f}x |")
+                  f"{meds['torch'] / meds['beaver']:.2f}x | {cmeds['beaver'] * 1e3:.1f} / "
+                  f"{cmeds['torch'] * 1e3:.1f} | {cmeds['torch'] / cmeds['beaver']:.2f}x |")
     if a.json:
         with open(a.json, "w") as fh:
             json.dump({"started": started.isoformat(), "torch": torch_version, "attn": a.attn,
                        "wait_policy": a.wait_policy, "reps": a.reps, "iters": a.iters,
                        "load": {"start": load0, "end": load1, "samples": loads},
-                       "times_s": times}, fh, indent=1)
+                       "times_s": times, "cpu_s": cpus}, fh, indent=1)
 
 
 if __name__ == "__main__":

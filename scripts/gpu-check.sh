@@ -29,6 +29,8 @@
 # a stage never gets more than what is left of it), BEAVER_BUDGET_<STAGE> for CONFIGURE (40),
 # BUILD (200), TESTS (80), NCCL (40), SANITIZER (50), BENCHES (70), BASELINES (50), TABLE (10):
 # 540 s in all, so one 600 s device call holds the whole run with room for the tool's transfers.
+# NCCL's 40 s fit one GPU (the two-rank tests skip there); with two or more GPUs the SFT test
+# runs four training jobs: give BEAVER_BUDGET_NCCL=120 (and BEAVER_BUDGET_TOTAL to match).
 # BEAVER_GPU_CHECK_STUB=1 replaces every device part (and the build) by a stub that sleeps
 # BEAVER_STUB_SLEEP_<STAGE> seconds (default 0), writes <stage>.txt and exits with
 # BEAVER_STUB_RC_<STAGE> (default 0): tests/gpu_check_stages.sh checks the stage logic so on a

@@ -8,7 +8,9 @@
 // the fresh arenas in, grows the context scratch and starts OpenMP's team, which is start-up
 // cost, not the steady state being measured. Run with OMP_WAIT_POLICY=passive on a shared
 // machine (see bench/README.md): libgomp's default spin-wait makes 2-thread steps several times
-// slower as soon as another job holds a core.
+// slower as soon as another job holds a core. The CPU time column is the whole process's (every
+// OpenMP thread), comparable with PyTorch's process CPU time in bench/cpu_vs_torch.py; the
+// iteration count and the rate counters (tokens/s, FLOP/s) go by wall time.
 #include <benchmark/benchmark.h>
 
 #include <vector>
@@ -94,6 +96,8 @@ BENCHMARK(cpu_train_step)
     ->Args({128, 0, 1})
     ->Args({128, 1, 1})
     ->Args({128, 0, 2})
+    ->MeasureProcessCPUTime()
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 void cpu_generate(benchmark::State& state) {
@@ -127,6 +131,8 @@ BENCHMARK(cpu_generate)
     ->Args({8, 1})
     ->Args({1, 2})
     ->Args({8, 2})
+    ->MeasureProcessCPUTime()
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

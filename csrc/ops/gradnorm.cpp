@@ -10,6 +10,7 @@
 #include <cmath>
 #include <vector>
 
+#include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
 
 namespace beaver::ops {
@@ -18,6 +19,11 @@ namespace {
 void check_grads(const Context& ctx, std::span<const Tensor> grads, std::string_view op) {
   for (size_t i = 0; i < grads.size(); ++i) {
     const Tensor& g = grads[i];
+    // The name is built (an allocation) only for a tensor that fails a check below.
+    const bool ok = !(g.data == nullptr && g.numel() != 0) &&
+                    (g.dtype == DType::F32 || g.dtype == DType::BF16) &&
+                    (g.data == nullptr || g.device == ctx.device());
+    if (ok) continue;
     const std::string name = cat("grads[", i, "]");
     expect_defined(g, op, name);
     if (g.dtype != DType::F32 && g.dtype != DType::BF16)
@@ -97,21 +103,42 @@ double chunk_sumsq(const float* p, int64_t n) {
   return s;
 }
 
+// The chunk list and partial sums of the last call, kept in the context so that a training
+// loop (the same tensors every step) allocates them once.
+struct ChunkScratch {
+  std::vector<Chunk> chunks;
+  std::vector<double> partial;
+};
+
+void require_f32(std::span<const Tensor> grads, std::string_view op) {
+  for (size_t i = 0; i < grads.size(); ++i)
+    if (grads[i].dtype != DType::F32)
+      expect_dtype(grads[i], DType::F32, op, cat("grads[", i, "] (CPU backend)"));
+}
+
+std::vector<Chunk>& chunk_list(Context& ctx, std::span<const Tensor> grads) {
+  std::vector<Chunk>& chunks = ctx.backend_cache<ChunkScratch>().chunks;
+  chunks.clear();  // keeps the capacity
+  for (const Tensor& g : grads) {
+    float* p = g.ptr<float>();
+    const int64_t n = g.numel();
+    for (int64_t b = 0; b < n; b += kChunk) chunks.push_back({p + b, std::min(kChunk, n - b)});
+  }
+  return chunks;
+}
+
 }  // namespace
 
 void grad_norm(Context& ctx, std::span<const Tensor> grads, const Tensor& norm) {
-  std::vector<Chunk> chunks;
-  for (size_t i = 0; i < grads.size(); ++i) {
-    expect_dtype(grads[i], DType::F32, "grad_norm", cat("grads[", i, "] (CPU backend)"));
-    float* p = grads[i].ptr<float>();
-    const int64_t n = grads[i].numel();
-    for (int64_t b = 0; b < n; b += kChunk) chunks.push_back({p + b, std::min(kChunk, n - b)});
-  }
-  std::vector<double> partial(chunks.size());
+  require_f32(grads, "grad_norm");
+  const std::vector<Chunk>& chunks = chunk_list(ctx, grads);
+  std::vector<double>& partial = ctx.backend_cache<ChunkScratch>().partial;
+  partial.resize(chunks.size());
   const int64_t nc = int64_t(chunks.size());
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static)
-  for (int64_t c = 0; c < nc; ++c)
-    partial[size_t(c)] = chunk_sumsq(chunks[size_t(c)].p, chunks[size_t(c)].n);
+  parallel_range(ctx.threads(), nc, true, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c)
+      partial[size_t(c)] = chunk_sumsq(chunks[size_t(c)].p, chunks[size_t(c)].n);
+  });
   double total = 0.0;
   for (double s : partial) total += s;
   norm.ptr<float>()[0] = float(std::sqrt(total));
@@ -125,22 +152,17 @@ void clip_coef(Context& ctx, const Tensor& norm, float max_norm, const Tensor& c
 }
 
 void scale_by(Context& ctx, std::span<const Tensor> grads, const Tensor& coef) {
-  for (size_t i = 0; i < grads.size(); ++i)
-    expect_dtype(grads[i], DType::F32, "scale_by", cat("grads[", i, "] (CPU backend)"));
+  require_f32(grads, "scale_by");
   const float c = coef.ptr<float>()[0];
   // One parallel loop over the chunks of all tensors (many small tensors, one fork/join).
-  std::vector<Chunk> chunks;
-  for (const Tensor& g : grads) {
-    float* p = g.ptr<float>();
-    const int64_t n = g.numel();
-    for (int64_t b = 0; b < n; b += kChunk) chunks.push_back({p + b, std::min(kChunk, n - b)});
-  }
+  const std::vector<Chunk>& chunks = chunk_list(ctx, grads);
   const int64_t nc = int64_t(chunks.size());
-#pragma omp parallel for num_threads(ctx.threads()) schedule(static)
-  for (int64_t k = 0; k < nc; ++k) {
-    float* p = chunks[size_t(k)].p;
-    for (int64_t i = 0; i < chunks[size_t(k)].n; ++i) p[i] *= c;
-  }
+  parallel_range(ctx.threads(), nc, true, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      float* p = chunks[size_t(k)].p;
+      for (int64_t i = 0; i < chunks[size_t(k)].n; ++i) p[i] *= c;
+    }
+  });
 }
 
 }  // namespace cpu

@@ -276,18 +276,7 @@ __global__ void __launch_bounds__(WARPS * 32) attn_bwd_dq_kernel(const BwdParams
         }
         s[nt][e] = pv * (dp[nt][e] - dlt[rh]);  // dS
       }
-#pragma unroll
-    for (int kt = 0; kt < BN / 16; ++kt) {
-      uint32_t a[4];
-      acc_to_a(s, kt, a);
-#pragma unroll
-      for (int dd = 0; dd < HD / 16; ++dd) {
-        uint32_t bk[4];
-        ld_b_kn<HD>(k_s, kt * 16, dd * 16, bk);
-        mma(dq[2 * dd], a, bk[0], bk[1]);
-        mma(dq[2 * dd + 1], a, bk[2], bk[3]);
-      }
-    }
+    mma_acc_kn<HD, BN>(s, k_s, dq);  // dQ += dS·K
     __syncthreads();
   }
   const float mul[2] = {row_ok[0] ? p.scale : 0.0f, row_ok[1] ? p.scale : 0.0f};

@@ -137,18 +137,7 @@ __global__ void __launch_bounds__(WARPS * 32) attn_fwd_kernel(const FwdParams p)
       }
     }
 
-#pragma unroll
-    for (int kt = 0; kt < BN / 16; ++kt) {
-      uint32_t a[4];
-      acc_to_a(s, kt, a);
-#pragma unroll
-      for (int dd = 0; dd < HD / 16; ++dd) {
-        uint32_t bv[4];
-        ld_b_kn<HD>(v_s, kt * 16, dd * 16, bv);
-        mma(o[2 * dd], a, bv[0], bv[1]);
-        mma(o[2 * dd + 1], a, bv[2], bv[3]);
-      }
-    }
+    mma_acc_kn<HD, BN>(s, v_s, o);  // O += P·V
     __syncthreads();  // the next iteration's copies overwrite this buffer
   }
 

@@ -80,6 +80,26 @@ __device__ __forceinline__ void acc_to_a(const float (&c)[N][4], int kt, uint32_
   a[3] = pack_bf16(c[2 * kt + 1][2], c[2 * kt + 1][3]);
 }
 
+// acc += p · t for a warp's 16 rows: p the fp32 accumulator tiles of 16 × BN (rounded to bf16
+// A fragments), t a shared [BN][HD] tile (transposing loads). The forward's O += P·V and the
+// backward's dQ += dS·K.
+template <int HD, int BN>
+__device__ __forceinline__ void mma_acc_kn(const float (&p)[BN / 8][4], const bf16_t* t,
+                                           float (&acc)[HD / 8][4]) {
+#pragma unroll
+  for (int kt = 0; kt < BN / 16; ++kt) {
+    uint32_t a[4];
+    acc_to_a(p, kt, a);
+#pragma unroll
+    for (int dd = 0; dd < HD / 16; ++dd) {
+      uint32_t b[4];
+      ld_b_kn<HD>(t, kt * 16, dd * 16, b);
+      mma(acc[2 * dd], a, b[0], b[1]);
+      mma(acc[2 * dd + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 // Writes a warp's 16 accumulator rows (times `mul`, zero for rows whose flag is false) through
 // its own rows of a swizzled staging tile, then to global with 16-byte stores.
 template <int HD>

@@ -1,9 +1,9 @@
 // GPU tests of the NCCL collectives (csrc/comm_nccl.cpp):
 //   - the NCCL backend alone: one rank on one device against the single-rank communicator on
-//     a CPU copy (the collectives must leave the data as it is, through NCCL), and, where two devices exist, two ranks as two threads of this
-//     process (one device each) against sums computed on the host, with an uneven partition
-//     (grouped ncclReduce / ncclBroadcast) and an even one (ncclReduceScatter / ncclAllGather
-//     in place);
+//     a CPU copy (the collectives must leave the data as it is, through NCCL), and, where two
+//     devices exist, two ranks as two threads of this process (one device each) against sums
+//     computed on the host, with an uneven partition (grouped ncclReduce / ncclBroadcast) and
+//     an even one (ncclReduceScatter / ncclAllGather in place);
 //   - through the communicator of an MPI job (csrc/comm_mpi.cpp, backend "mpi+nccl"): this
 //     binary under `mpirun -np 1` on one device and `mpirun -np 2` where two devices exist.
 //     On every rank, all-reduce (sum, avg), reduce-scatter (sum, avg), all-gather and
@@ -28,7 +28,6 @@
 
 namespace beaver::test {
 namespace {
-
 
 float value(int rank, int64_t i) { return float(rank + 1) * 0.25f + float(i % 97); }
 
