@@ -106,8 +106,10 @@ class Nccl final : public DeviceCollectives {
   }
 
   // The gather on a side stream after what ctx's stream has queued (the own piece copied in,
-  // earlier reads of the slot), with an event the handle makes ctx's stream wait on. One
-  // gather in flight at a time (ParamShards' prefetch): the event is reused.
+  // earlier reads of the slot), with an event the handle makes ctx's stream wait on. The
+  // event is reused: with several gathers in flight (one per sharded model) a handle may wait
+  // on a later record, which the side stream reaches only after its own gather (never too
+  // early, at worst later than needed).
   std::unique_ptr<PendingCollective> all_gather_async(Context& ctx, const Tensor& t,
                                                       const Partition& p, int rank) override {
     if (!side_) {

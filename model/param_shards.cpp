@@ -134,7 +134,6 @@ std::unique_ptr<PendingCollective> ParamShards::start_gather(int s, int u, bool 
   const Tensor own = layout_.working_copy ? working() : master();
   const int64_t off = p.global - unit_begin(u);
   if (p.len > 0) ctx_->copy(t.slice(off, off + p.len), own.slice(p.local, p.local + p.len));
-  ++gathers_;
   const Partition part{unit_size(u), layout_.ranks};
   if (async) return comm_->all_gather_async(*ctx_, t, part);
   comm_->all_gather(*ctx_, t, part);
@@ -159,7 +158,6 @@ int ParamShards::lru_slot(int keep) const {
 Tensor ParamShards::params(int u) {
   BEAVER_CHECK(layout_.params, "ParamShards::params: the parameters are not sharded");
   BEAVER_CHECK(u >= 0 && u < units(), "ParamShards::params: unit ", u, " outside [0, ", units(), ")");
-  if (pending_unit_ == u) ++prefetch_hits_;
   finish_prefetch();  // in order: a prefetch is waited for before anything else is gathered
   int s = -1;
   for (int k = 0; k < layout_.slots(); ++k)
@@ -171,8 +169,9 @@ Tensor ParamShards::params(int u) {
     resident_[s] = u;
   }
   used_[s] = ++clock_;
-  // Prefetch: the unit the pass wants next (forward order unless the pass walks backward).
-  if (layout_.prefetch) {
+  // Prefetch: the unit the pass wants next (forward order unless the pass walks backward);
+  // none on a repeated call for the same unit (the head asked for again).
+  if (layout_.prefetch && u != last_unit_) {
     const int next = last_unit_ >= 0 && u < last_unit_ ? u - 1 : u + 1;
     bool have = next < 0 || next >= units();
     for (int k = 0; k < layout_.slots(); ++k) have = have || resident_[k] == next;

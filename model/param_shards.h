@@ -18,10 +18,10 @@
 //     last units stay resident, so the backward starts from what the forward left). After the optimizer writes
 //     the shard, invalidate() drops what the slots hold.
 // Prefetch (layout.prefetch, the default; BEAVER_ZERO_PREFETCH=0 turns it off): a third slot,
-// and once params(u) has returned, the unit the pass will want next (u + 1 after u - 1 or at
-// the start, u - 1 after u + 1: forward and backward order) is gathered into the least
-// recently used slot with Communicator::all_gather_async while unit u computes; the next
-// params() waits for it. Every rank makes the same calls, so every rank starts the same
+// and once params(u) has returned, the unit the pass will want next (u - 1 when u is below the
+// unit of the call before, as in a backward; else u + 1, as in a forward) is gathered into the
+// least recently used slot with Communicator::all_gather_async while unit u computes (not
+// when u was also the unit of the call before); the next params() waits for it. Every rank makes the same calls, so every rank starts the same
 // prefetches in the same order. The gathered values are the same bits as the blocking path's.
 //
 // model/ reaches the ranks only through csrc/comm.h's Communicator interface.
@@ -106,9 +106,6 @@ class ParamShards {
   Tensor head_master(int u);
   // Drops what the slots hold (after the shard changed), first waiting for a prefetch.
   void invalidate();
-  // Gathers started so far (blocking and prefetched) and prefetches whose unit came next.
-  int64_t gathers() const { return gathers_; }
-  int64_t prefetch_hits() const { return prefetch_hits_; }
 
   // Grads sharded: the zeroed f32 buffer [unit_size(u)] for unit u's gradient, then its
   // reduction into the shard (averaged over the ranks, added to what the shard holds).
@@ -141,7 +138,6 @@ class ParamShards {
   int last_unit_ = -1;            // the unit params() returned last
   std::unique_ptr<PendingCollective> pending_;  // the prefetch in flight
   int pending_slot_ = -1, pending_unit_ = -1;
-  int64_t gathers_ = 0, prefetch_hits_ = 0;
   int grad_unit_ = -1;
 };
 
