@@ -23,8 +23,9 @@
 # thread count, so the results equal those of the stages one after another at the same
 # thread count (bench/demo_side_by_side.sh compares the two). --sequential runs them one
 # after another (the default --threads 0 then lets each stage use every core). Each stage's
-# output goes to DIR/logs/STAGE.log and is printed once the stage ends (with --sequential as
-# it comes); a failed stage stops the demo and its other jobs, naming the stage and its log.
+# output goes to DIR/logs/STAGE.log and is printed once the stage ends (as it comes when the
+# stage runs alone); a failed stage stops the demo and its other jobs, naming the stage and
+# its log.
 # DIR/logs/timing.md lists every stage's start and wall time.
 set -euo pipefail
 export LC_NUMERIC=C  # $EPOCHREALTIME with a decimal point
@@ -81,7 +82,8 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 # stages one after another, the first failure ending the job; side by side a background job
 # (its own process group), with --sequential run at once. join waits for the background jobs;
 # when one fails the others are stopped and the demo ends naming the failed stage and its log.
-# show STAGE prints a finished stage's output (side by side: it was not printed yet).
+# show STAGE prints a finished stage's output (side by side: it was not printed yet); solo
+# runs a stage that has nothing beside it.
 logs=$out/logs
 rm -rf "$logs"
 mkdir -p "$logs"
@@ -91,7 +93,7 @@ filter() { if [[ $1 == eval-* ]]; then grep "eval:" || true; else cat; fi; }
 stage() {
   local name=$1; shift
   local t0=$EPOCHREALTIME rc=0
-  if [[ $sequential == 1 ]]; then
+  if [[ $sequential == 1 || ${streamed:-0} == 1 ]]; then
     "$@" 2>&1 | tee "$logs/$name.log" | filter "$name" || rc=$?
   else
     "$@" > "$logs/$name.log" 2>&1 || rc=$?
@@ -101,6 +103,8 @@ stage() {
   return "$rc"
 }
 show() { [[ $sequential == 1 ]] || filter "$1" < "$logs/$1.log"; }
+# solo STAGE CMD...: a stage with nothing beside it, in the foreground, printed as it comes.
+solo() { streamed=1 run_job "$@" || fail_stage "$1"; }
 stop_jobs() {
   local p
   for p in ${jobs_pids[@]+"${jobs_pids[@]}"}; do kill -TERM -- "-$p" 2> /dev/null || true; done
@@ -200,20 +204,17 @@ fi
 [[ $seed =~ ^[0-9]+$ ]] || { echo "demo: --seed takes a non-negative integer, got '$seed'" >&2; exit 2; }
 stamp "1. the toy safety world (seed $seed)"
 rm -rf "$out/world"
-job world "$B" toyworld --output "$out/world" --seed "$seed" "${world[@]}"
-join; show world
+solo world "$B" toyworld --output "$out/world" --seed "$seed" "${world[@]}"
 
 stamp "2. tokenizer (sentencepiece, 1000 pieces, trained on the world's text)"
 rm -rf "$out/tokenizer"
-job tokenizer "$B" tokenizer train --input "$out/world/corpus.txt" --vocab-size 1000 \
+solo tokenizer "$B" tokenizer train --input "$out/world/corpus.txt" --vocab-size 1000 \
   --output "$out/tokenizer"
-join; show tokenizer
 
 stamp "3. a tiny LLaMA from random init (hidden 128, 4 layers, context 128)"
 rm -rf "$out/init"
-job init "$B" init --hidden 128 --layers 4 --heads 4 --kv-heads 4 --intermediate 344 \
+solo init "$B" init --hidden 128 --layers 4 --heads 4 --kv-heads 4 --intermediate 344 \
   --vocab-from "$out/tokenizer" --max-position 128 --seed "$seed" --output "$out/init"
-join; show init
 
 common=(--max_length 128 --log_interval 50 --eval_split_ratio 0.05 --seed "$seed")
 # SFT runs alone: with every core unless --threads says otherwise (0: OpenMP's default).
@@ -221,11 +222,10 @@ sft_threads=$threads
 [[ $sequential == 1 || $threads_given == 1 ]] || sft_threads=0
 stamp "4. SFT"
 rm -rf "$out/sft"
-job sft "$B" train sft --model_name_or_path "$out/init" --train_datasets "$out/world/sft.json" \
+solo sft "$B" train sft --model_name_or_path "$out/init" --train_datasets "$out/world/sft.json" \
   --output_dir "$out/sft" --epochs "$sft_epochs" --per_device_train_batch_size 8 \
   --gradient_accumulation_steps 1 --learning_rate 1e-3 --lr_scheduler_type cosine \
   --lr_warmup_ratio 0.03 --threads "$sft_threads" "${common[@]}"
-join; show sft
 
 stamp "5. reward model and cost model (from the SFT model)"
 for stage in rm cm; do
@@ -307,8 +307,7 @@ for p in "${policies[@]}"; do
 done
 
 stamp "10. results (held-out prompts; truth = the toy world's oracle)"
-job report "$B" report "${report[@]}" --output "$out/results.md"
-join; show report
+solo report "$B" report "${report[@]}" --output "$out/results.md"
 stages=(world tokenizer init sft rm cm ppo-lag ppo)
 for nu in ${nus[@]+"${nus[@]}"}; do stages+=("shaping-$nu"); done
 for p in "${policies[@]}"; do stages+=("eval-$p"); done
