@@ -21,7 +21,7 @@ k=1
 first=1
 sweep=0
 size=()
-threads=0
+threads=  # empty: the demo's own default (one thread per side-by-side stage)
 build_first=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -58,10 +58,12 @@ for (( n = first; n < first + k; n++ )); do seeds+=("$n"); done
 for n in "${seeds[@]}"; do
   d="$out/seed-$n"
   stamp "seed $n: the main job (scripts/demo.sh --seed $n ${size[*]:-})"
+  # The demo with its own thread default unless --threads was given, so that each seed's row
+  # is the one `scripts/demo.sh --seed N` prints (results are bitwise only per thread count).
   BEAVER_BUILD_DIR=$build "$root/scripts/demo.sh" --seed "$n" --no-build --out "$d" \
-    --threads "$threads" ${size[@]+"${size[@]}"}
+    ${threads:+--threads "$threads"} ${size[@]+"${size[@]}"}
   [[ $sweep == 1 ]] || continue
-  main_job_rl_flags "$d" "$threads" "$n" "$rl_epochs"
+  main_job_rl_flags "$d" "${threads:-1}" "$n" "$rl_epochs"
   models=(--actor_model_name_or_path "$d/sft" --reward_model_name_or_path "$d/rm"
           --cost_model_name_or_path "$d/cm" --reward_critic_model_name_or_path "$d/rm")
   for nu in "${extra_nus[@]}"; do
@@ -79,7 +81,7 @@ for n in "${seeds[@]}"; do
     rm -rf "$d/eval/$p"
     "$B" eval --model "$d/$p" --reward-model "$d/rm" --cost-model "$d/cm" \
       --prompts "$d/world/eval.jsonl" --oracle toyworld --output "$d/eval/$p" \
-      --threads "$threads" 2>&1 | grep "eval:" || true
+      --threads "${threads:-1}" 2>&1 | grep "eval:" || true
   done
 done
 
