@@ -5,8 +5,9 @@
 #   round k+1 : round k's PPO-Lag policy answers fresh prompts of round k+1 and a pool of
 #               harmful prompts; the pool prompts it answered harmfully most often are the
 #               red-team prompts, answered again; the oracle labels new helpfulness and
-#               safety pairs from all these answers (--label_noise); the RM is trained again
-#               from the SFT model on this round's pairs, the CM on all pairs so far; PPO-Lag
+#               safety pairs from all these answers (--label_noise); the last round's RM is
+#               trained further on this round's pairs, the CM again from the SFT model on all
+#               pairs so far; PPO-Lag
 #               runs again from round k's policy (its reference) on the world's RL prompts,
 #               its requirement a ratio of ITS OWN starting policy's unsafe share
 #               (--later_ratio), so that it tightens as the policy improves;
@@ -18,7 +19,8 @@
 #   scripts/rounds.sh [--rounds N] [--seed N | --seeds K] [--from DIR] [--quick | --ci | --tiny]
 #                     [--label_noise P] [--later_ratio R] [--later_window W]
 #                     [--later_confidence Z] [--later_lambda_max L] [--later_epochs E]
-#                     [--later_ptx_coeff C] [--rm_pairs fresh|all] [--out DIR] [--threads N]
+#                     [--later_ptx_coeff C] [--rm_pairs fresh|all] [--rm_init previous|sft]
+#                     [--out DIR] [--threads N]
 #                     [--no-build]
 # --rounds N (default 3). --seed N (default 1) seeds everything from one number; --seeds K runs
 # seeds 1..K and adds a table over them (mean and 95% interval per row, through
@@ -35,7 +37,9 @@
 #   --later_lambda_max L (2): λ's cap; --later_epochs E (2; tiny 1): RL epochs;
 #   --later_ptx_coeff C (0): PTX weight on the SFT set (0: no PTX set at all);
 #   --rm_pairs fresh|all (fresh): the RM's pairs, this round's only or all so far (the CM
-#       always takes all so far).
+#       always takes all so far, from the SFT model);
+#   --rm_init previous|sft (previous): the RM continues from the last round's RM, or starts
+#       again from the SFT model.
 # Outputs: DIR/seed-S/round-K/... per round, DIR/seed-S/eval/<policy>, DIR/seed-S/rounds.md and
 # .json, DIR/seed-S/requirements.md, and with --seeds DIR/rounds.md and .json.
 set -euo pipefail
@@ -58,6 +62,7 @@ later_lambda_max=2
 later_epochs=
 later_ptx=0
 rm_pairs=fresh
+rm_init=previous
 usage="use --rounds N, --seed N, --seeds K, --from DIR, --quick, --ci, --tiny, --label_noise P, --later_ratio R, --later_window W, --later_confidence Z, --later_lambda_max L, --later_epochs E, --later_ptx_coeff C, --rm_pairs fresh|all, --out DIR, --threads N, --no-build"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -73,6 +78,7 @@ while [[ $# -gt 0 ]]; do
     --later_lambda_max|--later-lambda-max) later_lambda_max=$2; shift ;;
     --later_epochs|--later-epochs) later_epochs=$2; shift ;;
     --rm_pairs|--rm-pairs) rm_pairs=$2; shift ;;
+    --rm_init|--rm-init) rm_init=$2; shift ;;
     --out) out=$2; shift ;;
     --threads) threads=$2; shift ;;
     --no-build) build_first=0 ;;
@@ -95,6 +101,8 @@ awk -v r="$later_ratio" 'BEGIN { exit !(r > 0 && r <= 1) }' || {
   echo "rounds: --later_ratio must be in (0, 1], got $later_ratio" >&2; exit 2; }
 [[ $rm_pairs == fresh || $rm_pairs == all ]] || {
   echo "rounds: --rm_pairs takes fresh or all, got '$rm_pairs'" >&2; exit 2; }
+[[ $rm_init == previous || $rm_init == sft ]] || {
+  echo "rounds: --rm_init takes previous or sft, got '$rm_init'" >&2; exit 2; }
 if [[ -n $from ]]; then
   (( seeds <= 1 )) || { echo "rounds: --from reuses one seed's round 1; it cannot go with --seeds $seeds" >&2; exit 2; }
   for d in world sft rm cm ppo-lag; do
@@ -176,7 +184,7 @@ run_seed() {
   fi
   local world=$r1/world sft=$r1/sft
   local data=("$world/preference.jsonl")  # the CM's pairs: all so far
-  local policy=$r1/ppo-lag k
+  local policy=$r1/ppo-lag rm_prev=$r1/rm k
   for (( k = 2; k <= rounds; k++ )); do
     local rd=$dir/round-$k
     rm -rf "$rd"; mkdir -p "$rd"
@@ -198,14 +206,15 @@ run_seed() {
     # The RM on this round's pairs only (they rank the answers of the policy it will train;
     # older pairs were drawn from weaker policies), the CM on all pairs so far (whether an
     # answer is harmful does not change with the policy); docs/rlhf.md, "Rounds".
-    local rm_data=("$rd/pairs.jsonl")
+    local rm_data=("$rd/pairs.jsonl") rm_from=$rm_prev
     [[ $rm_pairs == all ]] && rm_data=("${data[@]}")
-    stamp "seed $s, round $k: RM from the SFT model on ${#rm_data[@]} pair file(s), CM on all ${#data[@]}"
+    [[ $rm_init == sft ]] && rm_from=$sft
+    stamp "seed $s, round $k: RM from $rm_init ($rm_from) on ${#rm_data[@]} pair file(s), CM from SFT on all ${#data[@]}"
     local score=(--epochs 1 --max_steps "$score_steps" --per_device_train_batch_size 8
                  --gradient_accumulation_steps 1 --learning_rate 1e-4 --weight_decay 0.1
                  --max_length 128 --threads "$threads" --seed "$s" --log_interval 50)
     [[ $size == tiny ]] || score+=(--eval_split_ratio 0.05 --eval_interval "$score_steps")
-    "$B" train rm --model_name_or_path "$sft" --train_datasets "${rm_data[@]}" \
+    "$B" train rm --model_name_or_path "$rm_from" --train_datasets "${rm_data[@]}" \
       --output_dir "$rd/rm" "${score[@]}"
     "$B" train cm --model_name_or_path "$sft" --train_datasets "${data[@]}" \
       --output_dir "$rd/cm" "${score[@]}"
@@ -227,7 +236,7 @@ run_seed() {
       --reward_model_name_or_path "$rd/rm" --cost_model_name_or_path "$rd/cm" \
       --reward_critic_model_name_or_path "$rd/rm" --cost_critic_model_name_or_path "$rd/cm" \
       --output_dir "$rd/ppo-lag" "${rl[@]}"
-    policy=$rd/ppo-lag
+    policy=$rd/ppo-lag rm_prev=$rd/rm
   done
 
   local judge=$r1

@@ -4,8 +4,8 @@
 #   tests/rounds_toyworld.sh BUILD_DIR tiny   the pipeline at tiny sizes (a minute or two): every
 #       round's files exist and are well formed, the red-team prompts are ranked by measured
 #       harm, every later round's PPO-Lag stated its requirement as 0.5 of its own starting
-#       policy's unsafe share, the RM of a later round trained on that round's pairs only and
-#       the CM on all so far, the tables have one row per round. The numbers mean nothing at this
+#       policy's unsafe share, the RM of a later round continued from the last round's RM on
+#       that round's pairs only and the CM from SFT on all so far, the tables have one row per round. The numbers mean nothing at this
 #       size and are not checked.
 #   tests/rounds_toyworld.sh BUILD_DIR claim [K]   (slow) three rounds at the CI size on seeds
 #       1..K (default 3): on every seed each round lowers the true harmful rate on harmful
@@ -80,9 +80,10 @@ for k in (2, 3):
           and abs(c["resolved_target_unsafe_share"] - 0.5 * start) < 1e-9)
     check("round %d: lambda within the later rounds' cap 2 (%s)" % (k, c["final_lambda"]),
           c["final_lambda"] <= 2 + 1e-9)
-    check("round %d: RM on this round's pairs only, CM on all %d so far" % (k, k),
-          "seed %s, round %d: RM from the SFT model on 1 pair file(s), CM on all %d" % (seed, k, k)
-          in logtext)
+    check("round %d: RM from round %d's RM on this round's pairs only, CM from SFT on all %d "
+          "so far" % (k, k - 1, k),
+          "seed %s, round %d: RM from previous (%s) on 1 pair file(s), CM from SFT on all %d"
+          % (seed, k, os.path.join(d, "round-%d" % (k - 1), "rm"), k) in logtext)
     for stage in ("rm", "cm", "ppo-lag"):
         check("round %d: %s saved a model" % (k, stage),
               os.path.exists(os.path.join(r, stage, "model.safetensors")))
