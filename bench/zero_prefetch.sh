@@ -11,28 +11,13 @@
 # CPU the gathers are MPI_Iallgatherv over loopback: OpenMPI progresses them inside MPI calls
 # only, so little overlap is expected there; the figure that matters is NCCL's on GPUs.
 set -euo pipefail
-build=${1:-build}
-steps=${2:-8}
-B=$(cd "$build" && pwd)/beaver
-[[ -x "$B" ]] || { echo "zero_prefetch: no beaver binary in $build" >&2; exit 1; }
-command -v mpirun >/dev/null || { echo "zero_prefetch: mpirun not found (openmpi-bin)" >&2; exit 1; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-q() { "$@" >"$work/setup.log" 2>&1 || { cat "$work/setup.log" >&2; exit 1; }; }
-q "$B" toyworld --output "$work/world" --seed 3 --sft-examples 400 --preference-pairs 20 \
-  --ppo-prompts 10 --eval-prompts 10
-q "$B" tokenizer train --input "$work/world/corpus.txt" --vocab-size 300 --output "$work/tok"
-q "$B" init --hidden 128 --layers 4 --heads 4 --kv-heads 2 --intermediate 384 \
-  --vocab-from "$work/tok" --max-position 128 --seed 5 --output "$work/init"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY=passive
+source "$(dirname "$0")/sft_toy_setup.sh" zero_prefetch "$@"
 sft() {  # sft OUT PREFETCH(0|1)
   local out=$1
   BEAVER_ZERO_PREFETCH=$2 OMP_NUM_THREADS=1 mpirun --oversubscribe -np 2 "$B" train sft \
-    --model_name_or_path "$work/init" --train_datasets "$work/world/sft.json" --max_length 128 \
-    --epochs 1 --threads 1 --train_batch_size 8 --gradient_accumulation_steps 1 \
-    --max_steps "$steps" --zero_stage 3 --output_dir "$work/$out" >"$work/$out.log" 2>&1 ||
+    "${sft_flags[@]}" --threads 1 --zero_stage 3 --output_dir "$work/$out" >"$work/$out.log" 2>&1 ||
     { cat "$work/$out.log" >&2; exit 1; }
-  grep -oE '\(([0-9]+) tokens/s\)' "$work/$out.log" | tail -1 | grep -oE '[0-9]+'
+  tokens_per_s "$work/$out.log"
 }
 echo "stage-3 SFT on 2 ranks x 1 thread, global batch 8 x 128 tokens, $steps steps:"
 on=() off=()
