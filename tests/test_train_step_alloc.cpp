@@ -209,26 +209,26 @@ TEST(TrainStepAlloc, FirstStepAllocatesLaterStepsDoNot) {
   EXPECT_GT(first.allocs, 0) << "the counter saw nothing in the first step";
 }
 
-TEST(TrainStepAlloc, NoAllocationAfterTheFirstStepOneThread) {
-  const StepCounts c = run_steps(1, 4, 2);
-  RecordProperty("minor_faults_steps_2_to_4", int(c.faults));
-  std::printf("1 thread: %ld allocations, %ld minor page faults in steps 2-4 (loss %.9g)\n",
-              c.allocs, c.faults, c.loss);
-  EXPECT_EQ(c.allocs, 0) << "steps 2-4 at 1 thread allocated " << c.allocs << " times";
+// Steps 2-4 at `threads` threads allocate nothing and take only a few minor page faults.
+void expect_no_allocation_after_first_step(int threads) {
+  const StepCounts c = run_steps(threads, 4, 2);
+  ::testing::Test::RecordProperty("minor_faults_steps_2_to_4", int(c.faults));
+  std::printf("%d thread(s): %ld allocations, %ld minor page faults in steps 2-4 (loss %.9g)\n",
+              threads, c.allocs, c.faults, c.loss);
+  EXPECT_EQ(c.allocs, 0) << "steps 2-4 at " << threads << " thread(s) allocated " << c.allocs
+                         << " times";
   // Re-touching a fresh buffer of the step would fault in about a thousand pages per step
   // (4.8 MiB of activations); 0-23 were measured here.
-  EXPECT_LE(c.faults, 256) << "steps 2-4 at 1 thread took " << c.faults << " minor page faults";
+  EXPECT_LE(c.faults, 256) << "steps 2-4 at " << threads << " thread(s) took " << c.faults
+                           << " minor page faults";
+}
+
+TEST(TrainStepAlloc, NoAllocationAfterTheFirstStepOneThread) {
+  expect_no_allocation_after_first_step(1);
 }
 
 TEST(TrainStepAlloc, NoAllocationAfterTheFirstStepTwoThreads) {
-  const StepCounts c = run_steps(2, 4, 2);
-  RecordProperty("minor_faults_steps_2_to_4", int(c.faults));
-  std::printf("2 threads: %ld allocations, %ld minor page faults in steps 2-4 (loss %.9g)\n",
-              c.allocs, c.faults, c.loss);
-  EXPECT_EQ(c.allocs, 0) << "steps 2-4 at 2 threads allocated " << c.allocs << " times";
-  // Re-touching a fresh buffer of the step would fault in about a thousand pages per step
-  // (4.8 MiB of activations); 0-23 were measured here.
-  EXPECT_LE(c.faults, 256) << "steps 2-4 at 2 threads took " << c.faults << " minor page faults";
+  expect_no_allocation_after_first_step(2);
 }
 
 }  // namespace
