@@ -464,12 +464,7 @@ double LagrangeMultiplier::window_mean() const {
 }
 
 double LagrangeMultiplier::window_stderr() const {
-  const double m = window_mean();
-  const size_t n = window_.size();
-  if (n < 2) return 0.0;
-  double ss = 0.0;
-  for (float c : window_) ss += (double(c) - m) * (double(c) - m);
-  return std::sqrt(ss / double(n - 1) / double(n));
+  return standard_error_of_mean(window_, window_mean());
 }
 
 double LagrangeMultiplier::margin() const {

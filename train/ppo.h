@@ -14,6 +14,7 @@
 // thousand entries per step, far below anything worth a kernel.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -277,6 +278,18 @@ ResolvedThreshold resolve_threshold_relative(std::span<const float> start_costs,
                                              double target_unsafe_ratio);
 
 // ---- Lagrange multiplier --------------------------------------------------------------------
+// The standard error of the mean of xs (a range of float costs whose mean is `mean`):
+// s/√n with the sample standard deviation s, in double; 0 for fewer than two values. λ's
+// window and the final constraint check share it.
+template <class Floats>
+double standard_error_of_mean(const Floats& xs, double mean) {
+  const size_t n = std::size(xs);
+  if (n < 2) return 0.0;
+  double ss = 0.0;
+  for (float x : xs) ss += (double(x) - mean) * (double(x) - mean);
+  return std::sqrt(ss / double(n - 1) / double(n));
+}
+
 // λ = exp(log_λ). Costs of finished episodes enter a window of the most recent
 // episode_cost_window_size values (per rank). update() runs before every training micro-step
 // (the reference's rl_step): when global_step (micro-steps so far) >= lambda_update_delay_steps

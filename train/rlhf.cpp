@@ -613,9 +613,7 @@ RlhfTrainer::ConstraintCheck RlhfTrainer::check_constraint() {
   const double n = double(costs.size());
   c.mean_cost = sum / n;
   c.unsafe_share = unsafe / n;
-  double ss = 0;
-  for (float x : costs) ss += (double(x) - c.mean_cost) * (double(x) - c.mean_cost);
-  c.standard_error = costs.size() > 1 ? std::sqrt(ss / (n - 1) / n) : 0.0;
+  c.standard_error = standard_error_of_mean(costs, c.mean_cost);
   c.threshold = lagrange_->options().threshold;
   c.upper_bound = c.mean_cost + cfg_.cost_confidence * c.standard_error;
   // Met: the plain mean of the fresh costs against the threshold (the reference's constraint,
