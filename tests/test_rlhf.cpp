@@ -566,10 +566,10 @@ TEST_F(RlhfTiny, ConstraintCheckJudgesFreshResponsesOfTheFinalPolicy) {
   // A threshold between the window's mean and the check's: with λ frozen (lambda_lr 0) the run
   // is the same whatever the threshold, and the two verdicts disagree; the check's decides.
   auto frozen = [&](double threshold, const std::string& out) {
-    calibrated_step(out, [&](PpoConfig& c) {
-      c.threshold = threshold;
-      c.constraint_check_responses = 9;
-      c.lambda_lr = 0.0;
+    calibrated_step(out, [&](PpoConfig& cfg) {
+      cfg.threshold = threshold;
+      cfg.constraint_check_responses = 9;
+      cfg.lambda_lr = 0.0;
     });
     return constraint(out);
   };
