@@ -70,7 +70,7 @@ stamp() { echo "== [$(( $(date +%s) - start )) s] $*"; }
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 # Threads per stage: side by side one each unless given; one after another as given (0: every core).
 [[ -n $threads ]] || { if [[ $sequential == 1 ]]; then threads=0; else threads=1; fi; }
-[[ $threads =~ ^[0-9]+$ ]] || { echo "demo: --threads takes a non-negative integer, got '$threads'" >&2; exit 2; }
+need_int demo --threads "$threads"
 
 # ---- Stages and jobs -----------------------------------------------------------------------
 # stage NAME CMD...: runs CMD with its output in $logs/NAME.log (with --sequential also
