@@ -2,6 +2,7 @@
 #include "model/engine.h"
 
 #include <algorithm>
+#include <exception>
 #include <sstream>
 
 #include "csrc/log.h"
@@ -25,8 +26,9 @@ InferenceEngine::InferenceEngine(LlamaModel& model, int64_t max_total_len, bool 
       max_batch_(model.options().max_batch),
       max_prompt_(model.options().max_seq),
       max_total_(max_total_len),
-      use_graphs_(cuda_graphs && !model.context().is_cpu()) {
+      use_graphs_(cuda_graphs && !model.context().is_cpu() && !model.params_sharded()) {
   BEAVER_CHECK(model.head() == Head::LM, "InferenceEngine: the model has a score head");
+  if (model.params_sharded()) comm_ = model.options().comm;  // decode gathers: a collective
   BEAVER_CHECK(max_total_len >= 1, "InferenceEngine: max_total_len ", max_total_len,
                " must be positive");
   const int64_t Bm = max_batch_, L = model.num_layers();
@@ -53,8 +55,11 @@ InferenceEngine::InferenceEngine(LlamaModel& model, int64_t max_total_len, bool 
   p_positions_ = a.get("prefill.positions");
   p_rows_ = a.get("prefill.last_rows");
   log_info("memory plan: inference engine (batch ", max_batch_, ", total length <= ", max_total_,
-           ", KV cache ", dtype_name(model_->precision().act), "): total ",
-           format_bytes(plan_.total_bytes()), " (--log_level debug for the breakdown)");
+           ", KV cache ", dtype_name(model_->precision().act),
+           comm_ ? cat(", on the parameters sharded over ", comm_->size(),
+                       " ranks: units gathered per step, eager decode")
+                 : std::string(),
+           "): total ", format_bytes(plan_.total_bytes()), " (--log_level debug for the breakdown)");
   log_debug(budget());
 }
 
@@ -112,13 +117,18 @@ std::string InferenceEngine::budget() const {
   plan_.print_budget(os, cat("inference engine (batch ", max_batch_, ", prompt <= ", max_prompt_,
                              ", total length <= ", max_total_, ", KV cache ",
                              dtype_name(model_->precision().act),
-                             use_graphs_ ? ", CUDA-graph decode" : "", ")"));
+                             use_graphs_ ? ", CUDA-graph decode" : "",
+                             comm_ ? ", sharded parameters" : "", ")"));
   return os.str();
 }
 
-std::vector<Generation> InferenceEngine::generate(const std::vector<std::vector<int32_t>>& prompts,
-                                                  const GenerateOptions& opts,
-                                                  const TokenCallback& on_token) {
+bool InferenceEngine::any_rank(bool mine) const {
+  if (!comm_) return mine;
+  return comm_->all_reduce(mine ? 1.0 : 0.0, ReduceOp::Sum) > 0.0;
+}
+
+void InferenceEngine::check_prompts(const std::vector<std::vector<int32_t>>& prompts,
+                                    const GenerateOptions& opts) const {
   const int64_t V = model_->vocab_size();
   BEAVER_CHECK(opts.max_new_tokens >= 1, "generate: max_new_tokens ", opts.max_new_tokens,
                " must be at least 1");
@@ -136,10 +146,33 @@ std::vector<Generation> InferenceEngine::generate(const std::vector<std::vector<
       BEAVER_CHECK(p[j] >= 0 && p[j] < V, "generate: prompt ", i, " token ", j, " is ", p[j],
                    ", outside the vocabulary [0, ", V, ")");
   }
+}
+
+std::vector<Generation> InferenceEngine::generate(const std::vector<std::vector<int32_t>>& prompts,
+                                                  const GenerateOptions& opts,
+                                                  const TokenCallback& on_token) {
+  // A collective engine agrees on the inputs before its first gather: a rank that refused its
+  // prompts would otherwise leave the others waiting in a collective.
+  std::exception_ptr refused;
+  try {
+    check_prompts(prompts, opts);
+  } catch (const Error&) {
+    if (!comm_) throw;
+    refused = std::current_exception();
+  }
+  if (comm_ && !comm_->all_true(!refused)) {
+    if (refused) std::rethrow_exception(refused);
+    BEAVER_FAIL("generate: another rank's prompts were refused (a generation from sharded "
+                "parameters stops on every rank)");
+  }
   std::vector<Generation> out(prompts.size());
-  for (size_t first = 0; first < prompts.size(); first += size_t(max_batch_)) {
-    const size_t count = std::min(prompts.size() - first, size_t(max_batch_));
-    run_batch(prompts, first, count, opts, on_token, out);
+  // Batches of max_batch prompts; a collective engine runs as many as the rank with the most
+  // (count 0: a dummy batch that only joins the gathers).
+  const size_t Bm = size_t(max_batch_);
+  for (size_t first = 0;; first += Bm) {
+    const bool mine = first < prompts.size();
+    if (!any_rank(mine)) break;
+    run_batch(prompts, first, mine ? std::min(prompts.size() - first, Bm) : 0, opts, on_token, out);
   }
   return out;
 }
@@ -148,9 +181,16 @@ void InferenceEngine::run_batch(const std::vector<std::vector<int32_t>>& prompts
                                 size_t count, const GenerateOptions& opts,
                                 const TokenCallback& on_token, std::vector<Generation>& out) {
   Context& ctx = model_->context();
-  const int64_t B = int64_t(count);
+  // count 0 (a collective engine's rank without prompts in this batch): one row holding a pad
+  // token, finished from the start, so that the prefill and the decode steps still gather.
+  const bool dummy = count == 0;
+  const std::vector<int32_t> pad_prompt{opts.pad_id};
+  const auto prompt = [&](int64_t b) -> const std::vector<int32_t>& {
+    return dummy ? pad_prompt : prompts[first + size_t(b)];
+  };
+  const int64_t B = dummy ? 1 : int64_t(count);
   int64_t Sp = 0;
-  for (size_t i = 0; i < count; ++i) Sp = std::max<int64_t>(Sp, int64_t(prompts[first + i].size()));
+  for (int64_t b = 0; b < B; ++b) Sp = std::max<int64_t>(Sp, int64_t(prompt(b).size()));
 
   // ---- prefill: left-padded batch, k/v of every layer written into the cache --------------
   Timer t_prefill;
@@ -161,7 +201,7 @@ void InferenceEngine::run_batch(const std::vector<std::vector<int32_t>>& prompts
   h_seeds_.assign(size_t(B), 0);
   std::vector<int64_t> len(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; ++b) {
-    const auto& p = prompts[first + size_t(b)];
+    const auto& p = prompt(b);
     len[size_t(b)] = int64_t(p.size());
     const int64_t begin = Sp - len[size_t(b)];
     for (int64_t t = begin; t < Sp; ++t) {
@@ -172,7 +212,7 @@ void InferenceEngine::run_batch(const std::vector<std::vector<int32_t>>& prompts
     h_ranges_[size_t(2 * b + 1)] = int32_t(Sp);
     h_rows_[size_t(b)] = int32_t(b * Sp + Sp - 1);
     h_seeds_[size_t(b)] = int64_t(opts.seed + first + size_t(b));
-    stats_.prefill_tokens += len[size_t(b)];
+    if (!dummy) stats_.prefill_tokens += len[size_t(b)];
   }
   const Tensor tok = p_tokens_.slice(0, B * Sp).view({B, Sp});
   const Tensor pos = p_positions_.slice(0, B * Sp).view({B, Sp});
@@ -193,45 +233,68 @@ void InferenceEngine::run_batch(const std::vector<std::vector<int32_t>>& prompts
   model_->logits_at(p_rows_.slice(0, B), logits);
 
   // ---- decode: step s samples the s-th new token ------------------------------------------
-  std::vector<bool> done(size_t(B), false);
-  int64_t active = B;
+  // running: this rank still samples (an unfinished row, within max_new_tokens); once it is
+  // not, a collective engine keeps stepping on the join inputs until no rank runs.
+  std::vector<bool> done(size_t(B), dummy);
+  int64_t active = dummy ? 0 : B;
+  bool running = !dummy, joining = false;
+  const size_t Bm = size_t(max_batch_);
   Timer t_decode;
-  for (int64_t s = 0; s < opts.max_new_tokens && active > 0; ++s) {
+  for (int64_t s = 0;; ++s) {
     if (s > 0) {
-      // Step inputs, packed so that one upload updates them in place.
-      const size_t Bm = size_t(max_batch_);
-      for (int64_t b = 0; b < B; ++b) {
-        h_step_[size_t(b)] = int32_t(len[size_t(b)] + s - 1);             // position
-        h_step_[Bm + size_t(b)] = int32_t(Sp + s - 1);                    // append row
-        h_step_[2 * Bm + size_t(2 * b)] = int32_t(Sp - len[size_t(b)]);   // cache range
-        h_step_[2 * Bm + size_t(2 * b + 1)] = int32_t(Sp + s);
+      if (running) {
+        // Step inputs, packed so that one upload updates them in place.
+        for (int64_t b = 0; b < B; ++b) {
+          h_step_[size_t(b)] = int32_t(len[size_t(b)] + s - 1);             // position
+          h_step_[Bm + size_t(b)] = int32_t(Sp + s - 1);                    // append row
+          h_step_[2 * Bm + size_t(2 * b)] = int32_t(Sp - len[size_t(b)]);   // cache range
+          h_step_[2 * Bm + size_t(2 * b + 1)] = int32_t(Sp + s);
+        }
+        upload(ctx, step_inputs_, h_step_, {4 * max_batch_});
+      } else if (!joining) {
+        // Join inputs (every row finished): each row rewrites its last prompt row, which it
+        // alone attends to; in bounds whatever the step count.
+        for (int64_t b = 0; b < B; ++b) {
+          h_step_[size_t(b)] = int32_t(len[size_t(b)] - 1);
+          h_step_[Bm + size_t(b)] = int32_t(Sp - 1);
+          h_step_[2 * Bm + size_t(2 * b)] = int32_t(Sp - 1);
+          h_step_[2 * Bm + size_t(2 * b + 1)] = int32_t(Sp);
+        }
+        upload(ctx, step_inputs_, h_step_, {4 * max_batch_});
+        joining = true;
       }
-      upload(ctx, step_inputs_, h_step_, {4 * max_batch_});
       decode(B, s > 1);
-      stats_.decode_tokens += active;
+      if (running)
+        stats_.decode_tokens += active;
+      else
+        ++stats_.join_steps;
     }
-    ops::sample(ctx, logits, opts.sampling, seeds, uint64_t(s), next);
-    h_next_.resize(size_t(B));
-    // The host sync of the step: the sampled ids decide EOS and feed the callback.
-    ctx.copy(Tensor(h_next_.data(), DType::I32, Shape{B}, Device::CPU), next);
-    for (int64_t b = 0; b < B; ++b) {
-      if (done[size_t(b)]) continue;
-      const int32_t t = h_next_[size_t(b)];
-      Generation& g = out[first + size_t(b)];
-      if (opts.eos_id >= 0 && t == opts.eos_id) {
-        g.stopped_at_eos = true;
-        done[size_t(b)] = true;
-        --active;
-        continue;
+    if (running) {
+      ops::sample(ctx, logits, opts.sampling, seeds, uint64_t(s), next);
+      h_next_.resize(size_t(B));
+      // The host sync of the step: the sampled ids decide EOS and feed the callback.
+      ctx.copy(Tensor(h_next_.data(), DType::I32, Shape{B}, Device::CPU), next);
+      for (int64_t b = 0; b < B; ++b) {
+        if (done[size_t(b)]) continue;
+        const int32_t t = h_next_[size_t(b)];
+        Generation& g = out[first + size_t(b)];
+        if (opts.eos_id >= 0 && t == opts.eos_id) {
+          g.stopped_at_eos = true;
+          done[size_t(b)] = true;
+          --active;
+          continue;
+        }
+        g.tokens.push_back(t);
+        if (on_token) on_token(first + size_t(b), t);
       }
-      g.tokens.push_back(t);
-      if (on_token) on_token(first + size_t(b), t);
     }
     if (s == 0) {
       ctx.synchronize();
       stats_.prefill_s += t_prefill.elapsed_s();
       t_decode.reset();
     }
+    running = running && active > 0 && s + 1 < opts.max_new_tokens;
+    if (!any_rank(running)) break;
   }
   ctx.synchronize();
   stats_.decode_s += t_decode.elapsed_s();

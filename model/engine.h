@@ -28,6 +28,27 @@
 // downloads the B sampled ids: that download is the one host sync of the decode loop (EOS and
 // the token callback need the ids). Graphs can be disabled (eager steps, same numbers); a
 // capture that fails (a kernel that is not graph-safe) logs a warning and falls back to eager.
+//
+// Sharded parameters (ZeRO stage 3, model/param_shards.h): the engine runs on the sharded model
+// itself. The prefill and every decode step reach each unit through the model's parameter
+// source (use_unit: unit 0, each layer, the final norm and the head, each all-gathered into a
+// unit slot, the next unit prefetched unless BEAVER_ZERO_PREFETCH=0), so no full copy of the
+// parameters exists, and every forward is a collective of all ranks. generate() is then a
+// collective too, and makes every rank run the same sequence of gathers (HF generate's
+// synced_gpus rule):
+//   - every rank runs as many batches as the rank with the most (one all-reduce per batch); a
+//     rank with no prompts left runs a one-row dummy batch (prefill and decode on a pad token,
+//     nothing sampled, nothing returned);
+//   - after each step the ranks agree on whether any of them still has an unfinished sequence
+//     within its max_new_tokens (one all-reduce of a host value per step, after the download
+//     of the sampled ids that the step already waits for); a rank whose sequences have all
+//     finished keeps running decode steps on fixed in-bounds inputs (each row rewrites its last
+//     prompt row and attends to it alone; nothing is sampled) until every rank is done.
+// Sampled tokens are unchanged: row b still samples with seed + first + b at its own step
+// count, and a finished row's values are never read. Prompts that one rank refuses are agreed
+// on before any gather (every rank throws). Decode runs eagerly here, never as a CUDA graph: a
+// step's unit all-gathers (NCCL on a side stream, waited on events, with host-side slot
+// bookkeeping) cannot be captured, and a graph would replay stale slot contents.
 #pragma once
 
 #include <cstdint>
@@ -59,6 +80,9 @@ struct Generation {
 struct GenerateStats {
   int64_t prefill_tokens = 0, decode_tokens = 0;
   int64_t graph_replays = 0;  // decode steps run as a CUDA graph replay
+  // Collective engines: decode steps this rank ran with no unfinished sequence of its own (or in
+  // a dummy batch), only to join the other ranks' unit gathers.
+  int64_t join_steps = 0;
   double prefill_s = 0.0, decode_s = 0.0;
   double prefill_tokens_per_s() const { return prefill_s > 0 ? prefill_tokens / prefill_s : 0.0; }
   double decode_tokens_per_s() const { return decode_s > 0 ? decode_tokens / decode_s : 0.0; }
@@ -93,6 +117,9 @@ class InferenceEngine {
   // Whether decode steps will use CUDA graphs (false on the CPU, when disabled, or after a
   // failed capture).
   bool uses_cuda_graphs() const { return use_graphs_; }
+  // Whether generate() is a collective (the model's parameters are sharded): every rank must
+  // call it as often as the others, with any number of prompts (zero included).
+  bool collective() const { return comm_ != nullptr; }
 
  private:
   static ArenaPlan make_plan(const LlamaConfig& cfg, const PrecisionPlan& prec, int64_t max_batch,
@@ -103,8 +130,13 @@ class InferenceEngine {
                  std::vector<Generation>& out);
   // One decode step for batch B: tokens ← next, then the model's decode_step into logits_.
   void decode(int64_t B, bool graph_ready_to_capture);
+  // Collective engines: whether `mine` holds on any rank (one all-reduce); else `mine`.
+  bool any_rank(bool mine) const;
+  void check_prompts(const std::vector<std::vector<int32_t>>& prompts,
+                     const GenerateOptions& opts) const;
 
   LlamaModel* model_;
+  Communicator* comm_ = nullptr;  // the model's ranks when its parameters are sharded
   int64_t max_batch_, max_prompt_, max_total_;
   ArenaPlan plan_;
   Arena arena_;

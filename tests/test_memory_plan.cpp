@@ -243,62 +243,124 @@ TEST(MemoryPlan, StageSetupIsTheModelTheStageBuilds) {
 }
 
 TEST(MemoryPlan, RlStageThreeIsTheShardedModelsTheTrainerBuilds) {
-  // PPO-Lagrangian at stage 3 on 3 ranks: every role's items are what the model RlhfTrainer
-  // builds (the run's zero stage, the communicator) allocates on rank 0, the actor's
-  // generation copy and its engine are the arenas a rollout allocates, and the communication
-  // buffers are the six models' gathered slots and unit gradient buffers.
+  // PPO-Lagrangian at stage 3 on 3 ranks, both --zero3_generation modes: every role's items are
+  // what the model RlhfTrainer builds (the run's zero stage, the communicator) allocates on
+  // rank 0; the rollout engine's arena is that of the engine a rollout runs (gathered: over the
+  // actor's full inference copy, whose arenas are the "generation copy" item; sharded: over the
+  // sharded actor itself, with no copy); the communication buffers are the six models' gathered
+  // slots and unit gradient buffers (the actor's slots also serve its decode steps).
   Context ctx = Context::cpu(1);
+  const model::LlamaConfig cfg = model::checkpoint_config(golden_dir("gqa"));
+  for (const Zero3Generation mode : {Zero3Generation::Sharded, Zero3Generation::Gathered}) {
+    const std::string how(zero3_generation_name(mode));
+    RlhfOptions o;
+    o.algorithm = PpoAlgorithm::PpoLag;
+    o.actor_model = o.reward_model = o.cost_model = "unused";
+    o.ppo.max_length = 16;
+    o.ppo.per_device_prompt_batch_size = 2;
+    o.ppo.per_device_train_batch_size = 2;
+    o.zero_stage = 3;
+    o.zero3_generation = mode;
+    PlanSetup s = rlhf_plan_setup(o, Device::CPU, 3, [&](const std::string&) { return cfg; });
+    s.device_memory = size_t(1) << 40;
+    ASSERT_EQ(s.roles.size(), 6u);
+    const MemoryPlan plan = plan_memory(s);
+    EXPECT_FALSE(plan.projection) << how;
+    RankOf comm(0, 3);
+    size_t gathered = 0;
+    for (const PlanRole& r : s.roles) {
+      const std::string what = cat(r.name, ", ", how, " generation");
+      LlamaOptions mo = r.options;
+      mo.comm = &comm;
+      mo.zero_stage = 3;
+      LlamaModel m(ctx, cfg, mo);
+      ASSERT_TRUE(m.params_sharded()) << what;
+      const LlamaModel::Memory got = m.memory();
+      const auto items = items_of(plan, r.name);
+      EXPECT_EQ(items.at("weights"), got.params) << what;
+      EXPECT_LT(got.params, LlamaModel::plan_memory(cfg, r.options, Device::CPU).params / 2)
+          << what << ": the weights are sharded";
+      EXPECT_EQ(items.count("gradients") ? items.at("gradients") : 0, got.grads) << what;
+      EXPECT_EQ(items.at("activations"), got.acts) << what;
+      gathered += got.gathered;
+      if (mo.training) {
+        OptimizerConfig oc;
+        oc.comm = &comm;
+        oc.zero_stage = 3;
+        Optimizer opt(m, oc);
+        EXPECT_EQ(items.at("Adam moments"),
+                  size_t(opt.exp_avg().nbytes() + opt.exp_avg_sq().nbytes()) + 8) << what;
+      }
+      if (r.engine_batch > 0 && mode == Zero3Generation::Gathered) {
+        LlamaModel copy(ctx, cfg, generation_copy_options(m.options()));
+        const LlamaModel::Memory cm = copy.memory();
+        EXPECT_EQ(items.at("generation copy"), cm.params + cm.acts + cm.logits) << what;
+        model::InferenceEngine engine(copy, o.ppo.max_length);
+        EXPECT_EQ(items.at("rollout KV cache"), engine.memory().kv_cache) << what;
+        EXPECT_EQ(items.at("rollout step buffers"), engine.memory().other) << what;
+        EXPECT_EQ(items.at("logits chunks"), got.logits + engine.memory().logits) << what;
+      } else if (r.engine_batch > 0) {
+        // The engine decodes on the sharded actor: no copy, its arena beside the actor's.
+        EXPECT_EQ(items.count("generation copy"), 0u) << what;
+        model::InferenceEngine engine(m, o.ppo.max_length);
+        EXPECT_TRUE(engine.collective()) << what;
+        EXPECT_EQ(items.at("rollout KV cache"), engine.memory().kv_cache) << what;
+        EXPECT_EQ(items.at("rollout step buffers"), engine.memory().other) << what;
+        EXPECT_EQ(items.at("logits chunks"), got.logits + engine.memory().logits) << what;
+        size_t role_total = 0;
+        for (const auto& [item, bytes] : items) role_total += bytes;
+        EXPECT_EQ(role_total, got.params + got.working + got.grads + got.acts + got.logits +
+                                  engine.memory().total() + items.at("Adam moments"))
+            << what << ": nothing else is planned for the actor";
+      } else {
+        EXPECT_EQ(items.count("generation copy"), 0u) << what;
+        EXPECT_EQ(items.count("logits chunks") ? items.at("logits chunks") : 0, got.logits)
+            << what;
+      }
+    }
+    EXPECT_EQ(items_of(plan, "").at("communication buffers"), gathered) << how;
+  }
+}
+
+TEST(MemoryPlan, GatheredGenerationThatDoesNotFitNamesShardedGeneration) {
+  // 70B-sized generation copies aside, the same at CI size: a stage-3 PPO-Lag plan with the
+  // gathered copy, held against a device between the two totals, is refused naming
+  // `--zero3_generation sharded`, and the sharded plan fits.
   const model::LlamaConfig cfg = model::checkpoint_config(golden_dir("gqa"));
   RlhfOptions o;
   o.algorithm = PpoAlgorithm::PpoLag;
   o.actor_model = o.reward_model = o.cost_model = "unused";
-  o.ppo.max_length = 16;
-  o.ppo.per_device_prompt_batch_size = 2;
-  o.ppo.per_device_train_batch_size = 2;
+  o.ppo.max_length = 64;
+  o.ppo.per_device_prompt_batch_size = 4;
+  o.ppo.per_device_train_batch_size = 4;
   o.zero_stage = 3;
-  PlanSetup s = rlhf_plan_setup(o, Device::CPU, 3, [&](const std::string&) { return cfg; });
-  s.device_memory = size_t(1) << 40;
-  ASSERT_EQ(s.roles.size(), 6u);
-  const MemoryPlan plan = plan_memory(s);
-  EXPECT_FALSE(plan.projection);
-  RankOf comm(0, 3);
-  size_t gathered = 0;
-  for (const PlanRole& r : s.roles) {
-    LlamaOptions mo = r.options;
-    mo.comm = &comm;
-    mo.zero_stage = 3;
-    LlamaModel m(ctx, cfg, mo);
-    ASSERT_TRUE(m.params_sharded()) << r.name;
-    const LlamaModel::Memory got = m.memory();
-    const auto items = items_of(plan, r.name);
-    EXPECT_EQ(items.at("weights"), got.params) << r.name;
-    EXPECT_LT(got.params, LlamaModel::plan_memory(cfg, r.options, Device::CPU).params / 2)
-        << r.name << ": the weights are sharded";
-    EXPECT_EQ(items.count("gradients") ? items.at("gradients") : 0, got.grads) << r.name;
-    EXPECT_EQ(items.at("activations"), got.acts) << r.name;
-    gathered += got.gathered;
-    if (mo.training) {
-      OptimizerConfig oc;
-      oc.comm = &comm;
-      oc.zero_stage = 3;
-      Optimizer opt(m, oc);
-      EXPECT_EQ(items.at("Adam moments"),
-                size_t(opt.exp_avg().nbytes() + opt.exp_avg_sq().nbytes()) + 8) << r.name;
-    }
-    if (r.engine_batch > 0) {
-      LlamaModel copy(ctx, cfg, generation_copy_options(m.options()));
-      const LlamaModel::Memory cm = copy.memory();
-      EXPECT_EQ(items.at("generation copy"), cm.params + cm.acts + cm.logits);
-      model::InferenceEngine engine(copy, o.ppo.max_length);
-      EXPECT_EQ(items.at("rollout KV cache"), engine.memory().kv_cache);
-      EXPECT_EQ(items.at("logits chunks"), got.logits + engine.memory().logits);
-    } else {
-      EXPECT_EQ(items.count("generation copy"), 0u) << r.name;
-      EXPECT_EQ(items.count("logits chunks") ? items.at("logits chunks") : 0, got.logits)
-          << r.name;
-    }
+  o.zero3_generation = Zero3Generation::Gathered;
+  const auto config_of = [&](const std::string&) { return cfg; };
+  PlanSetup gathered = rlhf_plan_setup(o, Device::CPU, 4, config_of);
+  o.zero3_generation = Zero3Generation::Sharded;
+  PlanSetup sharded = rlhf_plan_setup(o, Device::CPU, 4, config_of);
+  gathered.device_memory = sharded.device_memory = size_t(1) << 40;
+  const size_t g = plan_memory(gathered).total, sh = plan_memory(sharded).total;
+  ASSERT_LT(sh, g) << "the copy costs memory";
+  EXPECT_EQ(g - sh, items_of(plan_memory(gathered), "actor").at("generation copy"));
+  gathered.device_memory = sharded.device_memory = sh + (g - sh) / 2;
+  const MemoryPlan p = plan_memory(gathered);
+  ASSERT_FALSE(p.fits());
+  EXPECT_TRUE(plan_memory(sharded).fits());
+  try {
+    require_fits(p, standard_variants(gathered, "--per_device_train_batch_size"));
+    FAIL() << "a run that does not fit was accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("`--zero3_generation sharded`"), std::string::npos) << msg;
   }
-  EXPECT_EQ(items_of(plan, "").at("communication buffers"), gathered);
+  // At stage 2 the suggestion is stage 3 with sharded generation (the copy would not fit).
+  PlanSetup stage2 = gathered;
+  stage2.zero_stage = 2;
+  bool named = false;
+  for (const PlanVariant& v : standard_variants(stage2, "--per_device_train_batch_size"))
+    named = named || v.flags == "--zero_stage 3 --zero3_generation sharded";
+  EXPECT_TRUE(named);
 }
 
 TEST(MemoryPlan, RefusesARunThatDoesNotFitNamingTheLargestItemAndAFix) {

@@ -15,11 +15,14 @@
 //     (bitwise) and that λ is the one-rank λ within 1e-7; an indivisible --prompt_batch_size
 //     is refused;
 //   - the MPI communicator's asynchronous all-gather gives the blocking one's result;
-//   - PPO-Lagrangian at ZeRO stages 0-3 on 2 and 3 ranks (stage 3: all six roles sharded)
-//     gives the actor and both critics of one rank within 1e-5 over a whole epoch whose last
-//     step leaves ranks without rows, with one λ on every rank; stage 3 with the prefetched
-//     gathers gives bitwise the blocking path's models; a run on 2 ranks at stage 2 resumed
-//     on 3 ranks at stage 3 ends where the one-rank run does.
+//   - PPO-Lagrangian at ZeRO stages 0-3 on 2 and 3 ranks (stage 3: all six roles sharded,
+//     generation from the sharded actor unit by unit, the default) gives the actor and both
+//     critics of one rank within 1e-5 over a whole epoch whose last step leaves ranks without
+//     rows (they join the others' decode steps), with one λ on every rank; stage 3 generating
+//     from a gathered full actor copy (--zero3_generation gathered) gives bitwise the models of
+//     sharded generation; stage 3 with the prefetched gathers gives bitwise the blocking
+//     path's models; a run on 2 ranks at stage 2 resumed on 3 ranks at stage 3 ends where the
+//     one-rank run does.
 // Skips when mpirun is missing. As root, mpirun needs OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM).
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -334,10 +337,12 @@ TEST_F(ScaleOut, PpoLagIndivisiblePromptBatchIsRefused) {
 }
 
 // ZeRO stages 0-3 in the RL trainer (PPO-Lagrangian, six roles; stage 3 shards every role and
-// generates from a full actor copy per rollout): the actor and both critics of 2 and 3 ranks
+// generates from the sharded actor unit by unit): the actor and both critics of 2 and 3 ranks
 // match one rank within kTol after the whole epoch (13 distinct prompts: 3 steps, the last of
 // one prompt, so that all ranks but rank 0 have no rows in it and only join the others'
-// collectives), and λ is the same on every rank.
+// collectives, decode steps included), and λ is the same on every rank. Stage 3 generating
+// from a gathered copy gives the same bits as sharded generation (the same tokens, then the
+// same passes).
 TEST_F(ScaleOut, PpoLagZeroStagesMatchOneRank) {
   ASSERT_EQ(ppo_lag(1, "pz1", ""), 0) << read("pz1.log");
   ASSERT_NE(read("pz1.log").find("13 distinct prompts (repeated texts dropped), 3 RL steps of 6"),
@@ -364,7 +369,17 @@ TEST_F(ScaleOut, PpoLagZeroStagesMatchOneRank) {
                                                     : "gradients sharded over"),
                 std::string::npos) << what;
     }
+    if (c.zero == 3) {  // the engine ran on the sharded actor (no full copy)
+      EXPECT_NE(read(out + ".log").find("generation sharded"), std::string::npos) << what;
+    }
   }
+  ASSERT_EQ(ppo_lag(3, "pz3s3g", "--zero_stage 3 --zero3_generation gathered"), 0)
+      << read("pz3s3g.log");
+  EXPECT_NE(read("pz3s3g.log").find("generation gathered"), std::string::npos);
+  EXPECT_EQ(max_diff("pz3s3", "pz3s3g"), 0.0);
+  for (const char* role : {"actor", "reward_critic", "cost_critic"})
+    EXPECT_EQ(max_diff_role("pz3s3", "pz3s3g", role, 3), 0.0) << "gathered generation, " << role;
+  EXPECT_EQ(rank_lambdas(read("pz3s3g.log"), 3)[0], rank_lambdas(read("pz3s3.log"), 3)[0]);
   // The checks can fail: the critics moved well past the tolerance too.
   EXPECT_GT(max_diff_files(d() + "/rm0/model.safetensors",
                            d() + "/pz1/checkpoints/step-00000003/reward_critic/model.safetensors"),

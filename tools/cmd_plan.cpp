@@ -12,6 +12,7 @@
 #include "model/loader.h"
 #include "tools/commands.h"
 #include "tools/plan_flags.h"
+#include "tools/ranks.h"
 #include "train/memory_plan.h"
 #include "train/rlhf.h"
 #include "train/stages.h"
@@ -45,6 +46,7 @@ struct PlanArgs {
   int ranks = 1, zero_stage = 0;
   int64_t batch = 0, prompt_batch = 0, max_length = 0;
   std::string recompute = "default";
+  train::Zero3Generation zero3_generation = train::Zero3Generation::Sharded;
   PlanFlags flags;
 };
 
@@ -82,6 +84,7 @@ void run_plan(const PlanArgs& a) {
     o.actor_model = a.model;
     o.reward_model = a.reward_model.empty() ? a.model : a.reward_model;
     o.cost_model = a.cost_model.empty() ? a.model : a.cost_model;
+    o.zero3_generation = a.zero3_generation;
     setup = train::rlhf_plan_setup(o, dev, a.ranks, config_of);
   }
   setup.zero_stage = a.zero_stage;
@@ -108,6 +111,7 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--ranks", a->ranks, "Data-parallel ranks")->capture_default_str();
   cmd->add_option("--zero_stage", a->zero_stage, "0 | 1 | 2 | 3")
       ->capture_default_str();
+  add_zero3_generation_flag(cmd, a->zero3_generation);
   cmd->add_option("--device", a->device, "cpu | cuda")->capture_default_str();
   cmd->add_option("--per_device_train_batch_size", a->batch,
                   "Per-device batch (0: the workload's default)");

@@ -109,6 +109,7 @@ void add_algorithm(CLI::App& train_cmd, train::PpoAlgorithm algo, const char* he
       ->check(CLI::NonNegativeNumber)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   add_zero_stage_flag(cmd, o.zero_stage);
+  add_zero3_generation_flag(cmd, o.zero3_generation);
   cmd->add_option("--reuse_scoring_forward", o.reuse_scoring_forward,
                   "The first training micro-step of each RL step backpropagates from the "
                   "scoring forward's activations instead of running that forward again (the "

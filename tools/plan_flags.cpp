@@ -20,7 +20,23 @@ bool PlanFlags::check(train::PlanSetup setup, const std::string& batch_flag,
   if (!device_memory.empty()) setup.device_memory = train::parse_bytes(device_memory);
   const train::MemoryPlan plan = train::plan_memory(setup);
   if (dry_run) {
-    if (root) std::fputs(plan.table().c_str(), stdout);
+    if (root) {
+      std::fputs(plan.table().c_str(), stdout);
+      // Stage 3 with a rollout engine: the other --zero3_generation, for comparison.
+      bool engine = false, copy = false;
+      for (const auto& r : setup.roles) {
+        engine = engine || (r.engine_batch > 0 && r.sharded_model);
+        copy = copy || r.generation_copy;
+      }
+      if (engine && setup.zero_stage == 3 && setup.ranks > 1) {
+        train::PlanSetup other = setup;
+        for (auto& r : other.roles) r.generation_copy = r.engine_batch > 0 && !copy;
+        const train::MemoryPlan alt = train::plan_memory(other);
+        std::printf("  with --zero3_generation %s: total %s (%s)\n", copy ? "sharded" : "gathered",
+                    train::format_plan_bytes(alt.total).c_str(),
+                    alt.fits() ? "fits" : "does NOT fit");
+      }
+    }
     return true;
   }
   std::vector<train::PlanVariant> variants;

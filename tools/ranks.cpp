@@ -5,6 +5,7 @@
 
 #include "csrc/error.h"
 #include "csrc/stop_signal.h"
+#include "train/rlhf.h"
 
 namespace beaver::tools {
 
@@ -35,7 +36,20 @@ void add_zero_stage_flag(CLI::App* cmd, int& stage) {
   cmd->add_option("--zero_stage", stage,
                   "Sharding across data-parallel ranks: 0 none, 1 optimizer state, 2 also the "
                   "gradients (reduce-scattered per layer), 3 also the parameters (gathered per "
-                  "layer; train sft, rm and cm)");
+                  "layer for forward, backward and, see --zero3_generation, generation)");
+}
+
+void add_zero3_generation_flag(CLI::App* cmd, train::Zero3Generation& mode) {
+  cmd->add_option_function<std::string>(
+         "--zero3_generation",
+         [&mode](const std::string& v) { mode = train::parse_zero3_generation(v); },
+         "What rollouts generate from at --zero_stage 3: sharded (the sharded actor, every unit "
+         "all-gathered per decode step and dropped again; no full copy of the weights) or "
+         "gathered (a full inference copy of the actor gathered once per rollout: faster "
+         "generation for the whole actor's weights on every rank, which --dry_run shows as "
+         "'generation copy'); no effect below stage 3")
+      ->check(CLI::IsMember({"sharded", "gathered"}))
+      ->default_str(std::string(train::zero3_generation_name(mode)));
 }
 
 }  // namespace beaver::tools

@@ -11,6 +11,10 @@
 
 #include "csrc/comm.h"
 
+namespace beaver::train {
+enum class Zero3Generation;  // train/rlhf.h
+}
+
 namespace beaver::tools {
 
 void run_on_ranks(const std::function<void(Communicator&)>& body);
@@ -21,5 +25,7 @@ void require_one_rank(const std::string& command);
 
 // --zero_stage (DeepSpeed's flag) on a training subcommand.
 void add_zero_stage_flag(CLI::App* cmd, int& stage);
+// --zero3_generation sharded|gathered (the RL trainers and `beaver plan`).
+void add_zero3_generation_flag(CLI::App* cmd, train::Zero3Generation& mode);
 
 }  // namespace beaver::tools

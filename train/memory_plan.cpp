@@ -119,9 +119,10 @@ MemoryPlan plan_memory(const PlanSetup& setup) {
       add("rollout step buffers", em.other);
     }
     add("logits chunks", logits);
-    if (r.engine_batch > 0 && r.sharded_model && stage3) {
+    if (r.engine_batch > 0 && r.sharded_model && stage3 && r.generation_copy) {
       // The rollout generates from a full inference copy of the sharded actor, gathered at the
       // start of each rollout and freed after it (rlhf.cpp, open_generation): its own arenas.
+      // Without the copy the engine decodes on the sharded model: its slots, counted below.
       const auto gm = model::LlamaModel::plan_memory(
           r.config, generation_copy_options(r.options), dev);
       add("generation copy", gm.params + gm.acts + gm.logits,
@@ -134,6 +135,10 @@ MemoryPlan plan_memory(const PlanSetup& setup) {
       scratch = std::max(scratch, size_t(r.options.max_batch * r.config.num_attention_heads *
                                          r.options.max_seq) * sizeof(float));
   }
+  bool sharded_decode = false;  // an engine decodes through a sharded model's slots
+  for (const PlanRole& r : setup.roles)
+    sharded_decode = sharded_decode ||
+                     (r.engine_batch > 0 && r.sharded_model && stage3 && !r.generation_copy);
   if (gathered > 0 || gather > 0)
     plan.items.push_back(PlanItem{"", "communication buffers", gathered + 2 * gather,
                                   cat(setup.zero_stage == 3
@@ -144,6 +149,8 @@ MemoryPlan plan_memory(const PlanSetup& setup) {
                                                               "trained model",
                                       setup.zero_stage == 3 ? " + one unit gradient buffer per "
                                                               "trained model" : "",
+                                      sharded_decode ? "; the actor's slots serve its decode too"
+                                                     : "",
                                       gather > 0 ? " (in part a projection)" : "")});
   else if (R > 1)
     plan.items.push_back(PlanItem{"", "communication buffers", 0,
@@ -236,12 +243,23 @@ void require_fits(const MemoryPlan& plan, const std::vector<PlanVariant>& varian
 
 std::vector<PlanVariant> standard_variants(const PlanSetup& setup, const std::string& batch_flag) {
   std::vector<PlanVariant> out;
-  bool all_sharded = true;
-  for (const PlanRole& r : setup.roles) all_sharded = all_sharded && r.sharded_model;
+  bool all_sharded = true, copy = false;
+  for (const PlanRole& r : setup.roles) {
+    all_sharded = all_sharded && r.sharded_model;
+    copy = copy || r.generation_copy;
+  }
+  // Generation from the sharded actor instead of a gathered copy (slower, no copy).
+  PlanSetup no_copy = setup;
+  for (PlanRole& r : no_copy.roles) r.generation_copy = false;
+  if (copy && setup.zero_stage == 3) out.push_back({"--zero3_generation sharded", no_copy});
   for (int s = setup.zero_stage + 1; s <= (all_sharded ? 3 : 2) && setup.ranks > 1; ++s) {
     PlanSetup v = setup;
     v.zero_stage = s;
     out.push_back({cat("--zero_stage ", s), v});
+    if (s == 3 && copy) {
+      v.roles = no_copy.roles;
+      out.push_back({"--zero_stage 3 --zero3_generation sharded", v});
+    }
   }
   for (int k = 2; k <= 8; k *= 2) {
     PlanSetup v = setup;
@@ -345,6 +363,7 @@ PlanSetup rlhf_plan_setup(const RlhfOptions& o, Device device, int ranks,
   actor.engine_batch = mb;
   actor.engine_prompt = S;
   actor.engine_total = S;
+  actor.generation_copy = o.zero3_generation == Zero3Generation::Gathered;
   s.roles.push_back(actor);
   s.roles.push_back(role("reference model", o.actor_model, model::Head::LM, false, false));
   s.roles.push_back(role("reward model", o.reward_model, model::Head::Score, false, false));

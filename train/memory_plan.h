@@ -17,11 +17,13 @@
 //   logits chunks    the LM head's logits chunk (and its bf16 gradient copy), the engine's
 //                    decode logits
 //   rollout KV cache the generation engine's cache (actor)
-//   generation copy  stage 3, the actor: the full inference copy a rollout generates from
-//                    (gathered at its start, freed at its end; counted as if resident)
+//   generation copy  stage 3 with --zero3_generation gathered, the actor: the full inference
+//                    copy a rollout generates from (gathered at its start, freed at its end;
+//                    counted as if resident). With sharded generation (the default) there is
+//                    none: the engine decodes on the sharded actor through its unit slots
 // and per rank: the communication buffers (sharded models: the unit gradient buffer, and at
-// stage 3 the gathered unit slots, three with prefetch, two with BEAVER_ZERO_PREFETCH=0; none
-// at stages 0-1) and the workspace (the GEMM workspace a CUDA context allocates, and the
+// stage 3 the gathered unit slots, three with prefetch, two with BEAVER_ZERO_PREFETCH=0, which
+// the actor's decode steps use too; none at stages 0-1) and the workspace (the GEMM workspace a CUDA context allocates, and the
 // largest context scratch: the attention backward's per-row statistics).
 //
 // Roles marked sharded_model (every role of train sft, rm, cm and of the RL trainers) are
@@ -61,6 +63,10 @@ struct PlanRole {
   // parameters too at 3; model/param_shards.h): planned from the model's own sharded plan.
   // Otherwise stage 3 is planned as a projection of that design.
   bool sharded_model = false;
+  // The engine role at stage 3 (sharded_model): generation from a full inference copy gathered
+  // per rollout (--zero3_generation gathered), planned as its "generation copy" item; false:
+  // from the sharded model itself (no copy).
+  bool generation_copy = false;
 };
 
 struct PlanSetup {
@@ -110,8 +116,9 @@ struct PlanVariant {
 // Throws beaver::Error when the plan does not fit: the total against the device, the largest
 // item, and those of the variants that fit (the first three).
 void require_fits(const MemoryPlan& plan, const std::vector<PlanVariant>& variants);
-// Variants worth suggesting for a setup: higher implemented zero stages (several ranks),
-// more ranks, recomputation, halved batch and length. `batch_flag` names the batch flag.
+// Variants worth suggesting for a setup: generation from the sharded actor (a setup with a
+// generation copy), higher implemented zero stages (several ranks), more ranks, halved batch
+// and length. `batch_flag` names the batch flag.
 std::vector<PlanVariant> standard_variants(const PlanSetup& setup, const std::string& batch_flag);
 
 // "80GB" (1e9), "141GiB" (2^30), "512MiB", "1e9" (bytes); an Error names the bad value.

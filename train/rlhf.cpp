@@ -53,6 +53,16 @@ std::string_view ppo_algorithm_name(PpoAlgorithm a) {
   return "?";
 }
 
+Zero3Generation parse_zero3_generation(std::string_view s) {
+  if (s == "sharded") return Zero3Generation::Sharded;
+  if (s == "gathered") return Zero3Generation::Gathered;
+  BEAVER_FAIL("--zero3_generation: expected sharded or gathered, got '", s, "'");
+}
+
+std::string_view zero3_generation_name(Zero3Generation g) {
+  return g == Zero3Generation::Sharded ? "sharded" : "gathered";
+}
+
 std::vector<std::pair<std::string, double>> StepStats::metrics() const {
   return {{"lambda", lambda},
           {"episode_cost", episode_cost},
@@ -354,9 +364,9 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
     critic_c_ = load_model(ctx, opts_.cost_critic_model, "cost critic", model::Head::Score, mb, S,
                            true, cfg_.critic_gradient_checkpointing, false, seed + 2,
                            opts_.comm, opts_.zero_stage);
-  // Stage 3: the actor holds only its shard; generation runs on a full copy gathered per
-  // rollout (open_generation). Otherwise the engine serves the actor itself.
-  if (!actor_->params_sharded()) engine_ = std::make_unique<model::InferenceEngine>(*actor_, S);
+  // The engine serves the actor itself (at stage 3 its sharded parameters, unit by unit: a
+  // collective), unless a full copy is gathered per rollout (open_generation).
+  if (!gathered_generation()) engine_ = std::make_unique<model::InferenceEngine>(*actor_, S);
   lagrange_ = std::make_unique<LagrangeMultiplier>(LagrangeMultiplier::options_from(cfg_));
 
   // Optimiser steps of the whole run, for the schedules.
@@ -405,14 +415,18 @@ std::string RlhfTrainer::decode(const std::vector<int32_t>& ids) const {
   return decode_response(*tok_, ids);
 }
 
-// ---- Generation copy (ZeRO stage 3) ------------------------------------------------------------
-// With the actor's parameters sharded, a rollout generates from a full inference copy of the
-// actor (a hybrid engine, as DeepSpeed-Chat's): gathered unit by unit at the start of the
-// rollout (a collective: every rank opens it at the same point), freed with its engine at
-// the end. Its bytes are an item of the memory plan (train/memory_plan.cpp). Without
-// parameter sharding both calls do nothing.
+// ---- Generation copy (ZeRO stage 3, --zero3_generation gathered) -------------------------------
+// With the actor's parameters sharded and gathered generation chosen, a rollout generates from
+// a full inference copy of the actor (a hybrid engine, as DeepSpeed-Chat's): gathered unit by
+// unit at the start of the rollout (a collective: every rank opens it at the same point), freed
+// with its engine at the end. Its bytes are an item of the memory plan
+// (train/memory_plan.cpp). Otherwise both calls do nothing: the engine runs on the actor.
+bool RlhfTrainer::gathered_generation() const {
+  return actor_->params_sharded() && opts_.zero3_generation == Zero3Generation::Gathered;
+}
+
 void RlhfTrainer::open_generation() {
-  if (!actor_->params_sharded() || gen_actor_) return;
+  if (!gathered_generation() || gen_actor_) return;
   const ProfileRange range("rl/gather_actor");
   gen_actor_ = std::make_unique<model::LlamaModel>(*ctx_, actor_->config(),
                                                    generation_copy_options(actor_->options()));
@@ -467,11 +481,9 @@ ScoredRollout RlhfTrainer::rollout(const std::vector<std::vector<int32_t>>& prom
   return rollout_at(prompts, first, P);
 }
 
-ScoredRollout RlhfTrainer::rollout_at(const std::vector<std::vector<int32_t>>& prompts,
-                                      uint64_t first_sequence, int64_t P) {
+model::GenerateOptions RlhfTrainer::rollout_options(int64_t P, uint64_t first_sequence) const {
   model::GenerateOptions go;
   go.sampling = ops::SamplingConfig{float(cfg_.temperature), 0, float(cfg_.top_p)};
-  for (const auto& p : prompts) P = std::max<int64_t>(P, int64_t(p.size()));
   BEAVER_CHECK(P < cfg_.max_length, "rollout: a prompt of ", P,
                " tokens leaves no room for a response within --max_length ", cfg_.max_length);
   go.max_new_tokens = cfg_.max_length - P;
@@ -479,6 +491,19 @@ ScoredRollout RlhfTrainer::rollout_at(const std::vector<std::vector<int32_t>>& p
   go.pad_id = pad_;
   // Each sampled sequence gets its own seed: (run seed, sequence number) never repeats.
   go.seed = uint64_t(cfg_.seed) * 0x9E3779B97F4A7C15ull + first_sequence;
+  return go;
+}
+
+void RlhfTrainer::join_generation(const model::GenerateOptions& go) {
+  if (!engine_->collective()) return;
+  const ProfileRange range("rl/generate");
+  engine_->generate({}, go);
+}
+
+ScoredRollout RlhfTrainer::rollout_at(const std::vector<std::vector<int32_t>>& prompts,
+                                      uint64_t first_sequence, int64_t P) {
+  for (const auto& p : prompts) P = std::max<int64_t>(P, int64_t(p.size()));
+  const model::GenerateOptions go = rollout_options(P, first_sequence);
   const auto gens = [&] {
     const ProfileRange range("rl/generate");
     return engine_->generate(prompts, go);
@@ -550,14 +575,15 @@ std::vector<float> RlhfTrainer::sample_costs(const std::vector<size_t>& indices,
     int64_t P = 0;
     for (size_t j = i; j < gend; ++j) P = std::max<int64_t>(P, int64_t(prompts_[indices[j]].size()));
     const auto [b, e] = rank_slice(i, gend, mb, rank());
+    go.max_new_tokens = cfg_.max_length - P;
+    go.seed = (uint64_t(cfg_.seed) ^ stream) * 0x9E3779B97F4A7C15ull + b;
     if (b >= e) {
+      join_generation(go);             // sharded actor: the others' decode steps gather
       join_sharded_pass(*cm_, false);  // stage 3: the others' scoring is a collective
       continue;
     }
     std::vector<std::vector<int32_t>> part;
     for (size_t j = b; j < e; ++j) part.push_back(prompts_[indices[j]]);
-    go.max_new_tokens = cfg_.max_length - P;
-    go.seed = (uint64_t(cfg_.seed) ^ stream) * 0x9E3779B97F4A7C15ull + b;
     const RolloutBatch r = build_rollout(part, engine_->generate(part, go), eos_, pad_);
     const auto c = rollout_end_scores(*cm_, r);
     for (size_t j = 0; j < c.size(); ++j) global_costs[b + j] = double(c[j]);
@@ -650,7 +676,12 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
                                  lag() ? critic_c_.get() : nullptr})
       if (m) join_sharded_pass(*m, false);
   };
-  open_generation();
+  {
+    Timer tg;  // gathered generation: the copy's gather is generation time
+    open_generation();
+    ctx_->synchronize();
+    st.generation_s += tg.elapsed_s();
+  }
   ScopeExit generation([this] { close_generation(); });
   for (size_t g = 0; g < prompts.size(); g += gmb) {
     const size_t gend = std::min(prompts.size(), g + gmb);
@@ -659,13 +690,15 @@ StepStats RlhfTrainer::step(const std::vector<std::vector<int32_t>>& prompts) {
     const auto [b, e] = rank_slice(g, gend, mb, rank());
     micro_first.push_back(b);
     micro_global.push_back(gend - g);
+    Timer tg;
     if (b >= e) {
+      join_generation(rollout_options(P, first_sequence + b));  // the sharded actor's gathers
+      st.generation_s += tg.elapsed_s();
       micro.emplace_back();  // joins the others' scoring passes below
       continue;
     }
     const std::vector<std::vector<int32_t>> part(prompts.begin() + long(b),
                                                  prompts.begin() + long(e));
-    Timer tg;
     micro.push_back(rollout_at(part, first_sequence + b, P));
     ctx_->synchronize();
     st.generation_s += tg.elapsed_s();
@@ -990,7 +1023,11 @@ void RlhfTrainer::train() {
   if (root()) log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", prompts_.size(),
            " distinct prompts (repeated texts dropped), ", total, " RL steps of ", Pb, " prompts",
            ranks() > 1 ? cat(" (", ranks(), " ranks x ", cfg_.per_device_prompt_batch_size,
-                             ", zero stage ", opts_.zero_stage, ")")
+                             ", zero stage ", opts_.zero_stage,
+                             actor_->params_sharded()
+                                 ? cat(", generation ", zero3_generation_name(opts_.zero3_generation))
+                                 : std::string(),
+                             ")")
                        : "",
            impl_->ptx.empty() ? "" : cat(", PTX on ",
            impl_->ptx.size(), " SFT examples"), resumed ? cat(", resumed at step ", global_step_) : "");

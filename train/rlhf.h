@@ -61,6 +61,19 @@ std::string_view ppo_algorithm_name(PpoAlgorithm a);
 // The micro-batch every model of the RL stage is built for (generation, scoring, training).
 int64_t rlhf_micro_batch(const PpoConfig& c);
 
+// --zero3_generation: what a rollout generates from when the actor's parameters are sharded
+// (ZeRO stage 3 on several ranks).
+//   sharded   the sharded actor itself, unit by unit: each decode step all-gathers every unit
+//             (the next one prefetched) and drops it again; no full copy of the parameters
+//             ever exists (the reference's ZeRO-3 generation, HF generate with synced_gpus);
+//   gathered  a full inference copy of the actor gathered once per rollout and freed after it
+//             (a hybrid engine, as DeepSpeed-Chat's): one gather per rollout instead of one per
+//             decode step per unit, for the copy's memory (the whole actor in the work dtype).
+enum class Zero3Generation { Sharded, Gathered };
+// "sharded" | "gathered" and back; anything else is an Error naming the value and the flag.
+Zero3Generation parse_zero3_generation(std::string_view s);
+std::string_view zero3_generation_name(Zero3Generation g);
+
 struct RlhfOptions {
   PpoAlgorithm algorithm = PpoAlgorithm::PpoLag;
   PpoConfig ppo{};
@@ -92,9 +105,10 @@ struct RlhfOptions {
   // ranks (the Optimizer's comm path), λ's window takes every rank's costs. zero_stage
   // (train/zero.h): 1 shards the optimizer state, 2 also the gradients (each model's backward
   // reduce-scatters unit by unit), 3 also the parameters of all six roles (every forward and
-  // backward gathers unit by unit; generation from a full actor copy per rollout).
+  // backward gathers unit by unit; generation as zero3_generation says).
   Communicator* comm = nullptr;
   int zero_stage = 0;
+  Zero3Generation zero3_generation = Zero3Generation::Sharded;
   // --prompt_batch_size: the global prompt batch; 0: per_device_prompt_batch_size x ranks.
   // One that does not divide by the rank count is an Error at start.
   int64_t prompt_batch_size = 0;
@@ -243,10 +257,18 @@ class RlhfTrainer {
   // get room up to --max_length after a prompt of `prompt_width` tokens (>= the longest).
   ScoredRollout rollout_at(const std::vector<std::vector<int32_t>>& prompts,
                            uint64_t first_sequence, int64_t prompt_width);
-  // ZeRO stage 3: the full inference copy of the sharded actor for one rollout (gathered,
-  // with its engine) and its release; no-ops without parameter sharding.
+  // ZeRO stage 3 with --zero3_generation gathered: the full inference copy of the sharded
+  // actor for one rollout (gathered, with its engine) and its release; no-ops otherwise (the
+  // engine then serves the actor itself, sharded or not).
+  bool gathered_generation() const;
   void open_generation();
   void close_generation();
+  // The generation options of a rollout micro-batch whose longest prompt (over all ranks) has
+  // P tokens and whose first row is sequence `first_sequence` of the run.
+  model::GenerateOptions rollout_options(int64_t P, uint64_t first_sequence) const;
+  // A rank whose slice of a global micro-batch is empty: joins the others' generation when it is
+  // a collective (the sharded actor); nothing otherwise.
+  void join_generation(const model::GenerateOptions& go);
   int ranks() const;
   int rank() const;
   bool root() const { return rank() == 0; }
@@ -270,7 +292,7 @@ class RlhfTrainer {
   std::unique_ptr<model::Tokenizer> tok_;
   int32_t eos_ = 2, pad_ = 0;
   std::unique_ptr<model::LlamaModel> actor_, ref_, rm_, cm_, critic_r_, critic_c_;
-  std::unique_ptr<model::LlamaModel> gen_actor_;  // stage 3: the rollout's full actor copy
+  std::unique_ptr<model::LlamaModel> gen_actor_;  // gathered generation: the full actor copy
   std::unique_ptr<model::InferenceEngine> engine_;  // over the actor, or over gen_actor_
   std::unique_ptr<LagrangeMultiplier> lagrange_;
   std::vector<std::vector<int32_t>> prompts_;
@@ -290,8 +312,9 @@ class RlhfTrainer {
 std::vector<plot::Panel> rl_curve_panels(PpoAlgorithm algorithm, const std::string& metrics_jsonl,
                                          double threshold);
 
-// The options of the actor's full inference copy under ZeRO stage 3 (what a rollout
-// generates from): an LM head, the actor's batch and length, no gradients, no sharding.
+// The options of the actor's full inference copy under ZeRO stage 3 with --zero3_generation
+// gathered (what a rollout then generates from): an LM head, the actor's batch and length, no
+// gradients, no sharding.
 model::LlamaOptions generation_copy_options(const model::LlamaOptions& actor);
 
 void check_same_vocabulary(const std::string& actor_dir, const std::string& other_dir,
