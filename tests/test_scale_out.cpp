@@ -46,9 +46,12 @@ std::string self_dir() { return fs::read_symlink("/proc/self/exe").parent_path()
 
 bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }
 
+// Under `timeout`: ranks out of step wait forever in a collective, which must fail the test
+// rather than hang it (each run here takes seconds).
 std::string mpirun(int n) {
-  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
-         "OMP_WAIT_POLICY=passive mpirun --oversubscribe -np " + std::to_string(n) + " ";
+  return "timeout 300 env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+         "OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive mpirun --oversubscribe -np " +
+         std::to_string(n) + " ";
 }
 
 int run(const std::string& cmd) {
