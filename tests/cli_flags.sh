@@ -50,7 +50,17 @@ expect 1 'largest item is sft activations .*would fit with `--max_length' "${sft
 expect 0 'cost critic +Adam moments' train ppo-lag --actor_model_name_or_path "$golden" \
   --reward_model_name_or_path "$golden" --cost_model_name_or_path "$golden" \
   --train_datasets "$out/sft.json" --output_dir "$out/ppo" --dry_run
-expect 0 'actor +generation copy' plan --ranks 8 --zero_stage 3 --device_memory 80GB
+# Stage-3 generation: auto takes the gathered copy where the plan fits with it (141 GB), else
+# generates from the sharded actor (80 GB); an explicit mode is planned as given.
+expect 0 'auto: sharded .*does not fit' plan --ranks 8 --zero_stage 3 --device_memory 80GB
+refute 'generation copy  '
+expect 0 'with --zero3_generation gathered: total 88' plan --ranks 8 --zero_stage 3 \
+  --device_memory 80GB
+expect 0 'actor +generation copy' plan --ranks 8 --zero_stage 3 --device_memory 141GB
+expect 0 'auto: gathered .*it fits' plan --ranks 8 --zero_stage 3 --device_memory 141GB
+expect 0 'actor +generation copy' plan --ranks 8 --zero_stage 3 --device_memory 80GB \
+  --zero3_generation gathered
+expect 2 'zero3_generation.*not in' plan --zero3_generation copy
 expect 1 'device_memory.*not a positive size' plan --device_memory 12XB
 
 cli_finish "all command-line checks passed"

@@ -3,7 +3,12 @@
 // inference, tied embeddings), the plan's weights, gradients, activations + logits chunks
 // equal the sizes of the model's arenas; the Adam moments equal the Optimizer's m and v at
 // each zero stage's shard; the rollout KV cache and step buffers equal the engine's arena.
-// A run that does not fit is refused naming its largest item and a flag change that fits.
+// Sharded models (stages 2 and 3, every rank of 2 and 3) and PPO-Lagrangian's six roles at
+// stage 3 in both --zero3_generation modes (gathered: the generation copy and its engine;
+// sharded: the engine on the sharded actor, no copy) allocate what the plan says.
+// A run that does not fit is refused naming its largest item and a flag change that fits (a
+// gathered copy that does not fit: `--zero3_generation sharded`); auto picks gathered only when
+// it fits.
 #include <gtest/gtest.h>
 
 #include <span>
@@ -323,9 +328,9 @@ TEST(MemoryPlan, RlStageThreeIsTheShardedModelsTheTrainerBuilds) {
 }
 
 TEST(MemoryPlan, GatheredGenerationThatDoesNotFitNamesShardedGeneration) {
-  // 70B-sized generation copies aside, the same at CI size: a stage-3 PPO-Lag plan with the
-  // gathered copy, held against a device between the two totals, is refused naming
-  // `--zero3_generation sharded`, and the sharded plan fits.
+  // What happens to a 70B copy at CI size: a stage-3 PPO-Lag plan with the gathered copy, held
+  // against a device between the two totals, is refused naming `--zero3_generation sharded`,
+  // the sharded plan fits, and auto picks whichever fits (gathered first).
   const model::LlamaConfig cfg = model::checkpoint_config(golden_dir("gqa"));
   RlhfOptions o;
   o.algorithm = PpoAlgorithm::PpoLag;
@@ -354,6 +359,37 @@ TEST(MemoryPlan, GatheredGenerationThatDoesNotFitNamesShardedGeneration) {
     const std::string msg = e.what();
     EXPECT_NE(msg.find("`--zero3_generation sharded`"), std::string::npos) << msg;
   }
+  // --zero3_generation auto: gathered while the plan with the copy fits, else sharded; the
+  // explicit modes stay as given; below stage 3 or on one rank no copy either way.
+  RlhfOptions a = o;
+  a.zero3_generation = Zero3Generation::Auto;
+  std::string why;
+  EXPECT_EQ(resolve_zero3_generation(a, Device::CPU, 4, g, &why, nullptr, config_of),
+            Zero3Generation::Gathered);
+  EXPECT_NE(why.find("auto: gathered"), std::string::npos) << why;
+  EXPECT_EQ(resolve_zero3_generation(a, Device::CPU, 4, g - 1, &why, nullptr, config_of),
+            Zero3Generation::Sharded);
+  EXPECT_NE(why.find("auto: sharded"), std::string::npos) << why;
+  EXPECT_EQ(resolve_zero3_generation(a, Device::CPU, 4, sh / 2, nullptr, nullptr, config_of),
+            Zero3Generation::Sharded);
+  for (const Zero3Generation m : {Zero3Generation::Sharded, Zero3Generation::Gathered}) {
+    RlhfOptions e = o;
+    e.zero3_generation = m;
+    EXPECT_EQ(resolve_zero3_generation(e, Device::CPU, 4, 1, nullptr, nullptr, config_of), m);
+  }
+  RlhfOptions low = a;
+  low.zero_stage = 2;
+  EXPECT_EQ(resolve_zero3_generation(low, Device::CPU, 4, size_t(1) << 40, nullptr, nullptr,
+                                     config_of),
+            Zero3Generation::Sharded);
+  EXPECT_EQ(resolve_zero3_generation(a, Device::CPU, 1, size_t(1) << 40, nullptr, nullptr,
+                                     config_of),
+            Zero3Generation::Sharded);
+  // The plan of an auto setup is that of the mode it resolves to.
+  EXPECT_EQ(items_of(plan_memory(rlhf_plan_setup(a, Device::CPU, 4, config_of)), "actor")
+                .count("generation copy"),
+            1u);
+
   // At stage 2 the suggestion is stage 3 with sharded generation (the copy would not fit).
   PlanSetup stage2 = gathered;
   stage2.zero_stage = 2;

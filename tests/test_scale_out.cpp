@@ -16,13 +16,13 @@
 //     is refused;
 //   - the MPI communicator's asynchronous all-gather gives the blocking one's result;
 //   - PPO-Lagrangian at ZeRO stages 0-3 on 2 and 3 ranks (stage 3: all six roles sharded,
-//     generation from the sharded actor unit by unit, the default) gives the actor and both
+//     generation from the sharded actor unit by unit) gives the actor and both
 //     critics of one rank within 1e-5 over a whole epoch whose last step leaves ranks without
 //     rows (they join the others' decode steps), with one λ on every rank; stage 3 generating
 //     from a gathered full actor copy (--zero3_generation gathered) gives bitwise the models of
 //     sharded generation; stage 3 with the prefetched gathers gives bitwise the blocking
-//     path's models; a run on 2 ranks at stage 2 resumed on 3 ranks at stage 3 ends where the
-//     one-rank run does.
+//     path's models; a run on 2 ranks at stage 2 resumed on 3 ranks at stage 3 (auto
+//     generation, which picks the gathered copy here) ends where the one-rank run does.
 // Skips when mpirun is missing. As root, mpirun needs OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM).
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -355,7 +355,9 @@ TEST_F(ScaleOut, PpoLagZeroStagesMatchOneRank) {
   for (const Case c : {Case{2, 0}, Case{2, 1}, Case{2, 2}, Case{2, 3}, Case{3, 0}, Case{3, 1},
                        Case{3, 2}, Case{3, 3}}) {
     const std::string out = "pz" + std::to_string(c.ranks) + "s" + std::to_string(c.zero);
-    ASSERT_EQ(ppo_lag(c.ranks, out, "--zero_stage " + std::to_string(c.zero)), 0)
+    ASSERT_EQ(ppo_lag(c.ranks, out, "--zero_stage " + std::to_string(c.zero) +
+                                        (c.zero == 3 ? " --zero3_generation sharded" : "")),
+              0)
         << read(out + ".log");
     const std::string what = std::to_string(c.ranks) + " ranks, stage " + std::to_string(c.zero);
     EXPECT_LE(max_diff("pz1", out), kTol) << what;
@@ -400,6 +402,9 @@ TEST_F(ScaleOut, PpoLagResumeStageTwoOntoStageThree) {
   ASSERT_EQ(ppo_lag(3, "pr23", "--max_steps 3 --save_interval 2 --zero_stage 3 --resume"), 0)
       << read("pr23.log");
   EXPECT_NE(read("pr23.log").find("resumed from"), std::string::npos);
+  // --zero3_generation auto: the tiny run's copy fits the host's memory, so gathered.
+  EXPECT_NE(read("pr23.log").find("--zero3_generation auto: gathered"), std::string::npos)
+      << read("pr23.log");
   EXPECT_LE(max_diff("pr1", "pr23"), kTol);
   for (const char* role : {"reward_critic", "cost_critic"})
     EXPECT_LE(max_diff_role("pr1", "pr23", role, 3), kTol) << role;
@@ -407,12 +412,13 @@ TEST_F(ScaleOut, PpoLagResumeStageTwoOntoStageThree) {
 }
 
 // Stage 3 with the next unit's gather prefetched (the default) and with blocking gathers
-// (BEAVER_ZERO_PREFETCH=0): the same bits for the actor and both critics.
+// (BEAVER_ZERO_PREFETCH=0), generating from the sharded actor (whose decode steps gather
+// through the same slots): the same bits for the actor and both critics.
 TEST_F(ScaleOut, PpoLagStageThreePrefetchIsBitwiseTheBlockingPath) {
-  ASSERT_EQ(ppo_lag(2, "pf_on", "--max_steps 2 --zero_stage 3 --save_interval 2"), 0)
-      << read("pf_on.log");
-  ASSERT_EQ(ppo_lag(2, "pf_off", "--max_steps 2 --zero_stage 3 --save_interval 2", 6,
-                    "BEAVER_ZERO_PREFETCH=0 "), 0) << read("pf_off.log");
+  const std::string flags = "--max_steps 2 --zero_stage 3 --zero3_generation sharded "
+                            "--save_interval 2";
+  ASSERT_EQ(ppo_lag(2, "pf_on", flags), 0) << read("pf_on.log");
+  ASSERT_EQ(ppo_lag(2, "pf_off", flags, 6, "BEAVER_ZERO_PREFETCH=0 "), 0) << read("pf_off.log");
   EXPECT_NE(read("pf_on.log").find("prefetching the next unit"), std::string::npos)
       << read("pf_on.log");
   EXPECT_EQ(read("pf_off.log").find("prefetching the next unit"), std::string::npos);

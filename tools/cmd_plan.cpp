@@ -46,7 +46,7 @@ struct PlanArgs {
   int ranks = 1, zero_stage = 0;
   int64_t batch = 0, prompt_batch = 0, max_length = 0;
   std::string recompute = "default";
-  train::Zero3Generation zero3_generation = train::Zero3Generation::Sharded;
+  train::Zero3Generation zero3_generation = train::Zero3Generation::Auto;
   PlanFlags flags;
 };
 
@@ -58,6 +58,7 @@ void run_plan(const PlanArgs& a) {
                "--recompute: expected default, on or off, got '", a.recompute, "'");
   const Device dev = a.device == "cuda" ? Device::CUDA : Device::CPU;
   train::PlanSetup setup;
+  std::string why;  // what --zero3_generation auto chose
   const std::string& w = a.workload;
   if (w == "sft" || w == "rm" || w == "cm") {
     train::StageArgs s;  // the defaults of `beaver train <stage>`
@@ -84,7 +85,10 @@ void run_plan(const PlanArgs& a) {
     o.actor_model = a.model;
     o.reward_model = a.reward_model.empty() ? a.model : a.reward_model;
     o.cost_model = a.cost_model.empty() ? a.model : a.cost_model;
+    o.zero_stage = a.zero_stage;
     o.zero3_generation = a.zero3_generation;
+    o.zero3_generation = train::resolve_zero3_generation(o, dev, a.ranks, a.flags.device_bytes(),
+                                                         &why, nullptr, config_of);
     setup = train::rlhf_plan_setup(o, dev, a.ranks, config_of);
   }
   setup.zero_stage = a.zero_stage;
@@ -93,6 +97,7 @@ void run_plan(const PlanArgs& a) {
   PlanFlags show = a.flags;
   show.dry_run = true;
   show.check(setup, "", "", true);
+  if (!why.empty()) std::printf("  %s\n", why.c_str());
 }
 
 }  // namespace

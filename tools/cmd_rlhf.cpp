@@ -9,6 +9,7 @@
 
 #include "csrc/context.h"
 #include "csrc/error.h"
+#include "csrc/log.h"
 #include "csrc/stop_signal.h"
 #include "tools/commands.h"
 #include "tools/nonfinite_flags.h"
@@ -48,8 +49,13 @@ void run_rlhf(RlhfArgs& a, Communicator& comm) {
   a.opts.nonfinite = a.nonfinite.resolve();
   BEAVER_CHECK(a.device == "cpu" || a.device == "cuda", "--device: expected cpu or cuda, got '",
                a.device, "'");
-  const train::PlanSetup plan = train::rlhf_plan_setup(
-      a.opts, a.device == "cuda" ? Device::CUDA : Device::CPU, comm.size());
+  const Device device = a.device == "cuda" ? Device::CUDA : Device::CPU;
+  std::string why;
+  a.opts.zero3_generation = train::resolve_zero3_generation(
+      a.opts, device, comm.size(), a.plan.device_bytes(), &why, &comm);
+  if (comm.is_root() && !why.empty())
+    log_info("train ", train::ppo_algorithm_name(a.opts.algorithm), ": ", why);
+  const train::PlanSetup plan = train::rlhf_plan_setup(a.opts, device, comm.size());
   if (a.plan.check(plan, "--per_device_train_batch_size",
                    "--actor_gradient_checkpointing true --critic_gradient_checkpointing true",
                    comm.is_root()))

@@ -15,6 +15,8 @@ struct PlanFlags {
   std::string device_memory;  // empty: the detected size
 
   void add(CLI::App& cmd, bool with_dry_run = true);
+  // --device_memory in bytes (0: not given, the detected size).
+  size_t device_bytes() const { return device_memory.empty() ? 0 : train::parse_bytes(device_memory); }
   // Plans `setup` (device memory from the flag); prints the table under --dry_run (on the
   // root rank) and returns true: the caller stops. Otherwise throws when the run does not fit
   // (batch_flag / recompute_flag name the flags the suggestions may change; "" = none) and

@@ -44,11 +44,12 @@ void add_zero3_generation_flag(CLI::App* cmd, train::Zero3Generation& mode) {
          "--zero3_generation",
          [&mode](const std::string& v) { mode = train::parse_zero3_generation(v); },
          "What rollouts generate from at --zero_stage 3: sharded (the sharded actor, every unit "
-         "all-gathered per decode step and dropped again; no full copy of the weights) or "
+         "all-gathered per decode step and dropped again; no full copy of the weights), "
          "gathered (a full inference copy of the actor gathered once per rollout: faster "
          "generation for the whole actor's weights on every rank, which --dry_run shows as "
-         "'generation copy'); no effect below stage 3")
-      ->check(CLI::IsMember({"sharded", "gathered"}))
+         "'generation copy') or auto (gathered when the memory plan fits with the copy, else "
+         "sharded; the log says which); the same tokens either way; no effect below stage 3")
+      ->check(CLI::IsMember({"auto", "sharded", "gathered"}))
       ->default_str(std::string(train::zero3_generation_name(mode)));
 }
 

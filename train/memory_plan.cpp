@@ -363,7 +363,8 @@ PlanSetup rlhf_plan_setup(const RlhfOptions& o, Device device, int ranks,
   actor.engine_batch = mb;
   actor.engine_prompt = S;
   actor.engine_total = S;
-  actor.generation_copy = o.zero3_generation == Zero3Generation::Gathered;
+  actor.generation_copy = resolve_zero3_generation(o, device, ranks, 0, nullptr, nullptr,
+                                                   config_of) == Zero3Generation::Gathered;
   s.roles.push_back(actor);
   s.roles.push_back(role("reference model", o.actor_model, model::Head::LM, false, false));
   s.roles.push_back(role("reward model", o.reward_model, model::Head::Score, false, false));
@@ -377,6 +378,28 @@ PlanSetup rlhf_plan_setup(const RlhfOptions& o, Device device, int ranks,
                            o.cost_critic_model.empty() ? o.cost_model : o.cost_critic_model,
                            model::Head::Score, true, c.critic_gradient_checkpointing));
   return s;
+}
+
+Zero3Generation resolve_zero3_generation(const RlhfOptions& o, Device device, int ranks,
+                                         size_t device_memory, std::string* why,
+                                         Communicator* agree, const ConfigOf& config_of) {
+  if (o.zero3_generation != Zero3Generation::Auto) return o.zero3_generation;
+  if (o.zero_stage < 3 || ranks < 2) return Zero3Generation::Sharded;  // the engine on the actor
+  RlhfOptions g = o;
+  g.zero3_generation = Zero3Generation::Gathered;
+  PlanSetup s = rlhf_plan_setup(g, device, ranks, config_of);
+  s.device_memory = device_memory;
+  const MemoryPlan p = plan_memory(s);
+  bool fits = p.fits();
+  if (agree && agree->distributed()) fits = agree->all_true(fits);
+  if (why)
+    *why = cat("--zero3_generation auto: ", fits ? "gathered" : "sharded", " (the plan with the "
+               "actor's full generation copy needs ", format_plan_bytes(p.total + p.headroom),
+               " per rank of ", format_plan_bytes(p.device_memory),
+               fits ? ": it fits, one gather per rollout instead of one per decode step per unit"
+                    : ": it does not fit, the rollouts generate from the sharded actor unit by "
+                      "unit", ")");
+  return fits ? Zero3Generation::Gathered : Zero3Generation::Sharded;
 }
 
 }  // namespace beaver::train

@@ -42,6 +42,7 @@
 #include <string>
 #include <vector>
 
+#include "csrc/comm.h"
 #include "csrc/tensor.h"
 #include "model/config.h"
 #include "model/llama.h"
@@ -107,6 +108,18 @@ PlanSetup stage_plan_setup(const StageArgs& args, Device device, int ranks,
                            const ConfigOf& config_of = {});
 PlanSetup rlhf_plan_setup(const RlhfOptions& opts, Device device, int ranks,
                           const ConfigOf& config_of = {});
+
+// --zero3_generation auto, resolved (o.zero3_generation itself when it is not auto): gathered
+// when the run's plan with the actor's full generation copy fits device_memory (0: detected),
+// else sharded; sharded below stage 3 or on one rank (no copy either way). With `agree` (the
+// run's ranks; a collective) gathered only when it fits on every rank, so that all ranks
+// generate the same way. `why` (when given, at stage 3 on several ranks) gets one line naming
+// the choice and the copy's plan against the device.
+enum class Zero3Generation;
+Zero3Generation resolve_zero3_generation(const RlhfOptions& o, Device device, int ranks,
+                                         size_t device_memory, std::string* why = nullptr,
+                                         Communicator* agree = nullptr,
+                                         const ConfigOf& config_of = {});
 
 // A flag change and the plan it gives, for the refusal message.
 struct PlanVariant {

@@ -26,6 +26,7 @@
 #include "train/metrics.h"
 #include "train/batching.h"
 #include "train/checkpoint_dir.h"
+#include "train/memory_plan.h"
 #include "train/distributed.h"
 #include "train/optimizer.h"
 #include "train/plot.h"
@@ -54,13 +55,19 @@ std::string_view ppo_algorithm_name(PpoAlgorithm a) {
 }
 
 Zero3Generation parse_zero3_generation(std::string_view s) {
+  if (s == "auto") return Zero3Generation::Auto;
   if (s == "sharded") return Zero3Generation::Sharded;
   if (s == "gathered") return Zero3Generation::Gathered;
-  BEAVER_FAIL("--zero3_generation: expected sharded or gathered, got '", s, "'");
+  BEAVER_FAIL("--zero3_generation: expected auto, sharded or gathered, got '", s, "'");
 }
 
 std::string_view zero3_generation_name(Zero3Generation g) {
-  return g == Zero3Generation::Sharded ? "sharded" : "gathered";
+  switch (g) {
+    case Zero3Generation::Auto: return "auto";
+    case Zero3Generation::Sharded: return "sharded";
+    case Zero3Generation::Gathered: return "gathered";
+  }
+  return "?";
 }
 
 std::vector<std::pair<std::string, double>> StepStats::metrics() const {
@@ -342,6 +349,14 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   if (!opts_.ptx_datasets.empty())
     ptx = load_sft_mixture(opts_.ptx_datasets, uint64_t(cfg_.seed), {opts_.bad_records});
   BEAVER_CHECK(opts_.ptx_datasets.empty() || !ptx.empty(), "train: the PTX set is empty");
+
+  // What stage-3 rollouts generate from (the same on every rank).
+  if (opts_.zero3_generation == Zero3Generation::Auto) {
+    std::string why;
+    opts_.zero3_generation =
+        resolve_zero3_generation(opts_, ctx.device(), ranks(), 0, &why, opts_.comm);
+    if (root() && !why.empty()) log_info("train ", ppo_algorithm_name(opts_.algorithm), ": ", why);
+  }
 
   // Six models. Micro-batches bound every batch (generation, scoring, training, PTX).
   const int64_t mb = rlhf_micro_batch(cfg_);

@@ -68,9 +68,11 @@ int64_t rlhf_micro_batch(const PpoConfig& c);
 //             ever exists (the reference's ZeRO-3 generation, HF generate with synced_gpus);
 //   gathered  a full inference copy of the actor gathered once per rollout and freed after it
 //             (a hybrid engine, as DeepSpeed-Chat's): one gather per rollout instead of one per
-//             decode step per unit, for the copy's memory (the whole actor in the work dtype).
-enum class Zero3Generation { Sharded, Gathered };
-// "sharded" | "gathered" and back; anything else is an Error naming the value and the flag.
+//             decode step per unit, for the copy's memory (the whole actor in the work dtype);
+//   auto      gathered when the run's memory plan fits with the copy, else sharded
+//             (resolve_zero3_generation, train/memory_plan.h). Both give the same tokens.
+enum class Zero3Generation { Auto, Sharded, Gathered };
+// "auto" | "sharded" | "gathered" and back; anything else is an Error naming the value.
 Zero3Generation parse_zero3_generation(std::string_view s);
 std::string_view zero3_generation_name(Zero3Generation g);
 
@@ -108,7 +110,7 @@ struct RlhfOptions {
   // backward gathers unit by unit; generation as zero3_generation says).
   Communicator* comm = nullptr;
   int zero_stage = 0;
-  Zero3Generation zero3_generation = Zero3Generation::Sharded;
+  Zero3Generation zero3_generation = Zero3Generation::Auto;  // resolved at construction
   // --prompt_batch_size: the global prompt batch; 0: per_device_prompt_batch_size x ranks.
   // One that does not divide by the rank count is an Error at start.
   int64_t prompt_batch_size = 0;
