@@ -137,8 +137,10 @@ struct StepStats {
   double actor_lr = 0, critic_lr = 0;
   int64_t skipped_steps = 0;  // optimizer steps dropped for non-finite values, whole run
   double actor_grad_norm = 0;           // mean over micro-steps, before clipping
-  // Time split and throughput: generated tokens per second for generation; rollout tokens
-  // (prompt + response) per second through the scoring passes and through training.
+  // Time split and throughput: generated tokens per second for generation (its time includes
+  // gathering the actor's copy under --zero3_generation gathered, and a rank's join steps when
+  // it generates from the sharded actor); rollout tokens (prompt + response) per second through
+  // the scoring passes and through training.
   double generation_s = 0, scoring_s = 0, training_s = 0;
   double generation_tokens_per_s = 0, scoring_tokens_per_s = 0, training_tokens_per_s = 0;
 
