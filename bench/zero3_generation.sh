@@ -31,19 +31,8 @@ ppo() {  # ppo OUT MODE: prints the mean generation_s per RL step
   grep -oE '"generation_s": *[0-9.eE+-]+' "$work/$out/metrics.jsonl" |
     awk -F: '{ s += $2; n++ } END { printf "%.4f\n", s / n }'
 }
+sharded() { ppo "$1" sharded; }
+gathered() { ppo "$1" gathered; }
 echo "stage-3 PPO-Lagrangian on 2 ranks x 1 thread, 8 prompts per RL step, max_length 128," \
   "$steps steps; generation seconds per RL step:"
-sh=() ga=()
-for round in 1 2; do
-  load=$(cut -d' ' -f1-3 /proc/loadavg)
-  sh+=("$(ppo sharded$round sharded)")
-  echo "  sharded : ${sh[-1]} s (load average before: $load)"
-  load=$(cut -d' ' -f1-3 /proc/loadavg)
-  ga+=("$(ppo gathered$round gathered)")
-  echo "  gathered: ${ga[-1]} s (load average before: $load)"
-done
-cmp -s "$work/sharded1/model.safetensors" "$work/gathered1/model.safetensors" &&
-  echo "  final actors of sharded and gathered generation: identical bytes" ||
-  { echo "zero3_generation: the actors of the two modes differ" >&2; exit 1; }
-awk -v a="${sh[0]}" -v b="${sh[1]}" -v c="${ga[0]}" -v d="${ga[1]}" \
-  'BEGIN { printf "  ratio sharded / gathered (means of two runs each): %.2f\n", (a + b) / (c + d) }'
+side_by_side sharded sharded gathered gathered s

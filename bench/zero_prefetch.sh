@@ -19,18 +19,7 @@ sft() {  # sft OUT PREFETCH(0|1)
     { cat "$work/$out.log" >&2; exit 1; }
   tokens_per_s "$work/$out.log"
 }
+on() { sft "$1" 1; }
+off() { sft "$1" 0; }
 echo "stage-3 SFT on 2 ranks x 1 thread, global batch 8 x 128 tokens, $steps steps:"
-on=() off=()
-for round in 1 2; do
-  load=$(cut -d' ' -f1-3 /proc/loadavg)
-  on+=("$(sft on$round 1)")
-  echo "  prefetch on : ${on[-1]} tokens/s (load average before: $load)"
-  load=$(cut -d' ' -f1-3 /proc/loadavg)
-  off+=("$(sft off$round 0)")
-  echo "  prefetch off: ${off[-1]} tokens/s (load average before: $load)"
-done
-cmp -s "$work/on1/model.safetensors" "$work/off1/model.safetensors" &&
-  echo "  final models of prefetch on and off: identical bytes" ||
-  { echo "zero_prefetch: the models with and without prefetch differ" >&2; exit 1; }
-awk -v a="${on[0]}" -v b="${on[1]}" -v c="${off[0]}" -v d="${off[1]}" \
-  'BEGIN { printf "  ratio prefetch / blocking (means of two runs each): %.2f\n", (a + b) / (c + d) }'
+side_by_side "prefetch on" on "prefetch off" off tokens/s

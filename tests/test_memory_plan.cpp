@@ -247,6 +247,20 @@ TEST(MemoryPlan, StageSetupIsTheModelTheStageBuilds) {
   EXPECT_EQ(s.roles[0].options.max_seq, s.roles[0].config.max_position_embeddings);
 }
 
+// PPO-Lagrangian at stage 3 (its models' paths unused: the configs are given), max_length S,
+// per-device prompt and training batch `batch`.
+RlhfOptions stage3_ppo_lag(int64_t S, int64_t batch, Zero3Generation mode) {
+  RlhfOptions o;
+  o.algorithm = PpoAlgorithm::PpoLag;
+  o.actor_model = o.reward_model = o.cost_model = "unused";
+  o.ppo.max_length = S;
+  o.ppo.per_device_prompt_batch_size = batch;
+  o.ppo.per_device_train_batch_size = batch;
+  o.zero_stage = 3;
+  o.zero3_generation = mode;
+  return o;
+}
+
 TEST(MemoryPlan, RlStageThreeIsTheShardedModelsTheTrainerBuilds) {
   // PPO-Lagrangian at stage 3 on 3 ranks, both --zero3_generation modes: every role's items are
   // what the model RlhfTrainer builds (the run's zero stage, the communicator) allocates on
@@ -258,14 +272,7 @@ TEST(MemoryPlan, RlStageThreeIsTheShardedModelsTheTrainerBuilds) {
   const model::LlamaConfig cfg = model::checkpoint_config(golden_dir("gqa"));
   for (const Zero3Generation mode : {Zero3Generation::Sharded, Zero3Generation::Gathered}) {
     const std::string how(zero3_generation_name(mode));
-    RlhfOptions o;
-    o.algorithm = PpoAlgorithm::PpoLag;
-    o.actor_model = o.reward_model = o.cost_model = "unused";
-    o.ppo.max_length = 16;
-    o.ppo.per_device_prompt_batch_size = 2;
-    o.ppo.per_device_train_batch_size = 2;
-    o.zero_stage = 3;
-    o.zero3_generation = mode;
+    const RlhfOptions o = stage3_ppo_lag(16, 2, mode);
     PlanSetup s = rlhf_plan_setup(o, Device::CPU, 3, [&](const std::string&) { return cfg; });
     s.device_memory = size_t(1) << 40;
     ASSERT_EQ(s.roles.size(), 6u);
@@ -332,14 +339,7 @@ TEST(MemoryPlan, GatheredGenerationThatDoesNotFitNamesShardedGeneration) {
   // against a device between the two totals, is refused naming `--zero3_generation sharded`,
   // the sharded plan fits, and auto picks whichever fits (gathered first).
   const model::LlamaConfig cfg = model::checkpoint_config(golden_dir("gqa"));
-  RlhfOptions o;
-  o.algorithm = PpoAlgorithm::PpoLag;
-  o.actor_model = o.reward_model = o.cost_model = "unused";
-  o.ppo.max_length = 64;
-  o.ppo.per_device_prompt_batch_size = 4;
-  o.ppo.per_device_train_batch_size = 4;
-  o.zero_stage = 3;
-  o.zero3_generation = Zero3Generation::Gathered;
+  RlhfOptions o = stage3_ppo_lag(64, 4, Zero3Generation::Gathered);
   const auto config_of = [&](const std::string&) { return cfg; };
   PlanSetup gathered = rlhf_plan_setup(o, Device::CPU, 4, config_of);
   o.zero3_generation = Zero3Generation::Sharded;
