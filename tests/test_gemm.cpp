@@ -95,6 +95,58 @@ TEST(Gemm, ThreadSlabsOfRowsAndColumnsMatchDouble) {
   EXPECT_EQ(ops::cpu::gemm_split(512, 512, 512, 1).parts, 1);
 }
 
+// Linear layers over a few rows (a decode step) take the small-rows kernel where the CPU has
+// AVX-512: against the double reference (K with and without a partial 16-lane chunk, N with and
+// without a partial 4-column tile, alpha and beta), and each row bitwise the same alone, inside
+// any batch, and at 1, 2 and 3 threads (what makes a batched decode equal one sequence at a time).
+TEST(Gemm, SmallRowsKernelRowsDoNotDependOnTheBatchOrThreads) {
+  if (!ops::cpu::small_rows_kernel(8, false, true))
+    GTEST_SKIP() << "no AVX-512 on this CPU: the small-rows kernel is not used";
+  EXPECT_FALSE(ops::cpu::small_rows_kernel(ops::cpu::kSmallRows + 1, false, true));
+  EXPECT_FALSE(ops::cpu::small_rows_kernel(8, false, false));
+  EXPECT_FALSE(ops::cpu::small_rows_kernel(8, true, true));
+  const int64_t M = ops::cpu::kSmallRows;
+  for (const int64_t n : {1, 7, 33, 1001})
+    for (const int64_t k : {1, 15, 16, 17, 130}) {
+      SCOPED_TRACE(testing::Message() << "n=" << n << " k=" << k);
+      const auto a = random_tensor(Shape{M, k}, 61);
+      const auto b = random_tensor(Shape{n, k}, 62);
+      const auto c0 = random_tensor(Shape{M, n}, 63);
+      std::vector<float> first;
+      for (const int threads : {1, 2, 3}) {
+        Context ctx = Context::cpu(threads);
+        const auto c = test::host_sentinel(c0);
+        ops::gemm(ctx, a, false, b, true, c, 1.5f, -0.5f);
+        test::expect_tail_intact(c, "C");
+        const auto got = to_host_f32(c);
+        if (first.empty()) {
+          BEAVER_EXPECT_CLOSE(to_double(c),
+                              ref_gemm(to_double(a), false, to_double(b), true, to_double(c0), M,
+                                       n, k, 1.5, -0.5),
+                              1e-5, 1.0);
+          first = got;
+        } else {
+          EXPECT_EQ(got, first) << "threads " << threads;
+        }
+      }
+      // Every row alone (and the first rows as smaller batches) gives the same bits; beta = 0
+      // overwrites a poisoned C.
+      Context ctx = Context::cpu(1);
+      for (int64_t rows = 1; rows <= M; rows += 5)
+        for (int64_t r0 = 0; r0 + rows <= M; r0 += rows) {
+          const Tensor ar = a.view().slice(r0, r0 + rows);
+          const auto cr = test::host_sentinel(c0.view().slice(r0, r0 + rows));
+          ops::gemm(ctx, ar, false, b, true, cr, 1.5f, -0.5f);
+          const auto got = to_host_f32(cr);
+          ASSERT_EQ(got, std::vector<float>(first.begin() + r0 * n, first.begin() + (r0 + rows) * n))
+              << "rows [" << r0 << ", " << r0 + rows << ")";
+          test::poison(cr);
+          ops::gemm(ctx, ar, false, b, true, cr, 1.0f, 0.0f);
+          for (float v : to_host_f32(cr)) ASSERT_TRUE(std::isfinite(v)) << "C was read with beta 0";
+        }
+    }
+}
+
 TEST(Gemm, EmptyInnerDimensionScalesC) {
   Context ctx = Context::cpu(1);
   OwnedTensor a(DType::F32, Shape{3, 0}), b(DType::F32, Shape{0, 4});

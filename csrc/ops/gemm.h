@@ -28,6 +28,13 @@ struct GemmSplit {
   bool split_rows;
 };
 GemmSplit gemm_split(int64_t m, int64_t n, int64_t k, int threads);
+// Linear layers over at most kSmallRows rows (op(A) = A [M, K], op(B) = B [N, K]ᵀ) run on a
+// kernel of dot products that reads both operands in place, where the CPU has AVX-512 (else
+// OpenBLAS, which packs B on every call). Each element of C is then a function of its row of
+// A, its row of B and K alone: a row gives the same bits in a batch of any size and at any
+// thread count. small_rows_kernel says whether a product takes that path (for the tests).
+inline constexpr int64_t kSmallRows = 16;
+bool small_rows_kernel(int64_t m, bool trans_a, bool trans_b);
 void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
           const Tensor& c, float alpha, float beta);
 }  // namespace cpu
