@@ -1,8 +1,8 @@
 // Causal attention over a padded batch: argument checks, dispatch, and the CPU twin.
 // The CPU twin follows the GPU kernel's structure so both compute the same thing the same way:
 // query blocks × key blocks with an online softmax in the forward (no S×S matrix; each thread's
-// scratch is O(block · d); block products run as register tiles of 4 rows by 8 columns, or by
-// 16 with AVX2), and a backward that recomputes P from lse, with dk/dv owned by (sequence,
+// scratch is O(block · d); block products run as register tiles of 4 rows by 8 columns, by 16
+// with AVX2 or by 32 with AVX-512), and a backward that recomputes P from lse, with dk/dv owned by (sequence,
 // kv head, key block) tasks and dq by (sequence, head, query block) tasks. Every output element is written by exactly one task and
 // its sums run in a fixed order, so results are bitwise independent of the thread count.
 // Decode runs the forward's row code on one query, so a decode step reproduces the prefill's
@@ -201,7 +201,7 @@ namespace {
 constexpr int64_t kBlockQ = 64;  // query rows per task
 constexpr int64_t kBlockK = 64;  // keys per inner block
 constexpr int64_t kTileR = 4;    // register tile: query rows ...
-constexpr int64_t kTileC = 16;   // ... by up to 16 keys (scores) or head-dim columns (P V)
+constexpr int64_t kTileC = 32;   // ... by up to 32 keys (scores) or head-dim columns (P V)
 // The backward stores Pᵀ and dSᵀ tiles [key][query] with a row stride of kBlockK.
 static_assert(kBlockQ <= kBlockK);
 
@@ -255,12 +255,14 @@ inline void load_transposed(const float* src, int64_t stride, int64_t n, int64_t
 
 // The register tiles below are written with GCC/Clang vector extensions (the auto-vectoriser
 // does not keep such tiles in registers), for a vector of W floats: kTileR rows by two vectors
-// of columns. They are compiled twice: with W = 4 (SSE, the baseline instruction set) and with
-// W = 8 for CPUs with AVX2, picked once at run time. Neither build contracts a * b + c into an
-// FMA (fp-contract is off for this file, and the AVX2 build does not enable FMA), and each
-// element is the same sum in the same order, so both give the same bits.
+// of columns. They are compiled three times: with W = 4 (SSE, the baseline instruction set),
+// W = 8 for CPUs with AVX2 and W = 16 for CPUs with AVX-512 (the P V tile only where the head
+// dimension is a multiple of 32, its two-vector width), picked once at run time. No build
+// contracts a * b + c into an FMA (fp-contract is off for this file), and each element is the
+// same sum in the same order, so all give the same bits.
 typedef float f32x4 __attribute__((vector_size(16)));
 typedef float f32x8 __attribute__((vector_size(32)));
+typedef float f32x16 __attribute__((vector_size(64)));
 template <typename V>
 inline __attribute__((always_inline)) V loadv(const float* p) {
   V v;
@@ -387,17 +389,33 @@ __attribute__((target("avx2"))) void tile_pv_avx2(const float* p, int64_t nr, in
                                                   float* acc) {
   tile_pv_w<f32x8>(p, nr, nk, v, v_stride, d, acc);
 }
+__attribute__((target("avx512f"))) void tile_scores_avx512(const float* q, int64_t q_stride,
+                                                          int64_t nr, const float* kt, int64_t nk,
+                                                          int64_t d, float* s) {
+  tile_scores_w<f32x16>(q, q_stride, nr, kt, nk, d, s);
+}
+__attribute__((target("avx512f"))) void tile_pv_avx512(const float* p, int64_t nr, int64_t nk,
+                                                      const float* v, int64_t v_stride, int64_t d,
+                                                      float* acc) {
+  tile_pv_w<f32x16>(p, nr, nk, v, v_stride, d, acc);
+}
 bool have_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2");
   return yes;
 }
+bool have_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
 #else
 bool have_avx2() { return false; }
+bool have_avx512() { return false; }
 #endif
 
 void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
                  int64_t d, float* s) {
 #if defined(__x86_64__) || defined(__i386__)
+  if (have_avx512()) return tile_scores_avx512(q, q_stride, nr, kt, nk, d, s);
   if (have_avx2()) return tile_scores_avx2(q, q_stride, nr, kt, nk, d, s);
 #endif
   tile_scores_sse(q, q_stride, nr, kt, nk, d, s);
@@ -405,6 +423,7 @@ void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, 
 void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
              int64_t d, float* acc) {
 #if defined(__x86_64__) || defined(__i386__)
+  if (d % 32 == 0 && have_avx512()) return tile_pv_avx512(p, nr, nk, v, v_stride, d, acc);
   if (have_avx2()) return tile_pv_avx2(p, nr, nk, v, v_stride, d, acc);
 #endif
   tile_pv_sse(p, nr, nk, v, v_stride, d, acc);
