@@ -2,9 +2,10 @@
 // The CPU twin follows the GPU kernel's structure so both compute the same thing the same way:
 // query blocks × key blocks with an online softmax in the forward (no S×S matrix; each thread's
 // scratch is O(block · d); block products run as register tiles of 4 rows by 8 columns, by 16
-// with AVX2 or by 32 with AVX-512), and a backward that recomputes P from lse, with dk/dv owned by (sequence,
-// kv head, key block) tasks and dq by (sequence, head, query block) tasks. Every output element is written by exactly one task and
-// its sums run in a fixed order, so results are bitwise independent of the thread count.
+// with AVX2, or by 32 with FMA on AVX-512 CPUs), and a backward that recomputes P from lse,
+// with dk/dv owned by (sequence, kv head, key block) tasks and dq by (sequence, head, query
+// block) tasks. Every output element is written by exactly one task and its sums run in a fixed
+// order, so results are bitwise independent of the thread count.
 // Decode runs the forward's row code on one query, so a decode step reproduces the prefill's
 // row for the same token exactly.
 #include "csrc/ops/attention.h"
@@ -15,6 +16,10 @@
 #include <cstring>
 #include <limits>
 #include <utility>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "csrc/ops/cpu_exp.h"
 #include "csrc/ops/cpu_threads.h"
@@ -241,28 +246,89 @@ inline void block_scores(const float* qr, const float* kt, int64_t n, int64_t d,
   }
 }
 
+bool have_avx512();
+
+#if defined(__x86_64__)
+// GCC 12's AVX-512 headers build the unpack and shuffle intrinsics from a self-initialised
+// "undefined" vector, which -Wuninitialized reports at every use; the vectors are defined.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// load_transposed in 16 x 16 blocks: 16 rows loaded (masked at the edges, rows past n zero),
+// transposed in registers, stored as 16 columns. A copy: the same values as the scalar loop.
+__attribute__((target("avx512f"))) void load_transposed_avx512(const float* src, int64_t stride,
+                                                              int64_t n, int64_t d,
+                                                              int64_t padded_n, float* dst) {
+  for (int64_t j0 = 0; j0 < padded_n; j0 += 16) {
+    const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(16, n - j0));
+    for (int64_t c0 = 0; c0 < d; c0 += 16) {
+      const int64_t cols = std::min<int64_t>(16, d - c0);
+      const __mmask16 cm = __mmask16((1u << cols) - 1u);
+      __m512 r[16], t[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, src + (j0 + i) * stride + c0)
+                        : _mm512_setzero_ps();
+      // Pairs of rows interleaved, then groups of four: u[4g + k], 128-bit lane L, holds
+      // column 4L + k of rows 4g .. 4g + 3.
+      for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+      }
+      for (int g = 0; g < 4; ++g) {
+        __m512* u = r + 4 * g;
+        const __m512* tt = t + 4 * g;
+        u[0] = _mm512_shuffle_ps(tt[0], tt[2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[1] = _mm512_shuffle_ps(tt[0], tt[2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[2] = _mm512_shuffle_ps(tt[1], tt[3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[3] = _mm512_shuffle_ps(tt[1], tt[3], _MM_SHUFFLE(3, 2, 3, 2));
+      }
+      // Column 4L + k gathers lane L of r[k], r[4 + k], r[8 + k], r[12 + k].
+      for (int k = 0; k < 4; ++k) {
+        const __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88);
+        const __m512 b = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88);
+        const __m512 e = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xDD);
+        const __m512 f = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xDD);
+        t[k] = _mm512_shuffle_f32x4(a, b, 0x88);
+        t[8 + k] = _mm512_shuffle_f32x4(a, b, 0xDD);
+        t[4 + k] = _mm512_shuffle_f32x4(e, f, 0x88);
+        t[12 + k] = _mm512_shuffle_f32x4(e, f, 0xDD);
+      }
+      for (int64_t i = 0; i < cols; ++i) _mm512_storeu_ps(dst + (c0 + i) * kBlockK + j0, t[i]);
+    }
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+
 // Copies keys (or values) [j0, j0 + n) of one head, rows `stride` floats apart, transposed.
 // Columns up to the next multiple of kTileC are zeroed: the score tiles read them.
 inline void load_transposed(const float* src, int64_t stride, int64_t n, int64_t d, float* dst) {
+  const int64_t padded_n = std::min(kBlockK, (n + kTileC - 1) / kTileC * kTileC);
+#if defined(__x86_64__)
+  if (have_avx512()) return load_transposed_avx512(src, stride, n, d, padded_n, dst);
+#endif
   for (int64_t jj = 0; jj < n; ++jj) {
     const float* row = src + jj * stride;
     for (int64_t c = 0; c < d; ++c) dst[c * kBlockK + jj] = row[c];
   }
-  const int64_t padded_n = std::min(kBlockK, (n + kTileC - 1) / kTileC * kTileC);
   for (int64_t c = 0; c < d; ++c)
     for (int64_t jj = n; jj < padded_n; ++jj) dst[c * kBlockK + jj] = 0.0f;
 }
 
 // The register tiles below are written with GCC/Clang vector extensions (the auto-vectoriser
 // does not keep such tiles in registers), for a vector of W floats: kTileR rows by two vectors
-// of columns. They are compiled three times: with W = 4 (SSE, the baseline instruction set),
-// W = 8 for CPUs with AVX2 and W = 16 for CPUs with AVX-512 (the P V tile only where the head
-// dimension is a multiple of 32, its two-vector width), picked once at run time. No build
-// contracts a * b + c into an FMA (fp-contract is off for this file), and each element is the
-// same sum in the same order, so all give the same bits.
+// of columns. They are compiled twice: with W = 4 (SSE, the baseline instruction set) and with
+// W = 8 for CPUs with AVX2, picked once at run time. Neither build contracts a * b + c into an
+// FMA (fp-contract is off for this file, and the AVX2 build does not enable FMA), and each
+// element is the same sum in the same order, so both give the same bits. CPUs with AVX-512
+// take the FMA tiles further below (32 columns; the P V tile where the head dimension is a
+// multiple of 32).
 typedef float f32x4 __attribute__((vector_size(16)));
 typedef float f32x8 __attribute__((vector_size(32)));
-typedef float f32x16 __attribute__((vector_size(64)));
 template <typename V>
 inline __attribute__((always_inline)) V loadv(const float* p) {
   V v;
@@ -389,22 +455,79 @@ __attribute__((target("avx2"))) void tile_pv_avx2(const float* p, int64_t nr, in
                                                   float* acc) {
   tile_pv_w<f32x8>(p, nr, nk, v, v_stride, d, acc);
 }
-__attribute__((target("avx512f"))) void tile_scores_avx512(const float* q, int64_t q_stride,
-                                                          int64_t nr, const float* kt, int64_t nk,
-                                                          int64_t d, float* s) {
-  tile_scores_w<f32x16>(q, q_stride, nr, kt, nk, d, s);
+// The AVX-512 tiles fuse each product into its sum (FMA: one rounding per term instead of two),
+// in every row of a block alike: R rows at a time, the last rows of a block one at a time with
+// the same per-element sequence, so a row's values do not depend on the rows beside it (a
+// decode step, one row, gives the prefill's bits). They differ from the SSE and AVX2 tiles in
+// the last bits.
+template <int R>
+__attribute__((target("avx512f,fma"), always_inline)) inline void scores_rows_avx512(
+    const float* q, int64_t q_stride, const float* kt, int64_t nk, int64_t d, float* s) {
+  for (int64_t j0 = 0; j0 < nk; j0 += 32) {
+    __m512 t0[R], t1[R];
+    for (int r = 0; r < R; ++r) t0[r] = t1[r] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < d; ++c) {
+      const __m512 k0 = _mm512_loadu_ps(kt + c * kBlockK + j0);
+      const __m512 k1 = _mm512_loadu_ps(kt + c * kBlockK + j0 + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512 qv = _mm512_set1_ps(q[r * q_stride + c]);
+        t0[r] = _mm512_fmadd_ps(qv, k0, t0[r]);
+        t1[r] = _mm512_fmadd_ps(qv, k1, t1[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(s + r * kBlockK + j0, t0[r]);
+      _mm512_storeu_ps(s + r * kBlockK + j0 + 16, t1[r]);
+    }
+  }
 }
-__attribute__((target("avx512f"))) void tile_pv_avx512(const float* p, int64_t nr, int64_t nk,
-                                                      const float* v, int64_t v_stride, int64_t d,
-                                                      float* acc) {
-  tile_pv_w<f32x16>(p, nr, nk, v, v_stride, d, acc);
+__attribute__((target("avx512f,fma"))) void tile_scores_avx512(const float* q, int64_t q_stride,
+                                                              int64_t nr, const float* kt,
+                                                              int64_t nk, int64_t d, float* s) {
+  int64_t r0 = 0;
+  for (; r0 + kTileR <= nr; r0 += kTileR)
+    scores_rows_avx512<kTileR>(q + r0 * q_stride, q_stride, kt, nk, d, s + r0 * kBlockK);
+  for (; r0 < nr; ++r0) scores_rows_avx512<1>(q + r0 * q_stride, q_stride, kt, nk, d, s + r0 * kBlockK);
+}
+// d a multiple of 32.
+template <int R>
+__attribute__((target("avx512f,fma"), always_inline)) inline void pv_rows_avx512(
+    const float* p, int64_t nk, const float* v, int64_t v_stride, int64_t d, float* acc) {
+  for (int64_t c0 = 0; c0 < d; c0 += 32) {
+    __m512 t0[R], t1[R];
+    for (int r = 0; r < R; ++r) {
+      t0[r] = _mm512_loadu_ps(acc + r * d + c0);
+      t1[r] = _mm512_loadu_ps(acc + r * d + c0 + 16);
+    }
+    for (int64_t jj = 0; jj < nk; ++jj) {
+      const __m512 v0 = _mm512_loadu_ps(v + jj * v_stride + c0);
+      const __m512 v1 = _mm512_loadu_ps(v + jj * v_stride + c0 + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512 pv = _mm512_set1_ps(p[r * kBlockK + jj]);
+        t0[r] = _mm512_fmadd_ps(pv, v0, t0[r]);
+        t1[r] = _mm512_fmadd_ps(pv, v1, t1[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(acc + r * d + c0, t0[r]);
+      _mm512_storeu_ps(acc + r * d + c0 + 16, t1[r]);
+    }
+  }
+}
+__attribute__((target("avx512f,fma"))) void tile_pv_avx512(const float* p, int64_t nr, int64_t nk,
+                                                          const float* v, int64_t v_stride,
+                                                          int64_t d, float* acc) {
+  int64_t r0 = 0;
+  for (; r0 + kTileR <= nr; r0 += kTileR)
+    pv_rows_avx512<kTileR>(p + r0 * kBlockK, nk, v, v_stride, d, acc + r0 * d);
+  for (; r0 < nr; ++r0) pv_rows_avx512<1>(p + r0 * kBlockK, nk, v, v_stride, d, acc + r0 * d);
 }
 bool have_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2");
   return yes;
 }
 bool have_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
   return yes;
 }
 #else
