@@ -21,6 +21,7 @@
 #include <immintrin.h>
 #endif
 
+#include "csrc/ops/cpu_clones.h"
 #include "csrc/ops/cpu_exp.h"
 #include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
@@ -557,14 +558,16 @@ void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_s
 // out + r * out_stride; keys/values of the head are k/v + j * kv_stride (j = position).
 // Keys go in blocks of kBlockK from kbegin: a score tile S = Q Kᵀ, the online softmax per row
 // (running max m, running sum l, rescaled accumulator; masked keys get P = 0), then
-// acc += P V. lse (optional) gets m + log(l) per row, contiguous.
-// Scratch: attend_scratch(nrows, d) floats.
+// acc += P V. lse (optional) gets m + log(l) per row, contiguous. Its softmax loops run in the
+// widest clone the CPU has (cpu_clones.h; fp-contract is off here, so every clone gives the
+// same bits). Scratch: attend_scratch(nrows, d) floats.
 size_t attend_scratch(int64_t nrows, int64_t d) {
   return size_t(d * kBlockK + nrows * kBlockK + nrows * d + 2 * nrows);
 }
-void attend_rows(const float* q, int64_t q_stride, int64_t nrows, int64_t first,
-                 const float* k, const float* v, int64_t kv_stride, int64_t kbegin, float scale,
-                 int64_t d, float* out, int64_t out_stride, float* lse, float* scratch) {
+BEAVER_CPU_CLONES void attend_rows(const float* q, int64_t q_stride, int64_t nrows,
+                                   int64_t first, const float* k, const float* v,
+                                   int64_t kv_stride, int64_t kbegin, float scale, int64_t d,
+                                   float* out, int64_t out_stride, float* lse, float* scratch) {
   float* kt = scratch;
   float* s = kt + d * kBlockK;
   float* acc = s + nrows * kBlockK;
