@@ -794,6 +794,13 @@ void LlamaModel::train_attend(int l, const Tensor& q, const Tensor& k, const Ten
   if (packed_) to_packed(ap, att);
 }
 
+void LlamaModel::linear(const Tensor& x, const Tensor& w, const Tensor& y) const {
+  if (decoding_)
+    ops::linear_fwd_rows(*ctx_, x, w, y);
+  else
+    ops::linear_fwd(*ctx_, x, w, y);
+}
+
 void LlamaModel::layer_forward(int l, int64_t T, const Tensor& positions, const Tensor& x,
                                const Tensor& residual, const Tensor& resid_out,
                                const AttendFn& attend) {
@@ -811,21 +818,22 @@ void LlamaModel::layer_forward(int l, int64_t T, const Tensor& positions, const 
                act = a.act.slice(0, T), proj = proj_out_.slice(0, T);
 
   ops::rmsnorm_fwd(c, x, residual, P.in_norm, eps_, xn1, resid_out, a.rstd1.slice(0, T));
-  ops::linear_fwd(c, xn1, P.wq, q);
-  ops::linear_fwd(c, xn1, P.wk, k);
-  ops::linear_fwd(c, xn1, P.wv, v);
+  linear(xn1, P.wq, q);
+  linear(xn1, P.wk, k);
+  linear(xn1, P.wv, v);
   ops::rope_fwd(c, q.view({T, nh_, hd_}), k.view({T, nkv_, hd_}), positions, inv_freq_);
   attend(l, q, k, v, att, a.lse);
-  ops::linear_fwd(c, att, P.wo, proj);
+  linear(att, P.wo, proj);
   ops::rmsnorm_fwd(c, proj, stream, P.post_norm, eps_, xn2, hmid, a.rstd2.slice(0, T));
-  ops::linear_fwd(c, xn2, P.wg, gate);
-  ops::linear_fwd(c, xn2, P.wu, up);
+  linear(xn2, P.wg, gate);
+  linear(xn2, P.wu, up);
   ops::swiglu_fwd(c, gate, up, act);
-  ops::linear_fwd(c, act, P.wd, proj);  // the MLP output, added to hmid by the next norm
+  linear(act, P.wd, proj);  // the MLP output, added to hmid by the next norm
 }
 
 void LlamaModel::forward(const Batch& batch, const KvSink& sink) {
   set_batch(batch);
+  decoding_ = false;
   Context& c = *ctx_;
   if (shards_) shards_->invalidate();  // the optimizer may have moved the shards since
   use_unit(0);
@@ -1218,6 +1226,7 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
   have_forward_ = false;
   logits_cached_ = false;
   packed_ = false;  // one token per sequence: the layer buffers hold the B rows as they are
+  decoding_ = true;
   if (shards_) shards_->invalidate();
   use_unit(0);
   ops::embedding_fwd(c, tokens, wv_[0], resid(0).slice(0, B));
@@ -1231,7 +1240,7 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
   };
   run_layers(B, positions, attend);
   use_unit(head_unit());
-  ops::linear_fwd(c, xnf_.slice(0, B), lm_weight(wv_), out_logits);
+  linear(xnf_.slice(0, B), lm_weight(wv_), out_logits);
 }
 
 std::vector<int32_t> next_token_targets(const std::vector<int32_t>& tokens,

@@ -282,6 +282,8 @@ class LlamaModel {
   const LayerActs& acts(int l) const;
   Tensor resid(int l) const;
   void set_batch(const Batch& batch);
+  // The layers' linear_fwd: linear_fwd_rows in a decode step (a few rows; csrc/ops/gemm.h).
+  void linear(const Tensor& x, const Tensor& w, const Tensor& y) const;
   // Runs layer l on `rows` tokens (the rows layout: packed when the batch is): the input
   // residual stream is x + residual (residual may be undefined) and is stored in resid_out
   // when defined.
@@ -371,6 +373,7 @@ class LlamaModel {
   // positions; R_ rows in the rows layout (the valid tokens when packed_, else T_).
   int64_t B_ = 0, S_ = 0, T_ = 0, R_ = 0;
   bool packed_ = false;
+  bool decoding_ = false;  // run_layers is running a decode step
   Batch batch_;
   std::vector<int32_t> host_ranges_, host_targets_, host_idx_;
   std::vector<int32_t> host_tokens_, host_positions_, host_pack_, host_unpack_;

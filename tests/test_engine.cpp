@@ -310,10 +310,10 @@ TEST(LlamaModelGrads, PaddedBatchEqualsEachRowAlone) {
       std::vector<int32_t> pos(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(i);
       // The batch's tensors live until the backward (the model keeps views of them).
-      const OwnedTensor tk = test::int_tensor(rows[size_t(b)], {1, n}),
-                        rg = test::int_tensor({0, int32_t(n)}, {1, 2}),
-                        ps = test::int_tensor(pos, {1, n});
-      alone->forward(Batch{tk, rg, ps});
+      const OwnedTensor tk1 = test::int_tensor(rows[size_t(b)], {1, n}),
+                        rg1 = test::int_tensor({0, int32_t(n)}, {1, 2}),
+                        ps1 = test::int_tensor(pos, {1, n});
+      alone->forward(Batch{tk1, rg1, ps1});
       OwnedTensor one(DType::F32, {1, n});
       const std::vector<float> gb(g.begin() + b * S + b0, g.begin() + b * S + b0 + n);
       if (head == Head::LM) {

@@ -95,54 +95,46 @@ TEST(Gemm, ThreadSlabsOfRowsAndColumnsMatchDouble) {
   EXPECT_EQ(ops::cpu::gemm_split(512, 512, 512, 1).parts, 1);
 }
 
-// Linear layers over a few rows (a decode step) take the small-rows kernel where the CPU has
+// linear_fwd_rows (a decode step's linear layers) takes the small-rows kernel where the CPU has
 // AVX-512: against the double reference (K with and without a partial 16-lane chunk, N with and
-// without a partial 4-column tile, alpha and beta), and each row bitwise the same alone, inside
-// any batch, and at 1, 2 and 3 threads (what makes a batched decode equal one sequence at a time).
-TEST(Gemm, SmallRowsKernelRowsDoNotDependOnTheBatchOrThreads) {
-  if (!ops::cpu::small_rows_kernel(8, false, true))
-    GTEST_SKIP() << "no AVX-512 on this CPU: the small-rows kernel is not used";
-  EXPECT_FALSE(ops::cpu::small_rows_kernel(ops::cpu::kSmallRows + 1, false, true));
-  EXPECT_FALSE(ops::cpu::small_rows_kernel(8, false, false));
-  EXPECT_FALSE(ops::cpu::small_rows_kernel(8, true, true));
+// without a partial 4-column tile), and each row bitwise the same alone, inside any batch, and
+// at 1, 2 and 3 threads (what makes a batched decode equal one sequence at a time).
+TEST(Linear, RowsKernelRowsDoNotDependOnTheBatchOrThreads) {
+  if (!ops::cpu::small_rows_kernel(8))
+    GTEST_SKIP() << "no AVX-512 on this CPU: linear_fwd_rows is linear_fwd";
+  EXPECT_FALSE(ops::cpu::small_rows_kernel(ops::cpu::kSmallRows + 1));
   const int64_t M = ops::cpu::kSmallRows;
   for (const int64_t n : {1, 7, 33, 1001})
     for (const int64_t k : {1, 15, 16, 17, 130}) {
       SCOPED_TRACE(testing::Message() << "n=" << n << " k=" << k);
-      const auto a = random_tensor(Shape{M, k}, 61);
-      const auto b = random_tensor(Shape{n, k}, 62);
-      const auto c0 = random_tensor(Shape{M, n}, 63);
+      const auto x = random_tensor(Shape{M, k}, 61);
+      const auto w = random_tensor(Shape{n, k}, 62);
       std::vector<float> first;
       for (const int threads : {1, 2, 3}) {
         Context ctx = Context::cpu(threads);
-        const auto c = test::host_sentinel(c0);
-        ops::gemm(ctx, a, false, b, true, c, 1.5f, -0.5f);
-        test::expect_tail_intact(c, "C");
-        const auto got = to_host_f32(c);
+        const test::SentinelTensor y(DType::F32, Shape{M, n});  // poisoned: never read
+        ops::linear_fwd_rows(ctx, x, w, y);
+        test::expect_tail_intact(y, "y");
+        const auto got = to_host_f32(y);
         if (first.empty()) {
-          BEAVER_EXPECT_CLOSE(to_double(c),
-                              ref_gemm(to_double(a), false, to_double(b), true, to_double(c0), M,
-                                       n, k, 1.5, -0.5),
+          BEAVER_EXPECT_CLOSE(to_double(y),
+                              ref_gemm(to_double(x), false, to_double(w), true,
+                                       std::vector<double>(size_t(M * n)), M, n, k, 1.0, 0.0),
                               1e-5, 1.0);
           first = got;
         } else {
           EXPECT_EQ(got, first) << "threads " << threads;
         }
       }
-      // Every row alone (and the first rows as smaller batches) gives the same bits; beta = 0
-      // overwrites a poisoned C.
+      // Every row alone, and the rows as smaller batches, give the same bits.
       Context ctx = Context::cpu(1);
       for (int64_t rows = 1; rows <= M; rows += 5)
         for (int64_t r0 = 0; r0 + rows <= M; r0 += rows) {
-          const Tensor ar = a.view().slice(r0, r0 + rows);
-          const auto cr = test::host_sentinel(c0.view().slice(r0, r0 + rows));
-          ops::gemm(ctx, ar, false, b, true, cr, 1.5f, -0.5f);
-          const auto got = to_host_f32(cr);
-          ASSERT_EQ(got, std::vector<float>(first.begin() + r0 * n, first.begin() + (r0 + rows) * n))
+          const test::SentinelTensor y(DType::F32, Shape{rows, n});
+          ops::linear_fwd_rows(ctx, x.view().slice(r0, r0 + rows), w, y);
+          ASSERT_EQ(to_host_f32(y),
+                    std::vector<float>(first.begin() + r0 * n, first.begin() + (r0 + rows) * n))
               << "rows [" << r0 << ", " << r0 + rows << ")";
-          test::poison(cr);
-          ops::gemm(ctx, ar, false, b, true, cr, 1.0f, 0.0f);
-          for (float v : to_host_f32(cr)) ASSERT_TRUE(std::isfinite(v)) << "C was read with beta 0";
         }
     }
 }
