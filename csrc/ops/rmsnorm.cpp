@@ -110,7 +110,7 @@ constexpr int kLanes = 8;
 constexpr int64_t kRowChunk = 16;
 
 // Sum of a[j] * b[j] in double, over 8 interleaved lanes then the lanes in order.
-double dot_lanes(const float* a, const float* b, int64_t n) {
+BEAVER_CPU_CLONES double dot_lanes(const float* a, const float* b, int64_t n) {
   double acc[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
