@@ -536,21 +536,46 @@ bool have_avx2() { return false; }
 bool have_avx512() { return false; }
 #endif
 
-void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
-                 int64_t d, float* s) {
+// The tiles for nr rows, dispatched to the CPU's widest build. Causal trimming: with
+// causal = c, row r of the call needs only the first c + r keys (scores) or terms (P V, whose
+// P is 0 beyond them); the rows go in groups of kTileR, each group only as far as its last row
+// needs. A score column a group does not need is left as it was; a P V term skipped is an exact
+// zero (acc + 0 · v = acc), so the sums are the untrimmed ones. kNoCausal: every row needs all.
+constexpr int64_t kNoCausal = std::numeric_limits<int64_t>::max() / 4;
+void tile_scores_rows(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
+                      int64_t d, float* s) {
 #if defined(__x86_64__) || defined(__i386__)
   if (have_avx512()) return tile_scores_avx512(q, q_stride, nr, kt, nk, d, s);
   if (have_avx2()) return tile_scores_avx2(q, q_stride, nr, kt, nk, d, s);
 #endif
   tile_scores_sse(q, q_stride, nr, kt, nk, d, s);
 }
-void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
-             int64_t d, float* acc) {
+void tile_pv_rows(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
+                  int64_t d, float* acc) {
 #if defined(__x86_64__) || defined(__i386__)
   if (d % 32 == 0 && have_avx512()) return tile_pv_avx512(p, nr, nk, v, v_stride, d, acc);
   if (have_avx2()) return tile_pv_avx2(p, nr, nk, v, v_stride, d, acc);
 #endif
   tile_pv_sse(p, nr, nk, v, v_stride, d, acc);
+}
+void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
+                 int64_t d, float* s, int64_t causal = kNoCausal) {
+  if (causal >= nk) return tile_scores_rows(q, q_stride, nr, kt, nk, d, s);
+  for (int64_t r0 = 0; r0 < nr; r0 += kTileR) {
+    const int64_t rows = std::min(kTileR, nr - r0);
+    const int64_t need = std::min(nk, causal + r0 + rows - 1);
+    if (need > 0)
+      tile_scores_rows(q + r0 * q_stride, q_stride, rows, kt, need, d, s + r0 * kBlockK);
+  }
+}
+void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
+             int64_t d, float* acc, int64_t causal = kNoCausal) {
+  if (causal >= nk) return tile_pv_rows(p, nr, nk, v, v_stride, d, acc);
+  for (int64_t r0 = 0; r0 < nr; r0 += kTileR) {
+    const int64_t rows = std::min(kTileR, nr - r0);
+    const int64_t need = std::min(nk, causal + r0 + rows - 1);
+    if (need > 0) tile_pv_rows(p + r0 * kBlockK, rows, need, v, v_stride, d, acc + r0 * d);
+  }
 }
 
 // The forward for query rows r = 0..nrows-1 of one (sequence, head) at positions
@@ -584,7 +609,10 @@ BEAVER_CPU_CLONES void attend_rows(const float* q, int64_t q_stride, int64_t nro
     // Rows before j0 see none of this block: only rows [r_lo, nrows) take part.
     const int64_t r_lo = std::max<int64_t>(0, j0 - first);
     load_transposed(k + j0 * kv_stride, kv_stride, nb, d, kt);
-    tile_scores(q + r_lo * q_stride, q_stride, nrows - r_lo, kt, nb, d, s + r_lo * kBlockK);
+    // Row r_lo + i sees the first first + r_lo + 1 - j0 + i keys of the block.
+    const int64_t causal = first + r_lo + 1 - j0;
+    tile_scores(q + r_lo * q_stride, q_stride, nrows - r_lo, kt, nb, d, s + r_lo * kBlockK,
+                causal);
     for (int64_t r = r_lo; r < nrows; ++r) {
       const int64_t n = std::min(nb, first + r + 1 - j0);  // causal: keys <= this query
       float* sr = s + r * kBlockK;
@@ -606,7 +634,7 @@ BEAVER_CPU_CLONES void attend_rows(const float* q, int64_t q_stride, int64_t nro
       for (int64_t c = 0; c < d; ++c) a[c] *= alpha;
     }
     tile_pv(s + r_lo * kBlockK, nrows - r_lo, nb, v + j0 * kv_stride, kv_stride, d,
-            acc + r_lo * d);
+            acc + r_lo * d, causal);
   }
   for (int64_t r = 0; r < nrows; ++r) {
     const float inv = 1.0f / l[r];
@@ -739,8 +767,9 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
           for (int64_t i0 = j0; i0 < end; i0 += kBlockQ) {
             const int64_t rows = std::min(kBlockQ, end - i0);
             const int64_t qoff = ((b * S + i0) * nh + h) * d;
-            tile_scores(qp + qoff, nh * d, rows, kt, nb, d, s);
-            tile_scores(dop + qoff, nh * d, rows, vt, nb, d, dp);
+            // Query i0 + r sees the first i0 + r + 1 - j0 keys of the block.
+            tile_scores(qp + qoff, nh * d, rows, kt, nb, d, s, i0 + 1 - j0);
+            tile_scores(dop + qoff, nh * d, rows, vt, nb, d, dp, i0 + 1 - j0);
             for (int64_t r = 0; r < rows; ++r) {
               const int64_t i = i0 + r, n = std::min(nb, i + 1 - j0);  // n >= 1: i >= j0
               const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
@@ -781,10 +810,11 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
           const int64_t kvoff = ((b * S + j0) * nkv + g) * d;
           load_transposed(kp + kvoff, nkv * d, nb, d, kt);
           load_transposed(vp + kvoff, nkv * d, nb, d, vt);
+          const int64_t causal = i0 + r_lo + 1 - j0;  // keys row r_lo sees in this block
           tile_scores(qp + qoff + r_lo * nh * d, nh * d, rows - r_lo, kt, nb, d,
-                      s + r_lo * kBlockK);
+                      s + r_lo * kBlockK, causal);
           tile_scores(dop + qoff + r_lo * nh * d, nh * d, rows - r_lo, vt, nb, d,
-                      dp + r_lo * kBlockK);
+                      dp + r_lo * kBlockK, causal);
           for (int64_t r = r_lo; r < rows; ++r) {
             const int64_t i = i0 + r, n = std::min(nb, i + 1 - j0);
             const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
@@ -796,7 +826,8 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
             for (int64_t jj = n; jj < nb; ++jj) sr[jj] = 0.0f;
           }
           // dQ += dS K (scaled below)
-          tile_pv(s + r_lo * kBlockK, rows - r_lo, nb, kp + kvoff, nkv * d, d, dQ + r_lo * d);
+          tile_pv(s + r_lo * kBlockK, rows - r_lo, nb, kp + kvoff, nkv * d, d, dQ + r_lo * d,
+                  causal);
         }
         for (int64_t r = 0; r < rows; ++r) {
           float* o = dqp + ((b * S + i0 + r) * nh + h) * d;
