@@ -208,7 +208,7 @@ constexpr int64_t kBlockQ = 64;  // query rows per task
 constexpr int64_t kBlockK = 64;  // keys per inner block
 constexpr int64_t kTileR = 4;    // register tile: query rows ...
 constexpr int64_t kTileC = 32;   // ... by up to 32 keys (scores) or head-dim columns (P V)
-// The backward stores Pᵀ and dSᵀ tiles [key][query] with a row stride of kBlockK.
+// The backward keeps P and dS [query][key] with a row stride of kBlockK.
 static_assert(kBlockQ <= kBlockK);
 
 // Floats rounded up to whole 64-byte cache lines.
@@ -387,17 +387,17 @@ inline __attribute__((always_inline)) void tile_scores_w(const float* q, int64_t
 // acc[r][c] += sum over jj < nk, in order, of p[r * kBlockK + jj] * v_jj[c] (rows r < nr;
 // v_jj = v + jj * v_stride). Register tiles of kTileR rows × 2W columns.
 template <typename V>
-inline __attribute__((always_inline)) void tile_pv_w(const float* p, int64_t nr, int64_t nk,
-                                                     const float* v, int64_t v_stride, int64_t d,
-                                                     float* acc) {
+inline __attribute__((always_inline)) void tile_pv_w(const float* p, int64_t prs, int64_t pcs,
+                                                     int64_t nr, int64_t nk, const float* v,
+                                                     int64_t v_stride, int64_t d, float* acc) {
   constexpr int64_t W = sizeof(V) / sizeof(float);
   const int64_t dfull = d / (2 * W) * (2 * W);
   int64_t r0 = 0;
   for (; r0 + kTileR <= nr; r0 += kTileR) {
-    const float* p0 = p + r0 * kBlockK;
-    const float* p1 = p0 + kBlockK;
-    const float* p2 = p1 + kBlockK;
-    const float* p3 = p2 + kBlockK;
+    const float* p0 = p + r0 * prs;
+    const float* p1 = p0 + prs;
+    const float* p2 = p1 + prs;
+    const float* p3 = p2 + prs;
     for (int64_t c0 = 0; c0 < dfull; c0 += 2 * W) {
       float* a0 = acc + r0 * d + c0;
       float* a1 = a0 + d;
@@ -407,14 +407,15 @@ inline __attribute__((always_inline)) void tile_pv_w(const float* p, int64_t nr,
       V t20 = loadv<V>(a2), t21 = loadv<V>(a2 + W), t30 = loadv<V>(a3), t31 = loadv<V>(a3 + W);
       for (int64_t jj = 0; jj < nk; ++jj) {
         const V v0 = loadv<V>(v + jj * v_stride + c0), v1 = loadv<V>(v + jj * v_stride + c0 + W);
-        t00 += p0[jj] * v0;
-        t01 += p0[jj] * v1;
-        t10 += p1[jj] * v0;
-        t11 += p1[jj] * v1;
-        t20 += p2[jj] * v0;
-        t21 += p2[jj] * v1;
-        t30 += p3[jj] * v0;
-        t31 += p3[jj] * v1;
+        const float w0 = p0[jj * pcs], w1 = p1[jj * pcs], w2 = p2[jj * pcs], w3 = p3[jj * pcs];
+        t00 += w0 * v0;
+        t01 += w0 * v1;
+        t10 += w1 * v0;
+        t11 += w1 * v1;
+        t20 += w2 * v0;
+        t21 += w2 * v1;
+        t30 += w3 * v0;
+        t31 += w3 * v1;
       }
       storev(a0, t00);
       storev(a0 + W, t01);
@@ -428,22 +429,22 @@ inline __attribute__((always_inline)) void tile_pv_w(const float* p, int64_t nr,
     for (int64_t r = r0; r < r0 + kTileR; ++r)
       for (int64_t c = dfull; c < d; ++c) {
         float a = acc[r * d + c];
-        for (int64_t jj = 0; jj < nk; ++jj) a += p[r * kBlockK + jj] * v[jj * v_stride + c];
+        for (int64_t jj = 0; jj < nk; ++jj) a += p[r * prs + jj * pcs] * v[jj * v_stride + c];
         acc[r * d + c] = a;
       }
   }
   for (; r0 < nr; ++r0)
     for (int64_t jj = 0; jj < nk; ++jj)
-      axpy(acc + r0 * d, v + jj * v_stride, p[r0 * kBlockK + jj], d);
+      axpy(acc + r0 * d, v + jj * v_stride, p[r0 * prs + jj * pcs], d);
 }
 
 void tile_scores_sse(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
                      int64_t d, float* s) {
   tile_scores_w<f32x4>(q, q_stride, nr, kt, nk, d, s);
 }
-void tile_pv_sse(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
-                 int64_t d, float* acc) {
-  tile_pv_w<f32x4>(p, nr, nk, v, v_stride, d, acc);
+void tile_pv_sse(const float* p, int64_t prs, int64_t pcs, int64_t nr, int64_t nk,
+                 const float* v, int64_t v_stride, int64_t d, float* acc) {
+  tile_pv_w<f32x4>(p, prs, pcs, nr, nk, v, v_stride, d, acc);
 }
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx2"))) void tile_scores_avx2(const float* q, int64_t q_stride,
@@ -451,10 +452,10 @@ __attribute__((target("avx2"))) void tile_scores_avx2(const float* q, int64_t q_
                                                       int64_t d, float* s) {
   tile_scores_w<f32x8>(q, q_stride, nr, kt, nk, d, s);
 }
-__attribute__((target("avx2"))) void tile_pv_avx2(const float* p, int64_t nr, int64_t nk,
-                                                  const float* v, int64_t v_stride, int64_t d,
-                                                  float* acc) {
-  tile_pv_w<f32x8>(p, nr, nk, v, v_stride, d, acc);
+__attribute__((target("avx2"))) void tile_pv_avx2(const float* p, int64_t prs, int64_t pcs,
+                                                  int64_t nr, int64_t nk, const float* v,
+                                                  int64_t v_stride, int64_t d, float* acc) {
+  tile_pv_w<f32x8>(p, prs, pcs, nr, nk, v, v_stride, d, acc);
 }
 // The AVX-512 tiles fuse each product into its sum (FMA: one rounding per term instead of two),
 // in every row of a block alike: R rows at a time, the last rows of a block one at a time with
@@ -493,7 +494,8 @@ __attribute__((target("avx512f,fma"))) void tile_scores_avx512(const float* q, i
 // d a multiple of 32.
 template <int R>
 __attribute__((target("avx512f,fma"), always_inline)) inline void pv_rows_avx512(
-    const float* p, int64_t nk, const float* v, int64_t v_stride, int64_t d, float* acc) {
+    const float* p, int64_t prs, int64_t pcs, int64_t nk, const float* v, int64_t v_stride,
+    int64_t d, float* acc) {
   for (int64_t c0 = 0; c0 < d; c0 += 32) {
     __m512 t0[R], t1[R];
     for (int r = 0; r < R; ++r) {
@@ -504,7 +506,7 @@ __attribute__((target("avx512f,fma"), always_inline)) inline void pv_rows_avx512
       const __m512 v0 = _mm512_loadu_ps(v + jj * v_stride + c0);
       const __m512 v1 = _mm512_loadu_ps(v + jj * v_stride + c0 + 16);
       for (int r = 0; r < R; ++r) {
-        const __m512 pv = _mm512_set1_ps(p[r * kBlockK + jj]);
+        const __m512 pv = _mm512_set1_ps(p[r * prs + jj * pcs]);
         t0[r] = _mm512_fmadd_ps(pv, v0, t0[r]);
         t1[r] = _mm512_fmadd_ps(pv, v1, t1[r]);
       }
@@ -515,13 +517,15 @@ __attribute__((target("avx512f,fma"), always_inline)) inline void pv_rows_avx512
     }
   }
 }
-__attribute__((target("avx512f,fma"))) void tile_pv_avx512(const float* p, int64_t nr, int64_t nk,
+__attribute__((target("avx512f,fma"))) void tile_pv_avx512(const float* p, int64_t prs,
+                                                          int64_t pcs, int64_t nr, int64_t nk,
                                                           const float* v, int64_t v_stride,
                                                           int64_t d, float* acc) {
   int64_t r0 = 0;
   for (; r0 + kTileR <= nr; r0 += kTileR)
-    pv_rows_avx512<kTileR>(p + r0 * kBlockK, nk, v, v_stride, d, acc + r0 * d);
-  for (; r0 < nr; ++r0) pv_rows_avx512<1>(p + r0 * kBlockK, nk, v, v_stride, d, acc + r0 * d);
+    pv_rows_avx512<kTileR>(p + r0 * prs, prs, pcs, nk, v, v_stride, d, acc + r0 * d);
+  for (; r0 < nr; ++r0)
+    pv_rows_avx512<1>(p + r0 * prs, prs, pcs, nk, v, v_stride, d, acc + r0 * d);
 }
 bool have_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2");
@@ -550,13 +554,14 @@ void tile_scores_rows(const float* q, int64_t q_stride, int64_t nr, const float*
 #endif
   tile_scores_sse(q, q_stride, nr, kt, nk, d, s);
 }
-void tile_pv_rows(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
-                  int64_t d, float* acc) {
+void tile_pv_rows(const float* p, int64_t prs, int64_t pcs, int64_t nr, int64_t nk,
+                  const float* v, int64_t v_stride, int64_t d, float* acc) {
 #if defined(__x86_64__) || defined(__i386__)
-  if (d % 32 == 0 && have_avx512()) return tile_pv_avx512(p, nr, nk, v, v_stride, d, acc);
-  if (have_avx2()) return tile_pv_avx2(p, nr, nk, v, v_stride, d, acc);
+  if (d % 32 == 0 && have_avx512())
+    return tile_pv_avx512(p, prs, pcs, nr, nk, v, v_stride, d, acc);
+  if (have_avx2()) return tile_pv_avx2(p, prs, pcs, nr, nk, v, v_stride, d, acc);
 #endif
-  tile_pv_sse(p, nr, nk, v, v_stride, d, acc);
+  tile_pv_sse(p, prs, pcs, nr, nk, v, v_stride, d, acc);
 }
 void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
                  int64_t d, float* s, int64_t causal = kNoCausal) {
@@ -570,12 +575,19 @@ void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, 
 }
 void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
              int64_t d, float* acc, int64_t causal = kNoCausal) {
-  if (causal >= nk) return tile_pv_rows(p, nr, nk, v, v_stride, d, acc);
+  if (causal >= nk) return tile_pv_rows(p, kBlockK, 1, nr, nk, v, v_stride, d, acc);
   for (int64_t r0 = 0; r0 < nr; r0 += kTileR) {
     const int64_t rows = std::min(kTileR, nr - r0);
     const int64_t need = std::min(nk, causal + r0 + rows - 1);
-    if (need > 0) tile_pv_rows(p + r0 * kBlockK, rows, need, v, v_stride, d, acc + r0 * d);
+    if (need > 0)
+      tile_pv_rows(p + r0 * kBlockK, kBlockK, 1, rows, need, v, v_stride, d, acc + r0 * d);
   }
+}
+// acc[r][c] += sum over jj < nk, in order, of p[jj * kBlockK + r] * v_jj[c]: the P V tile with
+// P read transposed (Pᵀ dO and dSᵀ Q of the backward, from P and dS stored row by row).
+void tile_ptv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
+              int64_t d, float* acc) {
+  tile_pv_rows(p, 1, kBlockK, nr, nk, v, v_stride, d, acc);
 }
 
 // The forward for query rows r = 0..nrows-1 of one (sequence, head) at positions
@@ -642,6 +654,24 @@ BEAVER_CPU_CLONES void attend_rows(const float* q, int64_t q_stride, int64_t nro
     float* o = out + r * out_stride;
     for (int64_t c = 0; c < d; ++c) o[c] = a[c] * inv;
     if (lse) lse[r] = m[r] + std::log(l[r]);
+  }
+}
+
+// The backward's softmax gradient for one query row of a key block: from its scores s and
+// dP = dO Vᵀ (dp), P = exp(scale · s - lse) and dS = P (dP - D) for the n keys it sees, 0 for
+// the masked rest up to nb; P goes to p (when given) and dS to ds, which may be s and dp
+// themselves (each element is read before it is written).
+BEAVER_CPU_CLONES void dsoftmax_row(const float* s, const float* dp, int64_t n, int64_t nb,
+                                    float scale, float L, float Di, float* p, float* ds) {
+  for (int64_t jj = 0; jj < n; ++jj) {
+    const float pv = exp_f32(scale * s[jj] - L);
+    const float g = pv * (dp[jj] - Di);
+    if (p) p[jj] = pv;
+    ds[jj] = g;
+  }
+  for (int64_t jj = n; jj < nb; ++jj) {
+    if (p) p[jj] = 0.0f;
+    ds[jj] = 0.0f;
   }
 }
 
@@ -712,8 +742,7 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
   const int64_t nkb = (S + kBlockK - 1) / kBlockK, nqb = (S + kBlockQ - 1) / kBlockQ;
   const int64_t n_kv = B * nkv * nkb, n_q = B * nh * nqb;
   const int64_t accrows = std::max(kBlockK, kBlockQ);
-  const size_t per = padded(size_t(2 * d * kBlockK + 2 * kBlockQ * kBlockK +
-                                   2 * kBlockK * kBlockK + 2 * accrows * d));
+  const size_t per = padded(size_t(2 * d * kBlockK + 2 * kBlockQ * kBlockK + 2 * accrows * d));
   float* D = nullptr;  // D[b, h, i] = rowsum(dout * out), laid out like lse
   float* scratch = thread_scratch(ctx, per, size_t(B * nh * S), &D);
 
@@ -741,10 +770,8 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
     float* kt = scratch + per * size_t(tid);
     float* vt = kt + d * kBlockK;
     float* s = vt + d * kBlockK;       // scores, then P or dS   [query][key]
-    float* dp = s + kBlockQ * kBlockK;  // dP = dO Vᵀ             [query][key]
-    float* pt = dp + kBlockQ * kBlockK;  // Pᵀ                    [key][query]
-    float* dst = pt + kBlockK * kBlockK;  // dSᵀ                  [key][query]
-    float* acc1 = dst + kBlockK * kBlockK;
+    float* dp = s + kBlockQ * kBlockK;  // dP = dO Vᵀ, then dS    [query][key]
+    float* acc1 = dp + kBlockQ * kBlockK;
     float* acc2 = acc1 + accrows * d;
 
     for_dynamic(next_task, n_kv + n_q, [&](int64_t t) {
@@ -770,21 +797,15 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
             // Query i0 + r sees the first i0 + r + 1 - j0 keys of the block.
             tile_scores(qp + qoff, nh * d, rows, kt, nb, d, s, i0 + 1 - j0);
             tile_scores(dop + qoff, nh * d, rows, vt, nb, d, dp, i0 + 1 - j0);
+            // P over s and dS over dp, row by row (causally masked keys: 0, no contribution).
             for (int64_t r = 0; r < rows; ++r) {
               const int64_t i = i0 + r, n = std::min(nb, i + 1 - j0);  // n >= 1: i >= j0
-              const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
-              for (int64_t jj = 0; jj < n; ++jj) {
-                const float pv = exp_f32(scale * s[r * kBlockK + jj] - L);
-                pt[jj * kBlockK + r] = pv;
-                dst[jj * kBlockK + r] = pv * (dp[r * kBlockK + jj] - Di);
-              }
-              for (int64_t jj = n; jj < nb; ++jj) {  // causally masked: no contribution
-                pt[jj * kBlockK + r] = 0.0f;
-                dst[jj * kBlockK + r] = 0.0f;
-              }
+              dsoftmax_row(s + r * kBlockK, dp + r * kBlockK, n, nb, scale,
+                           lp[(b * nh + h) * S + i], D[(b * nh + h) * S + i], s + r * kBlockK,
+                           dp + r * kBlockK);
             }
-            tile_pv(pt, nb, rows, dop + qoff, nh * d, d, dV);  // dV += Pᵀ dO
-            tile_pv(dst, nb, rows, qp + qoff, nh * d, d, dK);  // dK += dSᵀ Q (scaled below)
+            tile_ptv(s, nb, rows, dop + qoff, nh * d, d, dV);  // dV += Pᵀ dO
+            tile_ptv(dp, nb, rows, qp + qoff, nh * d, d, dK);  // dK += dSᵀ Q (scaled below)
           }
         }
         for (int64_t jj = 0; jj < nb; ++jj) {
@@ -815,15 +836,11 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
                       s + r_lo * kBlockK, causal);
           tile_scores(dop + qoff + r_lo * nh * d, nh * d, rows - r_lo, vt, nb, d,
                       dp + r_lo * kBlockK, causal);
-          for (int64_t r = r_lo; r < rows; ++r) {
+          for (int64_t r = r_lo; r < rows; ++r) {  // dS over s
             const int64_t i = i0 + r, n = std::min(nb, i + 1 - j0);
-            const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
-            float* sr = s + r * kBlockK;
-            for (int64_t jj = 0; jj < n; ++jj) {
-              const float pv = exp_f32(scale * sr[jj] - L);
-              sr[jj] = pv * (dp[r * kBlockK + jj] - Di);  // dS
-            }
-            for (int64_t jj = n; jj < nb; ++jj) sr[jj] = 0.0f;
+            dsoftmax_row(s + r * kBlockK, dp + r * kBlockK, n, nb, scale,
+                         lp[(b * nh + h) * S + i], D[(b * nh + h) * S + i], nullptr,
+                         s + r * kBlockK);
           }
           // dQ += dS K (scaled below)
           tile_pv(s + r_lo * kBlockK, rows - r_lo, nb, kp + kvoff, nkv * d, d, dQ + r_lo * d,
