@@ -185,6 +185,14 @@ ArenaPlan LlamaModel::plan_act_entries(const LlamaConfig& cfg, const LlamaOption
   hs.xnf = p.add("final.xn", act, {T, H});
   hs.rstdf = p.add("final.rstd", DType::F32, {T});
   hs.gath = p.add("final.gathered", act, {Bm, H});
+  hs.gath_idx = p.add("final.gather_index", DType::I32, {Bm});
+  // Packed rows (a batch with padding): the valid tokens' ids, positions and padded indices,
+  // the padded row → packed row map, and q, k, v, attention output in the packed layout (the
+  // layer buffers above keep the padded layout that attention reads).
+  hs.pack = {p.add("pack.tokens", DType::I32, {T}), p.add("pack.positions", DType::I32, {T}),
+             p.add("pack.index", DType::I32, {T}), p.add("pack.unindex", DType::I32, {T}),
+             p.add("pack.q", act, {T, qdim}), p.add("pack.k", act, {T, kvdim}),
+             p.add("pack.v", act, {T, kvdim}), p.add("pack.att", act, {T, qdim})};
   std::vector<size_t>& bwd = hs.bwd;
   if (opts.training) {
     bwd = {p.add("grad_act.dresid", act, {T, H}),
@@ -204,7 +212,9 @@ ArenaPlan LlamaModel::plan_act_entries(const LlamaConfig& cfg, const LlamaOption
     chunk = std::min(chunk, T);
     head = {p.add("lm_head.lse", DType::F32, {T}), p.add("lm_head.logp", DType::F32, {T}),
             p.add("lm_head.targets", DType::I32, {T}), p.add("lm_head.dlogp", DType::F32, {T}),
-            p.add("lm_head.logits_chunk", prec.logits, {chunk, V})};
+            p.add("lm_head.logits_chunk", prec.logits, {chunk, V}),
+            p.add("lm_head.rows", act, {T, H}), p.add("lm_head.row_index", DType::I32, {T}),
+            p.add("lm_head.flat_index", DType::I32, {T})};
     // The two backward GEMMs read the logits' gradient in the activation dtype.
     if (opts.training && prec.logits != act)
       head.push_back(p.add("lm_head.dlogits_chunk", act, {chunk, V}));
@@ -240,6 +250,15 @@ void LlamaModel::plan_acts() {
   xnf_ = acts_arena_[hs.xnf];
   rstdf_ = acts_arena_[hs.rstdf];
   gath_ = acts_arena_[hs.gath];
+  gath_idx_ = acts_arena_[hs.gath_idx];
+  pk_tokens_ = acts_arena_[hs.pack[0]];
+  pk_positions_ = acts_arena_[hs.pack[1]];
+  pk_index_ = acts_arena_[hs.pack[2]];
+  pk_unindex_ = acts_arena_[hs.pack[3]];
+  pk_q_ = acts_arena_[hs.pack[4]];
+  pk_k_ = acts_arena_[hs.pack[5]];
+  pk_v_ = acts_arena_[hs.pack[6]];
+  pk_att_ = acts_arena_[hs.pack[7]];
   if (opts_.training) {
     dresid_ = acts_arena_[bwd[0]];
     dhmid_ = acts_arena_[bwd[1]];
@@ -256,7 +275,10 @@ void LlamaModel::plan_acts() {
     head_targets_ = acts_arena_[head[2]];
     head_dlogp_ = acts_arena_[head[3]];
     logits_chunk_ = acts_arena_[head[4]];
-    dlogits_chunk_ = head.size() > 5 ? acts_arena_[head[5]] : logits_chunk_;
+    head_x_ = acts_arena_[head[5]];
+    head_row_idx_ = acts_arena_[head[6]];
+    head_flat_idx_ = acts_arena_[head[7]];
+    dlogits_chunk_ = head.size() > 8 ? acts_arena_[head[8]] : logits_chunk_;
   } else {
     ones_ = acts_arena_[head[0]];
     dscore_ = acts_arena_[head[1]];
@@ -682,26 +704,101 @@ void LlamaModel::set_batch(const Batch& batch) {
   BEAVER_CHECK(batch.tokens.device == ctx_->device(), op, ": batch is on ",
                device_name(batch.tokens.device), ", the model on ", device_name(ctx_->device()));
   // Host sync: the ranges are validated on the host (a bad range must not reach a kernel) and
-  // kept for the score head's end indices.
+  // kept for the score head's end indices and the packed rows.
   ctx_->copy(Tensor(host_ranges_.data(), DType::I32, Shape{B, 2}, Device::CPU), batch.ranges);
+  int64_t valid = 0;
   for (int64_t b = 0; b < B; ++b) {
     const int32_t begin = host_ranges_[size_t(2 * b)], end = host_ranges_[size_t(2 * b + 1)];
     BEAVER_CHECK(0 <= begin && begin <= end && end <= S, op, ": row ", b, " has range [", begin,
                  ", ", end, ") outside [0, ", S, "]");
+    valid += end - begin;
   }
   B_ = B;
   S_ = S;
   T_ = B * S;
   batch_ = batch;
   logits_cached_ = false;
+  // Packed rows: the valid tokens one row after another (a batch without padding, or with no
+  // valid token at all, keeps its layout).
+  packed_ = valid > 0 && valid < T_;
+  R_ = packed_ ? valid : T_;
+  if (!packed_) return;
+  download_i32(*ctx_, host_tokens_, batch.tokens.view({T_}));
+  download_i32(*ctx_, host_positions_, batch.positions.view({T_}));
+  host_pack_.resize(size_t(R_));
+  host_unpack_.assign(size_t(T_), 0);  // a pad position points at row 0 (never read)
+  // The ids and positions are compacted in place (row r comes from flat position >= r).
+  int64_t r = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = host_ranges_[size_t(2 * b)]; t < host_ranges_[size_t(2 * b + 1)]; ++t, ++r) {
+      const size_t flat = size_t(b * S + t);
+      host_pack_[size_t(r)] = int32_t(flat);
+      host_unpack_[flat] = int32_t(r);
+      host_tokens_[size_t(r)] = host_tokens_[flat];
+      host_positions_[size_t(r)] = host_positions_[flat];
+    }
+  upload_i32(*ctx_, pk_tokens_, host_tokens_, R_);
+  upload_i32(*ctx_, pk_positions_, host_positions_, R_);
+  upload_i32(*ctx_, pk_index_, host_pack_, R_);
+  upload_i32(*ctx_, pk_unindex_, host_unpack_, T_);
+}
+
+Tensor LlamaModel::row_tokens() const {
+  return packed_ ? pk_tokens_.slice(0, R_) : batch_.tokens.view({T_});
+}
+
+Tensor LlamaModel::row_positions() const {
+  return packed_ ? pk_positions_.slice(0, R_) : batch_.positions.view({T_});
+}
+
+void LlamaModel::to_packed(const Tensor& padded, const Tensor& packed) const {
+  ops::embedding_fwd(*ctx_, pk_index_.slice(0, R_), padded, packed);
+}
+
+void LlamaModel::to_padded(const Tensor& packed, const Tensor& padded) const {
+  ops::embedding_fwd(*ctx_, pk_unindex_.slice(0, T_), packed, padded);
+}
+
+void LlamaModel::scatter_rows(const Tensor& rows, const Tensor& out) const {
+  if (!packed_) return ctx_->copy(out, rows);
+  // A scatter into a zeroed output: each position receives at most one row.
+  ops::embedding_bwd(*ctx_, pk_index_.slice(0, R_), rows, out, false);
+}
+
+int32_t LlamaModel::row_of(int64_t b, int64_t t, const char* op) const {
+  const int32_t begin = host_ranges_[size_t(2 * b)], end = host_ranges_[size_t(2 * b + 1)];
+  BEAVER_CHECK(t >= begin && t < end, op, ": position ", t, " of row ", b,
+               " is outside the row's tokens [", begin, ", ", end, ")");
+  return packed_ ? host_unpack_[size_t(b * S_ + t)] : int32_t(b * S_ + t);
+}
+
+LlamaModel::RowBuffers LlamaModel::row_buffers(int l) const {
+  if (packed_) return RowBuffers{pk_q_, pk_k_, pk_v_, pk_att_};
+  const LayerActs& a = acts(l);
+  return RowBuffers{a.q, a.k, a.v, a.att};
 }
 
 void LlamaModel::train_attend(int l, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& att, const Tensor& lse) {
-  (void)l;
-  ops::attention_fwd(*ctx_, q.view({B_, S_, nh_, hd_}), k.view({B_, S_, nkv_, hd_}),
-                     v.view({B_, S_, nkv_, hd_}), batch_.ranges, scale_,
-                     att.view({B_, S_, nh_, hd_}), lse.view({B_, nh_, S_}));
+  const LayerActs& a = acts(l);
+  const Tensor qp = a.q.slice(0, T_), kp = a.k.slice(0, T_), vp = a.v.slice(0, T_),
+               ap = a.att.slice(0, T_);
+  if (packed_) {
+    to_padded(q, qp);
+    to_padded(k, kp);
+    to_padded(v, vp);
+  }
+  ops::attention_fwd(*ctx_, qp.view({B_, S_, nh_, hd_}), kp.view({B_, S_, nkv_, hd_}),
+                     vp.view({B_, S_, nkv_, hd_}), batch_.ranges, scale_,
+                     ap.view({B_, S_, nh_, hd_}), lse.slice(0, T_ * nh_).view({B_, nh_, S_}));
+  if (packed_) to_packed(ap, att);
+}
+
+void LlamaModel::linear(const Tensor& x, const Tensor& w, const Tensor& y) const {
+  if (decoding_)
+    ops::linear_fwd_rows(*ctx_, x, w, y);
+  else
+    ops::linear_fwd(*ctx_, x, w, y);
 }
 
 void LlamaModel::layer_forward(int l, int64_t T, const Tensor& positions, const Tensor& x,
@@ -714,39 +811,42 @@ void LlamaModel::layer_forward(int l, int64_t T, const Tensor& positions, const 
   BEAVER_CHECK(!residual.defined() || resid_out.defined(),
                "layer_forward: a residual input needs somewhere to store the stream");
   const Tensor stream = resid_out.defined() ? resid_out : x;
-  const Tensor xn1 = a.xn1.slice(0, T), q = a.q.slice(0, T), k = a.k.slice(0, T),
-               v = a.v.slice(0, T), att = a.att.slice(0, T), hmid = a.hmid.slice(0, T),
+  const RowBuffers rb = row_buffers(l);
+  const Tensor xn1 = a.xn1.slice(0, T), q = rb.q.slice(0, T), k = rb.k.slice(0, T),
+               v = rb.v.slice(0, T), att = rb.att.slice(0, T), hmid = a.hmid.slice(0, T),
                xn2 = a.xn2.slice(0, T), gate = a.gate.slice(0, T), up = a.up.slice(0, T),
                act = a.act.slice(0, T), proj = proj_out_.slice(0, T);
 
   ops::rmsnorm_fwd(c, x, residual, P.in_norm, eps_, xn1, resid_out, a.rstd1.slice(0, T));
-  ops::linear_fwd(c, xn1, P.wq, q);
-  ops::linear_fwd(c, xn1, P.wk, k);
-  ops::linear_fwd(c, xn1, P.wv, v);
+  linear(xn1, P.wq, q);
+  linear(xn1, P.wk, k);
+  linear(xn1, P.wv, v);
   ops::rope_fwd(c, q.view({T, nh_, hd_}), k.view({T, nkv_, hd_}), positions, inv_freq_);
-  attend(l, q, k, v, att, a.lse.slice(0, T * nh_));
-  ops::linear_fwd(c, att, P.wo, proj);
+  attend(l, q, k, v, att, a.lse);
+  linear(att, P.wo, proj);
   ops::rmsnorm_fwd(c, proj, stream, P.post_norm, eps_, xn2, hmid, a.rstd2.slice(0, T));
-  ops::linear_fwd(c, xn2, P.wg, gate);
-  ops::linear_fwd(c, xn2, P.wu, up);
+  linear(xn2, P.wg, gate);
+  linear(xn2, P.wu, up);
   ops::swiglu_fwd(c, gate, up, act);
-  ops::linear_fwd(c, act, P.wd, proj);  // the MLP output, added to hmid by the next norm
+  linear(act, P.wd, proj);  // the MLP output, added to hmid by the next norm
 }
 
 void LlamaModel::forward(const Batch& batch, const KvSink& sink) {
   set_batch(batch);
+  decoding_ = false;
   Context& c = *ctx_;
-  const int64_t T = T_;
-  const Tensor positions = batch.positions.view({T});
   if (shards_) shards_->invalidate();  // the optimizer may have moved the shards since
   use_unit(0);
-  ops::embedding_fwd(c, batch.tokens.view({T}), wv_[0], resid(0).slice(0, T));
+  ops::embedding_fwd(c, row_tokens(), wv_[0], resid(0).slice(0, R_));
   const AttendFn attend = [&](int l, const Tensor& q, const Tensor& k, const Tensor& v,
                               const Tensor& att, const Tensor& lse) {
     train_attend(l, q, k, v, att, lse);
-    if (sink) sink(l, k.view({B_, S_, nkv_, hd_}), v.view({B_, S_, nkv_, hd_}));
+    // The padded k and v, as the cache stores them.
+    if (sink)
+      sink(l, acts(l).k.slice(0, T_).view({B_, S_, nkv_, hd_}),
+           acts(l).v.slice(0, T_).view({B_, S_, nkv_, hd_}));
   };
-  run_layers(T, positions, attend);
+  run_layers(R_, row_positions(), attend);
   have_forward_ = true;
 }
 
@@ -764,25 +864,31 @@ void LlamaModel::run_layers(int64_t T, const Tensor& positions, const AttendFn& 
                    resid(int(L_)).slice(0, T), rstdf_.slice(0, T));
 }
 
-Tensor LlamaModel::hidden(int l) const {
+OwnedTensor LlamaModel::hidden(int l) const {
   require_training("hidden");
   require_forward("hidden");
   BEAVER_CHECK(l >= 0 && l <= L_, "LlamaModel::hidden: layer ", l, " outside [0, ", L_, "]");
-  return resid(l).slice(0, T_).view({B_, S_, H_});
+  OwnedTensor out(prec_.act, {B_, S_, H_}, ctx_->device());
+  scatter_rows(resid(l).slice(0, R_), out.view().view({T_, H_}));
+  return out;
 }
 
-Tensor LlamaModel::final_hidden() const {
+OwnedTensor LlamaModel::final_hidden() const {
   require_forward("final_hidden");
-  return xnf_.slice(0, T_).view({B_, S_, H_});
+  OwnedTensor out(prec_.act, {B_, S_, H_}, ctx_->device());
+  scatter_rows(xnf_.slice(0, R_), out.view().view({T_, H_}));
+  return out;
 }
 
 void LlamaModel::trunk_backward(const Tensor& dxnf) {
   Context& c = *ctx_;
-  const int64_t T = T_;
-  const Tensor positions = batch_.positions.view({T});
+  const int64_t T = R_;
+  const Tensor positions = row_positions();
   const Tensor dresid = dresid_.slice(0, T), dhmid = dhmid_.slice(0, T), dxn = dxn_.slice(0, T),
-               dact = dact_.slice(0, T), datt = datt_.slice(0, T), dq = dq_.slice(0, T),
-               dk = dk_.slice(0, T), dv = dv_.slice(0, T);
+               dact = dact_.slice(0, T);
+  // Attention's gradients in the padded layout it reads.
+  const Tensor datt_pad = datt_.slice(0, T_), dq_pad = dq_.slice(0, T_),
+               dk_pad = dk_.slice(0, T_), dv_pad = dv_.slice(0, T_);
   const size_t norm_h = final_norm_h_;
   use_unit(int(L_) + 1);
   open_grads(int(L_) + 1);
@@ -802,10 +908,15 @@ void LlamaModel::trunk_backward(const Tensor& dxnf) {
     open_grads(1 + l);
     const LayerParams P = layer_params(wv_, l);
     const LayerParams G = layer_params(gv_, l);
-    const Tensor xn1 = a.xn1.slice(0, T), q = a.q.slice(0, T), k = a.k.slice(0, T),
-                 v = a.v.slice(0, T), att = a.att.slice(0, T), hmid = a.hmid.slice(0, T),
-                 xn2 = a.xn2.slice(0, T), gate = a.gate.slice(0, T), up = a.up.slice(0, T),
-                 act = a.act.slice(0, T);
+    const RowBuffers rb = row_buffers(l);
+    const Tensor xn1 = a.xn1.slice(0, T), hmid = a.hmid.slice(0, T), xn2 = a.xn2.slice(0, T),
+                 gate = a.gate.slice(0, T), up = a.up.slice(0, T), act = a.act.slice(0, T);
+    // In the rows layout: the attention output (the o projection's input), then its gradient
+    // in the same buffer; dq, dk, dv.
+    const Tensor att = rb.att.slice(0, T), dq = packed_ ? pk_q_.slice(0, T) : dq_pad,
+                 dk = packed_ ? pk_k_.slice(0, T) : dk_pad,
+                 dv = packed_ ? pk_v_.slice(0, T) : dv_pad;
+    const Tensor datt = packed_ ? att : datt_pad;
     // MLP: resid_out = hmid + down(swiglu(gate(xn2), up(xn2))).
     ops::linear_bwd_input(c, dresid, P.wd, dact, false);
     ops::linear_bwd_weight(c, dresid, act, G.wd, true);
@@ -817,13 +928,23 @@ void LlamaModel::trunk_backward(const Tensor& dxnf) {
     ops::rmsnorm_bwd(c, dxn, hmid, P.post_norm, a.rstd2.slice(0, T), dresid, dhmid, G.post_norm,
                      true);
     // Attention: hmid = stream + o(attention(rope(q(xn1)), rope(k(xn1)), v(xn1))).
-    ops::linear_bwd_input(c, dhmid, P.wo, datt, false);
+    if (packed_) to_packed(a.att.slice(0, T_), att);  // the rows buffer may hold another layer's
     ops::linear_bwd_weight(c, dhmid, att, G.wo, true);
-    ops::attention_bwd(c, q.view({B_, S_, nh_, hd_}), k.view({B_, S_, nkv_, hd_}),
-                       v.view({B_, S_, nkv_, hd_}), att.view({B_, S_, nh_, hd_}),
-                       datt.view({B_, S_, nh_, hd_}), a.lse.slice(0, T * nh_).view({B_, nh_, S_}),
-                       batch_.ranges, scale_, dq.view({B_, S_, nh_, hd_}),
-                       dk.view({B_, S_, nkv_, hd_}), dv.view({B_, S_, nkv_, hd_}));
+    ops::linear_bwd_input(c, dhmid, P.wo, datt, false);  // overwrites att when packed
+    if (packed_) to_padded(datt, datt_pad);
+    ops::attention_bwd(c, a.q.slice(0, T_).view({B_, S_, nh_, hd_}),
+                       a.k.slice(0, T_).view({B_, S_, nkv_, hd_}),
+                       a.v.slice(0, T_).view({B_, S_, nkv_, hd_}),
+                       a.att.slice(0, T_).view({B_, S_, nh_, hd_}),
+                       datt_pad.view({B_, S_, nh_, hd_}),
+                       a.lse.slice(0, T_ * nh_).view({B_, nh_, S_}), batch_.ranges, scale_,
+                       dq_pad.view({B_, S_, nh_, hd_}), dk_pad.view({B_, S_, nkv_, hd_}),
+                       dv_pad.view({B_, S_, nkv_, hd_}));
+    if (packed_) {
+      to_packed(dq_pad, dq);
+      to_packed(dk_pad, dk);
+      to_packed(dv_pad, dv);
+    }
     ops::rope_bwd(c, dq.view({T, nh_, hd_}), dk.view({T, nkv_, hd_}), positions, inv_freq_);
     ops::linear_bwd_input(c, dq, P.wq, dxn, false);
     ops::linear_bwd_input(c, dk, P.wk, dxn, true);
@@ -835,7 +956,7 @@ void LlamaModel::trunk_backward(const Tensor& dxnf) {
                      G.in_norm, true);
   }
   open_grads(0);
-  ops::embedding_bwd(c, batch_.tokens.view({T}), dresid, gv_[0], true);
+  ops::embedding_bwd(c, row_tokens(), dresid, gv_[0], true);
   close_grads();
   have_forward_ = false;
 }
@@ -847,7 +968,18 @@ void LlamaModel::logits(const Tensor& out) {
   require_forward("logits");
   expect_shape(out, {B_, S_, V_}, "LlamaModel::logits", "out");
   use_unit(head_unit());
-  ops::linear_fwd(*ctx_, xnf_.slice(0, T_), lm_weight(wv_), out.view({T_, V_}));
+  const Tensor all = out.view({T_, V_});
+  if (!packed_) return ops::linear_fwd(*ctx_, xnf_.slice(0, T_), lm_weight(wv_), all);
+  // Packed: chunk by chunk through the logits buffer into the zeroed output.
+  ctx_->zero(out);
+  const int64_t C = logits_chunk_.size(0);
+  for (int64_t r0 = 0; r0 < R_; r0 += C) {
+    const int64_t r1 = std::min(R_, r0 + C);
+    const Tensor lg = logits_chunk_.slice(0, r1 - r0);
+    ops::linear_fwd(*ctx_, xnf_.slice(r0, r1), lm_weight(wv_), lg);
+    ops::embedding_bwd(*ctx_, pk_index_.slice(r0, r1), lg, all, true);
+  }
+  logits_cached_ = false;
 }
 
 void LlamaModel::logits_at(const Tensor& rows, const Tensor& out) {
@@ -858,10 +990,28 @@ void LlamaModel::logits_at(const Tensor& rows, const Tensor& out) {
   BEAVER_CHECK(n >= 1 && n <= opts_.max_batch, "LlamaModel::logits_at: ", n,
                " rows requested, at most max_batch = ", opts_.max_batch);
   expect_shape(out, {n, V_}, "LlamaModel::logits_at", "out");
-  // The embedding lookup doubles as a row gather (it checks every index against T).
-  ops::embedding_fwd(*ctx_, rows, xnf_.slice(0, T_), gath_.slice(0, n));
+  Tensor idx = rows;
+  if (packed_) {
+    // Flat positions → rows of the packed layout (a host round trip of n indices).
+    std::vector<int32_t> flat;
+    download_i32(*ctx_, flat, rows);
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t f = flat[size_t(i)];
+      BEAVER_CHECK(f >= 0 && f < T_, "LlamaModel::logits_at: row ", i, " is position ", f,
+                   ", outside the batch's ", T_, " positions");
+      flat[size_t(i)] = row_of(f / S_, f % S_, "LlamaModel::logits_at");
+    }
+    upload_i32(*ctx_, gath_idx_, flat, n);
+    idx = gath_idx_.slice(0, n);
+  }
+  // The embedding lookup doubles as a row gather (it checks every index against the rows).
+  ops::embedding_fwd(*ctx_, idx, xnf_.slice(0, R_), gath_.slice(0, n));
   use_unit(head_unit());
   ops::linear_fwd(*ctx_, gath_.slice(0, n), lm_weight(wv_), out);
+}
+
+Tensor LlamaModel::head_input() const {
+  return head_compact_ ? head_x_.slice(0, head_n_) : xnf_.slice(0, R_);
 }
 
 void LlamaModel::lm_chunks(bool backward, const Tensor& dlogp) {
@@ -869,25 +1019,28 @@ void LlamaModel::lm_chunks(bool backward, const Tensor& dlogp) {
   use_unit(head_unit());
   if (backward) open_grads(head_unit());
   const Tensor W = lm_weight(wv_);
-  const int64_t C = logits_chunk_.size(0);
+  const Tensor X = head_input();
+  const int64_t N = head_n_, C = logits_chunk_.size(0);
   const bool round_dlogits = dlogits_chunk_.data != logits_chunk_.data;
-  for (int64_t r0 = 0; r0 < T_; r0 += C) {
-    const int64_t r1 = std::min(T_, r0 + C);
-    const Tensor x = xnf_.slice(r0, r1), lg = logits_chunk_.slice(0, r1 - r0),
+  for (int64_t r0 = 0; r0 < N; r0 += C) {
+    const int64_t r1 = std::min(N, r0 + C);
+    const Tensor x = X.slice(r0, r1), lg = logits_chunk_.slice(0, r1 - r0),
                  tg = head_targets_.slice(r0, r1), lse = head_lse_.slice(r0, r1);
     // One chunk for all rows: the forward's logits are still there for the backward.
-    const bool reuse = backward && logits_cached_ && r0 == 0 && r1 == T_;
+    const bool reuse = backward && logits_cached_ && r0 == 0 && r1 == N;
     if (!reuse) ops::linear_fwd(c, x, W, lg);
     if (!backward) {
       ops::logprob_fwd(c, lg, tg, head_logp_.slice(r0, r1), lse);
-      logits_cached_ = r0 == 0 && r1 == T_;
+      logits_cached_ = r0 == 0 && r1 == N;
     } else {
       logits_cached_ = false;  // the logits' gradient overwrites them
       ops::logprob_bwd(c, lg, tg, lse, dlogp.slice(r0, r1), lg);  // dlogits overwrite logits
       const Tensor dlg = round_dlogits ? dlogits_chunk_.slice(0, r1 - r0) : lg;
       if (round_dlogits) ops::convert(c, lg, dlg);
-      ops::linear_bwd_input(c, dlg, W, dxn_.slice(r0, r1), false);
       ops::linear_bwd_weight(c, dlg, x, lm_weight(gv_), true);
+      // Compact rows: their input is no longer needed once the weight gradient has it, so the
+      // input gradient takes its place (scattered to the rows below).
+      ops::linear_bwd_input(c, dlg, W, head_compact_ ? x : dxn_.slice(r0, r1), false);
     }
   }
 }
@@ -898,50 +1051,87 @@ void LlamaModel::token_logprobs(const Tensor& targets, const Tensor& logp) {
   require_forward("token_logprobs");
   expect_shape(targets, {B_, S_}, op, "targets");
   expect_dtype(targets, DType::I32, op, "targets");
-  ctx_->copy(head_targets_.slice(0, T_), targets.view({T_}));
-  lm_chunks(false, Tensor{});
+  // Host sync: which rows have a target decides which rows enter the head.
+  download_i32(*ctx_, host_targets_, targets.view({T_}));
+  host_head_rows_.clear();
+  host_head_flat_.clear();
+  host_head_targets_.clear();
+  for (int64_t r = 0; r < R_; ++r) {
+    const int32_t flat = packed_ ? host_pack_[size_t(r)] : int32_t(r);
+    const int32_t tg = host_targets_[size_t(flat)];
+    if (tg == ops::kIgnoreIndex) continue;
+    host_head_rows_.push_back(int32_t(r));
+    host_head_flat_.push_back(flat);
+    host_head_targets_.push_back(tg);
+  }
+  head_n_ = int64_t(host_head_rows_.size());
+  head_compact_ = head_n_ < R_;
+  logits_cached_ = false;
+  if (head_n_ > 0) {
+    upload_i32(*ctx_, head_targets_, host_head_targets_, head_n_);
+    upload_i32(*ctx_, head_row_idx_, host_head_rows_, head_n_);
+    upload_i32(*ctx_, head_flat_idx_, host_head_flat_, head_n_);
+    if (head_compact_)
+      ops::embedding_fwd(*ctx_, head_row_idx_.slice(0, head_n_), xnf_.slice(0, R_),
+                         head_x_.slice(0, head_n_));
+    lm_chunks(false, Tensor{});
+  }
   if (logp.defined()) {
     expect_shape(logp, {B_, S_}, op, "logp");
-    ctx_->copy(logp.view({T_}), head_logp_.slice(0, T_));
+    if (head_n_ == 0)
+      ops::fill(*ctx_, logp, 0.0f);
+    else if (head_n_ == T_)
+      ctx_->copy(logp.view({T_}), head_logp_.slice(0, T_));
+    else  // 0 where the target is ignored
+      ops::embedding_bwd(*ctx_, head_flat_idx_.slice(0, head_n_),
+                         head_logp_.slice(0, head_n_).view({head_n_, 1}), logp.view({T_, 1}),
+                         false);
   }
+}
+
+void LlamaModel::lm_backward() {
+  if (head_n_ > 0) lm_chunks(true, head_dlogp_.slice(0, head_n_));
+  const Tensor dxn = dxn_.slice(0, R_);
+  if (head_n_ == 0)
+    ops::fill(*ctx_, dxn, 0.0f);
+  else if (head_compact_)  // the input gradients of the head rows, 0 for every other row
+    ops::embedding_bwd(*ctx_, head_row_idx_.slice(0, head_n_), head_x_.slice(0, head_n_), dxn,
+                       false);
+  trunk_backward(dxn);
 }
 
 void LlamaModel::token_logprobs_backward(const Tensor& dlogp) {
   require_training("token_logprobs_backward");
   require_forward("token_logprobs_backward");
   expect_shape(dlogp, {B_, S_}, "LlamaModel::token_logprobs_backward", "dlogp");
-  lm_chunks(true, dlogp.view({T_}));
-  trunk_backward(dxn_.slice(0, T_));
+  // The head rows' gradients (an ignored target's log-prob is 0, whatever dlogp says there).
+  if (head_n_ > 0)
+    ops::embedding_fwd(*ctx_, head_flat_idx_.slice(0, head_n_), dlogp.view({T_, 1}),
+                       head_dlogp_.slice(0, head_n_).view({head_n_, 1}));
+  lm_backward();
 }
 
 double LlamaModel::cross_entropy(const Tensor& targets) {
   token_logprobs(targets, Tensor{});
+  BEAVER_CHECK(head_n_ > 0, "LlamaModel::cross_entropy: every target is ignored (-100); no loss");
   // Host sync: the loss is a host number.
-  download_i32(*ctx_, host_targets_, head_targets_.slice(0, T_));
-  host_f32_.resize(size_t(T_));
-  ctx_->copy(Tensor(host_f32_.data(), DType::F32, Shape{T_}, Device::CPU), head_logp_.slice(0, T_));
+  host_f32_.resize(size_t(head_n_));
+  ctx_->copy(Tensor(host_f32_.data(), DType::F32, Shape{head_n_}, Device::CPU),
+             head_logp_.slice(0, head_n_));
   double sum = 0.0;
-  int64_t n = 0;
-  for (int64_t t = 0; t < T_; ++t) {
-    if (host_targets_[size_t(t)] == ops::kIgnoreIndex) continue;
-    sum -= double(host_f32_[size_t(t)]);
-    ++n;
-  }
-  BEAVER_CHECK(n > 0, "LlamaModel::cross_entropy: every target is ignored (-100); no loss");
-  ce_count_ = n;
-  return sum / double(n);
+  for (int64_t i = 0; i < head_n_; ++i) sum -= double(host_f32_[size_t(i)]);
+  ce_count_ = head_n_;
+  return sum / double(head_n_);
 }
 
 void LlamaModel::cross_entropy_backward(float scale) {
   BEAVER_CHECK(ce_count_ > 0, "LlamaModel::cross_entropy_backward: call cross_entropy() first");
-  host_f32_.assign(size_t(T_), 0.0f);
-  const float g = -scale / float(ce_count_);
-  for (int64_t t = 0; t < T_; ++t)
-    if (host_targets_[size_t(t)] != ops::kIgnoreIndex) host_f32_[size_t(t)] = g;
-  ctx_->copy(head_dlogp_.slice(0, T_),
-             Tensor(host_f32_.data(), DType::F32, Shape{T_}, Device::CPU));
+  require_training("cross_entropy_backward");
+  require_forward("cross_entropy_backward");
+  // Every head row has a target: the same gradient for each.
+  ops::fill(*ctx_, head_dlogp_.slice(0, head_n_), -scale / float(ce_count_));
   ce_count_ = 0;
-  token_logprobs_backward(head_dlogp_.slice(0, T_).view({B_, S_}));
+  lm_backward();
 }
 
 // ---- score head ------------------------------------------------------------------------------
@@ -952,23 +1142,25 @@ void LlamaModel::scores(const Tensor& scores, const Tensor& end_scores) {
   require_forward("scores");
   expect_shape(scores, {B_, S_}, op, "scores");
   Context& c = *ctx_;
-  const Tensor sc = scores.view({T_, 1});
+  // The rows' scores: straight into the output, or through the score buffer when packed.
+  const Tensor sc = packed_ ? dscore_.slice(0, R_) : scores.view({T_, 1});
   const Tensor bias = score_bias();  // gathers the head unit when sharded
   use_unit(int(L_) + 1);
-  ops::linear_fwd(c, xnf_.slice(0, T_), wv_[score_w_h_], sc);
+  ops::linear_fwd(c, xnf_.slice(0, R_), wv_[score_w_h_], sc);
   // + bias: a K = 1 GEMM with a column of ones, so no broadcast op is needed.
-  ops::gemm(c, ones_.slice(0, T_), false, bias.view({1, 1}), false, sc, 1.0f, 1.0f);
+  ops::gemm(c, ones_.slice(0, R_), false, bias.view({1, 1}), false, sc, 1.0f, 1.0f);
   if (end_scores.defined()) {
     expect_shape(end_scores, {B_}, op, "end_scores");
     for (int64_t b = 0; b < B_; ++b) {
       const int32_t begin = host_ranges_[size_t(2 * b)], end = host_ranges_[size_t(2 * b + 1)];
       BEAVER_CHECK(end > begin, op, ": row ", b, " is empty (range [", begin, ", ", end,
                    ")): it has no end score");
-      host_idx_[size_t(b)] = int32_t(b * S_ + end - 1);
+      host_idx_[size_t(b)] = row_of(b, end - 1, op);
     }
     upload_i32(c, end_idx_, host_idx_, B_);
     ops::embedding_fwd(c, end_idx_.slice(0, B_), sc, end_scores.view({B_, 1}));
   }
+  if (packed_) scatter_rows(sc, scores.view({T_, 1}));
 }
 
 void LlamaModel::scores_backward(const Tensor& dscores, const Tensor& dend_scores) {
@@ -977,10 +1169,14 @@ void LlamaModel::scores_backward(const Tensor& dscores, const Tensor& dend_score
   require_training("scores_backward");
   require_forward("scores_backward");
   Context& c = *ctx_;
-  const Tensor ds = dscore_.slice(0, T_);
+  const int64_t R = R_;
+  const Tensor ds = dscore_.slice(0, R);
   if (dscores.defined()) {
     expect_shape(dscores, {B_, S_}, op, "dscores");
-    c.copy(ds, dscores.view({T_, 1}));
+    if (packed_)
+      to_packed(dscores.view({T_, 1}), ds);
+    else
+      c.copy(ds, dscores.view({T_, 1}));
   } else {
     ops::fill(c, ds, 0.0f);
   }
@@ -989,24 +1185,24 @@ void LlamaModel::scores_backward(const Tensor& dscores, const Tensor& dend_score
     for (int64_t b = 0; b < B_; ++b) {
       const int32_t begin = host_ranges_[size_t(2 * b)], end = host_ranges_[size_t(2 * b + 1)];
       BEAVER_CHECK(end > begin, op, ": row ", b, " is empty: it has no end score");
-      host_idx_[size_t(b)] = int32_t(b * S_ + end - 1);
+      host_idx_[size_t(b)] = row_of(b, end - 1, op);
     }
     upload_i32(c, end_idx_, host_idx_, B_);
     // Scatter-add of the end-score gradients into their positions (deterministic).
     ops::embedding_bwd(c, end_idx_.slice(0, B_), dend_scores.view({B_, 1}), ds, true);
   }
-  const Tensor x = xnf_.slice(0, T_);
+  const Tensor x = xnf_.slice(0, R);
   // The weight GEMMs read the score gradient in the activation dtype; the bias gradient
   // (fp32 ones) reads it in fp32.
-  const Tensor dsa = dscore_act_.slice(0, T_);
+  const Tensor dsa = dscore_act_.slice(0, R);
   if (dsa.data != ds.data) ops::convert(c, ds, dsa);
   const size_t wh = score_w_h_, bh = score_b_h_;
   use_unit(int(L_) + 1);
   open_grads(int(L_) + 1);
   ops::linear_bwd_weight(c, dsa, x, gv_[wh], true);
-  ops::gemm(c, ds, true, ones_.slice(0, T_), false, gv_[bh].view({1, 1}), 1.0f, 1.0f);
-  ops::linear_bwd_input(c, dsa, wv_[wh], dxn_.slice(0, T_), false);
-  trunk_backward(dxn_.slice(0, T_));
+  ops::gemm(c, ds, true, ones_.slice(0, R), false, gv_[bh].view({1, 1}), 1.0f, 1.0f);
+  ops::linear_bwd_input(c, dsa, wv_[wh], dxn_.slice(0, R), false);
+  trunk_backward(dxn_.slice(0, R));
 }
 
 // ---- decode ----------------------------------------------------------------------------------
@@ -1029,6 +1225,8 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
   Context& c = *ctx_;
   have_forward_ = false;
   logits_cached_ = false;
+  packed_ = false;  // one token per sequence: the layer buffers hold the B rows as they are
+  decoding_ = true;
   if (shards_) shards_->invalidate();
   use_unit(0);
   ops::embedding_fwd(c, tokens, wv_[0], resid(0).slice(0, B));
@@ -1042,7 +1240,7 @@ void LlamaModel::decode_step(const Tensor& tokens, const Tensor& positions, cons
   };
   run_layers(B, positions, attend);
   use_unit(head_unit());
-  ops::linear_fwd(c, xnf_.slice(0, B), lm_weight(wv_), out_logits);
+  linear(xnf_.slice(0, B), lm_weight(wv_), out_logits);
 }
 
 std::vector<int32_t> next_token_targets(const std::vector<int32_t>& tokens,

@@ -21,8 +21,16 @@
 // Training forward over a padded batch: tokens i32 [B,S], ranges i32 [B,2] (valid tokens
 // [begin, end) of each row: right padding has end < S, left padding begin > 0) and positions
 // i32 [B,S] (rotary position ids; right padding 0..len-1, left padding counted from begin).
-// Pad positions are computed but never read by valid ones (attention masks them), and get
-// zero gradient as long as the head gradient is zero there (ignored targets, zero dscores).
+// Packed rows: when a batch has padding, every op that works token by token (embedding,
+// norms, the linear layers, rotary, SwiGLU, the heads) runs on its valid tokens only, packed
+// in row order (row b's tokens [begin, end) one after another); attention gathers q, k, v into
+// the padded layout it reads and its output back. Padding therefore costs no GEMM work; what
+// the pad positions would have computed is never read by valid ones (attention masks them),
+// so each valid token's result is the one the padded batch gives. Outputs in the batch layout
+// (scores, log-probs, logits, hidden states) are 0 at pad positions.
+// The LM head's log-prob and cross-entropy path also runs only on the rows whose target is not
+// ignored (-100): an ignored row's log-prob is 0 and its gradient 0, so skipping it changes
+// nothing but the work (the answer tokens of SFT, the response tokens of a rollout).
 //
 // Activation storage per layer (training, no recomputation): the layer input (residual
 // stream), both norm outputs and rstd, q/k (after rotary), v, attention output and lse, the
@@ -198,17 +206,18 @@ class LlamaModel {
   // ---- trunk ----------------------------------------------------------------------------------
   // Embedding, all layers and the final norm; keeps what the backward needs.
   void forward(const Batch& batch, const KvSink& sink = {});
-  // Residual stream entering layer l ([B,S,H] of the last forward), l in [0, L]: l = 0 is the
-  // embedding output, l = L the stream before the final norm (training only). Activations
-  // are in precision().act (bf16 on CUDA).
-  Tensor hidden(int l) const;
-  // Output of the final norm [B,S,H].
-  Tensor final_hidden() const;
+  // Residual stream entering layer l ([B,S,H] of the last forward, 0 at pad positions; a copy
+  // on the model's device), l in [0, L]: l = 0 is the embedding output, l = L the stream
+  // before the final norm (training only). Activations are in precision().act (bf16 on CUDA).
+  OwnedTensor hidden(int l) const;
+  // Output of the final norm [B,S,H] (a copy, 0 at pad positions).
+  OwnedTensor final_hidden() const;
 
   // ---- LM head --------------------------------------------------------------------------------
-  // All logits [B,S,V] of the last forward.
+  // All logits [B,S,V] of the last forward (0 at pad positions).
   void logits(const Tensor& out);
-  // Logits [n,V] of n chosen rows (flat indices b*S + t, i32 [n] on the device).
+  // Logits [n,V] of n chosen positions (flat indices b*S + t, i32 [n] on the device; each must
+  // be a valid token of its row).
   void logits_at(const Tensor& rows, const Tensor& out);
   // logp[b,t] = log softmax(logits[b,t])[targets[b,t]] (0 where targets == -100), without
   // keeping all logits (chunks of logits_chunk_rows rows).
@@ -254,8 +263,8 @@ class LlamaModel {
     };
     std::vector<size_t> resid;
     std::vector<Layer> layers;
-    size_t inv = 0, proj = 0, xnf = 0, rstdf = 0, gath = 0;
-    std::vector<size_t> bwd, head;
+    size_t inv = 0, proj = 0, xnf = 0, rstdf = 0, gath = 0, gath_idx = 0;
+    std::vector<size_t> pack, bwd, head;
   };
   // The two plans, from the config and options alone (the constructor and plan_memory both
   // call these: one source for what the model allocates). Param handle i = infos index i.
@@ -273,14 +282,41 @@ class LlamaModel {
   const LayerActs& acts(int l) const;
   Tensor resid(int l) const;
   void set_batch(const Batch& batch);
-  // Runs layer l on T = rows tokens: the input residual stream is x + residual (residual may
-  // be undefined) and is stored in resid_out when defined.
+  // The layers' linear_fwd: linear_fwd_rows in a decode step (a few rows; csrc/ops/gemm.h).
+  void linear(const Tensor& x, const Tensor& w, const Tensor& y) const;
+  // Runs layer l on `rows` tokens (the rows layout: packed when the batch is): the input
+  // residual stream is x + residual (residual may be undefined) and is stored in resid_out
+  // when defined.
   void layer_forward(int l, int64_t rows, const Tensor& positions, const Tensor& x,
                      const Tensor& residual, const Tensor& resid_out, const AttendFn& attend);
   // All layers and the final norm on T tokens whose embeddings are in resid(0).
   void run_layers(int64_t T, const Tensor& positions, const AttendFn& attend);
+  // Attention of the training forward on q, k, v in the rows layout, writing att in the rows
+  // layout; the padded q, k, v and attention output stay in layer l's buffers for the backward.
   void train_attend(int l, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& att,
                     const Tensor& lse);
+  // Where layer l's q, k, v and attention output are computed in the rows layout: the shared
+  // packed buffers when the batch is packed, else the layer's own (padded) buffers.
+  struct RowBuffers {
+    Tensor q, k, v, att;
+  };
+  RowBuffers row_buffers(int l) const;
+  // The token ids and positions of the rows layout.
+  Tensor row_tokens() const;
+  Tensor row_positions() const;
+  // padded [T, w] → packed [R, w] and back (pad rows of the padded copy repeat a valid row:
+  // nothing reads them); both are row gathers.
+  void to_packed(const Tensor& padded, const Tensor& packed) const;
+  void to_padded(const Tensor& packed, const Tensor& padded) const;
+  // Rows-layout values [R, w] into a batch-layout output [T, w], 0 at pad positions.
+  void scatter_rows(const Tensor& rows, const Tensor& out) const;
+  // The row of the rows layout that holds flat position b * S + t (an Error outside the
+  // row's range).
+  int32_t row_of(int64_t b, int64_t t, const char* op) const;
+  // The LM head's rows of the last token_logprobs call: compact (only rows with a target)
+  // or every row of the rows layout.
+  Tensor head_input() const;
+  void lm_backward();
   // Backward from the gradient of the final-norm output (dxnf [T,H]) to every parameter.
   void trunk_backward(const Tensor& dxnf);
   void lm_chunks(bool backward, const Tensor& dlogp);
@@ -317,20 +353,34 @@ class LlamaModel {
   std::vector<Tensor> pv_, wv_, gv_;   // per-parameter views: master, working, grads
   std::vector<LayerActs> layer_acts_;
   std::vector<Tensor> resid_;
-  Tensor inv_freq_, proj_out_, xnf_, rstdf_, gath_;
+  Tensor inv_freq_, proj_out_, xnf_, rstdf_, gath_, gath_idx_;
+  // packed rows
+  Tensor pk_tokens_, pk_positions_, pk_index_, pk_unindex_, pk_q_, pk_k_, pk_v_, pk_att_;
   // backward buffers
   Tensor dresid_, dhmid_, dxn_, dact_, datt_, dq_, dk_, dv_;
   // LM head
+  // (compacted to the rows with a target: head_lse_, head_logp_, head_targets_, head_dlogp_ and
+  // head_x_ hold head_n_ rows; head_row_idx_ / head_flat_idx_ say which row and which flat
+  // position each one is)
   Tensor head_lse_, head_logp_, head_targets_, head_dlogp_, logits_chunk_;
+  Tensor head_x_, head_row_idx_, head_flat_idx_;
   Tensor dlogits_chunk_;  // = logits_chunk_ unless the logits dtype differs from the acts'
   // score head
   Tensor ones_, dscore_, end_idx_;
   Tensor dscore_act_;     // = dscore_ unless the acts are not fp32
 
-  // The current batch (views of the caller's tensors) and host copies of its ranges.
-  int64_t B_ = 0, S_ = 0, T_ = 0;
+  // The current batch (views of the caller's tensors) and host copies of its ranges. T_ = B_ S_
+  // positions; R_ rows in the rows layout (the valid tokens when packed_, else T_).
+  int64_t B_ = 0, S_ = 0, T_ = 0, R_ = 0;
+  bool packed_ = false;
+  bool decoding_ = false;  // run_layers is running a decode step
   Batch batch_;
   std::vector<int32_t> host_ranges_, host_targets_, host_idx_;
+  std::vector<int32_t> host_tokens_, host_positions_, host_pack_, host_unpack_;
+  // LM head rows of the last token_logprobs: count, whether compacted, and host copies.
+  int64_t head_n_ = 0;
+  bool head_compact_ = false;
+  std::vector<int32_t> host_head_rows_, host_head_flat_, host_head_targets_;
   std::vector<float> host_f32_;
   bool have_forward_ = false;
   // The logits chunk holds the logits of every row of the last forward (one chunk covered

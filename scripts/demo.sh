@@ -17,8 +17,9 @@
 # (default runs/demo): metrics.jsonl, curves (PNG), checkpoints and the final model.
 # Stages that do not depend on each other run side by side as background jobs, one thread
 # each unless --threads N says otherwise: the RM and the CM; then PPO-Lag, PPO and shaping,
-# each followed by its evaluation, beside the SFT model's evaluation (SFT, which runs alone,
-# takes every core unless --threads is given). Every run is seeded and deterministic for its
+# each followed by its evaluation, beside the SFT model's evaluation, everything but PPO-Lag
+# (the critical path) at a lower priority (SFT, which runs alone, takes every core unless
+# --threads is given). Every run is seeded and deterministic for its
 # thread count, so the results equal those of the stages one after another at the same
 # thread count (bench/demo_side_by_side.sh compares the two). --sequential runs them one
 # after another (the default --threads 0 then lets each stage use every core). Each stage's
@@ -238,14 +239,20 @@ join; show rm; show cm
 # RL: the reference defaults with the main job's changes and PPO-Lag's requirement
 # (scripts/main-job.sh, shared with scripts/seeds.sh; docs/rlhf.md, "The requirement").
 # Each RL run is followed by its evaluation in the same job; the SFT model's evaluation runs
-# beside them.
+# beside them. PPO-Lag, the longest, is the critical path: the jobs beside it run at a lower
+# priority (nice 10), so that it keeps a whole core while they share the other (which changes
+# no result: the thread counts are the same).
 main_job_rl_flags "$out" "$threads" "$seed" "$rl_epochs"
 main_job_requirement
 models=(--actor_model_name_or_path "$out/sft" --reward_model_name_or_path "$out/rm"
         --cost_model_name_or_path "$out/cm")
-# The words that add policy $1's evaluation to a job, one per line (for mapfile).
+side=(nice -n 10)
+# The words that add policy $1's evaluation to a job, one per line (for mapfile); beside
+# PPO-Lag (every policy but PPO-Lag) at the lower priority.
 evaluation() {
-  printf '%s\n' --then "eval-$1" "$B" eval --model "$out/$1" --reward-model "$out/rm" \
+  local run=("$B")
+  [[ $1 == ppo-lag ]] || run=("${side[@]}" "$B")
+  printf '%s\n' --then "eval-$1" "${run[@]}" eval --model "$out/$1" --reward-model "$out/rm" \
     --cost-model "$out/cm" --prompts "$out/world/eval.jsonl" --oracle toyworld \
     --output "$out/eval/$1" --threads "$threads"
 }
@@ -267,7 +274,7 @@ job ppo-lag env BEAVER="$B" "$root/train/scripts/ppo-lag.sh" "${models[@]}" \
 
 stamp "7. baseline: PPO on the reward alone"
 rm -rf "$out/ppo"
-job ppo env BEAVER="$B" "$root/train/scripts/ppo.sh" "${models[@]}" \
+job ppo "${side[@]}" env BEAVER="$B" "$root/train/scripts/ppo.sh" "${models[@]}" \
   --reward_critic_model_name_or_path "$out/rm" --output_dir "$out/ppo" "${rl[@]}" \
   "${eval_ppo[@]}"
 
@@ -275,7 +282,7 @@ for nu in ${nus[@]+"${nus[@]}"}; do
   stamp "8. baseline: PPO with reward shaping R - $nu * C"
   rm -rf "$out/shaping-$nu"
   mapfile -t eval_nu < <(evaluation "shaping-$nu")
-  job "shaping-$nu" env BEAVER="$B" "$root/train/scripts/ppo-shaping.sh" "${models[@]}" \
+  job "shaping-$nu" "${side[@]}" env BEAVER="$B" "$root/train/scripts/ppo-shaping.sh" "${models[@]}" \
     --reward_critic_model_name_or_path "$out/rm" --output_dir "$out/shaping-$nu" \
     --shaping_nu "$nu" "${rl[@]}" "${eval_nu[@]}"
 done

@@ -252,6 +252,98 @@ TEST(LlamaModelGrads, AdamWOverTheFlatVectorsLearnsABatch) {
   EXPECT_EQ(finals[0], finals[1]);
 }
 
+// A padded batch runs its token-wise ops on the valid tokens only (packed rows) and the LM
+// head only on rows with a target: each row's log-probs, scores and weight gradients are those
+// of the row run alone without padding, left or right padded, with a label mask, and the pad
+// positions of the batch-layout outputs are 0.
+TEST(LlamaModelGrads, PaddedBatchEqualsEachRowAlone) {
+  Context ctx = Context::cpu(2);
+  const LlamaConfig cfg = checkpoint_config(fixture_dir());
+  const int64_t B = 3, S = 9;
+  // Row 0 right padded, row 1 full, row 2 left padded.
+  const std::vector<std::vector<int32_t>> rows = {
+      {1, 9, 8, 7, 6}, {1, 44, 45, 46, 47, 48, 49, 50, 51}, {1, 120, 64, 3}};
+  const std::vector<int32_t> begins = {0, 0, 5}, label_begin = {2, 4, 6};
+  std::vector<int32_t> tokens(size_t(B * S), 0), ranges, positions(size_t(B * S), 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t b0 = begins[size_t(b)], n = int32_t(rows[size_t(b)].size());
+    for (int32_t i = 0; i < n; ++i) {
+      tokens[size_t(b * S + b0 + i)] = rows[size_t(b)][size_t(i)];
+      positions[size_t(b * S + b0 + i)] = i;
+    }
+    ranges.insert(ranges.end(), {b0, b0 + n});
+  }
+  const auto targets = next_token_targets(tokens, ranges, B, S, label_begin);
+  const auto make = [&](Head head, int64_t batch) {
+    auto m = std::make_unique<LlamaModel>(
+        ctx, cfg, LlamaOptions{.head = head, .max_batch = batch, .max_seq = S, .training = true});
+    load_weights(*m, fixture_dir());
+    if (head == Head::Score) m->init_score_head(5);
+    return m;
+  };
+  // dlogp / dscores: fixed values at every position (only target positions may matter).
+  std::vector<float> g(size_t(B * S));
+  for (size_t i = 0; i < g.size(); ++i) g[i] = 0.1f + 0.01f * float(i);
+  for (const Head head : {Head::LM, Head::Score}) {
+    SCOPED_TRACE(head == Head::LM ? "LM head" : "score head");
+    auto batched = make(head, B);
+    batched->zero_grads();
+    const OwnedTensor tk = test::int_tensor(tokens, {B, S}), rg = test::int_tensor(ranges, {B, 2}),
+                      ps = test::int_tensor(positions, {B, S});
+    batched->forward(Batch{tk, rg, ps});
+    OwnedTensor out(DType::F32, {B, S});
+    test::poison(out);
+    const auto grad = test::host_sentinel(g, Shape{B, S});
+    if (head == Head::LM) {
+      batched->token_logprobs(test::int_tensor(targets, {B, S}), out);
+      batched->token_logprobs_backward(grad);
+    } else {
+      batched->scores(out, Tensor{});
+      batched->scores_backward(grad, Tensor{});
+    }
+    const auto got = to_host_f32(out);
+    // The sum of the rows' gradients, each row alone in a batch of one.
+    auto alone = make(head, 1);
+    alone->zero_grads();
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = int64_t(rows[size_t(b)].size()), b0 = begins[size_t(b)];
+      std::vector<int32_t> pos(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(i);
+      // The batch's tensors live until the backward (the model keeps views of them).
+      const OwnedTensor tk1 = test::int_tensor(rows[size_t(b)], {1, n}),
+                        rg1 = test::int_tensor({0, int32_t(n)}, {1, 2}),
+                        ps1 = test::int_tensor(pos, {1, n});
+      alone->forward(Batch{tk1, rg1, ps1});
+      OwnedTensor one(DType::F32, {1, n});
+      const std::vector<float> gb(g.begin() + b * S + b0, g.begin() + b * S + b0 + n);
+      if (head == Head::LM) {
+        const std::vector<int32_t> tb(targets.begin() + b * S + b0, targets.begin() + b * S + b0 + n);
+        alone->token_logprobs(test::int_tensor(tb, {1, n}), one);
+        alone->token_logprobs_backward(test::host_sentinel(gb, Shape{1, n}));
+      } else {
+        alone->scores(one, Tensor{});
+        alone->scores_backward(test::host_sentinel(gb, Shape{1, n}), Tensor{});
+      }
+      const auto want = to_host_f32(one);
+      for (int64_t t = 0; t < S; ++t) {
+        const float v = got[size_t(b * S + t)];
+        if (t < b0 || t >= b0 + n)
+          EXPECT_EQ(v, 0.0f) << "pad position " << t << " of row " << b;
+        else
+          EXPECT_NEAR(v, want[size_t(t - b0)], 1e-5 * std::fabs(want[size_t(t - b0)]) + 1e-6)
+              << "row " << b << " t " << t;
+      }
+    }
+    const auto gw = to_host_f32(batched->flat_grads()), ga = to_host_f32(alone->flat_grads());
+    // Summed over rows in another order: fp32 rounding, relative to the largest element.
+    float largest = 0;
+    for (float x : ga) largest = std::max(largest, std::fabs(x));
+    EXPECT_GT(largest, 0.0f);
+    for (size_t i = 0; i < gw.size(); ++i)
+      ASSERT_NEAR(gw[i], ga[i], 1e-5f * largest) << "gradient element " << i;
+  }
+}
+
 TEST(Targets, NextTokenTargetsWithLabelMask) {
   // Row 0 right-padded (len 5), row 1 left-padded (begin 2).
   const std::vector<int32_t> tokens = {1, 10, 11, 12, 13, 0, 0, 0, 1, 20, 21, 22};

@@ -95,6 +95,50 @@ TEST(Gemm, ThreadSlabsOfRowsAndColumnsMatchDouble) {
   EXPECT_EQ(ops::cpu::gemm_split(512, 512, 512, 1).parts, 1);
 }
 
+// linear_fwd_rows (a decode step's linear layers) takes the small-rows kernel where the CPU has
+// AVX-512: against the double reference (K with and without a partial 16-lane chunk, N with and
+// without a partial 4-column tile), and each row bitwise the same alone, inside any batch, and
+// at 1, 2 and 3 threads (what makes a batched decode equal one sequence at a time).
+TEST(Linear, RowsKernelRowsDoNotDependOnTheBatchOrThreads) {
+  if (!ops::cpu::small_rows_kernel(8))
+    GTEST_SKIP() << "no AVX-512 on this CPU: linear_fwd_rows is linear_fwd";
+  EXPECT_FALSE(ops::cpu::small_rows_kernel(ops::cpu::kSmallRows + 1));
+  const int64_t M = ops::cpu::kSmallRows;
+  for (const int64_t n : {1, 7, 33, 1001})
+    for (const int64_t k : {1, 15, 16, 17, 130}) {
+      SCOPED_TRACE(testing::Message() << "n=" << n << " k=" << k);
+      const auto x = random_tensor(Shape{M, k}, 61);
+      const auto w = random_tensor(Shape{n, k}, 62);
+      std::vector<float> first;
+      for (const int threads : {1, 2, 3}) {
+        Context ctx = Context::cpu(threads);
+        const test::SentinelTensor y(DType::F32, Shape{M, n});  // poisoned: never read
+        ops::linear_fwd_rows(ctx, x, w, y);
+        test::expect_tail_intact(y, "y");
+        const auto got = to_host_f32(y);
+        if (first.empty()) {
+          BEAVER_EXPECT_CLOSE(to_double(y),
+                              ref_gemm(to_double(x), false, to_double(w), true,
+                                       std::vector<double>(size_t(M * n)), M, n, k, 1.0, 0.0),
+                              1e-5, 1.0);
+          first = got;
+        } else {
+          EXPECT_EQ(got, first) << "threads " << threads;
+        }
+      }
+      // Every row alone, and the rows as smaller batches, give the same bits.
+      Context ctx = Context::cpu(1);
+      for (int64_t rows = 1; rows <= M; rows += 5)
+        for (int64_t r0 = 0; r0 + rows <= M; r0 += rows) {
+          const test::SentinelTensor y(DType::F32, Shape{rows, n});
+          ops::linear_fwd_rows(ctx, x.view().slice(r0, r0 + rows), w, y);
+          ASSERT_EQ(to_host_f32(y),
+                    std::vector<float>(first.begin() + r0 * n, first.begin() + (r0 + rows) * n))
+              << "rows [" << r0 << ", " << r0 + rows << ")";
+        }
+    }
+}
+
 TEST(Gemm, EmptyInnerDimensionScalesC) {
   Context ctx = Context::cpu(1);
   OwnedTensor a(DType::F32, Shape{3, 0}), b(DType::F32, Shape{0, 4});

@@ -1,6 +1,6 @@
 // The PPO-Lagrangian trainer's wiring on tiny random models (the per-token / GAE / loss math
-// itself is tested in test_ppo): rollout layout (left-padded prompts, response masks, ends at
-// EOS and at truncation), log-probs and end scores against separate unpadded forwards, the
+// itself is tested in test_ppo): rollout layout (each response right after its prompt, response
+// masks, ends at EOS and at truncation), log-probs and end scores against separate unpadded forwards, the
 // λ direction over a run, and named errors for bad prompt files and mismatched vocabularies.
 #include <gtest/gtest.h>
 
@@ -51,34 +51,36 @@ std::string error_of(const std::function<void()>& f) {
 }
 
 // ---- Layout, by hand ---------------------------------------------------------------------------
-TEST(RlhfRollout, LayoutLeftPadsPromptsAndMasksResponses) {
+TEST(RlhfRollout, LayoutPutsResponsesAfterTheirPromptsAndMasksThem) {
   const std::vector<std::vector<int32_t>> prompts = {{1, 10, 11}, {1, 20, 21, 22, 23}};
   std::vector<model::Generation> gens(2);
-  gens[0].tokens = {30, 31};  // then EOS
+  gens[0].tokens = {30, 31, 32, 33};  // then EOS
   gens[0].stopped_at_eos = true;
-  gens[1].tokens = {40, 41, 42, 43};  // truncated
+  gens[1].tokens = {40, 41};  // truncated
   const RolloutBatch r = build_rollout(prompts, gens, /*eos=*/2, /*pad=*/0);
   ASSERT_EQ(r.batch, 2);
-  EXPECT_EQ(r.prompt_width, 5);
-  EXPECT_EQ(r.width, 9);  // 5 + max(3, 4)
-  const std::vector<int32_t> tokens = {0, 0, 1, 10, 11, 30, 31, 2, 0,  //
-                                       1, 20, 21, 22, 23, 40, 41, 42, 43};
+  // max(3 + 5, 5 + 2): the short prompt with the long response sets the width, not
+  // max(3, 5) + max(5, 2) = 10 as with every response at one common column.
+  EXPECT_EQ(r.width, 8);
+  const std::vector<int32_t> tokens = {1, 10, 11, 30, 31, 32, 33, 2,  //
+                                       1, 20, 21, 22, 23, 40, 41, 0};
   EXPECT_EQ(r.tokens, tokens);
-  EXPECT_EQ(r.ranges, (std::vector<int32_t>{2, 8, 0, 9}));
-  EXPECT_EQ(r.positions, (std::vector<int32_t>{0, 0, 0, 1, 2, 3, 4, 5, 0,  //
-                                               0, 1, 2, 3, 4, 5, 6, 7, 8}));
-  // Actions from the last prompt column: row 0 emits 30, 31, EOS; row 1 emits 40..43.
-  EXPECT_EQ(r.mask, (std::vector<uint8_t>{0, 0, 0, 0, 1, 1, 1, 0, 0,  //
-                                          0, 0, 0, 0, 1, 1, 1, 1, 0}));
+  EXPECT_EQ(r.ranges, (std::vector<int32_t>{0, 8, 0, 7}));
+  EXPECT_EQ(r.positions, (std::vector<int32_t>{0, 1, 2, 3, 4, 5, 6, 7,  //
+                                               0, 1, 2, 3, 4, 5, 6, 0}));
+  // Actions from each row's last prompt token: row 0 emits 30..33, EOS; row 1 emits 40, 41.
+  EXPECT_EQ(r.mask, (std::vector<uint8_t>{0, 0, 1, 1, 1, 1, 1, 0,  //
+                                          0, 0, 0, 0, 1, 1, 0, 0}));
   const int I = ops::kIgnoreIndex;
-  EXPECT_EQ(r.targets, (std::vector<int32_t>{I, I, I, I, 30, 31, 2, I, I,  //
-                                             I, I, I, I, 40, 41, 42, 43, I}));
+  EXPECT_EQ(r.targets, (std::vector<int32_t>{I, I, 30, 31, 32, 33, 2, I,  //
+                                             I, I, I, I, 40, 41, I, I}));
   // The end of row 0 is the action that emitted EOS, of row 1 its last token.
-  EXPECT_EQ(response_ends(r.dims(), r.mask), (std::vector<int64_t>{6, 7}));
-  EXPECT_EQ(r.response_len, (std::vector<int64_t>{3, 4}));
-  EXPECT_EQ(r.responses[0], (std::vector<int32_t>{30, 31}));
+  EXPECT_EQ(response_ends(r.dims(), r.mask), (std::vector<int64_t>{6, 5}));
+  EXPECT_EQ(r.prompt_len, (std::vector<int64_t>{3, 5}));
+  EXPECT_EQ(r.response_len, (std::vector<int64_t>{5, 2}));
+  EXPECT_EQ(r.responses[0], (std::vector<int32_t>{30, 31, 32, 33}));
   EXPECT_EQ(r.action_count(), 7);
-  EXPECT_EQ(r.sequence_tokens(), 3 + 3 + 5 + 4);
+  EXPECT_EQ(r.sequence_tokens(), 3 + 5 + 5 + 2);
 }
 
 TEST(RlhfRollout, EmptyGenerationWithoutEosIsAnError) {
@@ -132,9 +134,8 @@ struct RlhfTiny : ::testing::Test {
 
 // A single row on its own (no padding at all) through a separate model.
 RolloutBatch alone(const RolloutBatch& r, int64_t b) {
-  const int64_t begin = r.ranges[size_t(2 * b)], P = r.prompt_width;
-  std::vector<int32_t> prompt(r.tokens.begin() + b * r.width + begin,
-                              r.tokens.begin() + b * r.width + P);
+  const auto row = r.tokens.begin() + b * r.width;
+  std::vector<int32_t> prompt(row, row + r.prompt_len[size_t(b)]);
   model::Generation g;
   g.tokens = r.responses[size_t(b)];
   g.stopped_at_eos = r.stopped_at_eos[size_t(b)];
@@ -149,7 +150,8 @@ TEST_F(RlhfTiny, RolloutLogprobsAndScoresMatchSeparateForwards) {
   tr.score(s);
   const RolloutBatch& r = s.batch;
   ASSERT_EQ(r.batch, 3);
-  // The prompts differ in length, so rows really are left padded.
+  // The prompts differ in length, so the responses start at different columns and the rows
+  // end at different columns (padded on the right).
   EXPECT_NE(r.prompt_len[0], r.prompt_len[1]);
 
   // A fresh model from the same folder, unpadded rows one at a time.
@@ -166,9 +168,8 @@ TEST_F(RlhfTiny, RolloutLogprobsAndScoresMatchSeparateForwards) {
   for (int64_t b = 0; b < r.batch; ++b) {
     const RolloutBatch one = alone(r, b);
     const auto logp = rollout_logprobs(lm, one);
-    const int64_t shift = r.prompt_width - one.prompt_width;  // columns of left padding
     for (int64_t t = 0; t < one.width; ++t) {
-      const size_t k1 = size_t(t), kb = size_t(b * r.width + t + shift);
+      const size_t k1 = size_t(t), kb = size_t(b * r.width + t);
       ASSERT_EQ(one.mask[k1], r.mask[kb]) << "row " << b << " t " << t;
       if (!one.mask[k1]) continue;
       EXPECT_NEAR(s.logp_old[kb], logp[k1], 1e-4) << "row " << b << " t " << t;
@@ -231,9 +232,11 @@ TEST_F(RlhfTiny, EndsAtEosAndAtTruncation) {
     tr.score(s);
     const RolloutBatch& r = s.batch;
     const auto ends = response_ends(r.dims(), r.mask);
+    // Generation leaves room up to max_length after the batch's longest prompt.
+    const int64_t P = *std::max_element(r.prompt_len.begin(), r.prompt_len.end());
     for (int64_t b = 0; b < r.batch; ++b) {
-      const int64_t P = r.prompt_width, end = ends[size_t(b)];
-      EXPECT_EQ(end, P - 1 + r.response_len[size_t(b)] - 1);
+      const int64_t end = ends[size_t(b)];
+      EXPECT_EQ(end, r.prompt_len[size_t(b)] - 1 + r.response_len[size_t(b)] - 1);
       EXPECT_EQ(r.ranges[size_t(2 * b + 1)], end + 2);  // the emitted token is the row's last
       if (r.stopped_at_eos[size_t(b)]) {
         ++eos_rows;

@@ -128,6 +128,39 @@ TEST(Rope, ApplyMatchesDoubleAndInverseUndoesIt) {
   }
 }
 
+// The CPU twin's cached cos/sin table (grown when a larger position comes, rebuilt for other
+// frequencies) gives the bits of computing each rotation on the spot, negative positions too.
+TEST(Rope, CachedTableGivesTheOnTheSpotBits) {
+  Context ctx = Context::cpu(2);
+  const int64_t heads = 3;
+  for (const int64_t d : {8, 64})
+    for (const std::vector<int32_t>& pos :
+         {std::vector<int32_t>{0, 5, 200, 17}, std::vector<int32_t>{3000, 1, 255, 256},
+          std::vector<int32_t>{-7, 40, 0, 1}}) {
+      const auto inv = ops::rope_inv_freq(int(d), 10000.0, ops::RopeScaling{});
+      const int64_t t = int64_t(pos.size()), half = d / 2;
+      const auto x = random_tensor(Shape{t, heads, d}, uint64_t(d));
+      const auto want = to_host_f32(x);
+      for (const bool inverse : {false, true}) {
+        std::vector<float> w = want;
+        for (int64_t r = 0; r < t; ++r)
+          for (int64_t h = 0; h < heads; ++h)
+            for (int64_t i = 0; i < half; ++i) {
+              const float angle = float(pos[size_t(r)]) * inv[size_t(i)];
+              const float c = std::cos(angle), sn = inverse ? -std::sin(angle) : std::sin(angle);
+              float* v = w.data() + (r * heads + h) * d;
+              const float a = v[i], b = v[half + i];
+              v[i] = a * c - b * sn;
+              v[half + i] = b * c + a * sn;
+            }
+        const auto xr = test::host_sentinel(want, Shape{t, heads, d});
+        ops::rope_apply(ctx, xr, test::int_tensor(pos, Shape{t}),
+                        test::host_tensor(inv, Shape{half}), inverse);
+        EXPECT_EQ(to_host_f32(xr), w) << "d " << d << " first position " << pos[0];
+      }
+    }
+}
+
 TEST(Rope, BackwardMatchesFiniteDifferencesOnQAndK) {
   Context ctx = Context::cpu(2);
   const int64_t t = 6, nh = 4, nkv = 2, d = 16;

@@ -393,7 +393,10 @@ TEST_F(ScaleOut, PpoLagZeroStagesMatchOneRank) {
 
 // A PPO-Lag run on 2 ranks at stage 2, cut after step 2, resumed on 3 ranks at stage 3 (the
 // optimizer state and the parameters of the trained roles re-sharded on load), ends where the
-// one-rank run does.
+// one-rank run does. λ within 1e-7, as in PpoLagZeroStagesMatchOneRank: each rank scores its
+// slice of a micro-batch, and OpenBLAS runs products of a few rows of this tiny model on its
+// small-matrix kernel, whose sums differ from its regular kernel's in the last bits, so the
+// costs can differ by an ulp or so from the one-rank run's (λ moves by about 0.03 a step).
 TEST_F(ScaleOut, PpoLagResumeStageTwoOntoStageThree) {
   ASSERT_EQ(ppo_lag(1, "pr1", "--max_steps 3"), 0) << read("pr1.log");
   ASSERT_NE(ppo_lag(2, "pr23", "--max_steps 3 --save_interval 2 --zero_stage 2", 6,
@@ -408,7 +411,7 @@ TEST_F(ScaleOut, PpoLagResumeStageTwoOntoStageThree) {
   EXPECT_LE(max_diff("pr1", "pr23"), kTol);
   for (const char* role : {"reward_critic", "cost_critic"})
     EXPECT_LE(max_diff_role("pr1", "pr23", role, 3), kTol) << role;
-  EXPECT_DOUBLE_EQ(final_lambda("pr23"), final_lambda("pr1"));
+  EXPECT_NEAR(final_lambda("pr23"), final_lambda("pr1"), 1e-7);
 }
 
 // Stage 3 with the next unit's gather prefetched (the default) and with blocking gathers

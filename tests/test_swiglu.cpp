@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "csrc/ops/cpu_exp.h"
 #include "csrc/ops/swiglu.h"
 #include "tests/cases/swiglu.h"
 #include "testutil.h"
@@ -40,6 +41,32 @@ TEST(SwiGlu, ForwardMatchesDouble) {
 
 // The sentinel tail catches an op that writes past its output: the same op, handed a view
 // one row longer than the allocation, overwrites the first sentinel bytes.
+// The loops run in the widest clone the CPU has (cpu_clones.h), at any thread split: every
+// element is still the scalar formula's bits (no fused multiply-add, same operations), so the
+// results do not depend on the CPU's vector width or on which lanes an element fell in.
+TEST(SwiGlu, EveryElementIsTheScalarFormulasBits) {
+  const int64_t n = 4099;  // a ragged tail for every vector width, above the threading threshold
+  const auto g = random_tensor(Shape{8, n}, 5, -12.0f, 12.0f), u = random_tensor(Shape{8, n}, 6);
+  const auto d = random_tensor(Shape{8, n}, 7);
+  const float* gp = g.ptr<float>();
+  const float* up = u.ptr<float>();
+  const float* dp = d.ptr<float>();
+  for (const int threads : {1, 2, 3}) {
+    Context ctx = Context::cpu(threads);
+    const SentinelTensor o(DType::F32, Shape{8, n}), dg(DType::F32, Shape{8, n}),
+        du(DType::F32, Shape{8, n});
+    ops::swiglu_fwd(ctx, g, u, o);
+    ops::swiglu_bwd(ctx, g, u, d, dg, du);
+    for (int64_t i = 0; i < 8 * n; ++i) {
+      const float gi = gp[i], ui = up[i], di = dp[i];
+      const float s = 1.0f / (1.0f + ops::cpu::exp_f32(-gi));
+      ASSERT_EQ(o.ptr<float>()[i], gi / (1.0f + ops::cpu::exp_f32(-gi)) * ui) << i;
+      ASSERT_EQ(dg.ptr<float>()[i], di * ui * s * (1.0f + gi * (1.0f - s))) << i;
+      ASSERT_EQ(du.ptr<float>()[i], di * gi * s) << i;
+    }
+  }
+}
+
 TEST(SwiGlu, SentinelCatchesAnOverlongWrite) {
   Context ctx = Context::cpu(1);
   const Shape s{3, 7}, longer{4, 7};

@@ -43,17 +43,14 @@ RolloutBatch build_rollout(const std::vector<std::vector<int32_t>>& prompts,
                " prompts but ", gens.size(), " generations");
   RolloutBatch r;
   r.batch = int64_t(prompts.size());
-  int64_t longest_response = 0;
   for (size_t b = 0; b < prompts.size(); ++b) {
     BEAVER_CHECK(!prompts[b].empty(), "build_rollout: prompt ", b, " is empty");
     const int64_t n = int64_t(gens[b].tokens.size()) + (gens[b].stopped_at_eos ? 1 : 0);
     BEAVER_CHECK(n > 0, "build_rollout: generation ", b,
                  " is empty and did not stop at EOS: it has no action to learn from");
-    r.prompt_width = std::max<int64_t>(r.prompt_width, int64_t(prompts[b].size()));
-    longest_response = std::max(longest_response, n);
+    r.width = std::max<int64_t>(r.width, int64_t(prompts[b].size()) + n);
   }
-  const int64_t B = r.batch, P = r.prompt_width, S = P + longest_response;
-  r.width = S;
+  const int64_t B = r.batch, S = r.width;
   r.tokens.assign(size_t(B * S), pad_id);
   r.positions.assign(size_t(B * S), 0);
   r.targets.assign(size_t(B * S), ops::kIgnoreIndex);
@@ -69,17 +66,16 @@ RolloutBatch build_rollout(const std::vector<std::vector<int32_t>>& prompts,
     const int64_t m = int64_t(p.size());
     std::vector<int32_t> resp = g.tokens;
     if (g.stopped_at_eos) resp.push_back(eos_id);
-    const int64_t n = int64_t(resp.size());
-    const int64_t begin = P - m, end = P + n;
+    const int64_t n = int64_t(resp.size()), end = m + n;
     int32_t* row = r.tokens.data() + b * S;
-    std::copy(p.begin(), p.end(), row + begin);
-    std::copy(resp.begin(), resp.end(), row + P);
-    for (int64_t t = begin; t < end; ++t) r.positions[size_t(b * S + t)] = int32_t(t - begin);
-    for (int64_t t = P - 1; t < end - 1; ++t) {
+    std::copy(p.begin(), p.end(), row);
+    std::copy(resp.begin(), resp.end(), row + m);
+    for (int64_t t = 0; t < end; ++t) r.positions[size_t(b * S + t)] = int32_t(t);
+    for (int64_t t = m - 1; t < end - 1; ++t) {
       r.mask[size_t(b * S + t)] = 1;
       r.targets[size_t(b * S + t)] = row[t + 1];
     }
-    r.ranges[size_t(2 * b)] = int32_t(begin);
+    r.ranges[size_t(2 * b)] = 0;
     r.ranges[size_t(2 * b + 1)] = int32_t(end);
     r.prompt_len[size_t(b)] = m;
     r.response_len[size_t(b)] = n;

@@ -10,8 +10,16 @@
 #include <cmath>
 #include <type_traits>
 
+#include "csrc/ops/cpu_clones.h"
 #include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
+
+// The fp32 update runs as BEAVER_CPU_CLONES (cpu_clones.h): no a * b + c may be fused.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 namespace beaver::ops {
 namespace {
@@ -134,6 +142,13 @@ void update(int64_t b, int64_t e, float* p, const float* g, float* m, float* v, 
   }
 }
 
+// The fp32 update (every CPU model: no low-precision copy) in the widest clone the CPU has.
+BEAVER_CPU_CLONES void update_f32(int64_t b, int64_t e, float* p, const float* g, float* m,
+                                  float* v, float scale, float decay, float beta1, float beta2,
+                                  float step_size, float sqrt_bc2, float eps) {
+  update<float>(b, e, p, g, m, v, nullptr, scale, decay, beta1, beta2, step_size, sqrt_bc2, eps);
+}
+
 constexpr int64_t kChunk = 1 << 16;
 
 // The runs of the last call's segments, kept in the context: a training loop passes the same
@@ -170,8 +185,12 @@ void run_all(Context& ctx, const std::vector<Run>& runs, int64_t n, float* p, co
       auto it = std::upper_bound(runs.begin(), runs.end(), cb,
                                  [](int64_t x, const Run& r) { return x < r.end; });
       for (; it != runs.end() && it->begin < ce; ++it) {
-        update(std::max(cb, it->begin), std::min(ce, it->end), p, g, m, v, low, scale,
-               it->decay ? decay : 1.0f, beta1, beta2, step_size, sqrt_bc2, eps);
+        const int64_t b = std::max(cb, it->begin), e = std::min(ce, it->end);
+        const float dk = it->decay ? decay : 1.0f;
+        if constexpr (std::is_same_v<Low, float>)
+          update_f32(b, e, p, g, m, v, scale, dk, beta1, beta2, step_size, sqrt_bc2, eps);
+        else
+          update(b, e, p, g, m, v, low, scale, dk, beta1, beta2, step_size, sqrt_bc2, eps);
       }
     }
   });

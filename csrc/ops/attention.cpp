@@ -1,10 +1,11 @@
 // Causal attention over a padded batch: argument checks, dispatch, and the CPU twin.
 // The CPU twin follows the GPU kernel's structure so both compute the same thing the same way:
 // query blocks × key blocks with an online softmax in the forward (no S×S matrix; each thread's
-// scratch is O(block · d); block products run as register tiles of 4 rows by 8 columns, or by
-// 16 with AVX2), and a backward that recomputes P from lse, with dk/dv owned by (sequence,
-// kv head, key block) tasks and dq by (sequence, head, query block) tasks. Every output element is written by exactly one task and
-// its sums run in a fixed order, so results are bitwise independent of the thread count.
+// scratch is O(block · d); block products run as register tiles of 4 rows by 8 columns, by 16
+// with AVX2, or by 32 with FMA on AVX-512 CPUs), and a backward that recomputes P from lse,
+// with dk/dv owned by (sequence, kv head, key block) tasks and dq by (sequence, head, query
+// block) tasks. Every output element is written by exactly one task and its sums run in a fixed
+// order, so results are bitwise independent of the thread count.
 // Decode runs the forward's row code on one query, so a decode step reproduces the prefill's
 // row for the same token exactly.
 #include "csrc/ops/attention.h"
@@ -16,6 +17,11 @@
 #include <limits>
 #include <utility>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "csrc/ops/cpu_clones.h"
 #include "csrc/ops/cpu_exp.h"
 #include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
@@ -201,8 +207,8 @@ namespace {
 constexpr int64_t kBlockQ = 64;  // query rows per task
 constexpr int64_t kBlockK = 64;  // keys per inner block
 constexpr int64_t kTileR = 4;    // register tile: query rows ...
-constexpr int64_t kTileC = 16;   // ... by up to 16 keys (scores) or head-dim columns (P V)
-// The backward stores Pᵀ and dSᵀ tiles [key][query] with a row stride of kBlockK.
+constexpr int64_t kTileC = 32;   // ... by up to 32 keys (scores) or head-dim columns (P V)
+// The backward keeps P and dS [query][key] with a row stride of kBlockK.
 static_assert(kBlockQ <= kBlockK);
 
 // Floats rounded up to whole 64-byte cache lines.
@@ -241,14 +247,75 @@ inline void block_scores(const float* qr, const float* kt, int64_t n, int64_t d,
   }
 }
 
+bool have_avx512();
+
+#if defined(__x86_64__)
+// GCC 12's AVX-512 headers build the unpack and shuffle intrinsics from a self-initialised
+// "undefined" vector, which -Wuninitialized reports at every use; the vectors are defined.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+// load_transposed in 16 x 16 blocks: 16 rows loaded (masked at the edges, rows past n zero),
+// transposed in registers, stored as 16 columns. A copy: the same values as the scalar loop.
+__attribute__((target("avx512f"))) void load_transposed_avx512(const float* src, int64_t stride,
+                                                              int64_t n, int64_t d,
+                                                              int64_t padded_n, float* dst) {
+  for (int64_t j0 = 0; j0 < padded_n; j0 += 16) {
+    const int64_t rows = std::max<int64_t>(0, std::min<int64_t>(16, n - j0));
+    for (int64_t c0 = 0; c0 < d; c0 += 16) {
+      const int64_t cols = std::min<int64_t>(16, d - c0);
+      const __mmask16 cm = __mmask16((1u << cols) - 1u);
+      __m512 r[16], t[16];
+      for (int i = 0; i < 16; ++i)
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, src + (j0 + i) * stride + c0)
+                        : _mm512_setzero_ps();
+      // Pairs of rows interleaved, then groups of four: u[4g + k], 128-bit lane L, holds
+      // column 4L + k of rows 4g .. 4g + 3.
+      for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+      }
+      for (int g = 0; g < 4; ++g) {
+        __m512* u = r + 4 * g;
+        const __m512* tt = t + 4 * g;
+        u[0] = _mm512_shuffle_ps(tt[0], tt[2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[1] = _mm512_shuffle_ps(tt[0], tt[2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[2] = _mm512_shuffle_ps(tt[1], tt[3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[3] = _mm512_shuffle_ps(tt[1], tt[3], _MM_SHUFFLE(3, 2, 3, 2));
+      }
+      // Column 4L + k gathers lane L of r[k], r[4 + k], r[8 + k], r[12 + k].
+      for (int k = 0; k < 4; ++k) {
+        const __m512 a = _mm512_shuffle_f32x4(r[k], r[4 + k], 0x88);
+        const __m512 b = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0x88);
+        const __m512 e = _mm512_shuffle_f32x4(r[k], r[4 + k], 0xDD);
+        const __m512 f = _mm512_shuffle_f32x4(r[8 + k], r[12 + k], 0xDD);
+        t[k] = _mm512_shuffle_f32x4(a, b, 0x88);
+        t[8 + k] = _mm512_shuffle_f32x4(a, b, 0xDD);
+        t[4 + k] = _mm512_shuffle_f32x4(e, f, 0x88);
+        t[12 + k] = _mm512_shuffle_f32x4(e, f, 0xDD);
+      }
+      for (int64_t i = 0; i < cols; ++i) _mm512_storeu_ps(dst + (c0 + i) * kBlockK + j0, t[i]);
+    }
+  }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+
 // Copies keys (or values) [j0, j0 + n) of one head, rows `stride` floats apart, transposed.
 // Columns up to the next multiple of kTileC are zeroed: the score tiles read them.
 inline void load_transposed(const float* src, int64_t stride, int64_t n, int64_t d, float* dst) {
+  const int64_t padded_n = std::min(kBlockK, (n + kTileC - 1) / kTileC * kTileC);
+#if defined(__x86_64__)
+  if (have_avx512()) return load_transposed_avx512(src, stride, n, d, padded_n, dst);
+#endif
   for (int64_t jj = 0; jj < n; ++jj) {
     const float* row = src + jj * stride;
     for (int64_t c = 0; c < d; ++c) dst[c * kBlockK + jj] = row[c];
   }
-  const int64_t padded_n = std::min(kBlockK, (n + kTileC - 1) / kTileC * kTileC);
   for (int64_t c = 0; c < d; ++c)
     for (int64_t jj = n; jj < padded_n; ++jj) dst[c * kBlockK + jj] = 0.0f;
 }
@@ -258,7 +325,9 @@ inline void load_transposed(const float* src, int64_t stride, int64_t n, int64_t
 // of columns. They are compiled twice: with W = 4 (SSE, the baseline instruction set) and with
 // W = 8 for CPUs with AVX2, picked once at run time. Neither build contracts a * b + c into an
 // FMA (fp-contract is off for this file, and the AVX2 build does not enable FMA), and each
-// element is the same sum in the same order, so both give the same bits.
+// element is the same sum in the same order, so both give the same bits. CPUs with AVX-512
+// take the FMA tiles further below (32 columns; the P V tile where the head dimension is a
+// multiple of 32).
 typedef float f32x4 __attribute__((vector_size(16)));
 typedef float f32x8 __attribute__((vector_size(32)));
 template <typename V>
@@ -318,17 +387,17 @@ inline __attribute__((always_inline)) void tile_scores_w(const float* q, int64_t
 // acc[r][c] += sum over jj < nk, in order, of p[r * kBlockK + jj] * v_jj[c] (rows r < nr;
 // v_jj = v + jj * v_stride). Register tiles of kTileR rows × 2W columns.
 template <typename V>
-inline __attribute__((always_inline)) void tile_pv_w(const float* p, int64_t nr, int64_t nk,
-                                                     const float* v, int64_t v_stride, int64_t d,
-                                                     float* acc) {
+inline __attribute__((always_inline)) void tile_pv_w(const float* p, int64_t prs, int64_t pcs,
+                                                     int64_t nr, int64_t nk, const float* v,
+                                                     int64_t v_stride, int64_t d, float* acc) {
   constexpr int64_t W = sizeof(V) / sizeof(float);
   const int64_t dfull = d / (2 * W) * (2 * W);
   int64_t r0 = 0;
   for (; r0 + kTileR <= nr; r0 += kTileR) {
-    const float* p0 = p + r0 * kBlockK;
-    const float* p1 = p0 + kBlockK;
-    const float* p2 = p1 + kBlockK;
-    const float* p3 = p2 + kBlockK;
+    const float* p0 = p + r0 * prs;
+    const float* p1 = p0 + prs;
+    const float* p2 = p1 + prs;
+    const float* p3 = p2 + prs;
     for (int64_t c0 = 0; c0 < dfull; c0 += 2 * W) {
       float* a0 = acc + r0 * d + c0;
       float* a1 = a0 + d;
@@ -338,14 +407,15 @@ inline __attribute__((always_inline)) void tile_pv_w(const float* p, int64_t nr,
       V t20 = loadv<V>(a2), t21 = loadv<V>(a2 + W), t30 = loadv<V>(a3), t31 = loadv<V>(a3 + W);
       for (int64_t jj = 0; jj < nk; ++jj) {
         const V v0 = loadv<V>(v + jj * v_stride + c0), v1 = loadv<V>(v + jj * v_stride + c0 + W);
-        t00 += p0[jj] * v0;
-        t01 += p0[jj] * v1;
-        t10 += p1[jj] * v0;
-        t11 += p1[jj] * v1;
-        t20 += p2[jj] * v0;
-        t21 += p2[jj] * v1;
-        t30 += p3[jj] * v0;
-        t31 += p3[jj] * v1;
+        const float w0 = p0[jj * pcs], w1 = p1[jj * pcs], w2 = p2[jj * pcs], w3 = p3[jj * pcs];
+        t00 += w0 * v0;
+        t01 += w0 * v1;
+        t10 += w1 * v0;
+        t11 += w1 * v1;
+        t20 += w2 * v0;
+        t21 += w2 * v1;
+        t30 += w3 * v0;
+        t31 += w3 * v1;
       }
       storev(a0, t00);
       storev(a0 + W, t01);
@@ -359,22 +429,22 @@ inline __attribute__((always_inline)) void tile_pv_w(const float* p, int64_t nr,
     for (int64_t r = r0; r < r0 + kTileR; ++r)
       for (int64_t c = dfull; c < d; ++c) {
         float a = acc[r * d + c];
-        for (int64_t jj = 0; jj < nk; ++jj) a += p[r * kBlockK + jj] * v[jj * v_stride + c];
+        for (int64_t jj = 0; jj < nk; ++jj) a += p[r * prs + jj * pcs] * v[jj * v_stride + c];
         acc[r * d + c] = a;
       }
   }
   for (; r0 < nr; ++r0)
     for (int64_t jj = 0; jj < nk; ++jj)
-      axpy(acc + r0 * d, v + jj * v_stride, p[r0 * kBlockK + jj], d);
+      axpy(acc + r0 * d, v + jj * v_stride, p[r0 * prs + jj * pcs], d);
 }
 
 void tile_scores_sse(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
                      int64_t d, float* s) {
   tile_scores_w<f32x4>(q, q_stride, nr, kt, nk, d, s);
 }
-void tile_pv_sse(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
-                 int64_t d, float* acc) {
-  tile_pv_w<f32x4>(p, nr, nk, v, v_stride, d, acc);
+void tile_pv_sse(const float* p, int64_t prs, int64_t pcs, int64_t nr, int64_t nk,
+                 const float* v, int64_t v_stride, int64_t d, float* acc) {
+  tile_pv_w<f32x4>(p, prs, pcs, nr, nk, v, v_stride, d, acc);
 }
 #if defined(__x86_64__) || defined(__i386__)
 __attribute__((target("avx2"))) void tile_scores_avx2(const float* q, int64_t q_stride,
@@ -382,32 +452,142 @@ __attribute__((target("avx2"))) void tile_scores_avx2(const float* q, int64_t q_
                                                       int64_t d, float* s) {
   tile_scores_w<f32x8>(q, q_stride, nr, kt, nk, d, s);
 }
-__attribute__((target("avx2"))) void tile_pv_avx2(const float* p, int64_t nr, int64_t nk,
-                                                  const float* v, int64_t v_stride, int64_t d,
-                                                  float* acc) {
-  tile_pv_w<f32x8>(p, nr, nk, v, v_stride, d, acc);
+__attribute__((target("avx2"))) void tile_pv_avx2(const float* p, int64_t prs, int64_t pcs,
+                                                  int64_t nr, int64_t nk, const float* v,
+                                                  int64_t v_stride, int64_t d, float* acc) {
+  tile_pv_w<f32x8>(p, prs, pcs, nr, nk, v, v_stride, d, acc);
+}
+// The AVX-512 tiles fuse each product into its sum (FMA: one rounding per term instead of two),
+// in every row of a block alike: R rows at a time, the last rows of a block one at a time with
+// the same per-element sequence, so a row's values do not depend on the rows beside it (a
+// decode step, one row, gives the prefill's bits). They differ from the SSE and AVX2 tiles in
+// the last bits.
+template <int R>
+__attribute__((target("avx512f,fma"), always_inline)) inline void scores_rows_avx512(
+    const float* q, int64_t q_stride, const float* kt, int64_t nk, int64_t d, float* s) {
+  for (int64_t j0 = 0; j0 < nk; j0 += 32) {
+    __m512 t0[R], t1[R];
+    for (int r = 0; r < R; ++r) t0[r] = t1[r] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < d; ++c) {
+      const __m512 k0 = _mm512_loadu_ps(kt + c * kBlockK + j0);
+      const __m512 k1 = _mm512_loadu_ps(kt + c * kBlockK + j0 + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512 qv = _mm512_set1_ps(q[r * q_stride + c]);
+        t0[r] = _mm512_fmadd_ps(qv, k0, t0[r]);
+        t1[r] = _mm512_fmadd_ps(qv, k1, t1[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(s + r * kBlockK + j0, t0[r]);
+      _mm512_storeu_ps(s + r * kBlockK + j0 + 16, t1[r]);
+    }
+  }
+}
+__attribute__((target("avx512f,fma"))) void tile_scores_avx512(const float* q, int64_t q_stride,
+                                                              int64_t nr, const float* kt,
+                                                              int64_t nk, int64_t d, float* s) {
+  int64_t r0 = 0;
+  for (; r0 + kTileR <= nr; r0 += kTileR)
+    scores_rows_avx512<kTileR>(q + r0 * q_stride, q_stride, kt, nk, d, s + r0 * kBlockK);
+  for (; r0 < nr; ++r0) scores_rows_avx512<1>(q + r0 * q_stride, q_stride, kt, nk, d, s + r0 * kBlockK);
+}
+// d a multiple of 32.
+template <int R>
+__attribute__((target("avx512f,fma"), always_inline)) inline void pv_rows_avx512(
+    const float* p, int64_t prs, int64_t pcs, int64_t nk, const float* v, int64_t v_stride,
+    int64_t d, float* acc) {
+  for (int64_t c0 = 0; c0 < d; c0 += 32) {
+    __m512 t0[R], t1[R];
+    for (int r = 0; r < R; ++r) {
+      t0[r] = _mm512_loadu_ps(acc + r * d + c0);
+      t1[r] = _mm512_loadu_ps(acc + r * d + c0 + 16);
+    }
+    for (int64_t jj = 0; jj < nk; ++jj) {
+      const __m512 v0 = _mm512_loadu_ps(v + jj * v_stride + c0);
+      const __m512 v1 = _mm512_loadu_ps(v + jj * v_stride + c0 + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512 pv = _mm512_set1_ps(p[r * prs + jj * pcs]);
+        t0[r] = _mm512_fmadd_ps(pv, v0, t0[r]);
+        t1[r] = _mm512_fmadd_ps(pv, v1, t1[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(acc + r * d + c0, t0[r]);
+      _mm512_storeu_ps(acc + r * d + c0 + 16, t1[r]);
+    }
+  }
+}
+__attribute__((target("avx512f,fma"))) void tile_pv_avx512(const float* p, int64_t prs,
+                                                          int64_t pcs, int64_t nr, int64_t nk,
+                                                          const float* v, int64_t v_stride,
+                                                          int64_t d, float* acc) {
+  int64_t r0 = 0;
+  for (; r0 + kTileR <= nr; r0 += kTileR)
+    pv_rows_avx512<kTileR>(p + r0 * prs, prs, pcs, nk, v, v_stride, d, acc + r0 * d);
+  for (; r0 < nr; ++r0)
+    pv_rows_avx512<1>(p + r0 * prs, prs, pcs, nk, v, v_stride, d, acc + r0 * d);
 }
 bool have_avx2() {
   static const bool yes = __builtin_cpu_supports("avx2");
   return yes;
 }
+bool have_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  return yes;
+}
 #else
 bool have_avx2() { return false; }
+bool have_avx512() { return false; }
 #endif
 
-void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
-                 int64_t d, float* s) {
+// The tiles for nr rows, dispatched to the CPU's widest build. Causal trimming: with
+// causal = c, row r of the call needs only the first c + r keys (scores) or terms (P V, whose
+// P is 0 beyond them); the rows go in groups of kTileR, each group only as far as its last row
+// needs. A score column a group does not need is left as it was; a P V term skipped is an exact
+// zero (acc + 0 · v = acc), so the sums are the untrimmed ones. kNoCausal: every row needs all.
+constexpr int64_t kNoCausal = std::numeric_limits<int64_t>::max() / 4;
+void tile_scores_rows(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
+                      int64_t d, float* s) {
 #if defined(__x86_64__) || defined(__i386__)
+  if (have_avx512()) return tile_scores_avx512(q, q_stride, nr, kt, nk, d, s);
   if (have_avx2()) return tile_scores_avx2(q, q_stride, nr, kt, nk, d, s);
 #endif
   tile_scores_sse(q, q_stride, nr, kt, nk, d, s);
 }
-void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
-             int64_t d, float* acc) {
+void tile_pv_rows(const float* p, int64_t prs, int64_t pcs, int64_t nr, int64_t nk,
+                  const float* v, int64_t v_stride, int64_t d, float* acc) {
 #if defined(__x86_64__) || defined(__i386__)
-  if (have_avx2()) return tile_pv_avx2(p, nr, nk, v, v_stride, d, acc);
+  if (d % 32 == 0 && have_avx512())
+    return tile_pv_avx512(p, prs, pcs, nr, nk, v, v_stride, d, acc);
+  if (have_avx2()) return tile_pv_avx2(p, prs, pcs, nr, nk, v, v_stride, d, acc);
 #endif
-  tile_pv_sse(p, nr, nk, v, v_stride, d, acc);
+  tile_pv_sse(p, prs, pcs, nr, nk, v, v_stride, d, acc);
+}
+void tile_scores(const float* q, int64_t q_stride, int64_t nr, const float* kt, int64_t nk,
+                 int64_t d, float* s, int64_t causal = kNoCausal) {
+  if (causal >= nk) return tile_scores_rows(q, q_stride, nr, kt, nk, d, s);
+  for (int64_t r0 = 0; r0 < nr; r0 += kTileR) {
+    const int64_t rows = std::min(kTileR, nr - r0);
+    const int64_t need = std::min(nk, causal + r0 + rows - 1);
+    if (need > 0)
+      tile_scores_rows(q + r0 * q_stride, q_stride, rows, kt, need, d, s + r0 * kBlockK);
+  }
+}
+void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
+             int64_t d, float* acc, int64_t causal = kNoCausal) {
+  if (causal >= nk) return tile_pv_rows(p, kBlockK, 1, nr, nk, v, v_stride, d, acc);
+  for (int64_t r0 = 0; r0 < nr; r0 += kTileR) {
+    const int64_t rows = std::min(kTileR, nr - r0);
+    const int64_t need = std::min(nk, causal + r0 + rows - 1);
+    if (need > 0)
+      tile_pv_rows(p + r0 * kBlockK, kBlockK, 1, rows, need, v, v_stride, d, acc + r0 * d);
+  }
+}
+// acc[r][c] += sum over jj < nk, in order, of p[jj * kBlockK + r] * v_jj[c]: the P V tile with
+// P read transposed (Pᵀ dO and dSᵀ Q of the backward, from P and dS stored row by row).
+void tile_ptv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_stride,
+              int64_t d, float* acc) {
+  tile_pv_rows(p, 1, kBlockK, nr, nk, v, v_stride, d, acc);
 }
 
 // The forward for query rows r = 0..nrows-1 of one (sequence, head) at positions
@@ -415,14 +595,16 @@ void tile_pv(const float* p, int64_t nr, int64_t nk, const float* v, int64_t v_s
 // out + r * out_stride; keys/values of the head are k/v + j * kv_stride (j = position).
 // Keys go in blocks of kBlockK from kbegin: a score tile S = Q Kᵀ, the online softmax per row
 // (running max m, running sum l, rescaled accumulator; masked keys get P = 0), then
-// acc += P V. lse (optional) gets m + log(l) per row, contiguous.
-// Scratch: attend_scratch(nrows, d) floats.
+// acc += P V. lse (optional) gets m + log(l) per row, contiguous. Its softmax loops run in the
+// widest clone the CPU has (cpu_clones.h; fp-contract is off here, so every clone gives the
+// same bits). Scratch: attend_scratch(nrows, d) floats.
 size_t attend_scratch(int64_t nrows, int64_t d) {
   return size_t(d * kBlockK + nrows * kBlockK + nrows * d + 2 * nrows);
 }
-void attend_rows(const float* q, int64_t q_stride, int64_t nrows, int64_t first,
-                 const float* k, const float* v, int64_t kv_stride, int64_t kbegin, float scale,
-                 int64_t d, float* out, int64_t out_stride, float* lse, float* scratch) {
+BEAVER_CPU_CLONES void attend_rows(const float* q, int64_t q_stride, int64_t nrows,
+                                   int64_t first, const float* k, const float* v,
+                                   int64_t kv_stride, int64_t kbegin, float scale, int64_t d,
+                                   float* out, int64_t out_stride, float* lse, float* scratch) {
   float* kt = scratch;
   float* s = kt + d * kBlockK;
   float* acc = s + nrows * kBlockK;
@@ -439,7 +621,10 @@ void attend_rows(const float* q, int64_t q_stride, int64_t nrows, int64_t first,
     // Rows before j0 see none of this block: only rows [r_lo, nrows) take part.
     const int64_t r_lo = std::max<int64_t>(0, j0 - first);
     load_transposed(k + j0 * kv_stride, kv_stride, nb, d, kt);
-    tile_scores(q + r_lo * q_stride, q_stride, nrows - r_lo, kt, nb, d, s + r_lo * kBlockK);
+    // Row r_lo + i sees the first first + r_lo + 1 - j0 + i keys of the block.
+    const int64_t causal = first + r_lo + 1 - j0;
+    tile_scores(q + r_lo * q_stride, q_stride, nrows - r_lo, kt, nb, d, s + r_lo * kBlockK,
+                causal);
     for (int64_t r = r_lo; r < nrows; ++r) {
       const int64_t n = std::min(nb, first + r + 1 - j0);  // causal: keys <= this query
       float* sr = s + r * kBlockK;
@@ -461,7 +646,7 @@ void attend_rows(const float* q, int64_t q_stride, int64_t nrows, int64_t first,
       for (int64_t c = 0; c < d; ++c) a[c] *= alpha;
     }
     tile_pv(s + r_lo * kBlockK, nrows - r_lo, nb, v + j0 * kv_stride, kv_stride, d,
-            acc + r_lo * d);
+            acc + r_lo * d, causal);
   }
   for (int64_t r = 0; r < nrows; ++r) {
     const float inv = 1.0f / l[r];
@@ -469,6 +654,24 @@ void attend_rows(const float* q, int64_t q_stride, int64_t nrows, int64_t first,
     float* o = out + r * out_stride;
     for (int64_t c = 0; c < d; ++c) o[c] = a[c] * inv;
     if (lse) lse[r] = m[r] + std::log(l[r]);
+  }
+}
+
+// The backward's softmax gradient for one query row of a key block: from its scores s and
+// dP = dO Vᵀ (dp), P = exp(scale · s - lse) and dS = P (dP - D) for the n keys it sees, 0 for
+// the masked rest up to nb; P goes to p (when given) and dS to ds, which may be s and dp
+// themselves (each element is read before it is written).
+BEAVER_CPU_CLONES void dsoftmax_row(const float* s, const float* dp, int64_t n, int64_t nb,
+                                    float scale, float L, float Di, float* p, float* ds) {
+  for (int64_t jj = 0; jj < n; ++jj) {
+    const float pv = exp_f32(scale * s[jj] - L);
+    const float g = pv * (dp[jj] - Di);
+    if (p) p[jj] = pv;
+    ds[jj] = g;
+  }
+  for (int64_t jj = n; jj < nb; ++jj) {
+    if (p) p[jj] = 0.0f;
+    ds[jj] = 0.0f;
   }
 }
 
@@ -539,8 +742,7 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
   const int64_t nkb = (S + kBlockK - 1) / kBlockK, nqb = (S + kBlockQ - 1) / kBlockQ;
   const int64_t n_kv = B * nkv * nkb, n_q = B * nh * nqb;
   const int64_t accrows = std::max(kBlockK, kBlockQ);
-  const size_t per = padded(size_t(2 * d * kBlockK + 2 * kBlockQ * kBlockK +
-                                   2 * kBlockK * kBlockK + 2 * accrows * d));
+  const size_t per = padded(size_t(2 * d * kBlockK + 2 * kBlockQ * kBlockK + 2 * accrows * d));
   float* D = nullptr;  // D[b, h, i] = rowsum(dout * out), laid out like lse
   float* scratch = thread_scratch(ctx, per, size_t(B * nh * S), &D);
 
@@ -568,10 +770,8 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
     float* kt = scratch + per * size_t(tid);
     float* vt = kt + d * kBlockK;
     float* s = vt + d * kBlockK;       // scores, then P or dS   [query][key]
-    float* dp = s + kBlockQ * kBlockK;  // dP = dO Vᵀ             [query][key]
-    float* pt = dp + kBlockQ * kBlockK;  // Pᵀ                    [key][query]
-    float* dst = pt + kBlockK * kBlockK;  // dSᵀ                  [key][query]
-    float* acc1 = dst + kBlockK * kBlockK;
+    float* dp = s + kBlockQ * kBlockK;  // dP = dO Vᵀ, then dS    [query][key]
+    float* acc1 = dp + kBlockQ * kBlockK;
     float* acc2 = acc1 + accrows * d;
 
     for_dynamic(next_task, n_kv + n_q, [&](int64_t t) {
@@ -594,23 +794,18 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
           for (int64_t i0 = j0; i0 < end; i0 += kBlockQ) {
             const int64_t rows = std::min(kBlockQ, end - i0);
             const int64_t qoff = ((b * S + i0) * nh + h) * d;
-            tile_scores(qp + qoff, nh * d, rows, kt, nb, d, s);
-            tile_scores(dop + qoff, nh * d, rows, vt, nb, d, dp);
+            // Query i0 + r sees the first i0 + r + 1 - j0 keys of the block.
+            tile_scores(qp + qoff, nh * d, rows, kt, nb, d, s, i0 + 1 - j0);
+            tile_scores(dop + qoff, nh * d, rows, vt, nb, d, dp, i0 + 1 - j0);
+            // P over s and dS over dp, row by row (causally masked keys: 0, no contribution).
             for (int64_t r = 0; r < rows; ++r) {
               const int64_t i = i0 + r, n = std::min(nb, i + 1 - j0);  // n >= 1: i >= j0
-              const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
-              for (int64_t jj = 0; jj < n; ++jj) {
-                const float pv = exp_f32(scale * s[r * kBlockK + jj] - L);
-                pt[jj * kBlockK + r] = pv;
-                dst[jj * kBlockK + r] = pv * (dp[r * kBlockK + jj] - Di);
-              }
-              for (int64_t jj = n; jj < nb; ++jj) {  // causally masked: no contribution
-                pt[jj * kBlockK + r] = 0.0f;
-                dst[jj * kBlockK + r] = 0.0f;
-              }
+              dsoftmax_row(s + r * kBlockK, dp + r * kBlockK, n, nb, scale,
+                           lp[(b * nh + h) * S + i], D[(b * nh + h) * S + i], s + r * kBlockK,
+                           dp + r * kBlockK);
             }
-            tile_pv(pt, nb, rows, dop + qoff, nh * d, d, dV);  // dV += Pᵀ dO
-            tile_pv(dst, nb, rows, qp + qoff, nh * d, d, dK);  // dK += dSᵀ Q (scaled below)
+            tile_ptv(s, nb, rows, dop + qoff, nh * d, d, dV);  // dV += Pᵀ dO
+            tile_ptv(dp, nb, rows, qp + qoff, nh * d, d, dK);  // dK += dSᵀ Q (scaled below)
           }
         }
         for (int64_t jj = 0; jj < nb; ++jj) {
@@ -636,22 +831,20 @@ void attention_bwd(Context& ctx, const Tensor& q, const Tensor& k, const Tensor&
           const int64_t kvoff = ((b * S + j0) * nkv + g) * d;
           load_transposed(kp + kvoff, nkv * d, nb, d, kt);
           load_transposed(vp + kvoff, nkv * d, nb, d, vt);
+          const int64_t causal = i0 + r_lo + 1 - j0;  // keys row r_lo sees in this block
           tile_scores(qp + qoff + r_lo * nh * d, nh * d, rows - r_lo, kt, nb, d,
-                      s + r_lo * kBlockK);
+                      s + r_lo * kBlockK, causal);
           tile_scores(dop + qoff + r_lo * nh * d, nh * d, rows - r_lo, vt, nb, d,
-                      dp + r_lo * kBlockK);
-          for (int64_t r = r_lo; r < rows; ++r) {
+                      dp + r_lo * kBlockK, causal);
+          for (int64_t r = r_lo; r < rows; ++r) {  // dS over s
             const int64_t i = i0 + r, n = std::min(nb, i + 1 - j0);
-            const float L = lp[(b * nh + h) * S + i], Di = D[(b * nh + h) * S + i];
-            float* sr = s + r * kBlockK;
-            for (int64_t jj = 0; jj < n; ++jj) {
-              const float pv = exp_f32(scale * sr[jj] - L);
-              sr[jj] = pv * (dp[r * kBlockK + jj] - Di);  // dS
-            }
-            for (int64_t jj = n; jj < nb; ++jj) sr[jj] = 0.0f;
+            dsoftmax_row(s + r * kBlockK, dp + r * kBlockK, n, nb, scale,
+                         lp[(b * nh + h) * S + i], D[(b * nh + h) * S + i], nullptr,
+                         s + r * kBlockK);
           }
           // dQ += dS K (scaled below)
-          tile_pv(s + r_lo * kBlockK, rows - r_lo, nb, kp + kvoff, nkv * d, d, dQ + r_lo * d);
+          tile_pv(s + r_lo * kBlockK, rows - r_lo, nb, kp + kvoff, nkv * d, d, dQ + r_lo * d,
+                  causal);
         }
         for (int64_t r = 0; r < rows; ++r) {
           float* o = dqp + ((b * S + i0 + r) * nh + h) * d;

@@ -15,6 +15,13 @@ namespace beaver::ops {
 void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
           const Tensor& c, float alpha = 1.0f, float beta = 0.0f);
 void linear_fwd(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& y);
+// linear_fwd for a decode step, a few rows: on the CPU, at most cpu::kSmallRows rows run on
+// a kernel of dot products that reads x and W in place where the CPU has AVX-512 (OpenBLAS packs
+// all of W on every call, which at 8 rows costs more than the products), so that each row's
+// result is a function of that row, W and the sizes alone: the same in a batch of any size and
+// at any thread count. Other shapes, CPUs and devices: linear_fwd. (A training or scoring
+// forward keeps linear_fwd: its rows must not depend on which path their batch's size picks.)
+void linear_fwd_rows(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& y);
 void linear_bwd_input(Context& ctx, const Tensor& dy, const Tensor& w, const Tensor& dx,
                       bool accumulate);
 void linear_bwd_weight(Context& ctx, const Tensor& dy, const Tensor& x, const Tensor& dw,
@@ -28,6 +35,10 @@ struct GemmSplit {
   bool split_rows;
 };
 GemmSplit gemm_split(int64_t m, int64_t n, int64_t k, int threads);
+// linear_fwd_rows' small-rows kernel: whether m rows take it (AVX-512 and m <= kSmallRows).
+inline constexpr int64_t kSmallRows = 16;
+bool small_rows_kernel(int64_t m);
+void linear_fwd_rows(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& y);
 void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
           const Tensor& c, float alpha, float beta);
 }  // namespace cpu

@@ -11,8 +11,16 @@
 #include <algorithm>
 #include <cmath>
 
+#include "csrc/ops/cpu_clones.h"
 #include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
+
+// The row loops run as BEAVER_CPU_CLONES (cpu_clones.h): no a * b + c may be fused.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 namespace beaver::ops {
 namespace {
@@ -102,7 +110,7 @@ constexpr int kLanes = 8;
 constexpr int64_t kRowChunk = 16;
 
 // Sum of a[j] * b[j] in double, over 8 interleaved lanes then the lanes in order.
-double dot_lanes(const float* a, const float* b, int64_t n) {
+BEAVER_CPU_CLONES double dot_lanes(const float* a, const float* b, int64_t n) {
   double acc[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
@@ -111,6 +119,62 @@ double dot_lanes(const float* a, const float* b, int64_t n) {
   double s = 0.0;
   for (int l = 0; l < kLanes; ++l) s += acc[l];
   return s;
+}
+
+// Rows [t0, t1) of the forward (tmp: h floats when the summed row has nowhere else to go).
+BEAVER_CPU_CLONES void fwd_rows(int64_t t0, int64_t t1, int64_t h, const float* xp,
+                                const float* rp, const float* wp, float eps, float* op_,
+                                float* hp, float* sp, float* tmp) {
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* xr = xp + t * h;
+    const float* hr = xr;
+    if (rp) {
+      const float* rr = rp + t * h;
+      float* dst = hp ? hp + t * h : tmp;
+      for (int64_t j = 0; j < h; ++j) dst[j] = xr[j] + rr[j];
+      hr = dst;
+    } else if (hp) {
+      float* dst = hp + t * h;
+      for (int64_t j = 0; j < h; ++j) dst[j] = xr[j];
+      hr = dst;
+    }
+    const float var = float(dot_lanes(hr, hr, h) / double(h));
+    const float r = 1.0f / std::sqrt(var + eps);
+    if (sp) sp[t] = r;
+    float* o = op_ + t * h;
+    for (int64_t j = 0; j < h; ++j) o[j] = (hr[j] * r) * wp[j];
+  }
+}
+
+// Row chunks [c0, c1) of the backward: dx and each chunk's dweight partial (wg, hn: a row each
+// of scratch).
+BEAVER_CPU_CLONES void bwd_chunks(int64_t c0, int64_t c1, int64_t rows, int64_t width,
+                                  const float* gp, const float* hp, const float* wp,
+                                  const float* sp, const float* drp, float* dxp, float* partial,
+                                  float* wg, float* hn) {
+  const double inv_h = 1.0 / double(width);
+  for (int64_t c = c0; c < c1; ++c) {
+    float* pw = partial + c * width;
+    std::fill(pw, pw + width, 0.0f);
+    const int64_t t1 = std::min(rows, (c + 1) * kRowChunk);
+    for (int64_t t = c * kRowChunk; t < t1; ++t) {
+      const float r = sp[t];
+      const float* g = gp + t * width;
+      const float* hr = hp + t * width;
+      for (int64_t j = 0; j < width; ++j) {
+        hn[j] = hr[j] * r;
+        wg[j] = wp[j] * g[j];
+        pw[j] += g[j] * hn[j];
+      }
+      const float m = float(dot_lanes(hn, wg, width) * inv_h);
+      const float* dr = drp ? drp + t * width : nullptr;
+      float* d = dxp + t * width;
+      for (int64_t j = 0; j < width; ++j) {
+        const float v = r * (wg[j] - hn[j] * m);
+        d[j] = dr ? dr[j] + v : v;
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -134,25 +198,7 @@ void rmsnorm_fwd(Context& ctx, const Tensor& x, const Tensor& residual, const Te
   parallel_region(ctx.threads(), rows * h > 32768, [&](int tid, int nthreads) {
     float* tmp = need_tmp ? tmp_all + size_t(tid * h) : nullptr;
     const auto [t0, t1] = static_part(rows, tid, nthreads);
-    for (int64_t t = t0; t < t1; ++t) {
-      const float* xr = xp + t * h;
-      const float* hr = xr;
-      if (rp) {
-        const float* rr = rp + t * h;
-        float* dst = hp ? hp + t * h : tmp;
-        for (int64_t j = 0; j < h; ++j) dst[j] = xr[j] + rr[j];
-        hr = dst;
-      } else if (hp) {
-        float* dst = hp + t * h;
-        for (int64_t j = 0; j < h; ++j) dst[j] = xr[j];
-        hr = dst;
-      }
-      const float var = float(dot_lanes(hr, hr, h) / double(h));
-      const float r = 1.0f / std::sqrt(var + eps);
-      if (sp) sp[t] = r;
-      float* o = op_ + t * h;
-      for (int64_t j = 0; j < h; ++j) o[j] = (hr[j] * r) * wp[j];
-    }
+    fwd_rows(t0, t1, h, xp, rp, wp, eps, op_, hp, sp, tmp);
   });
 }
 
@@ -174,33 +220,11 @@ void rmsnorm_bwd(Context& ctx, const Tensor& dout, const Tensor& h, const Tensor
   const size_t n_partial = size_t(std::max<int64_t>(chunks, 1) * width);
   auto* partial = static_cast<float*>(
       ctx.scratch((n_partial + size_t(2 * ctx.threads() * width)) * 4));
-  const double inv_h = 1.0 / double(width);
   parallel_region(ctx.threads(), rows * width > 32768, [&](int tid, int nthreads) {
     float* wg = partial + n_partial + size_t(2 * tid * width);
     float* hn = wg + width;
     const auto [c0, c1] = static_part(chunks, tid, nthreads);
-    for (int64_t c = c0; c < c1; ++c) {
-      float* pw = partial + c * width;
-      std::fill(pw, pw + width, 0.0f);
-      const int64_t t1 = std::min(rows, (c + 1) * kRowChunk);
-      for (int64_t t = c * kRowChunk; t < t1; ++t) {
-        const float r = sp[t];
-        const float* g = gp + t * width;
-        const float* hr = hp + t * width;
-        for (int64_t j = 0; j < width; ++j) {
-          hn[j] = hr[j] * r;
-          wg[j] = wp[j] * g[j];
-          pw[j] += g[j] * hn[j];
-        }
-        const float m = float(dot_lanes(hn, wg, width) * inv_h);
-        const float* dr = drp ? drp + t * width : nullptr;
-        float* d = dxp + t * width;
-        for (int64_t j = 0; j < width; ++j) {
-          const float v = r * (wg[j] - hn[j] * m);
-          d[j] = dr ? dr[j] + v : v;
-        }
-      }
-    }
+    bwd_chunks(c0, c1, rows, width, gp, hp, wp, sp, drp, dxp, partial, wg, hn);
     // Chunk partials in chunk order, parallel over columns (after every chunk is done).
 #pragma omp barrier
     const auto [j0, j1] = static_part(width, tid, nthreads);

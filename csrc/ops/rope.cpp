@@ -3,11 +3,15 @@
 // rope_inv_freq reproduces HF transformers' fp32 arithmetic step by step (base frequencies as
 // 1 / (theta ** (arange(0, d, 2).float() / d)), then _compute_llama3_parameters), so the
 // frequencies, and hence the rotations, match the reference model's to the last bit or so.
-// The CPU twin computes each position's cos/sin table once and applies it to every head.
+// The CPU twin keeps a cos/sin table per position in the context (built once for the
+// frequencies it is called with, grown when a larger position comes) and applies a position's
+// row to every head; a table entry is the same float expression as computing it on the spot.
 #include "csrc/ops/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <vector>
 
 #include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
@@ -105,6 +109,35 @@ void rope_bwd(Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& po
 
 namespace cpu {
 
+namespace {
+
+// cos(p · f_i) in [0, half), sin(p · f_i) in [half, d) for every position p < rows(), for the
+// frequencies `freq`; kept in the context, so the training loop builds it once.
+struct RopeTable {
+  std::vector<float> freq, cs;
+  int64_t rows() const { return freq.empty() ? 0 : int64_t(cs.size() / (2 * freq.size())); }
+};
+
+const RopeTable& rope_table(Context& ctx, const float* freq, int64_t half, int64_t max_pos) {
+  RopeTable& tb = ctx.backend_cache<RopeTable>();
+  const bool same = int64_t(tb.freq.size()) == half && std::equal(freq, freq + half, tb.freq.begin());
+  if (same && max_pos < tb.rows()) return tb;
+  // Rows for every position up to the next power of two above max_pos (at least 256).
+  int64_t rows = same ? std::max<int64_t>(tb.rows(), 256) : 256;
+  while (rows <= max_pos) rows *= 2;
+  tb.freq.assign(freq, freq + half);
+  tb.cs.resize(size_t(rows * 2 * half));
+  for (int64_t p = 0; p < rows; ++p)
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = float(p) * freq[i];
+      tb.cs[size_t(p * 2 * half + i)] = std::cos(angle);
+      tb.cs[size_t(p * 2 * half + half + i)] = std::sin(angle);
+    }
+  return tb;
+}
+
+}  // namespace
+
 void rope_apply(Context& ctx, const Tensor& x, const Tensor& positions, const Tensor& inv_freq,
                 bool inverse) {
   expect_dtype(x, DType::F32, "rope_apply (cpu)", "x");
@@ -112,22 +145,36 @@ void rope_apply(Context& ctx, const Tensor& x, const Tensor& positions, const Te
   float* xp = x.ptr<float>();
   const int32_t* pos = positions.ptr<int32_t>();
   const float* freq = inv_freq.ptr<float>();
-  // Per thread, one position's table from context scratch: cos in [0, half), sin in [half, d).
-  auto* cs_all = static_cast<float*>(ctx.scratch(size_t(ctx.threads() * d) * 4));
+  int32_t max_pos = 0;
+  bool negative = false;
+  for (int64_t t = 0; t < rows; ++t) {
+    max_pos = std::max(max_pos, pos[t]);
+    negative = negative || pos[t] < 0;
+  }
+  const RopeTable& tb = rope_table(ctx, freq, half, max_pos);
+  // A negative position (no caller makes one) has its row computed on the spot, per thread.
+  auto* own_all =
+      negative ? static_cast<float*>(ctx.scratch(size_t(ctx.threads() * d) * 4)) : nullptr;
+  const float sign = inverse ? -1.0f : 1.0f;
   parallel_region(ctx.threads(), x.numel() > 16384, [&](int tid, int nthreads) {
-    float* cs = cs_all + size_t(tid * d);
     const auto [t0, t1] = static_part(rows, tid, nthreads);
     for (int64_t t = t0; t < t1; ++t) {
-      const float p = float(pos[t]);
-      for (int64_t i = 0; i < half; ++i) {
-        const float angle = p * freq[i];
-        cs[i] = std::cos(angle);
-        cs[half + i] = inverse ? -std::sin(angle) : std::sin(angle);
+      const float* cs = nullptr;
+      if (pos[t] >= 0) {
+        cs = tb.cs.data() + int64_t(pos[t]) * d;
+      } else {
+        float* own = own_all + size_t(tid * d);
+        for (int64_t i = 0; i < half; ++i) {
+          const float angle = float(pos[t]) * freq[i];
+          own[i] = std::cos(angle);
+          own[half + i] = std::sin(angle);
+        }
+        cs = own;
       }
       for (int64_t hd = 0; hd < heads; ++hd) {
         float* v = xp + (t * heads + hd) * d;
         for (int64_t i = 0; i < half; ++i) {
-          const float c = cs[i], s = cs[half + i];
+          const float c = cs[i], s = sign * cs[half + i];
           const float a = v[i], b = v[half + i];
           v[i] = a * c - b * s;
           v[half + i] = b * c + a * s;

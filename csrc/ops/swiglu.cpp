@@ -6,9 +6,17 @@
 
 #include <cmath>
 
+#include "csrc/ops/cpu_clones.h"
 #include "csrc/ops/cpu_exp.h"
 #include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
+
+// The loops run as BEAVER_CPU_CLONES (cpu_clones.h): no a * b + c may be fused.
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 namespace beaver::ops {
 namespace {
@@ -49,6 +57,27 @@ void swiglu_bwd(Context& ctx, const Tensor& gate, const Tensor& up, const Tensor
 }
 
 namespace cpu {
+namespace {
+
+BEAVER_CPU_CLONES void swiglu_fwd_part(const float* g, const float* u, float* o, int64_t begin,
+                                       int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float gi = g[i], ui = u[i];
+    o[i] = gi / (1.0f + exp_f32(-gi)) * ui;
+  }
+}
+
+BEAVER_CPU_CLONES void swiglu_bwd_part(const float* g, const float* u, const float* d, float* dg,
+                                       float* du, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float gi = g[i], ui = u[i], di = d[i];
+    const float s = 1.0f / (1.0f + exp_f32(-gi));
+    dg[i] = di * ui * s * (1.0f + gi * (1.0f - s));
+    du[i] = di * gi * s;
+  }
+}
+
+}  // namespace
 
 void swiglu_fwd(Context& ctx, const Tensor& gate, const Tensor& up, const Tensor& out) {
   expect_dtype(gate, DType::F32, "swiglu_fwd (cpu)", "gate");
@@ -57,10 +86,7 @@ void swiglu_fwd(Context& ctx, const Tensor& gate, const Tensor& up, const Tensor
   float* o = out.ptr<float>();
   const int64_t n = gate.numel();
   parallel_range(ctx.threads(), n, n > 32768, [&](int64_t part_begin, int64_t part_end) {
-    for (int64_t i = part_begin; i < part_end; ++i) {
-      const float gi = g[i], ui = u[i];
-      o[i] = gi / (1.0f + exp_f32(-gi)) * ui;
-    }
+    swiglu_fwd_part(g, u, o, part_begin, part_end);
   });
 }
 
@@ -74,12 +100,7 @@ void swiglu_bwd(Context& ctx, const Tensor& gate, const Tensor& up, const Tensor
   float* du = dup.ptr<float>();
   const int64_t n = gate.numel();
   parallel_range(ctx.threads(), n, n > 32768, [&](int64_t part_begin, int64_t part_end) {
-    for (int64_t i = part_begin; i < part_end; ++i) {
-      const float gi = g[i], ui = u[i], di = d[i];
-      const float s = 1.0f / (1.0f + exp_f32(-gi));
-      dg[i] = di * ui * s * (1.0f + gi * (1.0f - s));
-      du[i] = di * gi * s;
-    }
+    swiglu_bwd_part(g, u, d, dg, du, part_begin, part_end);
   });
 }
 
