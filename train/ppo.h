@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "train/eval_stats.h"
+
 namespace beaver::train {
 
 enum class PpoAlgorithm { PpoLag, Ppo, PpoRewardShaping };
@@ -278,17 +280,9 @@ ResolvedThreshold resolve_threshold_relative(std::span<const float> start_costs,
                                              double target_unsafe_ratio);
 
 // ---- Lagrange multiplier --------------------------------------------------------------------
-// The standard error of the mean of xs (a range of float costs whose mean is `mean`):
-// s/√n with the sample standard deviation s, in double; 0 for fewer than two values. λ's
-// window and the final constraint check share it.
-template <class Floats>
-double standard_error_of_mean(const Floats& xs, double mean) {
-  const size_t n = std::size(xs);
-  if (n < 2) return 0.0;
-  double ss = 0.0;
-  for (float x : xs) ss += (double(x) - mean) * (double(x) - mean);
-  return std::sqrt(ss / double(n - 1) / double(n));
-}
+// λ's window and the final constraint check measure their standard errors with the statistics'
+// one helper.
+using eval_stats::standard_error_of_mean;
 
 // λ = exp(log_λ). Costs of finished episodes enter a window of the most recent
 // episode_cost_window_size values (per rank). update() runs before every training micro-step
