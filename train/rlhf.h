@@ -148,10 +148,17 @@ struct RlhfProgress {
   int64_t ptx_position = 0, lambda_steps = 0, metrics_lines = 0;
   LagrangeMultiplier::State lagrange;
   double threshold = 0.0;
+  double cost_scale = 1.0;  // --cost_unit unsafe_probability's resolved scale (1: score unit)
   int ranks = 0;  // ranks of the run that wrote it (0: not recorded, a file older than the field)
 };
 nlohmann::ordered_json rlhf_state_json(const RlhfProgress& p,
                                        const nlohmann::json& run_config);
+// The run-configuration keys a checkpoint leaves out at their default value (so that one
+// written before the key existed still resumes), with those defaults: RlhfTrainer's
+// run_config() drops them at the default, and parse_rlhf_state compares them with the default
+// filled in on both sides (a run started with a PID gain or another cost unit does not resume
+// without it).
+const std::vector<std::pair<std::string, nlohmann::json>>& rlhf_optional_run_config();
 // Checks the magic, the version, that every key of `run_config` is stored with the same value,
 // that the counters are non-negative integers, and λ's state as `lagrange` would restore it
 // (finite log λ and costs, at most its window of costs) and a finite threshold; fails naming
@@ -197,7 +204,9 @@ class RlhfTrainer {
   // after the last update.
   struct ConstraintCheck {
     int64_t responses = 0;
-    double mean_cost = 0.0, standard_error = 0.0, unsafe_share = 0.0;
+    // mean_cost and standard_error in the constrained unit (--cost_unit); unsafe_share: the
+    // share with a score > 0; unsafe_probability: the mean σ(score).
+    double mean_cost = 0.0, standard_error = 0.0, unsafe_share = 0.0, unsafe_probability = 0.0;
     double threshold = 0.0;
     double upper_bound = 0.0;  // mean + cost_confidence · standard error
     bool met = false;
@@ -280,6 +289,10 @@ class RlhfTrainer {
   // global_step, which paces λ (one update per micro-step) and its delay.
   int64_t lambda_steps_ = 0;
   uint64_t sequences_sampled_ = 0;
+  // PPO-Lag's constrained cost (--cost_unit) and its scale, resolved by the calibration (kept
+  // in checkpoints); constrained_costs() turns the cost model's scores into it.
+  CostUnit cost_unit_ = CostUnit::Score;
+  double cost_scale_ = 1.0;
 };
 
 // Checks that a score model (or critic) folder can serve an actor: same vocabulary size, and
