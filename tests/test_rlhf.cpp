@@ -128,6 +128,18 @@ struct RlhfTiny : ::testing::Test {
     tr->train();
     return tr;
   }
+
+  // A run of `steps` RL steps into world.dir / out that keeps no final actor, resumed from
+  // its checkpoints when `resume` (the resume tests' common settings).
+  RlhfOptions resumable(const std::string& out, int64_t steps, bool resume) {
+    RlhfOptions o = tiny_options(world);
+    o.ppo.actor_lr = 1e-3;
+    o.output_dir = (world.dir / out).string();
+    o.max_steps = steps;
+    o.resume = resume;
+    o.save_actor = false;
+    return o;
+  }
 };
 
 // A single row on its own (no padding at all) through a separate model.
@@ -635,16 +647,11 @@ TEST_F(RlhfTiny, UnsafeProbabilityUnitDrivesLambdaAndTheCheck) {
 // A resumed run keeps the resolved scale (rlhf_state.json) and continues bitwise.
 TEST_F(RlhfTiny, UnsafeProbabilityUnitResumesWithItsScale) {
   auto options = [&](const std::string& out, int64_t steps, bool resume) {
-    RlhfOptions o = tiny_options(world);
+    RlhfOptions o = resumable(out, steps, resume);
     o.ppo.per_device_prompt_batch_size = 3;
     o.ppo.cost_unit = "unsafe_probability";
     o.ppo.target_unsafe_ratio = 0.5;
     o.ppo.calibration_prompts = 6;
-    o.ppo.actor_lr = 1e-3;
-    o.output_dir = (world.dir / out).string();
-    o.max_steps = steps;
-    o.resume = resume;
-    o.save_actor = false;
     return o;
   };
   RlhfTrainer full(ctx, options("prob-full", 2, false));
@@ -819,17 +826,12 @@ TEST_F(RlhfTiny, ResumeContinuesBitwise) {
                   "\n {\"instruction\": \"plan a trip\", \"input\": \"\", \"output\": \"go\"},\n"
                   " {\"instruction\": \"water a plant\", \"input\": \"\", \"output\": \"daily\"}]\n");
   auto options = [&](const std::string& out, int64_t steps, bool resume) {
-    RlhfOptions o = tiny_options(world);
+    RlhfOptions o = resumable(out, steps, resume);
     o.ptx_datasets = {DatasetSpec{sft, 1.0}};
     o.ppo.per_device_prompt_batch_size = 4;  // 6 prompts: steps cross an epoch boundary
     o.ppo.per_device_train_batch_size = 2;
     o.ppo.epochs = 2;
-    o.ppo.actor_lr = 1e-3;
     o.ppo.critic_lr = 1e-3;
-    o.output_dir = (world.dir / out).string();
-    o.max_steps = steps;
-    o.resume = resume;
-    o.save_actor = false;
     return o;
   };
   auto strip_times = [](const std::string& text) {
