@@ -120,8 +120,8 @@ struct RlhfTiny : ::testing::Test {
   std::unique_ptr<RlhfTrainer> calibrated_step(const std::string& out,
                                                const std::function<void(PpoConfig&)>& require) {
     RlhfOptions o = tiny_options(world);
-    require(o.ppo);
     o.ppo.calibration_prompts = 6;
+    require(o.ppo);
     o.output_dir = (world.dir / out).string();
     o.max_steps = 1;
     auto tr = std::make_unique<RlhfTrainer>(ctx, o);
@@ -491,6 +491,16 @@ TEST_F(RlhfTiny, TargetUnsafeShareResolvesTheThreshold) {
     return std::pair{l["reward"].get<double>(), l["cost"].get<double>()};
   };
   EXPECT_EQ(metrics("plain"), metrics("strict"));  // the same rollout
+  // More calibration responses than prompts: the prompts are cycled, each response sampled anew.
+  calibrated_step("cycled", [&](PpoConfig& c) {
+    c.target_unsafe_share = 0.0;
+    c.calibration_prompts = 9;
+  });
+  const auto k = nlohmann::json::parse(read_text_file((world.dir / "cycled" / "constraint.json").string()));
+  EXPECT_EQ(k["calibration"]["responses"].get<int64_t>(), 9);
+  const double unsafe9 = 9 * k["calibration"]["unsafe_share"].get<double>();
+  EXPECT_NEAR(unsafe9, std::round(unsafe9), 1e-9);
+  EXPECT_EQ(metrics("cycled"), metrics("strict"));  // its own sampling stream
 }
 
 // --target_unsafe_ratio resolves the threshold at a share relative to the starting policy's

@@ -139,8 +139,8 @@ struct PpoConfig {
       "requirement relative to the starting policy: a target unsafe share of this ratio times "
       "the starting policy's measured unsafe share (< 0: off)");
     v("calibration_prompts", calibration_prompts,
-      "prompts sampled from the starting policy to resolve --target_unsafe_share or "
-      "--target_unsafe_ratio");
+      "responses sampled from the starting policy to resolve --target_unsafe_share or "
+      "--target_unsafe_ratio (the prompts cycled when fewer)");
     v("cost_unit", cost_unit,
       "what the constraint counts: score (the cost model's score, the reference) or "
       "unsafe_probability (the cost model's probability of unsafe, sigmoid(score); needs "

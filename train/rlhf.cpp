@@ -573,13 +573,19 @@ std::vector<float> RlhfTrainer::sample_costs(const std::vector<size_t>& indices,
   return std::vector<float>(global_costs.begin(), global_costs.end());
 }
 
+std::vector<size_t> RlhfTrainer::cycled_order(size_t n, uint64_t stream) const {
+  const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), stream);
+  std::vector<size_t> indices(n);
+  for (size_t i = 0; i < n; ++i) indices[i] = order[i % order.size()];
+  return indices;
+}
+
 ResolvedThreshold RlhfTrainer::calibrate_threshold() {
   BEAVER_CHECK(lag() && cm_, "calibrate_threshold: needs ppo-lag and a cost model");
   BEAVER_CHECK(cfg_.target_unsafe_share >= 0 || cfg_.target_unsafe_ratio >= 0,
                "calibrate_threshold: neither --target_unsafe_share nor --target_unsafe_ratio is set");
-  auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), 0xCA1Bull);
-  order.resize(std::min<size_t>(order.size(), size_t(cfg_.calibration_prompts)));
-  const std::vector<float> costs = sample_costs(order, 0xCA1B0000ull);
+  const std::vector<float> costs =
+      sample_costs(cycled_order(size_t(cfg_.calibration_prompts), 0xCA1Bull), 0xCA1B0000ull);
   const bool probability = cost_unit_ == CostUnit::UnsafeProbability;
   const ResolvedThreshold t =
       probability ? resolve_probability_threshold(costs, cfg_.target_unsafe_share,
@@ -614,10 +620,8 @@ RlhfTrainer::ConstraintCheck RlhfTrainer::check_constraint() {
   BEAVER_CHECK(lag() && cm_, "check_constraint: needs ppo-lag and a cost model");
   BEAVER_CHECK(cfg_.constraint_check_responses > 0,
                "check_constraint: --constraint_check_responses is 0");
-  const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), 0xC4ECull);
-  std::vector<size_t> indices(size_t(cfg_.constraint_check_responses));
-  for (size_t i = 0; i < indices.size(); ++i) indices[i] = order[i % order.size()];
-  const std::vector<float> scores = sample_costs(indices, 0xC4EC0000ull);
+  const std::vector<float> scores =
+      sample_costs(cycled_order(size_t(cfg_.constraint_check_responses), 0xC4ECull), 0xC4EC0000ull);
   const std::vector<float> costs = constrained_costs(scores, cost_unit_, cost_scale_);
   const std::vector<float> probability =
       constrained_costs(scores, CostUnit::UnsafeProbability, 1.0);

@@ -190,8 +190,9 @@ class RlhfTrainer {
   // and costs, GAE.
   void score(ScoredRollout& s);
 
-  // --target_unsafe_share or --target_unsafe_ratio: samples calibration_prompts prompts (a seeded choice of its own)
-  // from the current actor, scores them with the cost model, and sets λ's threshold to the
+  // --target_unsafe_share or --target_unsafe_ratio: samples calibration_prompts responses (a
+  // seeded order of the prompts of its own, cycled when they exceed the prompts) from the
+  // current actor, scores them with the cost model, and sets λ's threshold to the
   // resolved one (train() calls it before the first update of a fresh run). Sampling uses a
   // seed stream of its own, so training samples the same sequences with or without it.
   ResolvedThreshold calibrate_threshold();
@@ -265,6 +266,9 @@ class RlhfTrainer {
   // Costs of fresh responses of the actor to prompts_[indices[i]] (every rank joins; the result
   // is the same on all); stream separates the seeds of the calibration and the final check.
   std::vector<float> sample_costs(const std::vector<size_t>& indices, uint64_t stream);
+  // n prompt indices: a seeded order of the prompt set of its own (stream), cycled when n
+  // exceeds the prompts (the calibration's and the final check's samples).
+  std::vector<size_t> cycled_order(size_t n, uint64_t stream) const;
   void draw_curves() const;
   nlohmann::json run_config() const;
   void save_state(const std::string& root, int64_t epoch, int64_t index,
