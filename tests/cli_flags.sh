@@ -32,8 +32,8 @@ expect 1 "error" generate --model "$out/no-such-model" --prompt hi
 expect 0 'max_new_tokens INT:POSITIVE=128' generate --help
 expect 0 'learning_rate FLOAT=2e-05' train sft --help
 expect 0 'top_p FLOAT' eval --top-p 0.5 --help
-# PPO-Lag's PID gains and final check: off by default (the reference's λ and verdict).
-for f in 'lambda_kp FLOAT=0 ' 'lambda_kd FLOAT=0 ' 'constraint_check_responses INT=0'; do
+# PPO-Lag's PID gains, final check and cost unit: the reference's by default (its λ, verdict and cost).
+for f in 'lambda_kp FLOAT=0 ' 'lambda_kd FLOAT=0 ' 'constraint_check_responses INT=0' 'cost_unit TEXT=score '; do
   expect 0 "$f" train ppo-lag --help
 done
 

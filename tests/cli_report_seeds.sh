@@ -49,13 +49,26 @@ assert abs(lag["rm_win_rate_vs_baseline"] - 0.625) < 1e-9, lag  # wins p1, ties 
 elo = {r["label"]: r for r in json.load(open(sys.argv[2]))["ratings"]}
 assert elo["SFT"]["helpfulness"]["elo"] == 1000, elo
 assert elo["LAG"]["helpfulness"]["elo"] > 1000 and elo["LAG"]["harmlessness"]["elo"] > 1000, elo
+lag_p = lag["paired_vs_baseline"]  # seed 1: help diffs 0.5, 0; seed 2: 0.1, 0; harm -1, 0 on each
+assert [round(s["mean"], 9) for s in lag_p["helpfulness_benign"]["per_seed"]] == [0.25, 0.05], lag_p
+assert abs(lag_p["helpfulness_benign"]["standard_error"] - 0.065 ** 0.5 / 2) < 1e-9, lag_p
+assert abs(lag_p["harmful_rate_harmful_prompts"]["mean"] + 0.5) < 1e-9, lag_p
+assert "paired_vs_baseline" not in rows["SFT"], rows["SFT"]
 PY
 [[ -s $out/plane.png ]] || fail "--plane wrote no PNG"
+# The paired table over two seeds: helpfulness differences 0.25 and 0.05 (mean 0.15, half
+# 12.706 * 0.1414 / sqrt(2) = 1.271), the evaluation's error sqrt(0.25² + 0.05²) / 2 = 0.127.
+grep -q "| LAG | -50.0 ± 0.0 over seeds; evaluation SE 35.4 (4 prompts in all) | +0.150 ± 1.271 over seeds; evaluation SE 0.127 (4 prompts in all) |" <<<"$text" ||
+  fail "the paired row over two seeds: $text"
 
 # One seed: today's table, no intervals.
 text=$("$beaver" report --eval "SFT=$out/s1/sft" --eval "LAG=$out/s1/lag" 2>&1) || fail "one seed: $text"
 grep -q "| SFT | 40.0% |" <<<"$text" || fail "one-seed cell is not 40.0%: $text"
-grep -q "±" <<<"$text" && fail "one seed shows an interval: $text"
+sed '/^Against SFT, paired/,$d' <<<"$text" | grep -q "±" && fail "one seed shows an interval: $text"
+# Paired with SFT on seed 1: help differences 0.5, 0 (mean 0.25, standard error 0.25); harm
+# -1, 0 (-50 points ± 50).
+grep -q "| LAG | -50.0 ± 50.0 points (2 prompts) | +0.250 ± 0.250 (2 prompts) |" <<<"$text" ||
+  fail "the paired row of one seed: $text"
 
 # Another seed count for one label is refused, naming both labels.
 text=$("$beaver" report --eval "SFT=$out/s1/sft,$out/s2/sft" --eval "LAG=$out/s1/lag" 2>&1) &&

@@ -111,6 +111,37 @@ TEST(SeedIntervals, MeanIntervalByHand) {
   EXPECT_THROW(mean_interval({}), Error);
 }
 
+TEST(PairedDifference, ByHandOnEachKindOfPrompt) {
+  // Prompts 0, 2, 4 benign, 1 and 3 harmful (answers in prompt order for both policies).
+  const std::vector<OracleAnswer> base = {
+      {false, false, 1.0}, {true, true, 0}, {false, false, 2.0}, {true, false, 0}, {false, false, 0.5}};
+  const std::vector<OracleAnswer> policy = {
+      {false, false, 2.0}, {true, false, 0}, {false, false, 2.0}, {true, false, 0}, {false, false, 0.0}};
+  const OracleDifference d = oracle_paired_difference(base, policy);
+  // Helpfulness differences 1, 0, -0.5: mean 1/6, s² = (0.6944 + 0.0278 + 0.4444) / 2 = 0.58333,
+  // standard error sqrt(0.58333 / 3) = 0.440959.
+  EXPECT_EQ(d.helpfulness_benign.n, 3);
+  EXPECT_NEAR(d.helpfulness_benign.mean, 1.0 / 6.0, 1e-12);
+  EXPECT_NEAR(d.helpfulness_benign.standard_error, 0.440959, 1e-6);
+  // Harm differences -1, 0: mean -0.5, s = 0.707107, standard error 0.5.
+  EXPECT_EQ(d.harmful_rate_harmful_prompts.n, 2);
+  EXPECT_DOUBLE_EQ(d.harmful_rate_harmful_prompts.mean, -0.5);
+  EXPECT_NEAR(d.harmful_rate_harmful_prompts.standard_error, 0.5, 1e-12);
+  // The same answers paired with themselves: no difference, no error.
+  const OracleDifference same = oracle_paired_difference(base, base);
+  EXPECT_EQ(same.helpfulness_benign.mean, 0.0);
+  EXPECT_EQ(same.helpfulness_benign.standard_error, 0.0);
+  // A policy without harmful prompts: n = 0 on that side.
+  const OracleDifference benign_only = oracle_paired_difference({base[0]}, {policy[0]});
+  EXPECT_EQ(benign_only.harmful_rate_harmful_prompts.n, 0);
+  EXPECT_EQ(benign_only.helpfulness_benign.standard_error, 0.0);  // one prompt: none
+  // Other prompts (count, or which are harmful) are refused.
+  EXPECT_THROW(oracle_paired_difference(base, {policy.begin(), policy.end() - 1}), Error);
+  std::vector<OracleAnswer> swapped = policy;
+  swapped[0].harmful_prompt = true;
+  EXPECT_THROW(oracle_paired_difference(base, swapped), Error);
+}
+
 TEST(Elo, AnchoredRatingsOfAKnownGameSet) {
   // Player 1 wins 7500 of 10000 against player 0 (the anchor), player 2 draws player 1 half of
   // 10000 games: with this many games the prior is negligible, so the gaps are the logistic

@@ -664,6 +664,80 @@ TEST(Requirement, RelativeTargetScalesTheStartingShare) {
   test::expect_error([&] { bad.validate(); }, {"--target_unsafe_ratio"});
 }
 
+// --cost_unit unsafe_probability: the constrained cost is scale·σ(score), so a safe answer
+// made "safer" on the cost model's scale no longer lowers the mean, while an unsafe answer
+// turned safe lowers it by about the scale.
+TEST(Requirement, UnsafeProbabilityCountsOnlyUnsafety) {
+  const std::vector<float> scores = {3, 1, -2, -4, -6, -6};
+  auto sigmoid = [](double x) { return 1.0 / (1.0 + std::exp(-x)); };
+  EXPECT_EQ(constrained_costs(scores, CostUnit::Score, 1.0), scores);
+  const auto p = constrained_costs(scores, CostUnit::UnsafeProbability, 2.0);
+  ASSERT_EQ(p.size(), scores.size());
+  for (size_t i = 0; i < scores.size(); ++i) EXPECT_NEAR(p[i], 2.0 * sigmoid(scores[i]), 1e-6) << i;
+  // Safe answers pushed from -2 to -8: the score unit's mean falls by 1, the probability's by
+  // less than 2 · σ(-2) / 6 = 0.04 of the scale; the unsafe answer at 1 turned to -1 moves it
+  // by 2 · (σ(1) - σ(-1)) / 6 = 0.154.
+  auto mean = [](const std::vector<float>& v) {
+    double s = 0;
+    for (float x : v) s += x;
+    return s / double(v.size());
+  };
+  const std::vector<float> safer = {3, 1, -8, -4, -6, -6}, fixed = {3, -1, -2, -4, -6, -6};
+  EXPECT_NEAR(mean(scores) - mean(safer), 1.0, 1e-6);
+  const double a = mean(p), b = mean(constrained_costs(safer, CostUnit::UnsafeProbability, 2.0)),
+               c = mean(constrained_costs(fixed, CostUnit::UnsafeProbability, 2.0));
+  EXPECT_LT(a - b, 2.0 * sigmoid(-2) / 6);
+  EXPECT_NEAR(a - c, 2.0 * (sigmoid(1) - sigmoid(-1)) / 6, 1e-6);
+  test::expect_error([&] { constrained_costs(scores, CostUnit::UnsafeProbability, 0.0); },
+                     {"cost scale"});
+  EXPECT_EQ(parse_cost_unit("score"), CostUnit::Score);
+  EXPECT_EQ(parse_cost_unit("unsafe_probability"), CostUnit::UnsafeProbability);
+  test::expect_error([] { parse_cost_unit("probability"); }, {"--cost_unit", "probability"});
+}
+
+// The requirement in that unit: u0 the mean σ(c) of the starting responses, u* = ratio·u0 (or
+// a given share), the scale the gap between the mean unsafe and mean safe score, and the
+// threshold scale·u*, so that the constraint E[scale·σ(c)] <= threshold is E[σ(c)] <= u*.
+TEST(Requirement, UnsafeProbabilityThresholdFromTheStartingCosts) {
+  const std::vector<float> c = {3, 1, -2, -4, -6, -6};  // m_u = 2, m_s = -4.5: scale 6.5
+  double u0 = 0;
+  for (float x : c) u0 += 1.0 / (1.0 + std::exp(-double(x)));
+  u0 /= 6;
+  const ResolvedThreshold r = resolve_probability_threshold(c, -1.0, 0.5);
+  EXPECT_EQ(r.unit, CostUnit::UnsafeProbability);
+  EXPECT_NEAR(r.unsafe_probability, u0, 1e-12);
+  EXPECT_NEAR(r.unsafe_share, 1.0 / 3, 1e-12);  // the split at 0, reported as before
+  EXPECT_NEAR(r.cost_scale, 6.5, 1e-12);
+  EXPECT_NEAR(r.target_unsafe_share, 0.5 * u0, 1e-12);
+  EXPECT_EQ(r.target_unsafe_ratio, 0.5);
+  EXPECT_NEAR(r.threshold, 6.5 * 0.5 * u0, 1e-12);
+  // At ratio 1 the starting policy just meets it.
+  const auto start = constrained_costs(c, CostUnit::UnsafeProbability, 6.5);
+  double m = 0;
+  for (float x : start) m += x;
+  EXPECT_NEAR(resolve_probability_threshold(c, -1.0, 1.0).threshold, m / 6, 1e-6);
+  // An absolute share.
+  const ResolvedThreshold s = resolve_probability_threshold(c, 0.05, -1.0);
+  EXPECT_NEAR(s.threshold, 6.5 * 0.05, 1e-12);
+  EXPECT_EQ(s.target_unsafe_ratio, -1.0);
+  // A cost model twice as steep: the same share, twice the scale.
+  std::vector<float> c2;
+  for (float x : c) c2.push_back(2 * x);
+  EXPECT_NEAR(resolve_probability_threshold(c2, 0.05, -1.0).threshold, 2 * s.threshold, 1e-12);
+  test::expect_error([&] { resolve_probability_threshold(c, 0.1, 0.5); }, {"give one"});
+  test::expect_error([&] { resolve_probability_threshold(c, -1.0, -1.0); }, {"give one"});
+  test::expect_error([&] { resolve_probability_threshold(std::vector<float>{0, 0}, 0.1, -1.0); },
+                     {"no scale"});
+  // The unit needs a share or ratio: --threshold stays on the score.
+  PpoConfig cfg;
+  cfg.cost_unit = "unsafe_probability";
+  test::expect_error([&] { cfg.validate(); }, {"--cost_unit", "--target_unsafe_ratio"});
+  cfg.target_unsafe_ratio = 0.5;
+  EXPECT_NO_THROW(cfg.validate());
+  cfg.cost_unit = "odds";
+  test::expect_error([&] { cfg.validate(); }, {"--cost_unit", "odds"});
+}
+
 TEST(PpoConfig, ReferenceDefaultsAndFlagNames) {
   const PpoConfig lag = PpoConfig::defaults(PpoAlgorithm::PpoLag);
   EXPECT_EQ(lag.kl_coeff, 0.01);
@@ -680,6 +754,7 @@ TEST(PpoConfig, ReferenceDefaultsAndFlagNames) {
   EXPECT_EQ(lag.lambda_update_delay_steps, 0);
   EXPECT_EQ(lag.episode_cost_window_size, 128);
   EXPECT_EQ(lag.threshold, 0.0);
+  EXPECT_EQ(lag.cost_unit, "score");
   EXPECT_EQ(lag.ptx_coeff, 16.0);
   EXPECT_EQ(lag.seed, 42);
   EXPECT_NO_THROW(lag.validate());

@@ -122,13 +122,25 @@ struct RlhfTiny : ::testing::Test {
   std::unique_ptr<RlhfTrainer> calibrated_step(const std::string& out,
                                                const std::function<void(PpoConfig&)>& require) {
     RlhfOptions o = tiny_options(world);
-    require(o.ppo);
     o.ppo.calibration_prompts = 6;
+    require(o.ppo);
     o.output_dir = (world.dir / out).string();
     o.max_steps = 1;
     auto tr = std::make_unique<RlhfTrainer>(ctx, o);
     tr->train();
     return tr;
+  }
+
+  // A run of `steps` RL steps into world.dir / out that keeps no final actor, resumed from
+  // its checkpoints when `resume` (the resume tests' common settings).
+  RlhfOptions resumable(const std::string& out, int64_t steps, bool resume) {
+    RlhfOptions o = tiny_options(world);
+    o.ppo.actor_lr = 1e-3;
+    o.output_dir = (world.dir / out).string();
+    o.max_steps = steps;
+    o.resume = resume;
+    o.save_actor = false;
+    return o;
   }
 };
 
@@ -482,6 +494,16 @@ TEST_F(RlhfTiny, TargetUnsafeShareResolvesTheThreshold) {
     return std::pair{l["reward"].get<double>(), l["cost"].get<double>()};
   };
   EXPECT_EQ(metrics("plain"), metrics("strict"));  // the same rollout
+  // More calibration responses than prompts: the prompts are cycled, each response sampled anew.
+  calibrated_step("cycled", [&](PpoConfig& c) {
+    c.target_unsafe_share = 0.0;
+    c.calibration_prompts = 9;
+  });
+  const auto k = nlohmann::json::parse(read_text_file((world.dir / "cycled" / "constraint.json").string()));
+  EXPECT_EQ(k["calibration"]["responses"].get<int64_t>(), 9);
+  const double unsafe9 = 9 * k["calibration"]["unsafe_share"].get<double>();
+  EXPECT_NEAR(unsafe9, std::round(unsafe9), 1e-9);
+  EXPECT_EQ(metrics("cycled"), metrics("strict"));  // its own sampling stream
 }
 
 // --target_unsafe_ratio resolves the threshold at a share relative to the starting policy's
@@ -587,6 +609,82 @@ TEST_F(RlhfTiny, ConstraintCheckJudgesFreshResponsesOfTheFinalPolicy) {
   EXPECT_NE(fb["met"].get<bool>(), fb["window_met"].get<bool>());
   EXPECT_NE(error_of([&] { plain->check_constraint(); }).find("--constraint_check_responses is 0"),
             std::string::npos);
+}
+
+// --cost_unit unsafe_probability: λ's window, the cost channel and the final check all count
+// scale·σ(score), the scale and threshold resolved by the calibration (the gap between the
+// starting policy's mean unsafe and mean safe score, times the target share); the rollout is
+// the score unit's, cost for cost transformed.
+TEST_F(RlhfTiny, UnsafeProbabilityUnitDrivesLambdaAndTheCheck) {
+  auto run = [&](const std::string& unit, const std::string& out) {
+    return calibrated_step(out, [&](PpoConfig& c) {
+      c.cost_unit = unit;
+      c.target_unsafe_ratio = 0.5;
+      c.constraint_check_responses = 9;
+    });
+  };
+  const auto score = run("score", "unit-score"), prob = run("unsafe_probability", "unit-prob");
+  const auto j = nlohmann::json::parse(read_text_file((world.dir / "unit-prob" / "constraint.json").string()));
+  EXPECT_EQ(j["cost_unit"].get<std::string>(), "unsafe_probability");
+  const double scale = j["cost_scale"].get<double>();
+  const auto& cal = j["calibration"];
+  EXPECT_NEAR(scale, cal["mean_unsafe"].get<double>() - cal["mean_safe"].get<double>(), 1e-12);
+  const double u0 = cal["unsafe_probability"].get<double>();
+  ASSERT_GT(u0, 0.0);
+  EXPECT_NEAR(j["resolved_target_unsafe_share"].get<double>(), 0.5 * u0, 1e-12);
+  EXPECT_NEAR(j["threshold"].get<double>(), scale * 0.5 * u0, 1e-12);
+  EXPECT_EQ(prob->lagrange().options().threshold, j["threshold"].get<double>());
+  // The same responses, each cost scale·σ(score).
+  const auto ws = score->lagrange().state().window, wp = prob->lagrange().state().window;
+  ASSERT_EQ(ws.size(), wp.size());
+  ASSERT_FALSE(ws.empty());
+  for (size_t i = 0; i < ws.size(); ++i)
+    EXPECT_NEAR(wp[i], scale / (1.0 + std::exp(-double(ws[i]))), 1e-5 * scale) << i;
+  // The check: its mean cost is scale x its mean probability of unsafe, the same responses'
+  // unsafe share as the score unit's check, and the verdict in the constrained unit.
+  const auto& c = j["check"];
+  EXPECT_NEAR(c["mean_cost"].get<double>(), scale * c["unsafe_probability"].get<double>(), 1e-5);
+  const auto js = nlohmann::json::parse(read_text_file((world.dir / "unit-score" / "constraint.json").string()));
+  EXPECT_EQ(c["unsafe_share"].get<double>(), js["check"]["unsafe_share"].get<double>());
+  EXPECT_EQ(c["met"].get<bool>(), c["mean_cost"].get<double>() <= j["threshold"].get<double>());
+  EXPECT_EQ(js["cost_unit"].get<std::string>(), "score");
+  EXPECT_EQ(js["cost_scale"].get<double>(), 1.0);
+  // The baselines have no constraint to count in it.
+  RlhfOptions ppo = tiny_options(world, PpoAlgorithm::Ppo);
+  ppo.ppo.cost_unit = "unsafe_probability";
+  ppo.ppo.target_unsafe_ratio = 0.5;
+  EXPECT_NE(error_of([&] { RlhfTrainer t(ctx, ppo); }).find("ppo-lag's constraint only"),
+            std::string::npos);
+}
+
+// A resumed run keeps the resolved scale (rlhf_state.json) and continues bitwise.
+TEST_F(RlhfTiny, UnsafeProbabilityUnitResumesWithItsScale) {
+  auto options = [&](const std::string& out, int64_t steps, bool resume) {
+    RlhfOptions o = resumable(out, steps, resume);
+    o.ppo.per_device_prompt_batch_size = 3;
+    o.ppo.cost_unit = "unsafe_probability";
+    o.ppo.target_unsafe_ratio = 0.5;
+    o.ppo.calibration_prompts = 6;
+    return o;
+  };
+  RlhfTrainer full(ctx, options("prob-full", 2, false));
+  full.train();
+  { RlhfTrainer first(ctx, options("prob-split", 1, false)); first.train(); }
+  const auto state = nlohmann::json::parse(read_text_file(
+      (world.dir / "prob-split" / "checkpoints" / "step-00000001" / "rlhf_state.json").string()));
+  const double scale = nlohmann::json::parse(read_text_file(
+      (world.dir / "prob-full" / "constraint.json").string()))["cost_scale"].get<double>();
+  EXPECT_EQ(state["cost_scale"].get<double>(), scale);
+  RlhfTrainer second(ctx, options("prob-split", 2, true));
+  second.train();
+  EXPECT_EQ(second.lagrange().state().window, full.lagrange().state().window);
+  EXPECT_EQ(second.lagrange().log_lambda(), full.lagrange().log_lambda());
+  EXPECT_EQ(to_host_f32(second.actor().flat_params()), to_host_f32(full.actor().flat_params()));
+  // Another unit on resume is refused by name.
+  RlhfOptions other = options("prob-split", 3, true);
+  other.ppo.cost_unit = "score";
+  const std::string e = error_of([&] { RlhfTrainer t(ctx, other); t.train(); });
+  EXPECT_NE(e.find("cost_unit"), std::string::npos) << e;
 }
 
 // One step changes the actor and both critics, leaves the frozen models alone, and reports
@@ -741,17 +839,12 @@ TEST_F(RlhfTiny, ResumeContinuesBitwise) {
                   "\n {\"instruction\": \"plan a trip\", \"input\": \"\", \"output\": \"go\"},\n"
                   " {\"instruction\": \"water a plant\", \"input\": \"\", \"output\": \"daily\"}]\n");
   auto options = [&](const std::string& out, int64_t steps, bool resume) {
-    RlhfOptions o = tiny_options(world);
+    RlhfOptions o = resumable(out, steps, resume);
     o.ptx_datasets = {DatasetSpec{sft, 1.0}};
     o.ppo.per_device_prompt_batch_size = 4;  // 6 prompts: steps cross an epoch boundary
     o.ppo.per_device_train_batch_size = 2;
     o.ppo.epochs = 2;
-    o.ppo.actor_lr = 1e-3;
     o.ppo.critic_lr = 1e-3;
-    o.output_dir = (world.dir / out).string();
-    o.max_steps = steps;
-    o.resume = resume;
-    o.save_actor = false;
     return o;
   };
   auto strip_times = [](const std::string& text) {

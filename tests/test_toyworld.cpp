@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "csrc/error.h"
@@ -57,6 +58,26 @@ TEST(ToyWorld, SameSeedByteIdenticalDifferentSeedDifferent) {
   }
   EXPECT_NE(slurp(a / "sft.json"), slurp(c / "sft.json"));
   for (const auto& p : {a, b, c}) fs::remove_all(p);
+}
+
+// The held-out set's size changes only the held-out set: the tokenizer's corpus (and every
+// training split) stays byte for byte the same, so a larger evaluation trains the same models.
+// The corpus still holds every held-out prompt, so the tokenizer encodes each of them.
+TEST(ToyWorld, EvalSizeChangesNoOtherFile) {
+  const auto a = temp_dir("eval_small"), b = temp_dir("eval_large");
+  WorldConfig large = small(11);
+  large.eval_prompts = 2000;  // far more than the default: every held-out combination appears
+  write_world(small(11), a.string());
+  write_world(large, b.string());
+  for (const char* f : {"sft.json", "preference.jsonl", "prompts.jsonl", "corpus.txt"})
+    EXPECT_EQ(slurp(a / f), slurp(b / f)) << f;
+  EXPECT_NE(slurp(a / "eval.jsonl"), slurp(b / "eval.jsonl"));
+  std::set<std::string> corpus;
+  std::istringstream lines(slurp(a / "corpus.txt"));
+  for (std::string line; std::getline(lines, line);) corpus.insert(line);
+  for (const auto& r : read_jsonl(b / "eval.jsonl"))
+    EXPECT_EQ(corpus.count(r["prompt"].get<std::string>()), 1u) << r["prompt"];
+  for (const auto& p : {a, b}) fs::remove_all(p);
 }
 
 TEST(ToyWorld, FilesFollowTheRealFormats) {

@@ -7,6 +7,7 @@
 // labels from the same seed): each cell is a mean with its 95% interval over the seeds.
 // `--plane` draws harm against helpfulness with those intervals; `--elo` adds helpfulness and
 // harmlessness Elo ratings from oracle-judged round-robin games, bootstrapped over prompts.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -159,6 +160,61 @@ std::string interval_footer(int k) {
          ")); percentages in points.\n";
 }
 
+// The oracle's two bar quantities of one row against the baseline, paired prompt by prompt on
+// each seed: Markdown cells and their JSON. One seed: the mean difference ± its standard error
+// (the evaluation's resolution). Several: the mean over the seeds ± the half-width of its 95%
+// interval over the seeds, and the evaluation's own standard error of that mean,
+// sqrt(sum of the per-seed squared errors) / K.
+struct PairedCells {
+  std::string harm, help;
+  json j;
+};
+
+PairedCells paired_cells(const Row& r, const Row& base) {
+  const size_t K = base.runs.size();
+  std::vector<eval_stats::OracleDifference> per_seed;
+  for (size_t k = 0; k < K; ++k) {
+    BEAVER_CHECK(r.runs[k].has_oracle_lines && base.runs[k].has_oracle_lines, "report: ",
+                 (r.runs[k].has_oracle_lines ? base : r).runs[k].dir.string(),
+                 "/responses.jsonl lacks the oracle's verdicts; evaluate with --oracle toyworld");
+    per_seed.push_back(eval_stats::oracle_paired_difference(base.runs[k].oracle, r.runs[k].oracle));
+  }
+  PairedCells out;
+  const auto one = [&](auto member, bool percent, std::string& md, const char* key) {
+    std::vector<double> means;
+    double var = 0;
+    int n = 0;
+    json seeds = json::array();
+    for (const auto& d : per_seed) {
+      const eval_stats::PairedDifference& p = d.*member;
+      means.push_back(p.mean);
+      var += p.standard_error * p.standard_error;
+      n += p.n;
+      seeds.push_back({{"n", p.n}, {"mean", p.mean}, {"standard_error", p.standard_error}});
+    }
+    const eval_stats::Interval iv = eval_stats::mean_interval(means);
+    const double se = std::sqrt(var) / double(K);
+    const double scale = percent ? 100.0 : 1.0;
+    const char* f = percent ? "%+.1f" : "%+.3f";
+    const char* g = percent ? "%.1f" : "%.3f";
+    if (n == 0) {
+      md = "-";
+    } else if (K == 1) {
+      md = fmt(f, scale * iv.mean) + " ± " + fmt(g, scale * se) + (percent ? " points" : "") +
+           " (" + std::to_string(n) + " prompts)";
+    } else {
+      md = fmt(f, scale * iv.mean) + " ± " + fmt(g, scale * iv.half) + " over seeds; evaluation SE " +
+           fmt(g, scale * se) + " (" + std::to_string(n) + " prompts in all)";
+    }
+    out.j[key] = {{"mean", iv.mean}, {"standard_error", se}, {"half", iv.half},
+                  {"n", n}, {"per_seed", seeds}};
+  };
+  one(&eval_stats::OracleDifference::harmful_rate_harmful_prompts, true, out.harm,
+      "harmful_rate_harmful_prompts");
+  one(&eval_stats::OracleDifference::helpfulness_benign, false, out.help, "helpfulness_benign");
+  return out;
+}
+
 struct EloArgs {
   int resamples = 1000;
   uint64_t seed = 1;
@@ -276,6 +332,13 @@ void add_report_command(CLI::App& app) {
     md += "\n" + rule + "\n";
     json out = json::array();
     std::vector<plot::PlanePoint> plane;
+    // The paired table: every row with the oracle's verdicts on every seed, against the baseline.
+    const auto paired_ok = [&](const Row& r) {
+      for (size_t k = 0; k < K; ++k)
+        if (!r.runs[k].has_oracle_lines || !base.runs[k].has_oracle_lines) return false;
+      return true;
+    };
+    std::string paired_md;
     for (const Row& r : rows) {
       const bool truth = r.runs.front().summary.contains("ground_truth");
       for (const Run& run : r.runs)
@@ -322,6 +385,11 @@ void add_report_command(CLI::App& app) {
       }
       j["rm_win_rate_vs_baseline"] = &r == &base ? 0.0 : ivs[6].mean;
       j["cells"] = cells;
+      if (&r != &base && paired_ok(r)) {
+        const PairedCells pc = paired_cells(r, base);
+        j["paired_vs_baseline"] = pc.j;
+        paired_md += "| " + r.label + " | " + pc.harm + " | " + pc.help + " |\n";
+      }
       out.push_back(j);
       if (!a->plane.empty()) {
         BEAVER_CHECK(truth, "report --plane: '", r.label,
@@ -331,6 +399,14 @@ void add_report_command(CLI::App& app) {
       }
     }
     md += interval_footer(int(K));
+    if (!paired_md.empty())
+      md += "\nAgainst " + base.label + ", paired prompt by prompt (the oracle's truth, policy minus " +
+            base.label + " on the same held-out prompts; " +
+            (K == 1 ? std::string("mean difference ± its standard error")
+                    : "mean over the seeds ± the half-width of its 95% interval over the seeds, "
+                      "and the evaluation's standard error of that mean") +
+            "):\n\n| model | harmful rate, harmful prompts | helpfulness, benign |\n|---|---|---|\n" +
+            paired_md;
     json elo_json;
     if (a->elo) {
       auto [elo_md, ej] = elo_table(rows, a->elo_args);

@@ -223,6 +223,41 @@ const char* interval_method_name(IntervalMethod m) {
   return "none";
 }
 
+namespace {
+
+PairedDifference paired(const std::vector<double>& d) {
+  PairedDifference p;
+  p.n = int(d.size());
+  if (d.empty()) return p;
+  double sum = 0;
+  for (double x : d) sum += x;
+  p.mean = sum / double(d.size());
+  p.standard_error = standard_error_of_mean(d, p.mean);
+  return p;
+}
+
+}  // namespace
+
+OracleDifference oracle_paired_difference(const std::vector<OracleAnswer>& baseline,
+                                          const std::vector<OracleAnswer>& policy) {
+  BEAVER_CHECK(baseline.size() == policy.size(), "oracle_paired_difference: the baseline answered ",
+               baseline.size(), " prompts and the policy ", policy.size(),
+               "; a paired difference needs the same prompts");
+  std::vector<double> harm, help;
+  for (size_t k = 0; k < baseline.size(); ++k) {
+    BEAVER_CHECK(baseline[k].harmful_prompt == policy[k].harmful_prompt,
+                 "oracle_paired_difference: prompt ", k, " is ",
+                 baseline[k].harmful_prompt ? "harmful" : "benign", " for the baseline but ",
+                 policy[k].harmful_prompt ? "harmful" : "benign",
+                 " for the policy; a paired difference needs the same prompts in the same order");
+    if (baseline[k].harmful_prompt)
+      harm.push_back(double(policy[k].harmful) - double(baseline[k].harmful));
+    else
+      help.push_back(policy[k].helpfulness - baseline[k].helpfulness);
+  }
+  return OracleDifference{paired(harm), paired(help)};
+}
+
 void oracle_round_robin(const std::vector<std::vector<OracleAnswer>>& answers, int stratum,
                         std::vector<PromptGames>& helpfulness,
                         std::vector<PromptGames>& harmlessness) {

@@ -12,11 +12,25 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <vector>
 
 namespace beaver::eval_stats {
+
+// The standard error of the mean of xs (any range of numbers whose mean is `mean`): s/√n with
+// the sample standard deviation s (n - 1 in its denominator), in double; 0 for fewer than two
+// values.
+template <class Numbers>
+double standard_error_of_mean(const Numbers& xs, double mean) {
+  const size_t n = std::size(xs);
+  if (n < 2) return 0.0;
+  double ss = 0.0;
+  for (const auto x : xs) ss += (double(x) - mean) * (double(x) - mean);
+  return std::sqrt(ss / double(n - 1) / double(n));
+}
 
 struct Scored {
   double reward = 0.0;
@@ -108,6 +122,25 @@ struct OracleAnswer {
 void oracle_round_robin(const std::vector<std::vector<OracleAnswer>>& answers, int stratum,
                         std::vector<PromptGames>& helpfulness,
                         std::vector<PromptGames>& harmlessness);
+
+// ---- Paired differences against a baseline -----------------------------------------------
+
+// The mean of per-prompt differences (policy minus baseline, on the same prompts) with its
+// standard error: a paired comparison, so the variation between prompts that both answers
+// share cancels. n = 0: no prompt of that kind (mean and standard error 0).
+struct PairedDifference {
+  int n = 0;
+  double mean = 0, standard_error = 0;
+};
+// The oracle's two bar quantities, paired prompt by prompt (answers[k] of both policies answer
+// prompt k): on harmful prompts the harmful indicator (1 harmful, 0 not; the mean is the
+// difference of harmful rates), on benign prompts the helpfulness. The two lists must have
+// the same length and agree on which prompts are harmful (an Error otherwise).
+struct OracleDifference {
+  PairedDifference harmful_rate_harmful_prompts, helpfulness_benign;
+};
+OracleDifference oracle_paired_difference(const std::vector<OracleAnswer>& baseline,
+                                          const std::vector<OracleAnswer>& policy);
 
 struct RatedPlayer {
   double rating = 0;  // from all prompts

@@ -19,6 +19,12 @@ PpoConfig PpoConfig::defaults(PpoAlgorithm algo) {
   return c;
 }
 
+CostUnit parse_cost_unit(std::string_view s) {
+  if (s == "score") return CostUnit::Score;
+  if (s == "unsafe_probability") return CostUnit::UnsafeProbability;
+  BEAVER_FAIL("--cost_unit: expected score or unsafe_probability, got '", s, "'");
+}
+
 void PpoConfig::validate() const {
   auto positive = [](const char* name, double v) {
     BEAVER_CHECK(std::isfinite(v) && v > 0, "--", name, " must be > 0, got ", v);
@@ -53,6 +59,11 @@ void PpoConfig::validate() const {
   BEAVER_CHECK(target_unsafe_share < 0 || target_unsafe_ratio < 0,
                "--target_unsafe_share (", target_unsafe_share, ") and --target_unsafe_ratio (",
                target_unsafe_ratio, ") both state the requirement: give one of them");
+  BEAVER_CHECK(parse_cost_unit(cost_unit) == CostUnit::Score || target_unsafe_share >= 0 ||
+                   target_unsafe_ratio >= 0,
+               "--cost_unit unsafe_probability states the requirement as a share: give "
+               "--target_unsafe_share or --target_unsafe_ratio (--threshold is on the cost "
+               "model's score)");
   BEAVER_CHECK(std::isfinite(cost_confidence) && cost_confidence >= 0,
                "--cost_confidence must be >= 0 (0: the reference's update), got ",
                cost_confidence);
@@ -387,6 +398,37 @@ ResolvedThreshold resolve_threshold_relative(std::span<const float> costs, doubl
   const double u0 = resolve_threshold(costs, 0.0).unsafe_share;
   ResolvedThreshold r = resolve_threshold(costs, ratio * u0);
   r.target_unsafe_ratio = ratio;
+  return r;
+}
+
+std::vector<float> constrained_costs(std::span<const float> scores, CostUnit unit, double scale) {
+  BEAVER_CHECK(std::isfinite(scale) && scale > 0, "constrained_costs: the cost scale must be "
+               "finite and > 0, got ", scale);
+  std::vector<float> out(scores.begin(), scores.end());
+  if (unit == CostUnit::Score) return out;
+  for (float& c : out) c = float(scale / (1.0 + std::exp(-double(c))));
+  return out;
+}
+
+ResolvedThreshold resolve_probability_threshold(std::span<const float> costs, double share,
+                                                double ratio) {
+  BEAVER_CHECK((share >= 0) != (ratio >= 0), "resolve_probability_threshold: give one of the "
+               "target share (", share, ") and the ratio (", ratio, ")");
+  BEAVER_CHECK(share <= 1 && ratio <= 1, "resolve_probability_threshold: the target share and "
+               "the ratio must be in [0, 1], got ", share >= 0 ? share : ratio);
+  // The split at 0 (and its checks) as in the score unit; the target is set below.
+  ResolvedThreshold r = resolve_threshold(costs, 0.0);
+  r.unit = CostUnit::UnsafeProbability;
+  double p = 0;
+  for (float c : costs) p += 1.0 / (1.0 + std::exp(-double(c)));
+  r.unsafe_probability = p / double(costs.size());
+  r.target_unsafe_ratio = ratio >= 0 ? ratio : -1.0;
+  r.target_unsafe_share = ratio >= 0 ? ratio * r.unsafe_probability : share;
+  r.cost_scale = r.mean_unsafe - r.mean_safe;
+  BEAVER_CHECK(std::isfinite(r.cost_scale) && r.cost_scale > 0, "resolve_probability_threshold: ",
+               "the starting policy's mean unsafe score ", r.mean_unsafe, " is not above its mean "
+               "safe score ", r.mean_safe, "; the cost model gives no scale to the unsafe share");
+  r.threshold = r.cost_scale * r.target_unsafe_share;
   return r;
 }
 

@@ -21,11 +21,21 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "train/eval_stats.h"
 
 namespace beaver::train {
 
 enum class PpoAlgorithm { PpoLag, Ppo, PpoRewardShaping };
+
+// The unit of PPO-Lag's constrained cost (--cost_unit): the cost model's end score c (the
+// reference), or the cost model's probability that the response is unsafe, σ(c), in units of
+// a cost scale (constrained_costs, resolve_probability_threshold below).
+enum class CostUnit { Score, UnsafeProbability };
+// "score" or "unsafe_probability"; anything else is an Error naming the value.
+CostUnit parse_cost_unit(std::string_view s);
 
 // Every PPO hyperparameter with the reference default. Flag names are "--" + the field name,
 // as in the reference scripts; visit() lists them so that the CLI can register each one.
@@ -54,6 +64,10 @@ struct PpoConfig {
   // u0 the calibration measures (< 0: off). Exclusive with target_unsafe_share.
   double target_unsafe_ratio = -1.0;
   int64_t calibration_prompts = 128;
+  // What the constraint counts: "score", the cost model's end score (the reference), or
+  // "unsafe_probability", σ(score) scaled by the starting policy's gap between its mean unsafe
+  // and mean safe score, so that only unsafety counts (needs a target share or ratio).
+  std::string cost_unit = "score";
   // z of the upper confidence bound that drives λ: the update compares J̄_C + z·SE(J̄_C) (SE:
   // the window's standard error) with the threshold, so λ settles with the mean a measured
   // margin below it. 0: the reference's update on the plain window mean.
@@ -125,8 +139,12 @@ struct PpoConfig {
       "requirement relative to the starting policy: a target unsafe share of this ratio times "
       "the starting policy's measured unsafe share (< 0: off)");
     v("calibration_prompts", calibration_prompts,
-      "prompts sampled from the starting policy to resolve --target_unsafe_share or "
-      "--target_unsafe_ratio");
+      "responses sampled from the starting policy to resolve --target_unsafe_share or "
+      "--target_unsafe_ratio (the prompts cycled when fewer)");
+    v("cost_unit", cost_unit,
+      "what the constraint counts: score (the cost model's score, the reference) or "
+      "unsafe_probability (the cost model's probability of unsafe, sigmoid(score); needs "
+      "--target_unsafe_share or --target_unsafe_ratio)");
     v("cost_confidence", cost_confidence,
       "z of the upper confidence bound of the window's mean cost that drives lambda (0: the "
       "plain mean, as the reference)");
@@ -268,6 +286,11 @@ struct ResolvedThreshold {
   double unsafe_share = 0.0;      // of the calibration responses
   double mean_cost = 0.0, mean_unsafe = 0.0, mean_safe = 0.0;
   int64_t responses = 0;
+  CostUnit unit = CostUnit::Score;
+  // UnsafeProbability: the mean σ(c) of the calibration responses (the cost model's expected
+  // unsafe share) and the scale of the constrained cost (1 for Score).
+  double unsafe_probability = 0.0;
+  double cost_scale = 1.0;
 };
 ResolvedThreshold resolve_threshold(std::span<const float> start_costs, double target_unsafe_share);
 // The same with the target relative to the starting policy: u* = ratio · u0, u0 the measured
@@ -277,18 +300,27 @@ ResolvedThreshold resolve_threshold(std::span<const float> start_costs, double t
 ResolvedThreshold resolve_threshold_relative(std::span<const float> start_costs,
                                              double target_unsafe_ratio);
 
+// The constrained cost of each response from its cost-model score c: c itself (Score), or
+// scale·σ(c) (UnsafeProbability), σ(c) being the cost model's probability that the response
+// is unsafe (its sign loss, -log σ(±c), trains c as the log-odds of unsafe). Under the mean
+// score a policy can lower its cost by making answers that are already safe "safer" on the
+// cost model's scale, which buys nothing and may cost helpfulness; σ(c) of a safe answer is
+// near 0 whatever its score, so only unsafety counts, and the mean is an expected unsafe share.
+std::vector<float> constrained_costs(std::span<const float> scores, CostUnit unit, double scale);
+// The requirement in the UnsafeProbability unit, from the starting policy's scores: u0 = the
+// mean σ(c) (unsafe_probability); the target u* = target_unsafe_share, or ratio·u0 when
+// ratio >= 0 (the other < 0); cost_scale = m_u - m_s, the gap between the mean score of the
+// unsafe (c > 0) and of the safe responses (a side with none counts as 0, as above), so that an
+// unsafe answer costs about what it does in the score unit and λ, its learning rate and its cap
+// keep their meaning; threshold = cost_scale·u*. An Error when the scale is not positive.
+ResolvedThreshold resolve_probability_threshold(std::span<const float> start_costs,
+                                                double target_unsafe_share,
+                                                double target_unsafe_ratio);
+
 // ---- Lagrange multiplier --------------------------------------------------------------------
-// The standard error of the mean of xs (a range of float costs whose mean is `mean`):
-// s/√n with the sample standard deviation s, in double; 0 for fewer than two values. λ's
-// window and the final constraint check share it.
-template <class Floats>
-double standard_error_of_mean(const Floats& xs, double mean) {
-  const size_t n = std::size(xs);
-  if (n < 2) return 0.0;
-  double ss = 0.0;
-  for (float x : xs) ss += (double(x) - mean) * (double(x) - mean);
-  return std::sqrt(ss / double(n - 1) / double(n));
-}
+// λ's window and the final constraint check measure their standard errors with the statistics'
+// one helper.
+using eval_stats::standard_error_of_mean;
 
 // λ = exp(log_λ). Costs of finished episodes enter a window of the most recent
 // episode_cost_window_size values (per rank). update() runs before every training micro-step

@@ -312,6 +312,9 @@ RlhfTrainer::RlhfTrainer(Context& ctx, const RlhfOptions& opts) : ctx_(&ctx), op
   BEAVER_CHECK(opts_.algorithm == PpoAlgorithm::Ppo || !opts_.cost_model.empty(), "train ",
                ppo_algorithm_name(opts_.algorithm), ": --cost_model_name_or_path is required");
   BEAVER_CHECK(!opts_.train_datasets.empty(), "train: --train_datasets is required");
+  cost_unit_ = parse_cost_unit(cfg_.cost_unit);
+  BEAVER_CHECK(lag() || cost_unit_ == CostUnit::Score, "train ", ppo_algorithm_name(opts_.algorithm),
+               ": --cost_unit ", cfg_.cost_unit, " applies to ppo-lag's constraint only");
   if (opts_.reward_critic_model.empty()) opts_.reward_critic_model = opts_.reward_model;
   if (opts_.cost_critic_model.empty()) opts_.cost_critic_model = opts_.cost_model;
 
@@ -551,6 +554,9 @@ void RlhfTrainer::score_on(ScoredRollout& s, const DeviceBatch& db, const Tensor
   const double clip = cfg_.clip_range_score;
   switch (opts_.algorithm) {
     case PpoAlgorithm::PpoLag:
+      // The constrained cost (--cost_unit) is what λ's window, the cost critic and the actor's
+      // cost channel all see.
+      s.cost = constrained_costs(s.cost, cost_unit_, cost_scale_);
       s.values_c = rollout_values(*critic_c_, b);
       s.rewards = kl_penalized_rewards(d, s.logp_old, s.ref_logp, r.mask, s.reward,
                                        cfg_.kl_coeff, clip);
@@ -608,24 +614,41 @@ std::vector<float> RlhfTrainer::sample_costs(const std::vector<size_t>& indices,
   return std::vector<float>(global_costs.begin(), global_costs.end());
 }
 
+std::vector<size_t> RlhfTrainer::cycled_order(size_t n, uint64_t stream) const {
+  const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), stream);
+  std::vector<size_t> indices(n);
+  for (size_t i = 0; i < n; ++i) indices[i] = order[i % order.size()];
+  return indices;
+}
+
 ResolvedThreshold RlhfTrainer::calibrate_threshold() {
   BEAVER_CHECK(lag() && cm_, "calibrate_threshold: needs ppo-lag and a cost model");
   BEAVER_CHECK(cfg_.target_unsafe_share >= 0 || cfg_.target_unsafe_ratio >= 0,
                "calibrate_threshold: neither --target_unsafe_share nor --target_unsafe_ratio is set");
-  auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), 0xCA1Bull);
-  order.resize(std::min<size_t>(order.size(), size_t(cfg_.calibration_prompts)));
-  const std::vector<float> costs = sample_costs(order, 0xCA1B0000ull);
-  const ResolvedThreshold t = cfg_.target_unsafe_ratio >= 0
-                                  ? resolve_threshold_relative(costs, cfg_.target_unsafe_ratio)
-                                  : resolve_threshold(costs, cfg_.target_unsafe_share);
+  const std::vector<float> costs =
+      sample_costs(cycled_order(size_t(cfg_.calibration_prompts), 0xCA1Bull), 0xCA1B0000ull);
+  const bool probability = cost_unit_ == CostUnit::UnsafeProbability;
+  const ResolvedThreshold t =
+      probability ? resolve_probability_threshold(costs, cfg_.target_unsafe_share,
+                                                  cfg_.target_unsafe_ratio)
+      : cfg_.target_unsafe_ratio >= 0 ? resolve_threshold_relative(costs, cfg_.target_unsafe_ratio)
+                                      : resolve_threshold(costs, cfg_.target_unsafe_share);
   lagrange_->set_threshold(t.threshold);
+  cost_scale_ = t.cost_scale;
   if (root()) log_info("train ppo-lag: threshold ", t.threshold, " resolved for a target unsafe share of ",
            t.target_unsafe_share,
-           t.target_unsafe_ratio >= 0 ? cat(" (", t.target_unsafe_ratio, " x the starting share)")
-                                      : std::string(),
+           t.target_unsafe_ratio >= 0
+               ? cat(" (", t.target_unsafe_ratio, " x the starting ",
+                     probability ? "mean probability of unsafe" : "share", ")")
+               : std::string(),
            " from ", t.responses, " responses of the starting policy (",
            "unsafe share ", t.unsafe_share, ", mean cost ", t.mean_cost, ": ", t.mean_unsafe,
-           " unsafe, ", t.mean_safe, " safe)",
+           " unsafe, ", t.mean_safe, " safe",
+           probability ? cat("; mean probability of unsafe ", t.unsafe_probability,
+                             "; the constrained cost is ", t.cost_scale,
+                             " x the cost model's probability of unsafe")
+                       : std::string(),
+           ")",
            cfg_.cost_confidence > 0
                ? cat("; lambda follows the mean cost plus ", cfg_.cost_confidence,
                      " standard errors of the ", cfg_.episode_cost_window_size,
@@ -638,22 +661,25 @@ RlhfTrainer::ConstraintCheck RlhfTrainer::check_constraint() {
   BEAVER_CHECK(lag() && cm_, "check_constraint: needs ppo-lag and a cost model");
   BEAVER_CHECK(cfg_.constraint_check_responses > 0,
                "check_constraint: --constraint_check_responses is 0");
-  const auto order = shuffled_indices(prompts_.size(), uint64_t(cfg_.seed), 0xC4ECull);
-  std::vector<size_t> indices(size_t(cfg_.constraint_check_responses));
-  for (size_t i = 0; i < indices.size(); ++i) indices[i] = order[i % order.size()];
-  const std::vector<float> costs = sample_costs(indices, 0xC4EC0000ull);
+  const std::vector<float> scores =
+      sample_costs(cycled_order(size_t(cfg_.constraint_check_responses), 0xC4ECull), 0xC4EC0000ull);
+  const std::vector<float> costs = constrained_costs(scores, cost_unit_, cost_scale_);
+  const std::vector<float> probability =
+      constrained_costs(scores, CostUnit::UnsafeProbability, 1.0);
   ConstraintCheck c;
   c.responses = int64_t(costs.size());
-  double sum = 0, unsafe = 0;
+  double sum = 0, unsafe = 0, p = 0;
   for (size_t i = 0; i < costs.size(); ++i) {
     BEAVER_CHECK(std::isfinite(costs[i]), "check_constraint: the cost of check response ", i,
                  " is not finite");
     sum += costs[i];
-    unsafe += costs[i] > 0 ? 1.0 : 0.0;
+    unsafe += scores[i] > 0 ? 1.0 : 0.0;
+    p += probability[i];
   }
   const double n = double(costs.size());
   c.mean_cost = sum / n;
   c.unsafe_share = unsafe / n;
+  c.unsafe_probability = p / n;
   c.standard_error = standard_error_of_mean(costs, c.mean_cost);
   c.threshold = lagrange_->options().threshold;
   c.upper_bound = c.mean_cost + cfg_.cost_confidence * c.standard_error;
@@ -1153,6 +1179,9 @@ void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& cali
     log_info("train ppo-lag: constraint ", met ? "met" : "NOT met", " at the end: mean cost ",
              check->mean_cost, (met ? " <= " : " > "), "threshold ", th, " on ", check->responses,
              " fresh responses of the final policy (unsafe share ", check->unsafe_share,
+             cost_unit_ == CostUnit::UnsafeProbability
+                 ? cat(", mean probability of unsafe ", check->unsafe_probability)
+                 : std::string(),
              ", standard error ", check->standard_error,
              cfg_.cost_confidence > 0
                  ? cat(", upper bound ", check->upper_bound, " at ", cfg_.cost_confidence,
@@ -1167,6 +1196,8 @@ void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& cali
   o["target_unsafe_ratio"] =
       cfg_.target_unsafe_ratio >= 0 ? nlohmann::json(cfg_.target_unsafe_ratio) : nlohmann::json();
   if (calibration) o["resolved_target_unsafe_share"] = calibration->target_unsafe_share;
+  o["cost_unit"] = cfg_.cost_unit;
+  o["cost_scale"] = cost_scale_;
   o["cost_confidence"] = cfg_.cost_confidence;
   o["lambda_kp"] = cfg_.lambda_kp;
   o["lambda_kd"] = cfg_.lambda_kd;
@@ -1175,7 +1206,8 @@ void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& cali
                         {"unsafe_share", calibration->unsafe_share},
                         {"mean_cost", calibration->mean_cost},
                         {"mean_unsafe", calibration->mean_unsafe},
-                        {"mean_safe", calibration->mean_safe}};
+                        {"mean_safe", calibration->mean_safe},
+                        {"unsafe_probability", calibration->unsafe_probability}};
   }
   o["final_episode_cost"] = has_window ? nlohmann::json(j) : nlohmann::json();
   o["final_unsafe_share"] = has_window ? nlohmann::json(unsafe) : nlohmann::json();
@@ -1188,6 +1220,7 @@ void RlhfTrainer::report_constraint(const std::optional<ResolvedThreshold>& cali
                   {"standard_error", check->standard_error},
                   {"upper_bound", check->upper_bound},
                   {"unsafe_share", check->unsafe_share},
+                  {"unsafe_probability", check->unsafe_probability},
                   {"met", check->met}};
   }
   o["verdict_from"] = check ? "check" : "window";
@@ -1204,11 +1237,11 @@ nlohmann::json RlhfTrainer::run_config() const {
   PpoConfig c = cfg_;
   c.visit([&](const char* name, const auto& v, const char*) { j[name] = v; });
   // The final check samples after the last update: it changes no step, so a resumed run may
-  // choose it anew. Zero PID gains are left out, so checkpoints written before the gains
-  // existed resume as the reference's λ they are.
+  // choose it anew. Keys added later are left out at their default (zero PID gains, the score
+  // unit), so checkpoints written before they existed resume as the runs they are.
   j.erase("constraint_check_responses");
-  if (c.lambda_kp == 0) j.erase("lambda_kp");
-  if (c.lambda_kd == 0) j.erase("lambda_kd");
+  for (const auto& [k, v] : rlhf_optional_run_config())
+    if (j.contains(k) && j[k] == v) j.erase(k);
   j["actor_model"] = opts_.actor_model;
   j["reward_model"] = opts_.reward_model;
   j["cost_model"] = opts_.cost_model;
@@ -1237,6 +1270,7 @@ void RlhfTrainer::save_state(const std::string& root, int64_t epoch, int64_t ind
   p.metrics_lines = metrics_lines;
   p.lagrange = lagrange_->state();
   p.threshold = lagrange_->options().threshold;
+  p.cost_scale = cost_scale_;
   p.ranks = ranks();
   // λ is optimiser state too: a non-finite one is never written (JSON would store it as null).
   BEAVER_CHECK(std::isfinite(p.lagrange.log_lambda), "train ", ppo_algorithm_name(opts_.algorithm),
@@ -1282,6 +1316,7 @@ bool RlhfTrainer::load_state(const std::string& root, int64_t& epoch, int64_t& i
   metrics_lines = p.metrics_lines;
   lagrange_->restore(p.lagrange);
   lagrange_->set_threshold(p.threshold);
+  cost_scale_ = p.cost_scale;
   BEAVER_CHECK(index < int64_t(prompts_.size()), where, ": prompt position ", index,
                " is past the prompt set of ", prompts_.size());
   // The PTX order of the pass in progress is a function of (seed, pass).

@@ -166,10 +166,17 @@ struct RlhfProgress {
   int64_t ptx_position = 0, lambda_steps = 0, metrics_lines = 0;
   LagrangeMultiplier::State lagrange;
   double threshold = 0.0;
+  double cost_scale = 1.0;  // --cost_unit unsafe_probability's resolved scale (1: score unit)
   int ranks = 0;  // ranks of the run that wrote it (0: not recorded, a file older than the field)
 };
 nlohmann::ordered_json rlhf_state_json(const RlhfProgress& p,
                                        const nlohmann::json& run_config);
+// The run-configuration keys a checkpoint leaves out at their default value (so that one
+// written before the key existed still resumes), with those defaults: RlhfTrainer's
+// run_config() drops them at the default, and parse_rlhf_state compares them with the default
+// filled in on both sides (a run started with a PID gain or another cost unit does not resume
+// without it).
+const std::vector<std::pair<std::string, nlohmann::json>>& rlhf_optional_run_config();
 // Checks the magic, the version, that every key of `run_config` is stored with the same value,
 // that the counters are non-negative integers, and λ's state as `lagrange` would restore it
 // (finite log λ and costs, at most its window of costs) and a finite threshold; fails naming
@@ -201,8 +208,9 @@ class RlhfTrainer {
   // and costs, GAE.
   void score(ScoredRollout& s);
 
-  // --target_unsafe_share or --target_unsafe_ratio: samples calibration_prompts prompts (a seeded choice of its own)
-  // from the current actor, scores them with the cost model, and sets λ's threshold to the
+  // --target_unsafe_share or --target_unsafe_ratio: samples calibration_prompts responses (a
+  // seeded order of the prompts of its own, cycled when they exceed the prompts) from the
+  // current actor, scores them with the cost model, and sets λ's threshold to the
   // resolved one (train() calls it before the first update of a fresh run). Sampling uses a
   // seed stream of its own, so training samples the same sequences with or without it.
   ResolvedThreshold calibrate_threshold();
@@ -215,7 +223,9 @@ class RlhfTrainer {
   // after the last update.
   struct ConstraintCheck {
     int64_t responses = 0;
-    double mean_cost = 0.0, standard_error = 0.0, unsafe_share = 0.0;
+    // mean_cost and standard_error in the constrained unit (--cost_unit); unsafe_share: the
+    // share with a score > 0; unsafe_probability: the mean σ(score).
+    double mean_cost = 0.0, standard_error = 0.0, unsafe_share = 0.0, unsafe_probability = 0.0;
     double threshold = 0.0;
     double upper_bound = 0.0;  // mean + cost_confidence · standard error
     bool met = false;
@@ -282,6 +292,9 @@ class RlhfTrainer {
   // Costs of fresh responses of the actor to prompts_[indices[i]] (every rank joins; the result
   // is the same on all); stream separates the seeds of the calibration and the final check.
   std::vector<float> sample_costs(const std::vector<size_t>& indices, uint64_t stream);
+  // n prompt indices: a seeded order of the prompt set of its own (stream), cycled when n
+  // exceeds the prompts (the calibration's and the final check's samples).
+  std::vector<size_t> cycled_order(size_t n, uint64_t stream) const;
   void draw_curves() const;
   nlohmann::json run_config() const;
   void save_state(const std::string& root, int64_t epoch, int64_t index,
@@ -306,6 +319,10 @@ class RlhfTrainer {
   // global_step, which paces λ (one update per micro-step) and its delay.
   int64_t lambda_steps_ = 0;
   uint64_t sequences_sampled_ = 0;
+  // PPO-Lag's constrained cost (--cost_unit) and its scale, resolved by the calibration (kept
+  // in checkpoints); constrained_costs() turns the cost model's scores into it.
+  CostUnit cost_unit_ = CostUnit::Score;
+  double cost_scale_ = 1.0;
 };
 
 // Checks that a score model (or critic) folder can serve an actor: same vocabulary size, and

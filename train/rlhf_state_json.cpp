@@ -36,6 +36,12 @@ nlohmann::json rank_free(nlohmann::json c, int64_t ranks) {
 }
 }  // namespace
 
+const std::vector<std::pair<std::string, nlohmann::json>>& rlhf_optional_run_config() {
+  static const std::vector<std::pair<std::string, nlohmann::json>> keys = {
+      {"lambda_kp", 0.0}, {"lambda_kd", 0.0}, {"cost_unit", "score"}};
+  return keys;
+}
+
 nlohmann::ordered_json rlhf_state_json(const RlhfProgress& p,
                                        const nlohmann::json& run_config) {
   nlohmann::ordered_json j;
@@ -58,6 +64,7 @@ nlohmann::ordered_json rlhf_state_json(const RlhfProgress& p,
                                      : nlohmann::ordered_json();
   j["lagrange"] = lag;
   j["threshold"] = p.threshold;
+  j["cost_scale"] = p.cost_scale;
   if (p.ranks > 0) j["ranks"] = p.ranks;
   j["run_config"] = run_config;
   return j;
@@ -76,7 +83,13 @@ RlhfProgress parse_rlhf_state(const std::string& text, const std::string& where,
                  where, ": field \"ranks\" must be an integer in [1, 2^20], got ", v.dump());
     stored_ranks = int(v.get<int64_t>());
   }
-  check_run_config(rank_free(have, stored_ranks), rank_free(run_config, ranks), where, false);
+  // Keys left out at their default: compared with the default filled in on both sides.
+  nlohmann::json stored = have, expected = run_config;
+  for (const auto& [k, v] : rlhf_optional_run_config()) {
+    if (!stored.contains(k)) stored[k] = v;
+    if (expected.is_object() && !expected.contains(k)) expected[k] = v;
+  }
+  check_run_config(rank_free(stored, stored_ranks), rank_free(expected, ranks), where, false);
   auto integer = [&](const char* name) {
     const nlohmann::json& v = j[name];
     // An unsigned value past int64 reads as negative and is refused with the rest.
@@ -105,6 +118,14 @@ RlhfProgress parse_rlhf_state(const std::string& text, const std::string& where,
   BEAVER_CHECK(j["threshold"].is_number() && std::isfinite(j["threshold"].get<double>()), where,
                ": field \"threshold\" must be a finite number, got ", j["threshold"].dump());
   p.threshold = j["threshold"].get<double>();
+  // The constrained cost's scale (--cost_unit); a file older than the field holds score-unit
+  // runs, whose scale is 1.
+  if (j.contains("cost_scale")) {
+    const nlohmann::json& v = j["cost_scale"];
+    BEAVER_CHECK(v.is_number() && std::isfinite(v.get<double>()) && v.get<double>() > 0, where,
+                 ": field \"cost_scale\" must be a finite number > 0, got ", v.dump());
+    p.cost_scale = v.get<double>();
+  }
   p.ranks = stored_ranks;
   return p;
 }

@@ -298,6 +298,26 @@ Prompt make_prompt(Rng& rng, bool harmful, bool heldout) {
   return p;
 }
 
+// Every text make_prompt(·, ·, heldout = true) can produce: per topic, the held-out templates
+// (and, for a harmful topic, the held-out disguises) with each training slot value, and the
+// training templates (and disguises) with each held-out slot value.
+std::vector<std::string> heldout_prompt_space() {
+  std::vector<std::string> out;
+  const auto fill_all = [&](const std::vector<const char*>& templates,
+                            const std::vector<const char*>& subjects) {
+    for (const char* tmpl : templates)
+      for (const char* x : subjects) out.push_back(fill(tmpl, x));
+  };
+  for (const auto& t : topics()) {
+    fill_all(t.heldout_templates, t.subjects);
+    fill_all(t.templates, t.heldout_subjects);
+    if (!t.harmful) continue;
+    fill_all(kHeldoutDisguises, t.subjects);
+    fill_all(kDisguises, t.heldout_subjects);
+  }
+  return out;
+}
+
 // A response for the preference set: any kind that fits the prompt family.
 std::string preference_response(Rng& rng, const Prompt& p) {
   const Topic& t = *find_topic(p.category);
@@ -562,7 +582,11 @@ void write_world(const WorldConfig& cfg, const std::string& dir) {
   fs::create_directories(dir, ec);
   if (ec) BEAVER_FAIL(dir, ": cannot create directory (", ec.message(), ")");
   using json = nlohmann::ordered_json;
+  // The tokenizer's text: the training splits and the whole held-out prompt space, not the
+  // sampled eval prompts, so that the size of the held-out set changes no other file (and no
+  // tokenizer, hence no trained model) while every held-out text stays encodable.
   std::set<std::string> corpus;
+  for (auto& text : heldout_prompt_space()) corpus.insert(std::move(text));
 
   // SFT (Alpaca format).
   {
@@ -627,7 +651,7 @@ void write_world(const WorldConfig& cfg, const std::string& dir) {
                     {"disguised", p.disguised}}
                    .dump() +
                "\n";
-      corpus.insert(p.text);
+      if (!heldout) corpus.insert(p.text);  // held-out texts: the whole space is in already
     }
     write_file(fs::path(dir) / name, lines);
   };

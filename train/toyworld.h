@@ -27,7 +27,7 @@ struct WorldConfig {
   int sft_examples = 3000;
   int preference_pairs = 4000;
   int ppo_prompts = 1500;
-  int eval_prompts = 240;
+  int eval_prompts = 4800;  // enough to resolve the e2e bar's 0.05 (docs/rlhf.md, "Seeds")
   double label_noise = 0.10;        // chance a preference label is flipped
   double harmful_fraction = 0.5;    // share of harmful prompts in every split
   double sft_compliance = 0.5;      // share of harmful SFT prompts answered by compliance
