@@ -4,7 +4,7 @@
 #   world → tokenizer → random init → SFT → reward model + cost model → PPO-Lagrangian, PPO,
 #   PPO with reward shaping → evaluation on held-out prompts → the results table.
 #   scripts/demo.sh [--quick | --ci] [--seed N] [--seeds K] [--sweep] [--out DIR] [--threads N]
-#                   [--sequential] [--no-build]
+#                   [--sequential] [--no-build] [--eval_prompts N]
 # --seed N (default 1) seeds the world, the random init and every training stage from one
 # number; PPO-Lag states its requirement relative to the SFT policy, as scripts/main-job.sh
 # sets it for this script and scripts/seeds.sh alike (no per-seed threshold).
@@ -27,6 +27,9 @@
 # stage runs alone); a failed stage stops the demo and its other jobs, naming the stage and
 # its log.
 # DIR/logs/timing.md lists every stage's start and wall time.
+# --eval_prompts N sets the held-out set's size (default: the world's, 4800 prompts; --quick
+# 120). It changes eval.jsonl alone (the tokenizer corpus holds the whole held-out prompt
+# space), so every trained model is the same at any N; smaller sets only widen the intervals.
 set -euo pipefail
 export LC_NUMERIC=C  # $EPOCHREALTIME with a decimal point
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,6 +43,7 @@ threads=
 threads_given=0
 sequential=0
 seed=1
+eval_prompts=
 source "$root/scripts/main-job.sh"
 args=("$@")
 seeds=
@@ -54,7 +58,8 @@ while [[ $# -gt 0 ]]; do
     --threads) threads=$2; threads_given=1; shift ;;
     --seed) seed=$2; shift ;;
     --seeds) seeds=$2; shift ;;
-    *) echo "demo: unknown argument $1 (use --quick, --ci, --seed N, --seeds K, --sweep, --out DIR, --threads N, --sequential, --no-build)" >&2; exit 2 ;;
+    --eval_prompts|--eval-prompts) eval_prompts=$2; shift ;;
+    *) echo "demo: unknown argument $1 (use --quick, --ci, --seed N, --seeds K, --sweep, --out DIR, --threads N, --sequential, --no-build, --eval_prompts N)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -200,6 +205,11 @@ else
 fi
 
 need_int demo --seed "$seed"
+if [[ -n $eval_prompts ]]; then
+  need_int demo --eval_prompts "$eval_prompts" 1
+  [[ $quick == 1 ]] && world=("${world[@]:0:${#world[@]}-2}")  # drop --quick's own size
+  world+=(--eval-prompts "$eval_prompts")
+fi
 stamp "1. the toy safety world (seed $seed)"
 rm -rf "$out/world"
 solo world "$B" toyworld --output "$out/world" --seed "$seed" "${world[@]}"

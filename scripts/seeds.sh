@@ -23,6 +23,7 @@ sweep=0
 size=()
 threads=  # empty: the demo's own default (one thread per side-by-side stage)
 build_first=1
+eval_size=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --seeds) k=$2; shift ;;
@@ -32,7 +33,8 @@ while [[ $# -gt 0 ]]; do
     --out) out=$2; shift ;;
     --threads) threads=$2; shift ;;
     --no-build) build_first=0 ;;
-    *) echo "seeds: unknown argument $1 (use --seeds K, --seed S, --sweep, --quick, --ci, --out DIR, --threads N, --no-build)" >&2; exit 2 ;;
+    --eval_prompts|--eval-prompts) eval_size=(--eval_prompts "$2"); shift ;;
+    *) echo "seeds: unknown argument $1 (use --seeds K, --seed S, --sweep, --quick, --ci, --out DIR, --threads N, --no-build, --eval_prompts N)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -61,7 +63,7 @@ for n in "${seeds[@]}"; do
   # The demo with its own thread default unless --threads was given, so that each seed's row
   # is the one `scripts/demo.sh --seed N` prints (results are bitwise only per thread count).
   BEAVER_BUILD_DIR=$build "$root/scripts/demo.sh" --seed "$n" --no-build --out "$d" \
-    ${threads:+--threads "$threads"} ${size[@]+"${size[@]}"}
+    ${threads:+--threads "$threads"} ${size[@]+"${size[@]}"} ${eval_size[@]+"${eval_size[@]}"}
   [[ $sweep == 1 ]] || continue
   main_job_rl_flags "$d" "${threads:-1}" "$n" "$rl_epochs"
   models=(--actor_model_name_or_path "$d/sft" --reward_model_name_or_path "$d/rm"
