@@ -64,7 +64,8 @@ check("table rows SFT, Beaver-v1..v3", labels == ["SFT", "Beaver-v1", "Beaver-v2
 check("every row has the oracle's columns", all(
     {"harmful_rate_harmful_prompts", "helpfulness_benign"} <= set(r.get("ground_truth", {}))
     for r in rows))
-md = open(os.path.join(d, "rounds.md")).read().strip().splitlines()
+# rounds.md: the report's table, then (after a blank line) its paired table against SFT.
+md = open(os.path.join(d, "rounds.md")).read().strip().split("\n\n")[0].splitlines()
 check("rounds.md: header, rule and 4 rows", len(md) == 6 and all(l.startswith("|") for l in md))
 req = open(os.path.join(d, "requirements.md")).read().strip().splitlines()
 check("requirements.md: header, rule and 4 rows", len(req) == 6 and all(l.startswith("|") for l in req))
