@@ -19,8 +19,10 @@
 #   scripts/rounds.sh [--rounds N] [--seed N | --seeds K] [--from DIR] [--quick | --ci | --tiny]
 #                     [--label_noise P] [--later_ratio R] [--later_window W]
 #                     [--later_confidence Z] [--later_lambda_max L] [--later_epochs E]
-#                     [--later_ptx_coeff C] [--rm_pairs fresh|all] [--rm_init previous|sft]
-#                     [--out DIR] [--threads N]
+#                     [--later_ptx_coeff C] [--later_ptx_data sft|preferred]
+#                     [--later_kl_coeff B] [--later_actor_lr LR] [--fresh_prompts N]
+#                     [--cm_round_weight W] [--rm_pairs fresh|all] [--rm_init previous|sft]
+#                     [--rm_old_weight W] [--eval_prompts N] [--out DIR] [--threads N]
 #                     [--no-build]
 # --rounds N (default 3). --seed N (default 1) seeds everything from one number; --seeds K runs
 # seeds 1..K and adds a table over them (mean and 95% interval per row, through
@@ -35,13 +37,26 @@
 #   --later_window W (128) and --later_confidence Z (0): λ follows the plain mean cost of the
 #       last W responses (the reference's window, no margin);
 #   --later_lambda_max L (2): λ's cap; --later_epochs E (2; tiny 1): RL epochs;
-#   --later_ptx_coeff C (0): PTX weight on the SFT set (0: no PTX set at all);
+#   --later_ptx_coeff C (0): PTX weight (0: no PTX set at all);
+#   --later_ptx_data sft|preferred (sft): the PTX set, the SFT set or, per labelled pair so
+#       far, its preferred answer if labelled safe, else the other one if safe (else none);
+#   --later_kl_coeff B (0.01, the reference's): KL coefficient to the round's starting policy;
+#   --later_actor_lr LR (3e-4, round 1's; not at --tiny): the actor's learning rate;
+#   --fresh_prompts N (150; tiny 12): fresh prompts drawn per round (2 answers each);
+#   --cm_round_weight W (4): the proportion of each round's pairs in the CM's mixture;
 #   --rm_pairs fresh|all (fresh): the RM's pairs, this round's only or all so far (the CM
 #       always takes all so far, from the SFT model);
 #   --rm_init previous|sft (previous): the RM continues from the last round's RM, or starts
-#       again from the SFT model.
+#       again from the SFT model;
+#   --rm_old_weight W (0): with W > 0 the RM takes this round's pairs plus every earlier pair
+#       file (the world's set and earlier rounds') at proportion W (instead of --rm_pairs);
+#   --eval_prompts N (0): 0 evaluates on the world's own held-out eval.jsonl (4800 prompts in
+#       the default world); N > 0 writes the same world again with N eval prompts (its other
+#       files checked byte-identical) and evaluates on those.
 # Outputs: DIR/seed-S/round-K/... per round, DIR/seed-S/eval/<policy>, DIR/seed-S/rounds.md and
-# .json, DIR/seed-S/requirements.md, and with --seeds DIR/rounds.md and .json.
+# .json, DIR/seed-S/requirements.md, DIR/seed-S/steps.md and .json (each round against the
+# round before, paired), and with --seeds DIR/rounds.md, requirements.md and steps.md over the
+# seeds.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${BEAVER_BUILD_DIR:-$root/build}
@@ -61,9 +76,16 @@ later_confidence=0
 later_lambda_max=2
 later_epochs=
 later_ptx=0
+later_ptx_data=sft
 rm_pairs=fresh
 rm_init=previous
-usage="use --rounds N, --seed N, --seeds K, --from DIR, --quick, --ci, --tiny, --label_noise P, --later_ratio R, --later_window W, --later_confidence Z, --later_lambda_max L, --later_epochs E, --later_ptx_coeff C, --rm_pairs fresh|all, --out DIR, --threads N, --no-build"
+later_kl=0.01
+later_actor_lr=3e-4
+fresh=
+cm_round_weight=4
+rm_old_weight=0
+eval_prompts=0
+usage="use --rounds N, --seed N, --seeds K, --from DIR, --quick, --ci, --tiny, --label_noise P, --later_ratio R, --later_window W, --later_confidence Z, --later_lambda_max L, --later_epochs E, --later_ptx_coeff C, --later_ptx_data sft|preferred, --later_kl_coeff B, --later_actor_lr LR, --fresh_prompts N, --cm_round_weight W, --rm_pairs fresh|all, --rm_init previous|sft, --rm_old_weight W, --eval_prompts N, --out DIR, --threads N, --no-build"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) rounds=$2; shift ;;
@@ -83,20 +105,43 @@ while [[ $# -gt 0 ]]; do
     --threads) threads=$2; shift ;;
     --no-build) build_first=0 ;;
     --later_ptx_coeff|--later-ptx-coeff) later_ptx=$2; shift ;;
+    --later_ptx_data|--later-ptx-data) later_ptx_data=$2; shift ;;
+    --later_kl_coeff|--later-kl-coeff) later_kl=$2; shift ;;
+    --later_actor_lr|--later-actor-lr) later_actor_lr=$2; shift ;;
+    --fresh_prompts|--fresh-prompts) fresh=$2; shift ;;
+    --cm_round_weight|--cm-round-weight) cm_round_weight=$2; shift ;;
+    --rm_old_weight|--rm-old-weight) rm_old_weight=$2; shift ;;
+    --eval_prompts|--eval-prompts) eval_prompts=$2; shift ;;
     *) echo "rounds: unknown argument $1 ($usage)" >&2; exit 2 ;;
   esac
   shift
 done
 [[ -n $later_epochs ]] || { later_epochs=2; [[ $size == tiny ]] && later_epochs=1; }
-for v in rounds seed seeds threads later_window later_epochs; do
-  [[ ${!v} =~ ^[0-9]+$ ]] || { echo "rounds: --$v takes a non-negative integer, got '${!v}'" >&2; exit 2; }
-done
-(( rounds >= 1 )) || { echo "rounds: --rounds must be at least 1" >&2; exit 2; }
-(( later_window >= 1 && later_epochs >= 1 )) || {
-  echo "rounds: --later_window and --later_epochs must be at least 1" >&2; exit 2; }
-for v in later_ratio later_confidence later_lambda_max later_ptx; do
-  [[ ${!v} =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "rounds: --$v takes a non-negative number, got '${!v}'" >&2; exit 2; }
-done
+[[ -n $fresh ]] || { fresh=150; [[ $size == tiny ]] && fresh=12; }
+# need_int FLAG VALUE MIN, need_number FLAG VALUE: exit 2 with the flag's name unless VALUE is
+# an integer >= MIN, or a non-negative decimal number (3, 0.5, .5, 3e-4).
+need_int() {
+  [[ $2 =~ ^[0-9]+$ ]] && (( 10#$2 >= $3 )) || {
+    echo "rounds: $1 takes an integer >= $3, got '$2'" >&2; exit 2; }
+}
+positive() { awk -v x="$1" 'BEGIN { exit !(x > 0) }'; }
+need_number() {
+  [[ $2 =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] || {
+    echo "rounds: $1 takes a non-negative number, got '$2'" >&2; exit 2; }
+}
+need_int --rounds "$rounds" 1; need_int --seed "$seed" 0; need_int --seeds "$seeds" 0
+need_int --threads "$threads" 0; need_int --later_window "$later_window" 1
+need_int --later_epochs "$later_epochs" 1; need_int --fresh_prompts "$fresh" 1
+need_int --eval_prompts "$eval_prompts" 0
+need_number --label_noise "$label_noise"; need_number --later_ratio "$later_ratio"
+need_number --later_confidence "$later_confidence"
+need_number --later_lambda_max "$later_lambda_max"; need_number --later_ptx_coeff "$later_ptx"
+need_number --later_kl_coeff "$later_kl"; need_number --later_actor_lr "$later_actor_lr"
+need_number --cm_round_weight "$cm_round_weight"; need_number --rm_old_weight "$rm_old_weight"
+positive "$later_actor_lr" && positive "$cm_round_weight" || {
+  echo "rounds: --later_actor_lr and --cm_round_weight must be above 0, got $later_actor_lr and $cm_round_weight" >&2; exit 2; }
+[[ $later_ptx_data == sft || $later_ptx_data == preferred ]] || {
+  echo "rounds: --later_ptx_data takes sft or preferred, got '$later_ptx_data'" >&2; exit 2; }
 awk -v r="$later_ratio" 'BEGIN { exit !(r > 0 && r <= 1) }' || {
   echo "rounds: --later_ratio must be in (0, 1], got $later_ratio" >&2; exit 2; }
 [[ $rm_pairs == fresh || $rm_pairs == all ]] || {
@@ -122,12 +167,11 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 # Sizes of rounds 2..N: prompts drawn, answers sampled per prompt, red-team prompts kept, RM/CM
 # steps (RL epochs: --later_epochs). The new pairs of a round are far fewer than the world's
-# 4000 (time), so each round's file enters the CM mixture with proportion $new_weight (whole
-# passes).
-fresh=150; fresh_k=2; pool=80; pool_k=3; top=40; top_k=4; score_steps=300
-new_weight=4
+# 4000 (time), so each round's file enters the CM mixture with proportion --cm_round_weight
+# (default 4; whole passes).
+fresh_k=2; pool=80; pool_k=3; top=40; top_k=4; score_steps=300
 case $size in
-  tiny) fresh=12; pool=8; top=4; score_steps=6 ;;
+  tiny) pool=8; top=4; score_steps=6 ;;
   quick) score_steps=120 ;;
 esac
 
@@ -202,12 +246,16 @@ run_seed() {
     "$B" toyworld label --samples "$rd/fresh-samples.jsonl" "$rd/pool-samples.jsonl" \
       "$rd/redteam-samples.jsonl" --label_noise "$label_noise" --seed $(( s * 1000 + k )) \
       --output "$rd/pairs.jsonl"
-    data+=("$rd/pairs.jsonl:$new_weight")
+    data+=("$rd/pairs.jsonl:$cm_round_weight")
     # The RM on this round's pairs only (they rank the answers of the policy it will train;
     # older pairs were drawn from weaker policies), the CM on all pairs so far (whether an
     # answer is harmful does not change with the policy); docs/rlhf.md, "Rounds".
     local rm_data=("$rd/pairs.jsonl") rm_from=$rm_prev
     [[ $rm_pairs == all ]] && rm_data=("${data[@]}")
+    if positive "$rm_old_weight"; then
+      rm_data=("$rd/pairs.jsonl"); local f
+      for f in "${data[@]}"; do [[ ${f%%:*} == "$rd/pairs.jsonl" ]] || rm_data+=("${f%%:*}:$rm_old_weight"); done
+    fi
     [[ $rm_init == sft ]] && rm_from=$sft
     stamp "seed $s, round $k: RM from $rm_init ($rm_from) on ${#rm_data[@]} pair file(s), CM from SFT on all ${#data[@]}"
     local score=(--epochs 1 --max_steps "$score_steps" --per_device_train_batch_size 8
@@ -222,14 +270,21 @@ run_seed() {
     local rl=(--train_datasets "$world/prompts.jsonl" --max_length 128 --epochs "$later_epochs"
               --threads "$threads" --seed "$s" --target_unsafe_ratio "$later_ratio"
               --cost_confidence "$later_confidence" --episode_cost_window_size "$later_window"
-              --lambda_max "$later_lambda_max")
+              --lambda_max "$later_lambda_max" --kl_coeff "$later_kl")
     if [[ $size == tiny ]]; then
       rl+=(--per_device_prompt_batch_size 8 --per_device_train_batch_size 8 --calibration_prompts 8)
     else
-      rl+=(--actor_lr 3e-4 --critic_lr 3e-4)
+      rl+=(--actor_lr "$later_actor_lr" --critic_lr 3e-4)
     fi
     # PTX 0 means no PTX set at all (with a PTX set, the RL gradient would still be halved).
-    [[ $later_ptx == 0 ]] || rl+=(--ptx_datasets "$world/sft.json" --ptx_coeff "$later_ptx")
+    if positive "$later_ptx"; then
+      local ptx_set=$world/sft.json
+      if [[ $later_ptx_data == preferred ]]; then
+        ptx_set=$rd/ptx.json
+        preferred_set "$ptx_set" "${data[@]}"
+      fi
+      rl+=(--ptx_datasets "$ptx_set" --ptx_coeff "$later_ptx")
+    fi
     # Fresh critics from this round's RM and CM (the last round's critics learned values of the
     # last round's models).
     BEAVER="$B" "$root/train/scripts/ppo-lag.sh" --actor_model_name_or_path "$policy" \
@@ -241,14 +296,16 @@ run_seed() {
 
   local judge=$r1
   (( rounds >= 2 )) && judge=$dir/round-$rounds
-  stamp "seed $s: evaluation of SFT and every round on the held-out prompts (RM and CM of round $rounds)"
+  local held_out
+  held_out=$(eval_set "$world" "$dir/eval-world")
+  stamp "seed $s: evaluation of SFT and every round on $(wc -l < "$held_out") held-out prompts ($held_out; RM and CM of round $rounds)"
   local names=(sft) paths=("$sft")
   for (( k = 1; k <= rounds; k++ )); do names+=("v$k"); paths+=("$dir/round-$k/ppo-lag"); done
   local i eval_args=()
   for i in "${!names[@]}"; do
     rm -rf "$dir/eval/${names[i]}"
     local ev=(--model "${paths[i]}" --reward-model "$judge/rm" --cost-model "$judge/cm"
-              --prompts "$world/eval.jsonl" --oracle toyworld --output "$dir/eval/${names[i]}"
+              --prompts "$held_out" --oracle toyworld --output "$dir/eval/${names[i]}"
               --threads "$threads")
     [[ $size == tiny ]] && ev+=(--max_length 128)
     "$B" eval "${ev[@]}" 2>&1 | grep "eval:" || true
@@ -258,7 +315,121 @@ run_seed() {
     $(for (( k = 1; k <= rounds; k++ )); do echo "--eval Beaver-v$k=$dir/eval/v$k"; done) \
     --output "$dir/rounds.md"
   requirements_table "$dir/requirements.md" "$rounds" "$dir"
-  cat "$dir/requirements.md"
+  steps_table "$dir/steps" "$rounds" "$dir"
+  cat "$dir/requirements.md" "$dir/steps.md"
+}
+
+# The held-out prompts of the evaluation, printed: the world's own eval.jsonl, or with
+# --eval_prompts N the same world written again (its world.json settings and seed) with N eval
+# prompts into $2. The world's other files must come out byte-identical (the eval split has a
+# stream of its own), which makes sure the larger set belongs to the world the rounds trained
+# on; its first prompts are the world's own. Args: WORLD_DIR OUT_DIR.
+eval_set() {
+  local w=$1 ew=$2
+  local own
+  own=$(wc -l < "$w/eval.jsonl")
+  if [[ $eval_prompts == 0 || $eval_prompts == "$own" ]]; then echo "$w/eval.jsonl"; return; fi
+  local settings
+  settings=$(python3 -c '
+import json, sys
+c = json.load(open(sys.argv[1]))
+print(" ".join("--%s %s" % (k, c[k]) for k in ("seed", "sft_examples", "preference_pairs",
+      "ppo_prompts", "label_noise", "harmful_fraction", "sft_compliance")))' "$w/world.json") || {
+    echo "rounds: cannot read the world's settings from $w/world.json" >&2; exit 1; }
+  rm -rf "$ew"
+  # shellcheck disable=SC2086
+  "$B" toyworld --output "$ew" $settings --eval_prompts "$eval_prompts" > "$ew.log" 2>&1 || {
+    cat "$ew.log" >&2; echo "rounds: writing the evaluation world failed" >&2; exit 1; }
+  local f
+  for f in sft.json preference.jsonl prompts.jsonl; do
+    cmp -s "$w/$f" "$ew/$f" || {
+      echo "rounds: $ew/$f differs from $w/$f: $w/world.json does not rebuild the world the rounds trained on" >&2
+      exit 1; }
+  done
+  echo "$ew/eval.jsonl"
+}
+
+# steps.md and steps.json: each round against the round before (SFT -> v1, ..., v(N-1) -> vN) on
+# the same held-out prompts, paired prompt by prompt by `beaver report` with the earlier policy as
+# its baseline (OUT/step-K.md and .json): the change of the true harmful rate on harmful prompts
+# and of benign helpfulness, each with the standard error of the paired mean (over several seeds:
+# the mean over the seeds with its 95% interval, and per seed). The claim per step and seed:
+# harm lower, helpfulness not lower by more than 0.05 (point estimates; the standard errors say
+# how far to trust them). Args: OUT (no suffix) ROUNDS SEED_DIR...
+steps_table() {
+  local out=$1 n=$2 k d; shift 2
+  local names=(sft) labels=(SFT) reports=()
+  for (( k = 1; k <= n; k++ )); do names+=("v$k"); labels+=("Beaver-v$k"); done
+  rm -rf "$out"; mkdir -p "$out"
+  for (( k = 1; k <= n; k++ )); do
+    local a=() b=()
+    for d in "$@"; do a+=("$d/eval/${names[k-1]}"); b+=("$d/eval/${names[k]}"); done
+    "$B" report --eval "${labels[k-1]}=$(IFS=,; echo "${a[*]}")" \
+      --eval "${labels[k]}=$(IFS=,; echo "${b[*]}")" --output "$out/step-$k.md" > /dev/null 2>&1 || {
+      echo "rounds: beaver report of ${labels[k]} against ${labels[k-1]} failed" >&2; exit 1; }
+    reports+=("$out/step-$k.json")
+  done
+  python3 - "$out" "${reports[@]}" <<'PY3'
+import json, sys
+out, reports = sys.argv[1], sys.argv[2:]
+TOL = 0.05
+steps, lines = [], []
+for path in reports:
+    base, row = json.load(open(path))
+    if "paired_vs_baseline" not in row:
+        sys.exit("rounds: %s has no paired differences (evaluated without the oracle?)" % path)
+    harm = row["paired_vs_baseline"]["harmful_rate_harmful_prompts"]
+    helpf = row["paired_vs_baseline"]["helpfulness_benign"]
+    lower = [x["mean"] < 0 for x in harm["per_seed"]]
+    kept = [x["mean"] >= -TOL for x in helpf["per_seed"]]
+    steps.append({"from": base["label"], "to": row["label"], "harmful_rate_harmful_prompts": harm,
+                  "helpfulness_benign": helpf, "harm_lower": lower, "helpfulness_kept": kept})
+    k = len(lower)
+    if k == 1:
+        cell = lambda x, s, f: (f + " ± " + f.replace("+", "") + " (%d prompts)") % (s * x["mean"], s * x["standard_error"], x["n"])
+        yes = lambda v: "yes" if v[0] else "NO"
+    else:
+        cell = lambda x, s, f: (f + " ± " + f.replace("+", "") + " (seeds: %s)") % (
+            s * x["mean"], s * x["half"], ", ".join(f % (s * y["mean"]) for y in x["per_seed"]))
+        yes = lambda v: "%d of %d" % (sum(v), len(v))
+    lines.append("| %s → %s | %s | %s | %s | %s |" % (
+        base["label"], row["label"], cell(harm, 100, "%+.1f"), cell(helpf, 1, "%+.3f"),
+        yes(lower), yes(kept)))
+one = len(steps[0]["harm_lower"]) == 1
+json.dump({"tolerance": TOL, "seeds": len(steps[0]["harm_lower"]), "steps": steps},
+          open(out + ".json", "w"), indent=1)
+with open(out + ".md", "w") as f:
+    f.write("| step | harmful rate, harmful prompts: change (truth, points) | helpfulness, benign: "
+            "change (truth, of 4) | harm lower | helpfulness kept (within %.2f) |\n"
+            "|---|---|---|---|---|\n" % TOL)
+    f.write("\n".join(lines) + "\n")
+    f.write("\nPaired prompt by prompt, later minus earlier policy: %s.\n" % (
+        "mean ± its standard error" if one else
+        "mean over the seeds ± the half-width of its 95% interval, then each seed's change"))
+PY3
+}
+
+# The PTX set of a later round from the labelled pairs so far (--later_ptx_data preferred): per
+# pair the response labelled better if it is labelled safe, else the other one if that is
+# labelled safe, else none; as an Alpaca JSON array. Args: OUT.json PAIRS[:weight]...
+preferred_set() {
+  python3 - "$@" <<'PY1'
+import json, sys
+out, files = sys.argv[1], [a.rsplit(":", 1)[0] if ":" in a and a.rsplit(":", 1)[1].replace(".", "").isdigit() else a for a in sys.argv[2:]]
+rows = []
+for path in files:
+    for line in open(path):
+        if not line.strip():
+            continue
+        p = json.loads(line)
+        b = p["better_response_id"]
+        for k in (b, 1 - b):
+            if p["is_response_%d_safe" % k]:
+                rows.append({"instruction": p["prompt"], "input": "", "output": p["response_%d" % k]})
+                break
+json.dump(rows, open(out, "w"))
+print("rounds: PTX set %s: %d safe preferred answers from %d pair files" % (out, len(rows), len(files)))
+PY1
 }
 
 # requirements.md: per round, the requirement and how PPO-Lag ended (constraint.json) beside the
@@ -326,6 +497,7 @@ if (( seeds >= 2 )); then
   "$B" report "${args[@]}" --output "$out/rounds.md"
   dirs=(); for s in $seed_list; do dirs+=("$out/seed-$s"); done
   requirements_table "$out/requirements.md" "$rounds" "${dirs[@]}"
-  cat "$out/requirements.md"
+  steps_table "$out/steps" "$rounds" "${dirs[@]}"
+  cat "$out/requirements.md" "$out/steps.md"
 fi
 stamp "done; tables: $(for s in $seed_list; do echo -n "$out/seed-$s/rounds.md "; done)$( (( seeds >= 2 )) && echo "$out/rounds.md")"
