@@ -51,11 +51,13 @@ expect 0 'cost critic +Adam moments' train ppo-lag --actor_model_name_or_path "$
   --reward_model_name_or_path "$golden" --cost_model_name_or_path "$golden" \
   --train_datasets "$out/sft.json" --output_dir "$out/ppo" --dry_run
 # Stage-3 generation: auto takes the gathered copy where the plan fits with it (141 GB), else
-# generates from the sharded actor (80 GB); an explicit mode is planned as given.
+# generates from the sharded actor (80 GB); an explicit mode is planned as given. The other
+# mode's total is reported with its verdict (the figure itself is docs/scale-out.md's, not
+# pinned here, so that a change to the planner's estimates does not break this check).
 expect 0 'auto: sharded .*does not fit' plan --ranks 8 --zero_stage 3 --device_memory 80GB
 refute 'generation copy  '
-expect 0 'with --zero3_generation gathered: total 88' plan --ranks 8 --zero_stage 3 \
-  --device_memory 80GB
+expect 0 'with --zero3_generation gathered: total [0-9]+\.[0-9]+ GiB \(does NOT fit\)' plan \
+  --ranks 8 --zero_stage 3 --device_memory 80GB
 expect 0 'actor +generation copy' plan --ranks 8 --zero_stage 3 --device_memory 141GB
 expect 0 'auto: gathered .*it fits' plan --ranks 8 --zero_stage 3 --device_memory 141GB
 expect 0 'actor +generation copy' plan --ranks 8 --zero_stage 3 --device_memory 80GB \
