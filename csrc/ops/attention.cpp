@@ -250,13 +250,7 @@ inline void block_scores(const float* qr, const float* kt, int64_t n, int64_t d,
 bool have_avx512();
 
 #if defined(__x86_64__)
-// GCC 12's AVX-512 headers build the unpack and shuffle intrinsics from a self-initialised
-// "undefined" vector, which -Wuninitialized reports at every use; the vectors are defined.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+BEAVER_AVX512_CODE_BEGIN
 // load_transposed in 16 x 16 blocks: 16 rows loaded (masked at the edges, rows past n zero),
 // transposed in registers, stored as 16 columns. A copy: the same values as the scalar loop.
 __attribute__((target("avx512f"))) void load_transposed_avx512(const float* src, int64_t stride,
@@ -300,9 +294,7 @@ __attribute__((target("avx512f"))) void load_transposed_avx512(const float* src,
     }
   }
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+BEAVER_AVX512_CODE_END
 #endif
 
 // Copies keys (or values) [j0, j0 + n) of one head, rows `stride` floats apart, transposed.

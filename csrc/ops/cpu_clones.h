@@ -14,3 +14,18 @@
 #else
 #define BEAVER_CPU_CLONES
 #endif
+
+// Code written with AVX-512 intrinsics goes between BEAVER_AVX512_CODE_BEGIN and
+// BEAVER_AVX512_CODE_END: GCC 12's AVX-512 headers build some intrinsics (unpack, extract,
+// shuffle) from a self-initialised "undefined" vector, which -Wuninitialized reports at every
+// use; the vectors are defined.
+#if defined(__GNUC__) && !defined(__clang__)
+#define BEAVER_AVX512_CODE_BEGIN                               \
+  _Pragma("GCC diagnostic push")                               \
+  _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")       \
+  _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define BEAVER_AVX512_CODE_END _Pragma("GCC diagnostic pop")
+#else
+#define BEAVER_AVX512_CODE_BEGIN
+#define BEAVER_AVX512_CODE_END
+#endif

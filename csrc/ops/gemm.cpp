@@ -19,6 +19,7 @@
 #include <immintrin.h>
 #endif
 
+#include "csrc/ops/cpu_clones.h"
 #include "csrc/ops/cpu_threads.h"
 #include "csrc/ops/dispatch.h"
 
@@ -62,25 +63,27 @@ void gemm(Context& ctx, const Tensor& a, bool trans_a, const Tensor& b, bool tra
   BEAVER_DISPATCH(ctx, gemm, ctx, a, trans_a, b, trans_b, c, alpha, beta);
 }
 
-void linear_fwd(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& y) {
-  constexpr std::string_view op = "linear_fwd";
+namespace {
+// The shapes of y = x · wᵀ: x [rows, in], w [out, in], y [rows, out].
+void expect_linear_shapes(const Tensor& x, const Tensor& w, const Tensor& y,
+                          std::string_view op) {
   expect_rank(x, 2, op, "x");
   expect_rank(w, 2, op, "w");
   if (w.size(1) != x.size(1))
     BEAVER_FAIL(op, ": w has shape ", w.shape.str(), " but x has shape ", x.shape.str(),
                 " (w must be [out, ", x.size(1), "])");
   expect_shape(y, Shape{x.size(0), w.size(0)}, op, "y");
+}
+}  // namespace
+
+void linear_fwd(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& y) {
+  expect_linear_shapes(x, w, y, "linear_fwd");
   gemm(ctx, x, false, w, true, y, 1.0f, 0.0f);
 }
 
 void linear_fwd_rows(Context& ctx, const Tensor& x, const Tensor& w, const Tensor& y) {
   constexpr std::string_view op = "linear_fwd_rows";
-  expect_rank(x, 2, op, "x");
-  expect_rank(w, 2, op, "w");
-  if (w.size(1) != x.size(1))
-    BEAVER_FAIL(op, ": w has shape ", w.shape.str(), " but x has shape ", x.shape.str(),
-                " (w must be [out, ", x.size(1), "])");
-  expect_shape(y, Shape{x.size(0), w.size(0)}, op, "y");
+  expect_linear_shapes(x, w, y, op);
   if (!ctx.is_cpu()) return gemm(ctx, x, false, w, true, y, 1.0f, 0.0f);
   // The checks of gemm, then the CPU twin's own path.
   expect_defined(x, op, "x");
@@ -122,13 +125,7 @@ namespace cpu {
 namespace {
 
 #if defined(__x86_64__)
-// GCC 12's AVX-512 headers build some intrinsics (unpack, extract) from a self-initialised
-// "undefined" vector, which -Wuninitialized reports at every use; the vectors are defined.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+BEAVER_AVX512_CODE_BEGIN
 // ---- The small-rows kernel: C[M, N] = A[M, K] · B[N, K]ᵀ, M small ----------------------------
 // Dot products along K, both operands read in place (no packing): a tile of up to 4 rows of A
 // by 4 rows of B keeps 16 accumulators of 16 lanes; lane l sums the products k ≡ l (mod 16) in
@@ -216,9 +213,7 @@ __attribute__((target("avx512f,avx512vl,fma"))) void small_rows_columns(const fl
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+BEAVER_AVX512_CODE_END
 
 bool have_avx512() {
   static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
@@ -226,10 +221,6 @@ bool have_avx512() {
   return yes;
 }
 #else
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
 bool have_avx512() { return false; }
 #endif
 
