@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "csrc/error.h"
+#include "train/losses.h"
 
 namespace beaver::train {
 
@@ -406,7 +407,7 @@ std::vector<float> constrained_costs(std::span<const float> scores, CostUnit uni
                "finite and > 0, got ", scale);
   std::vector<float> out(scores.begin(), scores.end());
   if (unit == CostUnit::Score) return out;
-  for (float& c : out) c = float(scale / (1.0 + std::exp(-double(c))));
+  for (float& c : out) c = float(scale * sigmoid(double(c)));
   return out;
 }
 
@@ -420,7 +421,7 @@ ResolvedThreshold resolve_probability_threshold(std::span<const float> costs, do
   ResolvedThreshold r = resolve_threshold(costs, 0.0);
   r.unit = CostUnit::UnsafeProbability;
   double p = 0;
-  for (float c : costs) p += 1.0 / (1.0 + std::exp(-double(c)));
+  for (float c : costs) p += sigmoid(double(c));
   r.unsafe_probability = p / double(costs.size());
   r.target_unsafe_ratio = ratio >= 0 ? ratio : -1.0;
   r.target_unsafe_share = ratio >= 0 ? ratio * r.unsafe_probability : share;
